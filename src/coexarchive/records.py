@@ -1,0 +1,216 @@
+"""The archive record: one row per archived event, frozen and exact.
+
+The field list, their order and their canonical encoding are normative (``schemas/SEALING.md``);
+changing them means a new ``record_version``. Sealed fields hold no floats: decimals travel as
+strings, times as integer milliseconds since the Unix epoch (UTC).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, NewType
+
+import pyarrow as pa
+
+RECORD_VERSION = 1
+
+RecordId = NewType("RecordId", str)
+ChainId = NewType("ChainId", str)
+
+
+class Kind(StrEnum):
+    """What an archived event is."""
+
+    MESSAGE = "message"  # inbound from a customer (live)
+    ECHO = "echo"  # sent from the WhatsApp Business App on the shared number
+    OUTBOUND = "outbound"  # sent through the Cloud API, captured from the sending system
+    HISTORY_MESSAGE = "history_message"  # imported at onboarding from the phone's history
+    MESSAGE_EDIT = "message_edit"  # an edit of an earlier message (original kept)
+    MESSAGE_REVOKE = "message_revoke"  # a revoke ("delete for everyone") of an earlier message
+    STATUS = "status"  # delivery status of a business-sent message
+    CONTACT_CHANGE = "contact_change"  # smb_app_state_sync contact add/edit/remove
+    TEMPLATE_EVENT = "template_event"  # template status, quality or category update
+    CONSENT_EVENT = "consent_event"  # opt-in / opt-out (webhook, keyword, CRM import)
+    ACCOUNT_EVENT = "account_event"  # account_update, phone quality, history declined
+    OBSERVATION = "observation"  # a second sighting of an already-sealed event
+    UNSUPPORTED = "unsupported"  # a shape we do not model yet, archived whole
+    ASSESSMENT = "assessment"  # a later re-assessment of an earlier record's flags
+    ACCESS = "access"  # an auditor query or export (access-log chain)
+    HOLD = "hold"  # a legal-hold placement or release (hold register chain)
+
+
+class Origin(StrEnum):
+    """Which side of the Coexistence number produced the event."""
+
+    CUSTOMER = "customer"
+    BUSINESS_APP = "business_app"
+    CLOUD_API = "cloud_api"
+    HISTORY_IMPORT = "history_import"
+    SYSTEM = "system"
+    CRM = "crm"
+    AUDITOR = "auditor"
+
+
+class Direction(StrEnum):
+    INBOUND = "inbound"
+    OUTBOUND = "outbound"
+    NONE = "none"
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One archived event before sealing (no ``seq`` or hashes yet).
+
+    ``detail`` is the full normalised event as canonical JSON text; typed fields repeat what
+    auditors filter on.
+    """
+
+    chain_id: str
+    record_id: str
+    kind: str
+    origin: str
+    direction: str
+    event_time: int  # ms since epoch, UTC
+    received_time: int | None = None
+    waba_id: str | None = None
+    business_phone: str | None = None
+    customer_id: str | None = None
+    customer_wa_id: str | None = None
+    customer_user_id: str | None = None
+    wamid: str | None = None
+    msg_type: str | None = None
+    text: str | None = None
+    media_id: str | None = None
+    template_name: str | None = None
+    template_language: str | None = None
+    template_category: str | None = None
+    template_status: str | None = None
+    status: str | None = None
+    error_code: int | None = None
+    context_wamid: str | None = None
+    ref_record_id: str | None = None
+    consent_state: str | None = None
+    window_open: bool | None = None
+    flags: tuple[str, ...] = field(default_factory=tuple)
+    detail: str = "{}"
+    raw_key: str | None = None
+    raw_line: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SealedRecord:
+    """A record with its place in its chain: ``seq``, ``leaf_hash`` and ``chain_hash``."""
+
+    record: Record
+    seq: int
+    leaf_hash: bytes
+    chain_hash: bytes
+
+
+# Field order of the Parquet table. Sealed fields are every column except the two hashes.
+RECORD_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Record))
+SEALED_FIELDS: tuple[str, ...] = ("record_version", "seq", *RECORD_FIELDS)
+HASH_FIELDS: tuple[str, ...] = ("leaf_hash", "chain_hash")
+
+_TS = pa.timestamp("ms", tz="UTC")
+
+RECORD_SCHEMA = pa.schema(
+    [
+        pa.field("record_version", pa.int32(), nullable=False),
+        pa.field("chain_id", pa.string(), nullable=False),
+        pa.field("seq", pa.int64(), nullable=False),
+        pa.field("record_id", pa.string(), nullable=False),
+        pa.field("kind", pa.string(), nullable=False),
+        pa.field("origin", pa.string(), nullable=False),
+        pa.field("direction", pa.string(), nullable=False),
+        pa.field("event_time", _TS, nullable=False),
+        pa.field("received_time", _TS),
+        pa.field("waba_id", pa.string()),
+        pa.field("business_phone", pa.string()),
+        pa.field("customer_id", pa.string()),
+        pa.field("customer_wa_id", pa.string()),
+        pa.field("customer_user_id", pa.string()),
+        pa.field("wamid", pa.string()),
+        pa.field("msg_type", pa.string()),
+        pa.field("text", pa.string()),
+        pa.field("media_id", pa.string()),
+        pa.field("template_name", pa.string()),
+        pa.field("template_language", pa.string()),
+        pa.field("template_category", pa.string()),
+        pa.field("template_status", pa.string()),
+        pa.field("status", pa.string()),
+        pa.field("error_code", pa.int64()),
+        pa.field("context_wamid", pa.string()),
+        pa.field("ref_record_id", pa.string()),
+        pa.field("consent_state", pa.string()),
+        pa.field("window_open", pa.bool_()),
+        pa.field("flags", pa.list_(pa.string()), nullable=False),
+        pa.field("detail", pa.string(), nullable=False),
+        pa.field("raw_key", pa.string()),
+        pa.field("raw_line", pa.int64()),
+        pa.field("leaf_hash", pa.binary(32), nullable=False),
+        pa.field("chain_hash", pa.binary(32), nullable=False),
+    ],
+    metadata={b"coexarchive.record_version": str(RECORD_VERSION).encode()},
+)
+
+_TIME_FIELDS = frozenset({"event_time", "received_time"})
+
+
+def sealed_fields(record: Record, seq: int) -> dict[str, Any]:
+    """The object whose canonical (RFC 8785) bytes are hashed into the record's leaf."""
+    values: dict[str, Any] = {"record_version": RECORD_VERSION, "seq": seq}
+    for name in RECORD_FIELDS:
+        value = getattr(record, name)
+        values[name] = list(value) if name == "flags" else value
+    return values
+
+
+def sealed_fields_from_row(row: Mapping[str, Any]) -> dict[str, Any]:
+    """The sealed object from a row read back from Parquet (timestamps → integer ms)."""
+    values: dict[str, Any] = {}
+    for name in SEALED_FIELDS:
+        value = row[name]
+        if name in _TIME_FIELDS and value is not None and not isinstance(value, int):
+            value = _to_millis(value)
+        elif name == "flags":
+            value = list(value or ())
+        values[name] = value
+    return values
+
+
+def _to_millis(value: Any) -> int:
+    # pyarrow gives timezone-aware datetimes for timestamp[ms, UTC].
+    seconds = value.timestamp()
+    return int(round(seconds * 1000))
+
+
+def record_from_row(row: Mapping[str, Any]) -> SealedRecord:
+    """Rebuild a sealed record from a Parquet row (as produced by ``to_pylist``)."""
+    fields = sealed_fields_from_row(row)
+    record_values = {name: fields[name] for name in RECORD_FIELDS}
+    record_values["flags"] = tuple(record_values["flags"])
+    return SealedRecord(
+        record=Record(**record_values),
+        seq=int(fields["seq"]),
+        leaf_hash=bytes(row["leaf_hash"]),
+        chain_hash=bytes(row["chain_hash"]),
+    )
+
+
+def stable_id(*parts: str | int | None) -> RecordId:
+    """A deterministic record id: hex SHA-256 (first 32 digits) of the identity parts.
+
+    Parts are joined with 0x1F (unit separator), which cannot occur in Meta's identifiers.
+    """
+    joined = "\x1f".join("" if part is None else str(part) for part in parts)
+    return RecordId(hashlib.sha256(joined.encode("utf-8")).hexdigest()[:32])
+
+
+def sort_flags(flags: Sequence[str]) -> tuple[str, ...]:
+    """Flags are stored sorted and unique so the same facts always seal to the same bytes."""
+    return tuple(sorted(set(flags)))
