@@ -4,9 +4,9 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint types unit venv demo bench clean
+.PHONY: test lint types unit venv demo bench clean infra-lint
 
-test: $(STAMP) lint types unit
+test: $(STAMP) lint types infra-lint unit
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,4 +35,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/seal_verify.py
 
 clean:
-	rm -rf $(VENV) var build *.egg-info src/*.egg-info
+	rm -rf $(VENV) .venv-infra var build *.egg-info src/*.egg-info
+
+# Static checks of infra/ (cfn-lint, checkov); included last so `make` alone still means `make test`.
+include infra/infra.mk
