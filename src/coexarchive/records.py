@@ -185,8 +185,8 @@ def sealed_fields_from_row(row: Mapping[str, Any]) -> dict[str, Any]:
 
 def _to_millis(value: Any) -> int:
     # pyarrow gives timezone-aware datetimes for timestamp[ms, UTC].
-    seconds = value.timestamp()
-    return int(round(seconds * 1000))
+    seconds = float(value.timestamp())
+    return round(seconds * 1000)
 
 
 def record_from_row(row: Mapping[str, Any]) -> SealedRecord:
@@ -214,3 +214,20 @@ def stable_id(*parts: str | int | None) -> RecordId:
 def sort_flags(flags: Sequence[str]) -> tuple[str, ...]:
     """Flags are stored sorted and unique so the same facts always seal to the same bytes."""
     return tuple(sorted(set(flags)))
+
+
+def schema_document() -> dict[str, Any]:
+    """The records table's Arrow schema as JSON, as published in ``schemas/record.schema.json``."""
+    sealed = set(SEALED_FIELDS)
+    return {
+        "format": f"coexarchive.record/v{RECORD_VERSION}",
+        "fields": [
+            {
+                "name": f.name,
+                "type": str(f.type),
+                "nullable": f.nullable,
+                "sealed": f.name in sealed,
+            }
+            for f in RECORD_SCHEMA
+        ],
+    }

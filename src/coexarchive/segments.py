@@ -1,0 +1,464 @@
+"""Sealed segments: records → Parquet segment + dedup index + manifest + signed checkpoint.
+
+Write order per segment (each object create-only, each under Object Lock):
+
+1. the Parquet segment,
+2. its record-id index (used for de-duplication),
+3. the manifest that names both with their SHA-256, the chain head and the Merkle frontier,
+4. the signed checkpoint — the commit point.
+
+A crash before 3 leaves unreferenced objects that nothing reads; a crash between 3 and 4 leaves a
+manifest that the next writer checks and commits (roll-forward). Two writers racing on one chain
+both try to create the same manifest key; the store lets one win and the other fails.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+from collections import Counter
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+import pyarrow as pa
+import pyarrow.parquet as pq
+import zstandard
+
+from coexarchive.errors import FormatError, ObjectExistsError, SealError
+from coexarchive.records import (
+    RECORD_FIELDS,
+    RECORD_SCHEMA,
+    RECORD_VERSION,
+    Record,
+    SealedRecord,
+)
+from coexarchive.retention import RetentionPolicy
+from coexarchive.seal.chain import genesis, seal_records
+from coexarchive.seal.checkpoint import Checkpoint, checkpoint_origin, sign_note
+from coexarchive.seal.keys import Signer
+from coexarchive.seal.merkle import Frontier
+from coexarchive.store import layout
+from coexarchive.store.base import ObjectStore, Retention, sha256_hex
+
+MANIFEST_FORMAT = "coexarchive.manifest/v1"
+INDEX_FORMAT = "coexarchive.record-index/v1"
+CHAIN_HASH_EXTENSION = "chain-hash"
+DEFAULT_SEGMENT_RECORDS = 100_000
+# Small row groups let DuckDB and pyarrow skip most of a file when auditors filter on a customer.
+ROW_GROUP_SIZE = 8_192
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def unb64(text: str, *, what: str) -> bytes:
+    try:
+        return base64.b64decode(text, validate=True)
+    except (ValueError, TypeError) as exc:
+        raise FormatError(f"{what} is not valid base64") from exc
+
+
+@dataclass(frozen=True)
+class ObjectRef:
+    """An object a manifest vouches for."""
+
+    key: str
+    sha256: str
+    size: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"key": self.key, "sha256": self.sha256, "size": self.size}
+
+    @classmethod
+    def from_json(cls, value: Mapping[str, Any]) -> ObjectRef:
+        return cls(key=str(value["key"]), sha256=str(value["sha256"]), size=int(value["size"]))
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """What one sealed segment holds and where it leaves its chain (``schemas/SEALING.md``)."""
+
+    archive: str
+    chain_id: str
+    first_seq: int
+    last_seq: int
+    date: str
+    min_event_time: int
+    max_event_time: int
+    segment: ObjectRef
+    record_index: ObjectRef
+    prev_chain_hash: bytes
+    chain_hash: bytes
+    root_hash: bytes
+    frontier: tuple[bytes, ...]
+    checkpoint_key: str
+    retention: Retention
+    kinds: Mapping[str, int] = field(default_factory=dict)
+
+    @property
+    def tree_size(self) -> int:
+        return self.last_seq + 1
+
+    @property
+    def record_count(self) -> int:
+        return self.last_seq - self.first_seq + 1
+
+    @property
+    def key(self) -> str:
+        return layout.manifest_key(self.chain_id, self.first_seq)
+
+    def to_bytes(self) -> bytes:
+        document = {
+            "format": MANIFEST_FORMAT,
+            "archive": self.archive,
+            "chain_id": self.chain_id,
+            "first_seq": self.first_seq,
+            "last_seq": self.last_seq,
+            "record_count": self.record_count,
+            "tree_size": self.tree_size,
+            "date": self.date,
+            "min_event_time": self.min_event_time,
+            "max_event_time": self.max_event_time,
+            "segment": self.segment.to_json(),
+            "record_index": self.record_index.to_json(),
+            "prev_chain_hash": b64(self.prev_chain_hash),
+            "chain_hash": b64(self.chain_hash),
+            "root_hash": b64(self.root_hash),
+            "frontier": [b64(node) for node in self.frontier],
+            "checkpoint_key": self.checkpoint_key,
+            "retention": {
+                "mode": self.retention.mode,
+                "retain_until": self.retention.retain_until.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            },
+            "kinds": dict(sorted(self.kinds.items())),
+        }
+        return orjson.dumps(document, option=orjson.OPT_SORT_KEYS) + b"\n"
+
+    @classmethod
+    def from_bytes(cls, data: bytes, *, key: str = "manifest") -> Manifest:
+        try:
+            doc = orjson.loads(data)
+            if doc.get("format") != MANIFEST_FORMAT:
+                raise FormatError(f"{key}: unknown manifest format {doc.get('format')!r}")
+            retention = doc["retention"]
+            until = datetime.strptime(retention["retain_until"], "%Y-%m-%dT%H:%M:%SZ")
+            manifest = cls(
+                archive=str(doc["archive"]),
+                chain_id=str(doc["chain_id"]),
+                first_seq=int(doc["first_seq"]),
+                last_seq=int(doc["last_seq"]),
+                date=str(doc["date"]),
+                min_event_time=int(doc["min_event_time"]),
+                max_event_time=int(doc["max_event_time"]),
+                segment=ObjectRef.from_json(doc["segment"]),
+                record_index=ObjectRef.from_json(doc["record_index"]),
+                prev_chain_hash=unb64(doc["prev_chain_hash"], what=f"{key}: prev_chain_hash"),
+                chain_hash=unb64(doc["chain_hash"], what=f"{key}: chain_hash"),
+                root_hash=unb64(doc["root_hash"], what=f"{key}: root_hash"),
+                frontier=tuple(unb64(n, what=f"{key}: frontier") for n in doc["frontier"]),
+                checkpoint_key=str(doc["checkpoint_key"]),
+                retention=Retention(mode=retention["mode"], retain_until=until.replace(tzinfo=UTC)),
+                kinds={str(k): int(v) for k, v in doc.get("kinds", {}).items()},
+            )
+        except FormatError:
+            raise
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise FormatError(f"{key}: not a valid segment manifest ({exc})") from exc
+        if manifest.last_seq < manifest.first_seq or manifest.first_seq < 0:
+            raise FormatError(
+                f"{key}: seq range {manifest.first_seq}..{manifest.last_seq} is empty"
+            )
+        hashes = (
+            manifest.prev_chain_hash,
+            manifest.chain_hash,
+            manifest.root_hash,
+            *manifest.frontier,
+        )
+        if any(len(value) != 32 for value in hashes):
+            raise FormatError(f"{key}: a hash is not 32 bytes")
+        if len(manifest.frontier) != manifest.tree_size.bit_count():
+            raise FormatError(f"{key}: frontier does not fit a tree of {manifest.tree_size} leaves")
+        return manifest
+
+
+@dataclass(frozen=True)
+class ChainState:
+    """Where a chain stands after its last committed segment."""
+
+    chain_id: str
+    size: int
+    chain_hash: bytes
+    frontier: Frontier
+    last_manifest: Manifest | None = None
+
+    @classmethod
+    def empty(cls, chain_id: str) -> ChainState:
+        return cls(chain_id=chain_id, size=0, chain_hash=genesis(chain_id), frontier=Frontier())
+
+    @classmethod
+    def after(cls, manifest: Manifest) -> ChainState:
+        return cls(
+            chain_id=manifest.chain_id,
+            size=manifest.tree_size,
+            chain_hash=manifest.chain_hash,
+            frontier=Frontier(manifest.tree_size, manifest.frontier),
+            last_manifest=manifest,
+        )
+
+
+@dataclass(frozen=True)
+class SegmentResult:
+    manifest: Manifest
+    created: bool  # False when a re-run found the same segment already committed
+
+
+# --- Parquet --------------------------------------------------------------------------------------
+
+
+def records_table(sealed: Sequence[SealedRecord]) -> pa.Table:
+    """The Arrow table of sealed records, in ``seq`` order, with the normative schema."""
+    columns: dict[str, list[Any]] = {
+        "record_version": [RECORD_VERSION] * len(sealed),
+        "seq": [item.seq for item in sealed],
+    }
+    for name in RECORD_FIELDS:
+        if name == "flags":
+            columns[name] = [list(item.record.flags) for item in sealed]
+        else:
+            columns[name] = [getattr(item.record, name) for item in sealed]
+    columns["leaf_hash"] = [item.leaf_hash for item in sealed]
+    columns["chain_hash"] = [item.chain_hash for item in sealed]
+    arrays = [pa.array(columns[f.name], type=f.type) for f in RECORD_SCHEMA]
+    return pa.Table.from_arrays(arrays, schema=RECORD_SCHEMA)
+
+
+def parquet_bytes(table: pa.Table) -> bytes:
+    sink = io.BytesIO()
+    pq.write_table(
+        table,
+        sink,
+        compression="zstd",
+        row_group_size=ROW_GROUP_SIZE,
+        write_statistics=True,
+        use_dictionary=["chain_id", "kind", "origin", "direction", "msg_type", "status"],
+    )
+    return sink.getvalue()
+
+
+def read_segment(data: bytes, *, key: str = "segment") -> pa.Table:
+    """Read a segment and check it has the record schema (hash columns included)."""
+    try:
+        table = pq.read_table(pa.BufferReader(data))
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise FormatError(f"{key}: not a readable Parquet file ({exc})") from exc
+    missing = [name for name in RECORD_SCHEMA.names if name not in table.column_names]
+    if missing:
+        raise FormatError(f"{key}: missing columns {', '.join(missing)}")
+    return table.select(RECORD_SCHEMA.names)
+
+
+# --- record-id index -----------------------------------------------------------------------------
+
+
+def index_bytes(records: Sequence[Record]) -> bytes:
+    """Sorted ``record_id kind`` lines, zstd-compressed: what de-duplication reads back."""
+    lines = sorted({f"{r.record_id} {r.kind}" for r in records})
+    text = INDEX_FORMAT + "\n" + "".join(line + "\n" for line in lines)
+    return zstandard.ZstdCompressor(level=3).compress(text.encode("utf-8"))
+
+
+def read_index(data: bytes, *, key: str = "record index") -> Iterator[tuple[str, str]]:
+    try:
+        text = zstandard.ZstdDecompressor().decompress(data).decode("utf-8")
+    except (zstandard.ZstdError, UnicodeDecodeError) as exc:
+        raise FormatError(f"{key}: unreadable record index ({exc})") from exc
+    header, _, body = text.partition("\n")
+    if header != INDEX_FORMAT:
+        raise FormatError(f"{key}: unknown record index format {header!r}")
+    for line in body.splitlines():
+        record_id, _, kind = line.partition(" ")
+        yield record_id, kind
+
+
+def index_key(chain_id: str, date: str, first_seq: int, root_hash: bytes) -> str:
+    return (
+        f"{layout.DEDUP_PREFIX}v1/chain={layout.check_chain_id(chain_id)}/date={date}/"
+        f"{layout.pad(first_seq)}-{root_hash.hex()[:16]}.ids.zst"
+    )
+
+
+def content_segment_key(chain_id: str, date: str, first: int, last: int, root: bytes) -> str:
+    # The root prefix makes the key content-addressed, so a crashed run's leftover segment can
+    # never block a later run whose input differs.
+    base = layout.segment_key(chain_id, date, first, last)
+    return base.removesuffix(".parquet") + f"-{root.hex()[:16]}.parquet"
+
+
+# --- the writer ----------------------------------------------------------------------------------
+
+
+class ChainWriter:
+    """Appends sealed segments to one chain; serial per chain by construction."""
+
+    def __init__(
+        self,
+        store: ObjectStore,
+        chain_id: str,
+        *,
+        signer: Signer,
+        archive_name: str,
+        policy: RetentionPolicy | None = None,
+        max_segment_records: int = DEFAULT_SEGMENT_RECORDS,
+    ) -> None:
+        self.store = store
+        self.chain_id = layout.check_chain_id(chain_id)
+        self.signer = signer
+        self.archive_name = archive_name
+        self.policy = policy or RetentionPolicy()
+        self.max_segment_records = max_segment_records
+        self._state: ChainState | None = None
+
+    def state(self) -> ChainState:
+        """The chain's committed state, committing a crashed run's last manifest if needed."""
+        if self._state is None:
+            self._state = load_state(self.store, self.chain_id, roll_forward=self._commit)
+        return self._state
+
+    def append(self, records: Sequence[Record]) -> list[SegmentResult]:
+        """Seal ``records`` after the chain's head: one segment per UTC event date."""
+        for record in records:
+            if record.chain_id != self.chain_id:
+                raise SealError(f"record {record.record_id} belongs to chain {record.chain_id}")
+        ordered = sorted(records, key=lambda r: (r.event_time, r.record_id))
+        results = []
+        for date, group in _by_date(ordered):
+            for start in range(0, len(group), self.max_segment_records):
+                chunk = group[start : start + self.max_segment_records]
+                results.append(self._write_segment(date, chunk))
+        return results
+
+    def _write_segment(self, date: str, chunk: Sequence[Record]) -> SegmentResult:
+        state = self.state()
+        sealed = seal_records(chunk, first_seq=state.size, prev_chain_hash=state.chain_hash)
+        frontier = state.frontier.copy()
+        frontier.extend([item.leaf_hash for item in sealed])
+        root = frontier.root()
+        first, last = sealed[0].seq, sealed[-1].seq
+        retention = self.policy.retention_for(chunk)
+
+        segment = parquet_bytes(records_table(sealed))
+        segment_key = content_segment_key(self.chain_id, date, first, last, root)
+        created = self.store.put(segment_key, segment, retention=retention)
+        index = index_bytes(chunk)
+        ikey = index_key(self.chain_id, date, first, root)
+        self.store.put(ikey, index, retention=retention)
+
+        manifest = Manifest(
+            archive=self.archive_name,
+            chain_id=self.chain_id,
+            first_seq=first,
+            last_seq=last,
+            date=date,
+            min_event_time=min(r.event_time for r in chunk),
+            max_event_time=max(r.event_time for r in chunk),
+            segment=ObjectRef(segment_key, sha256_hex(segment), len(segment)),
+            record_index=ObjectRef(ikey, sha256_hex(index), len(index)),
+            prev_chain_hash=state.chain_hash,
+            chain_hash=sealed[-1].chain_hash,
+            root_hash=root,
+            frontier=tuple(frontier.hashes),
+            checkpoint_key=layout.checkpoint_key(self.chain_id, last + 1),
+            retention=retention,
+            kinds=dict(Counter(r.kind for r in chunk)),
+        )
+        try:
+            created = (
+                self.store.put(manifest.key, manifest.to_bytes(), retention=retention) and created
+            )
+        except ObjectExistsError as exc:
+            raise SealError(
+                f"chain {self.chain_id}: another writer committed seq {first} first; "
+                "re-run the job to continue after its segment"
+            ) from exc
+        self._commit(manifest)
+        self._state = ChainState.after(manifest)
+        return SegmentResult(manifest=manifest, created=created)
+
+    def _commit(self, manifest: Manifest) -> None:
+        checkpoint = Checkpoint(
+            origin=checkpoint_origin(self.archive_name, self.chain_id),
+            size=manifest.tree_size,
+            root_hash=manifest.root_hash,
+            extensions=(f"{CHAIN_HASH_EXTENSION} {b64(manifest.chain_hash)}",),
+        )
+        note = sign_note(checkpoint.body(), [self.signer])
+        try:
+            self.store.put(manifest.checkpoint_key, note, retention=manifest.retention)
+        except ObjectExistsError as exc:
+            raise SealError(
+                f"chain {self.chain_id}: a different checkpoint for size {manifest.tree_size} "
+                "already exists; refusing to sign a fork"
+            ) from exc
+
+
+def _by_date(ordered: Sequence[Record]) -> Iterator[tuple[str, list[Record]]]:
+    current: str | None = None
+    group: list[Record] = []
+    for record in ordered:
+        date = layout.utc_date(record.event_time)
+        if date != current and group:
+            yield current or date, group
+            group = []
+        current = date
+        group.append(record)
+    if group and current is not None:
+        yield current, group
+
+
+def list_manifests(store: ObjectStore, chain_id: str) -> list[str]:
+    return [k for k in store.list(layout.manifest_prefix(chain_id)) if k.endswith(".json")]
+
+
+def load_state(store: ObjectStore, chain_id: str, *, roll_forward: Any = None) -> ChainState:
+    """Read the chain head from its last manifest; commit that manifest first if it lacks one."""
+    keys = list_manifests(store, chain_id)
+    if not keys:
+        return ChainState.empty(chain_id)
+    manifest = Manifest.from_bytes(store.get(keys[-1]), key=keys[-1])
+    if not store.exists(manifest.checkpoint_key):
+        if roll_forward is None:
+            raise SealError(f"chain {chain_id}: {keys[-1]} has no checkpoint yet")
+        _check_uncommitted(store, manifest, keys)
+        roll_forward(manifest)
+    return ChainState.after(manifest)
+
+
+def _check_uncommitted(store: ObjectStore, manifest: Manifest, keys: Sequence[str]) -> None:
+    """Before committing a crashed run's manifest, check it continues the chain it claims to."""
+    segment = store.get(manifest.segment.key)
+    if sha256_hex(segment) != manifest.segment.sha256:
+        raise SealError(f"{manifest.key}: segment bytes do not match; not committing it")
+    previous = (
+        ChainState.after(Manifest.from_bytes(store.get(keys[-2]), key=keys[-2]))
+        if len(keys) > 1
+        else ChainState.empty(manifest.chain_id)
+    )
+    table = read_segment(segment, key=manifest.segment.key)
+    leaves = [bytes(v) for v in table.column("leaf_hash").to_pylist()]
+    frontier = previous.frontier.copy()
+    frontier.extend(leaves)
+    if (
+        manifest.first_seq != previous.size
+        or manifest.prev_chain_hash != previous.chain_hash
+        or frontier.root() != manifest.root_hash
+    ):
+        raise SealError(f"{manifest.key}: does not continue the committed chain; not committing it")
+
+
+def checkpoint_hash(note: bytes) -> str:
+    return hashlib.sha256(note).hexdigest()

@@ -1,0 +1,98 @@
+"""Builders for small, realistic archives used by the verification and tamper tests."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import orjson
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from coexarchive.records import Direction, Kind, Origin, Record, stable_id
+from coexarchive.retention import ClassRetention, RetentionPolicy
+from coexarchive.seal.keys import Ed25519Signer, TrustStore
+from coexarchive.segments import ChainWriter, Manifest, SegmentResult
+from coexarchive.store.base import ObjectStore
+
+ARCHIVE = "coexarchive.test"
+DAY_MS = 86_400_000
+START_MS = 1_767_571_200_000  # 2026-01-05T00:00:00Z
+
+TEXTS = ("Hi, is my order ready?", "¿Dónde está mi pedido? 📦", "مرحبا", "नमस्ते, धन्यवाद", "Olá!")
+
+
+def signer(name: str = "coexarchive.test", seed: bytes = b"test") -> Ed25519Signer:
+    secret = hashlib.sha256(b"coexarchive test key " + seed).digest()
+    return Ed25519Signer(name, Ed25519PrivateKey.from_private_bytes(secret))
+
+
+def trust_for(*signers: Ed25519Signer) -> TrustStore:
+    return TrustStore.parse("".join(s.verifier_key() + "\n" for s in signers))
+
+
+def make_records(
+    chain_id: str, count: int, *, start_ms: int = START_MS, day: int = 0
+) -> list[Record]:
+    records = []
+    for i in range(count):
+        customer = f"4477009{i % 7:05d}"
+        wamid = f"wamid.{chain_id}.{day}.{i}"
+        text = TEXTS[i % len(TEXTS)]
+        records.append(
+            Record(
+                chain_id=chain_id,
+                record_id=stable_id(chain_id, "message", wamid),
+                kind=Kind.MESSAGE.value,
+                origin=Origin.CUSTOMER.value,
+                direction=Direction.INBOUND.value,
+                event_time=start_ms + day * DAY_MS + i * 60_000,
+                received_time=start_ms + day * DAY_MS + i * 60_000 + 1_500,
+                customer_id=customer,
+                customer_wa_id=customer,
+                wamid=wamid,
+                msg_type="text",
+                text=text,
+                detail=orjson.dumps({"text": {"body": text}}, option=orjson.OPT_SORT_KEYS).decode(),
+                raw_key=f"raw/date=2026-01-05/sim-{i:020d}.jsonl.zst",
+                raw_line=i,
+            )
+        )
+    return records
+
+
+@dataclass
+class Built:
+    store: ObjectStore
+    signer: Ed25519Signer
+    trust: TrustStore
+    chain_id: str
+    segments: list[SegmentResult]
+
+    @property
+    def manifests(self) -> list[Manifest]:
+        return [result.manifest for result in self.segments]
+
+
+def short_policy(mode: str = "GOVERNANCE", years: int = 1) -> RetentionPolicy:
+    return RetentionPolicy(default=ClassRetention(mode=mode, years=years))  # type: ignore[arg-type]
+
+
+def build(
+    store: ObjectStore,
+    *,
+    chain_id: str = "900000000000001",
+    days: Sequence[int] = (0, 1, 2),
+    per_day: int = 20,
+    policy: RetentionPolicy | None = None,
+    key: Ed25519Signer | None = None,
+) -> Built:
+    """An archive of one chain with one segment per day."""
+    key = key or signer()
+    writer = ChainWriter(
+        store, chain_id, signer=key, archive_name=ARCHIVE, policy=policy or short_policy()
+    )
+    results: list[SegmentResult] = []
+    for day in days:
+        results += writer.append(make_records(chain_id, per_day, day=day))
+    return Built(store, key, trust_for(key), chain_id, results)

@@ -1,0 +1,155 @@
+"""Segments, manifests and checkpoints on the in-memory store; verification of their shape."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from coexarchive.errors import FormatError, ObjectExistsError, SealError
+from coexarchive.seal.checkpoint import open_checkpoint
+from coexarchive.seal.merkle import root_from_leaves
+from coexarchive.segments import (
+    ChainState,
+    ChainWriter,
+    Manifest,
+    index_bytes,
+    read_index,
+    read_segment,
+)
+from coexarchive.store.memory import MemoryStore
+from coexarchive.verify import ArchiveVerificationError, verify_archive
+from support.archive import ARCHIVE, build, make_records, short_policy, signer
+
+CHAIN = "900000000000001"
+
+
+def test_one_segment_per_event_date_with_contiguous_seq() -> None:
+    built = build(MemoryStore(), days=(0, 1), per_day=5)
+    ranges = [(m.first_seq, m.last_seq, m.date) for m in built.manifests]
+    assert ranges == [(0, 4, "2026-01-05"), (5, 9, "2026-01-06")]
+
+
+def test_checkpoint_signs_the_root_of_every_leaf_so_far() -> None:
+    store = MemoryStore()
+    built = build(store, days=(0, 1), per_day=5)
+    leaves: list[bytes] = []
+    for manifest in built.manifests:
+        leaves += [
+            bytes(v)
+            for v in read_segment(store.get(manifest.segment.key)).column("leaf_hash").to_pylist()
+        ]
+        checkpoint = open_checkpoint(store.get(manifest.checkpoint_key), built.trust)
+        assert checkpoint.size == len(leaves)
+        assert checkpoint.root_hash == root_from_leaves(leaves) == manifest.root_hash
+
+
+def test_manifest_round_trips_and_rejects_garbage() -> None:
+    manifest = build(MemoryStore(), days=(0,), per_day=3).manifests[0]
+    assert Manifest.from_bytes(manifest.to_bytes()) == manifest
+    for bad in (b"", b"{}", b"[1]", manifest.to_bytes().replace(b"manifest/v1", b"manifest/v9")):
+        with pytest.raises(FormatError):
+            Manifest.from_bytes(bad)
+
+
+def test_record_index_round_trips() -> None:
+    records = make_records(CHAIN, 4)
+    assert sorted(read_index(index_bytes(records))) == sorted(
+        (r.record_id, r.kind) for r in records
+    )
+    with pytest.raises(FormatError):
+        list(read_index(b"not zstd"))
+
+
+def test_writer_refuses_records_of_another_chain() -> None:
+    writer = ChainWriter(
+        MemoryStore(), CHAIN, signer=signer(), archive_name=ARCHIVE, policy=short_policy()
+    )
+    with pytest.raises(SealError, match="belongs to chain"):
+        writer.append(make_records("900000000000009", 1))
+
+
+def test_every_object_is_locked() -> None:
+    store = MemoryStore()
+    built = build(store, days=(0,), per_day=3)
+    manifest = built.manifests[0]
+    for key in (
+        manifest.segment.key,
+        manifest.record_index.key,
+        manifest.key,
+        manifest.checkpoint_key,
+    ):
+        info = store.info(key)
+        assert (
+            info.retention is not None
+            and info.retention.retain_until == manifest.retention.retain_until
+        )
+
+
+def test_a_writer_never_signs_a_second_checkpoint_for_one_size() -> None:
+    store = MemoryStore()
+    built = build(store, days=(0,), per_day=3)
+    stale = ChainWriter(
+        store, CHAIN, signer=built.signer, archive_name=ARCHIVE, policy=short_policy()
+    )
+    stale._state = ChainState.empty(CHAIN)  # believes the chain is empty
+    other = [dataclasses.replace(r, text="different") for r in make_records(CHAIN, 3)]
+    with pytest.raises(SealError):
+        stale.append(other)
+    assert verify_archive(store, built.trust).records_checked == 3
+
+
+def test_create_only_store_refuses_different_bytes() -> None:
+    store = MemoryStore()
+    store.put("k", b"a")
+    assert store.put("k", b"a") is False
+    with pytest.raises(ObjectExistsError):
+        store.put("k", b"b")
+
+
+def test_verify_names_a_missing_checkpoint() -> None:
+    store = MemoryStore()
+    built = build(store, days=(0, 1), per_day=3)
+    store.unsafe_delete(built.manifests[0].checkpoint_key)
+    with pytest.raises(ArchiveVerificationError) as caught:
+        verify_archive(store, built.trust)
+    assert [(f.step, f.key) for f in caught.value.report.failures] == [
+        ("checkpoint", built.manifests[0].checkpoint_key)
+    ]
+
+
+def test_verify_with_an_empty_trust_file_fails_every_checkpoint() -> None:
+    from coexarchive.seal.keys import TrustStore
+
+    store = MemoryStore()
+    build(store, days=(0, 1), per_day=3)
+    with pytest.raises(ArchiveVerificationError) as caught:
+        verify_archive(store, TrustStore.parse(""))
+    assert {f.step for f in caught.value.report.failures} == {"checkpoint"}
+
+
+def test_key_rotation_keeps_old_checkpoints_verifiable() -> None:
+    from support.archive import trust_for
+
+    store = MemoryStore()
+    old, new = signer("coexarchive.test", b"2025"), signer("coexarchive.test", b"2026")
+    ChainWriter(store, CHAIN, signer=old, archive_name=ARCHIVE, policy=short_policy()).append(
+        make_records(CHAIN, 3)
+    )
+    ChainWriter(store, CHAIN, signer=new, archive_name=ARCHIVE, policy=short_policy()).append(
+        make_records(CHAIN, 3, day=1)
+    )
+    assert verify_archive(store, trust_for(old, new)).records_checked == 6
+    with pytest.raises(ArchiveVerificationError):
+        verify_archive(store, trust_for(new))
+
+
+def test_since_until_limits_the_rows_rehashed() -> None:
+    from support.archive import DAY_MS, START_MS
+
+    store = MemoryStore()
+    built = build(store, days=(0, 1, 2), per_day=4)
+    report = verify_archive(
+        store, built.trust, since=START_MS + DAY_MS, until=START_MS + 2 * DAY_MS
+    )
+    assert report.records_checked == 4
