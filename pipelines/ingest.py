@@ -1,0 +1,348 @@
+"""The ingest pipeline: raw landing objects → normalised, de-duplicated, sealed Parquet segments.
+
+    raw objects ─ReadAndNormalize─▶ (chain, records) per object ─GroupByChain─▶ SealChain
+                       └─quarantine─▶ WriteQuarantine
+
+Elements are raw objects and per-object record batches, never single events: Beam's per-element
+cost is paid once per object. Sealing is serial per chain (one key of ``GroupByChain``) and
+parallel across chains. Every step is idempotent, so re-running a job changes nothing.
+
+Run locally with ``python -m pipelines.ingest --bucket … --endpoint_url …`` (FnApiRunner);
+``--runner`` selects Flink, Spark or Dataflow exactly as for any Beam pipeline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import apache_beam as beam
+import orjson
+from apache_beam.metrics.metric import Metrics, MetricsFilter
+from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions
+
+from coexarchive import quarantine as quarantine_store
+from coexarchive.dedup import DedupIndex
+from coexarchive.normalize import Quarantined, normalize_delivery
+from coexarchive.raw import decode_landing
+from coexarchive.records import Record
+from coexarchive.retention import RetentionPolicy
+from coexarchive.seal.keys import Ed25519Signer
+from coexarchive.segments import ChainWriter
+from coexarchive.store import layout
+from coexarchive.store.base import ObjectStore
+from coexarchive.store.s3 import S3Store
+
+NAMESPACE = "coexarchive.ingest"
+QUARANTINE_TAG = "quarantine"
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class StoreSpec:
+    """How a worker reaches the archive: picklable, no secrets (boto3's chain supplies them)."""
+
+    bucket: str
+    endpoint_url: str | None = None
+    region_name: str | None = None
+    sse_kms_key_id: str | None = None
+
+    def open(self) -> ObjectStore:
+        return S3Store(
+            self.bucket,
+            endpoint_url=self.endpoint_url,
+            region_name=self.region_name,
+            sse_kms_key_id=self.sse_kms_key_id,
+        )
+
+
+@dataclass(frozen=True)
+class SealSpec:
+    key_file: str
+    archive_name: str
+    retention: str = "COMPLIANCE:7"
+    max_segment_records: int = 100_000
+
+
+@dataclass
+class IngestSummary:
+    """What one run did, from the pipeline's metrics."""
+
+    raw_objects: int = 0
+    deliveries: int = 0
+    unreadable_lines: int = 0
+    events: int = 0
+    sealed: int = 0
+    observations: int = 0
+    duplicates: int = 0
+    quarantined: int = 0
+    segments: int = 0
+    chains: int = 0
+    extra: dict[str, int] = field(default_factory=dict)
+
+    def lines(self) -> list[str]:
+        return [
+            f"raw objects read:    {self.raw_objects:>10,}",
+            f"deliveries:          {self.deliveries:>10,}",
+            f"events normalised:   {self.events:>10,}",
+            f"sealed (new):        {self.sealed:>10,}",
+            f"  of which observations (second sightings): {self.observations:,}",
+            f"duplicates skipped:  {self.duplicates:>10,}",
+            f"quarantined:         {self.quarantined:>10,}"
+            f"  (unreadable lines: {self.unreadable_lines:,})",
+            f"segments written:    {self.segments:>10,}  across {self.chains:,} chain(s)",
+        ]
+
+
+def _counter(name: str) -> Any:
+    return Metrics.counter(NAMESPACE, name)
+
+
+# --- steps ---------------------------------------------------------------------------------------
+
+
+class NormalizeObject(beam.DoFn):
+    """One raw object → one (chain, records) element per chain it touches, plus quarantine."""
+
+    def __init__(self, store_spec: StoreSpec) -> None:
+        self.store_spec = store_spec
+        self.objects = _counter("raw_objects")
+        self.deliveries = _counter("deliveries")
+        self.unreadable = _counter("unreadable_lines")
+        self.events = _counter("events")
+        self.quarantined = _counter("quarantined")
+
+    def setup(self) -> None:
+        self.store = self.store_spec.open()
+
+    def process(self, key: str) -> Iterator[Any]:
+        by_chain, bad = normalize_object(key, self.store.get(key), self)
+        self.objects.inc()
+        for chain_id, records in sorted(by_chain.items()):
+            self.events.inc(len(records))
+            yield chain_id, records
+        if bad:
+            self.quarantined.inc(len(bad))
+            yield beam.pvalue.TaggedOutput(QUARANTINE_TAG, (key, bad))
+
+
+def normalize_object(
+    key: str, data: bytes, counters: Any = None
+) -> tuple[dict[str, list[Record]], list[Quarantined]]:
+    """Decode a landing object and normalise every delivery in it (pure apart from counters)."""
+    by_chain: dict[str, list[Record]] = defaultdict(list)
+    bad: list[Quarantined] = []
+    for line in decode_landing(data, key=key):
+        if line.delivery is None:
+            bad.append(
+                Quarantined(key, line.line, f"unreadable landing line: {line.error}", "$", line.raw)
+            )
+            if counters is not None:
+                counters.unreadable.inc()
+            continue
+        if counters is not None:
+            counters.deliveries.inc()
+        result = normalize_delivery(
+            line.delivery.body,
+            raw_key=key,
+            raw_line=line.line,
+            received_time=line.delivery.received_at,
+            source=line.delivery.source,
+        )
+        for record in result.records:
+            by_chain[record.chain_id].append(record)
+        bad.extend(result.quarantined)
+    return by_chain, bad
+
+
+class SealChain(beam.DoFn):
+    """All new records of one chain → de-duplicated → sealed segments (serial per chain)."""
+
+    def __init__(self, store_spec: StoreSpec, seal_spec: SealSpec) -> None:
+        self.store_spec = store_spec
+        self.seal_spec = seal_spec
+        self.sealed = _counter("sealed")
+        self.observations = _counter("observations")
+        self.duplicates = _counter("duplicates")
+        self.segments = _counter("segments")
+        self.chains = _counter("chains")
+
+    def setup(self) -> None:
+        self.store = self.store_spec.open()
+        self.signer = Ed25519Signer.from_file(Path(self.seal_spec.key_file))
+        self.policy = RetentionPolicy.parse(self.seal_spec.retention)
+
+    def process(self, element: tuple[str, Iterable[list[Record]]]) -> Iterator[dict[str, Any]]:
+        chain_id, batches = element
+        records = [record for batch in batches for record in batch]
+        summary = seal_chain(
+            self.store,
+            chain_id,
+            records,
+            signer=self.signer,
+            spec=self.seal_spec,
+            policy=self.policy,
+        )
+        self.chains.inc()
+        self.sealed.inc(summary["sealed"])
+        self.observations.inc(summary["observations"])
+        self.duplicates.inc(summary["duplicates"])
+        self.segments.inc(summary["segments"])
+        yield summary
+
+
+def seal_chain(
+    store: ObjectStore,
+    chain_id: str,
+    records: Sequence[Record],
+    *,
+    signer: Ed25519Signer,
+    spec: SealSpec,
+    policy: RetentionPolicy,
+) -> dict[str, Any]:
+    """De-duplicate ``records`` against the chain and seal what is new."""
+    writer = ChainWriter(
+        store,
+        chain_id,
+        signer=signer,
+        archive_name=spec.archive_name,
+        policy=policy,
+        max_segment_records=spec.max_segment_records,
+    )
+    state = writer.state()
+    index = DedupIndex(store, chain_id, committed_size=state.size)
+    classified = index.classify(records)
+    results = writer.append(classified.to_seal) if classified.to_seal else []
+    return {
+        "chain_id": chain_id,
+        "sealed": len(classified.to_seal),
+        "observations": len(classified.observations),
+        "duplicates": classified.duplicates,
+        "segments": len(results),
+        "tree_size": writer.state().size,
+    }
+
+
+class WriteQuarantine(beam.DoFn):
+    def __init__(self, store_spec: StoreSpec, retention: str) -> None:
+        self.store_spec = store_spec
+        self.retention = retention
+
+    def setup(self) -> None:
+        self.store = self.store_spec.open()
+        self.policy = RetentionPolicy.parse(self.retention)
+
+    def process(self, element: tuple[str, list[Quarantined]]) -> Iterator[str]:
+        raw_key, items = element
+        yield quarantine_store.write(self.store, raw_key, items, policy=self.policy)
+
+
+class Ingest(beam.PTransform):
+    """Raw object keys → sealed archive; outputs per-chain summaries."""
+
+    def __init__(
+        self, store_spec: StoreSpec, seal_spec: SealSpec, *, raw_spec: StoreSpec | None = None
+    ) -> None:
+        super().__init__()
+        self.store_spec = store_spec
+        self.raw_spec = raw_spec or store_spec
+        self.seal_spec = seal_spec
+
+    def expand(self, keys: Any) -> Any:
+        normalized = keys | "ReadAndNormalize" >> beam.ParDo(
+            NormalizeObject(self.raw_spec)
+        ).with_outputs(QUARANTINE_TAG, main="records")
+        _ = normalized[QUARANTINE_TAG] | "WriteQuarantine" >> beam.ParDo(
+            WriteQuarantine(self.store_spec, self.seal_spec.retention)
+        )
+        return (
+            normalized.records
+            | "GroupByChain" >> beam.GroupByKey()
+            | "SealChain" >> beam.ParDo(SealChain(self.store_spec, self.seal_spec))
+        )
+
+
+# --- entry point ---------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m pipelines.ingest",
+        description="Seal raw landing objects from an S3 bucket into the archive beside them.",
+    )
+    parser.add_argument("--bucket", required=True, help="the archive bucket")
+    parser.add_argument(
+        "--raw_bucket", default=None, help="bucket holding raw/ when separate (default: --bucket)"
+    )
+    parser.add_argument("--endpoint_url", default=None)
+    parser.add_argument("--region_name", default=None)
+    parser.add_argument("--sse_kms_key_id", default=None)
+    parser.add_argument("--input_prefix", default=layout.RAW_PREFIX, help="raw objects to read")
+    parser.add_argument("--signing_key", required=True, help="Ed25519 note key file")
+    parser.add_argument("--archive_name", required=True)
+    parser.add_argument("--retention", default="COMPLIANCE:7")
+    parser.add_argument("--max_segment_records", type=int, default=100_000)
+    return parser
+
+
+def run(argv: Sequence[str] | None = None, *, save_main_session: bool = False) -> IngestSummary:
+    """Parse arguments (ours + Beam's), run the pipeline to completion, return its summary."""
+    args, beam_args = build_parser().parse_known_args(argv)
+    store_spec = StoreSpec(args.bucket, args.endpoint_url, args.region_name, args.sse_kms_key_id)
+    seal_spec = SealSpec(
+        args.signing_key, args.archive_name, args.retention, args.max_segment_records
+    )
+    raw_spec = dataclasses.replace(store_spec, bucket=args.raw_bucket or args.bucket)
+    keys = sorted(
+        k for k in raw_spec.open().list(args.input_prefix) if k.endswith((".jsonl", ".jsonl.zst"))
+    )
+    options = PipelineOptions(beam_args or ["--runner=FnApiRunner"])
+    options.view_as(SetupOptions).save_main_session = save_main_session
+    return run_pipeline(keys, store_spec, seal_spec, options, raw_spec=raw_spec)
+
+
+def run_pipeline(
+    keys: Sequence[str],
+    store_spec: StoreSpec,
+    seal_spec: SealSpec,
+    options: PipelineOptions,
+    *,
+    raw_spec: StoreSpec | None = None,
+) -> IngestSummary:
+    pipeline = beam.Pipeline(options=options)
+    _ = (
+        pipeline
+        | "RawObjects" >> beam.Create(list(keys))
+        | "Ingest" >> Ingest(store_spec, seal_spec, raw_spec=raw_spec)
+    )
+    result = pipeline.run()
+    result.wait_until_finish()
+    return summary_from(result)
+
+
+def summary_from(result: Any) -> IngestSummary:
+    summary = IngestSummary()
+    counters = result.metrics().query(MetricsFilter().with_namespace(NAMESPACE))["counters"]
+    names = {f.name for f in dataclasses.fields(IngestSummary)}
+    for counter in counters:
+        name, value = counter.key.metric.name, int(counter.committed or counter.attempted or 0)
+        if name in names:
+            setattr(summary, name, getattr(summary, name) + value)
+        else:
+            summary.extra[name] = summary.extra.get(name, 0) + value
+    return summary
+
+
+def summary_json(summary: IngestSummary) -> bytes:
+    return orjson.dumps(dataclasses.asdict(summary), option=orjson.OPT_SORT_KEYS)
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.WARNING)
+    print("\n".join(run().lines()))

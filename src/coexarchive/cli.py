@@ -1,0 +1,272 @@
+"""The ``coexarchive`` command: parses arguments, calls the library, prints.
+
+Expected failures are :class:`~coexarchive.errors.CoexArchiveError`; they print one message and
+exit 2 (1 for a verification that ran and found problems). Nothing here logs secrets or content.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+from coexarchive import __version__
+from coexarchive.errors import CoexArchiveError, ConfigError, VerificationError
+from coexarchive.settings import Settings
+
+Handler = Callable[[argparse.Namespace], int]
+
+EPILOG = """\
+Where the archive lives comes from the environment unless given as options:
+  COEXARCHIVE_BUCKET        bucket name (default: coexarchive)
+  COEXARCHIVE_ENDPOINT_URL  S3 endpoint for non-AWS servers (e.g. the embedded SeaweedFS)
+  COEXARCHIVE_SIGNING_KEY   signing key file (default: var/keys/signing.key)
+  COEXARCHIVE_TRUST         trust file of verifier keys (default: var/keys/trust.txt)
+  COEXARCHIVE_NAME          archive name, part of every checkpoint's origin line
+  AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_PROFILE: boto3's usual credential chain.
+
+Start with `coexarchive demo`: it runs the whole flow on a local SeaweedFS.
+"""
+
+
+def parse_time(text: str) -> int:
+    """An ISO date or date-time (UTC unless it says otherwise) as ms since the epoch."""
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO date or date-time") from exc
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return int(moment.timestamp() * 1000)
+
+
+def _add_archive_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("archive location")
+    group.add_argument("--bucket", help="bucket holding the archive (env COEXARCHIVE_BUCKET)")
+    group.add_argument("--endpoint-url", help="S3 endpoint for non-AWS servers")
+    group.add_argument("--archive-name", help="archive name used in checkpoint origins")
+
+
+def _settings(args: argparse.Namespace, **extra: object) -> Settings:
+    return Settings.from_env(
+        bucket=getattr(args, "bucket", None),
+        endpoint_url=getattr(args, "endpoint_url", None),
+        archive_name=getattr(args, "archive_name", None),
+        trust_file=getattr(args, "trust", None),
+        key_file=getattr(args, "key", None),
+        **extra,
+    )
+
+
+# --- keygen --------------------------------------------------------------------------------------
+
+
+def cmd_keygen(args: argparse.Namespace) -> int:
+    from coexarchive.seal.keys import Ed25519Signer
+
+    key_path: Path = args.key
+    if key_path.exists() and not args.force:
+        raise ConfigError(
+            f"{key_path} exists; pass --force to replace it (old checkpoints stay "
+            "verifiable only while the old public key stays in the trust file)"
+        )
+    signer = Ed25519Signer.generate(args.name)
+    key_path.parent.mkdir(parents=True, exist_ok=True)
+    signer.to_file(key_path)
+    trust_path: Path = args.trust
+    lines = trust_path.read_text().splitlines() if trust_path.exists() else []
+    verifier = signer.verifier_key()
+    if verifier not in lines:
+        lines.append(verifier)
+    trust_path.parent.mkdir(parents=True, exist_ok=True)
+    trust_path.write_text("\n".join(lines) + "\n")
+    print(f"signing key: {key_path} (keep it secret; separate from storage credentials)")
+    print(f"trust file:  {trust_path}")
+    print(f"verifier key: {verifier}")
+    return 0
+
+
+# --- s3 -------------------------------------------------------------------------------------------
+
+
+def cmd_s3(args: argparse.Namespace) -> int:
+    from coexarchive.store import seaweed
+
+    return seaweed.main(args.rest)
+
+
+# --- verify --------------------------------------------------------------------------------------
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from coexarchive._internal.progress import Progress
+    from coexarchive.verify import (
+        ArchiveVerificationError,
+        Report,
+        count_segments,
+        default_executor,
+        parse_head,
+        verify_archive,
+    )
+
+    settings = _settings(args)
+    store = settings.store()
+    trust = settings.trust()
+    heads = [parse_head(Path(path).read_bytes(), trust) for path in args.expect_head or ()]
+    chains = [args.chain] if args.chain else None
+    progress = Progress("verifying", 0) if not args.json else None
+    if progress is not None and progress.enabled:
+        progress.total = sum(
+            _manifest_records(store, chain) for chain in (chains or _all_chains(store))
+        ) or count_segments(store, chains)
+    executor = default_executor(args.workers)
+    try:
+        report: Report = verify_archive(
+            store,
+            trust,
+            chains=chains,
+            since=args.since,
+            until=args.until,
+            heads=heads,
+            executor=executor,
+            on_segment=progress.advance if progress else None,
+        )
+    except ArchiveVerificationError as exc:
+        report = exc.report
+    finally:
+        if executor is not None:
+            executor.shutdown()
+        if progress is not None:
+            progress.close()
+    if args.json:
+        print(json.dumps(report.to_json(), indent=2, sort_keys=True))
+    else:
+        _print_report(report)
+    return 0 if report.ok else 1
+
+
+def _all_chains(store: object) -> list[str]:
+    from coexarchive.verify import chains_in
+
+    return chains_in(store)  # type: ignore[arg-type]
+
+
+def _manifest_records(store: object, chain: str) -> int:
+    from coexarchive.segments import Manifest, list_manifests
+
+    total = 0
+    for key in list_manifests(store, chain):  # type: ignore[arg-type]
+        total += Manifest.from_bytes(store.get(key), key=key).record_count  # type: ignore[attr-defined]
+    return total
+
+
+def _print_report(report: object) -> None:
+    from coexarchive.verify import Report
+
+    assert isinstance(report, Report)
+    for chain in report.chains:
+        print(
+            f"chain {chain.chain_id}: {chain.records} records in {chain.segments} segments, "
+            f"{chain.records_checked} rows re-hashed, {chain.checkpoints} checkpoints verified, "
+            f"tree size {chain.tree_size}, root {chain.root_hash}"
+        )
+        for warning in chain.warnings:
+            print(f"  warning: {warning}")
+    print("checks: " + ", ".join(f"{i}. {step}" for i, step in enumerate(report.steps, 1)))
+    if report.ok:
+        print(f"OK: {len(report.chains)} chain(s) verified, every check held")
+    else:
+        print(str(VerificationError(failures=report.failures)))
+
+
+# --- parser --------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="coexarchive",
+        description="Compliance archive for WhatsApp Business Coexistence: ingest, seal, verify.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"coexarchive {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    keygen = sub.add_parser(
+        "keygen",
+        help="create an Ed25519 signing key and add its public key to a trust file",
+        description="Create a checkpoint signing key (C2SP note format) and append its verifier "
+        "key to the trust file. Rotate by creating a new key and keeping the old verifier line.",
+    )
+    keygen.add_argument("--name", default="coexarchive.local", help="key name (no spaces or '+')")
+    keygen.add_argument("--key", type=Path, default=Path("var/keys/signing.key"))
+    keygen.add_argument("--trust", type=Path, default=Path("var/keys/trust.txt"))
+    keygen.add_argument("--force", action="store_true", help="replace an existing key file")
+    keygen.set_defaults(handler=cmd_keygen)
+
+    s3 = sub.add_parser(
+        "s3",
+        help="run the embedded SeaweedFS S3 server on 127.0.0.1",
+        description="Run the embedded S3 server (SeaweedFS) in the foreground, bound to loopback "
+        "only. Its filer port can delete locked files: never expose it. Arguments after `s3` go "
+        "to the server helper; see `coexarchive s3 --help`.",
+        add_help=False,
+    )
+    s3.add_argument("rest", nargs=argparse.REMAINDER)
+    s3.set_defaults(handler=cmd_s3)
+
+    verify = sub.add_parser(
+        "verify",
+        help="verify the whole archive (or one chain) end to end",
+        description="Re-hash every row, link the hash chains, rebuild each Merkle root, check "
+        "every checkpoint signature against the trust file, look for forks and truncation, and "
+        "check Object Lock retention on every object. Exit 0 only when everything holds.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Pin a head: keep a copy of a checkpoint somewhere the writer cannot reach "
+        "(another account, a witness, paper) and pass it with --expect-head; verify then proves "
+        "the archive was not cut short or forked since.",
+    )
+    _add_archive_options(verify)
+    verify.add_argument("--trust", type=Path, help="trust file (env COEXARCHIVE_TRUST)")
+    verify.add_argument("--chain", help="verify one chain (business phone number id)")
+    verify.add_argument("--since", type=parse_time, help="re-hash rows from this time (ISO)")
+    verify.add_argument("--until", type=parse_time, help="re-hash rows before this time (ISO)")
+    verify.add_argument(
+        "--expect-head",
+        action="append",
+        metavar="FILE",
+        help="signed checkpoint held outside the archive; repeatable",
+    )
+    verify.add_argument("--workers", type=int, default=1, help="processes re-hashing segments")
+    verify.add_argument("--json", action="store_true", help="print a JSON report")
+    verify.set_defaults(handler=cmd_verify)
+
+    _add_pipeline_commands(sub)
+    return parser
+
+
+def _add_pipeline_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from coexarchive import commands
+
+    commands.register(sub, _add_archive_options, _settings)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler: Handler = args.handler
+    try:
+        return handler(args)
+    except CoexArchiveError as exc:
+        print(f"coexarchive: error: {exc.diagnostics()}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("coexarchive: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,116 @@
+"""The ingest pipeline under Beam's TestPipeline, on moto's in-process S3."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import apache_beam as beam
+import boto3
+import pytest
+from apache_beam.testing import test_pipeline
+from apache_beam.testing.util import assert_that, equal_to
+from moto import mock_aws
+
+from coexarchive.commands import upload_raw
+from coexarchive.raw import Delivery, encode_landing, landing_key, signature_header
+from coexarchive.retention import RetentionPolicy
+from coexarchive.store.s3 import S3Store, create_locked_bucket
+from pipelines.ingest import Ingest, SealSpec, StoreSpec, normalize_object
+from support.archive import signer
+
+BUCKET = "ingest-unit"
+SECRET = b"unit-secret"
+T0 = 1_767_607_200  # 2026-01-05T10:00:00Z
+
+
+def body(*wamids: str, phone_number_id: str = "900000000000001") -> bytes:
+    messages = ",".join(
+        f'{{"from":"447700900123","id":"{w}","timestamp":"{T0 + i}","type":"text",'
+        f'"text":{{"body":"hello {i} ✓"}}}}'
+        for i, w in enumerate(wamids)
+    )
+    return (
+        '{"object":"whatsapp_business_account","entry":[{"id":"800000000000001","changes":[{'
+        '"field":"messages","value":{"messaging_product":"whatsapp","metadata":{'
+        f'"display_phone_number":"15550001111","phone_number_id":"{phone_number_id}"}},'
+        f'"contacts":[{{"profile":{{"name":"A"}},"wa_id":"447700900123"}}],"messages":[{messages}]}}'
+        "}]}]}"
+    ).encode()
+
+
+def landing(seq: int, *bodies: bytes) -> tuple[str, bytes]:
+    deliveries = [
+        Delivery(
+            receiver_id="unit",
+            seq=seq + i,
+            received_at=(T0 + 5) * 1000,
+            source="webhook",
+            headers={"x-hub-signature-256": signature_header(SECRET, b)},
+            body=b,
+        )
+        for i, b in enumerate(bodies)
+    ]
+    return landing_key("unit", seq, (T0 + 5) * 1000), encode_landing(deliveries)
+
+
+@pytest.fixture
+def s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[S3Store]:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    with mock_aws():
+        client = boto3.client("s3", region_name="us-east-1")
+        create_locked_bucket(client, BUCKET)
+        yield S3Store(BUCKET, client=client)
+
+
+@pytest.fixture
+def key_file(tmp_path: Path) -> str:
+    path = tmp_path / "signing.key"
+    signer().to_file(path)
+    return str(path)
+
+
+def run(keys: list[str], key_file: str, expected: list[tuple[str, int, int]]) -> None:
+    """Run Ingest and assert its per-chain (chain, sealed, duplicates) summaries."""
+    with test_pipeline.TestPipeline(runner="FnApiRunner") as pipeline:
+        summaries = (
+            pipeline
+            | beam.Create(keys)
+            | Ingest(
+                StoreSpec(BUCKET, region_name="us-east-1"),
+                SealSpec(key_file, "coexarchive.test", "GOVERNANCE:1"),
+            )
+        )
+        assert_that(
+            summaries | beam.Map(lambda s: (s["chain_id"], s["sealed"], s["duplicates"])),
+            equal_to(expected),
+        )
+
+
+def test_objects_become_one_sealed_batch_per_chain(s3: S3Store, key_file: str) -> None:
+    objects = [
+        landing(0, body("wamid.A1", "wamid.A2"), body("wamid.A1")),  # a duplicate delivery
+        landing(2, body("wamid.B1", phone_number_id="900000000000002"), b"{not json"),
+    ]
+    upload_raw(s3, objects, policy=RetentionPolicy.parse("GOVERNANCE:1"))
+    run([k for k, _ in objects], key_file, [("900000000000001", 2, 1), ("900000000000002", 1, 0)])
+    quarantined = list(s3.list("quarantine/"))
+    assert len(quarantined) == 1
+
+
+def test_rerun_changes_nothing(s3: S3Store, key_file: str) -> None:
+    objects = [landing(0, body("wamid.A1", "wamid.A2"))]
+    upload_raw(s3, objects, policy=RetentionPolicy.parse("GOVERNANCE:1"))
+    run([objects[0][0]], key_file, [("900000000000001", 2, 0)])
+    before = sorted(s3.list(""))
+    run([objects[0][0]], key_file, [("900000000000001", 0, 2)])
+    assert sorted(s3.list("")) == before
+
+
+def test_normalize_object_keeps_bad_lines_and_valid_siblings() -> None:
+    key, data = landing(0, body("wamid.X"), b"\xff\xfe not utf-8")
+    by_chain, bad = normalize_object(key, data)
+    assert [r.wamid for r in by_chain["900000000000001"]] == ["wamid.X"]
+    assert len(bad) == 1 and bad[0].raw_line == 1 and bad[0].payload == b"\xff\xfe not utf-8"
