@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
@@ -182,6 +183,26 @@ def _print_report(report: object) -> None:
         print(str(VerificationError(failures=report.failures)))
 
 
+# --- head -----------------------------------------------------------------------------------------
+
+
+def cmd_head(args: argparse.Namespace) -> int:
+    from coexarchive.segments import Manifest, list_manifests
+
+    store = _settings(args).store()
+    keys = list_manifests(store, args.chain)
+    if not keys:
+        raise ConfigError(f"chain {args.chain!r} has no sealed segments in this archive")
+    manifest = Manifest.from_bytes(store.get(keys[-1]), key=keys[-1])
+    note = store.get(manifest.checkpoint_key)
+    if args.out:
+        Path(args.out).write_bytes(note)
+        print(f"saved the checkpoint for {manifest.tree_size} records to {args.out}")
+    else:
+        sys.stdout.write(note.decode("utf-8"))
+    return 0
+
+
 # --- parser --------------------------------------------------------------------------------------
 
 
@@ -244,6 +265,18 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--json", action="store_true", help="print a JSON report")
     verify.set_defaults(handler=cmd_verify)
 
+    head = sub.add_parser(
+        "head",
+        help="print or save a chain's latest signed checkpoint, to pin it elsewhere",
+        description="Write the latest signed checkpoint of a chain. Keep it where the archive's "
+        "writer cannot reach it (another account, a witness, a ticket); later, "
+        "`verify --expect-head FILE` proves the archive was neither cut short nor forked since.",
+    )
+    _add_archive_options(head)
+    head.add_argument("--chain", required=True, help="business phone number id (or chain id)")
+    head.add_argument("--out", help="file to write (default: stdout)")
+    head.set_defaults(handler=cmd_head)
+
     _add_pipeline_commands(sub)
     return parser
 
@@ -255,6 +288,13 @@ def _add_pipeline_commands(sub: argparse._SubParsersAction[argparse.ArgumentPars
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(level=logging.ERROR, format="%(levelname)s %(name)s: %(message)s")
+    if argv[:1] == ["s3"]:
+        # The server helper has its own options; argparse.REMAINDER cannot pass leading flags.
+        from coexarchive.store import seaweed
+
+        return seaweed.main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     handler: Handler = args.handler
@@ -266,6 +306,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("coexarchive: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader went away (e.g. `| head`); not an error worth a traceback.
+        sys.stderr.close()
+        return 141
 
 
 if __name__ == "__main__":
