@@ -285,6 +285,9 @@ def _add_pipeline_commands(sub: argparse._SubParsersAction[argparse.ArgumentPars
     from coexarchive import commands
 
     commands.register(sub, _add_archive_options, _settings)
+    from coexarchive.enrich import cli as enrich_cli
+
+    enrich_cli.register(sub, _add_archive_options, _settings)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

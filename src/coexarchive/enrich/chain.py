@@ -1,0 +1,108 @@
+"""Enrich one chain's batch of new records: consent, templates, the 24-hour window and flags.
+
+``enrich_chain`` is pure (records + context + config in, records out). ``enrich_for_seal`` is the
+ingest pipeline's seam: it loads the chain's context from the archive and calls it, between
+de-duplication and sealing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from coexarchive.enrich.consent import ConsentLedger, keyword_event
+from coexarchive.enrich.context import ChainContext, load_context
+from coexarchive.enrich.flags import EnrichConfig, Knowledge, apply, assess
+from coexarchive.enrich.templates import TemplateRegistry
+from coexarchive.enrich.window import EchoIndex, InboundIndex
+from coexarchive.records import Kind, Record
+from coexarchive.store.base import ObjectStore
+
+__all__ = ["collect_side_events", "enrich_chain", "enrich_for_seal", "knowledge_of"]
+
+# Kinds whose enrichment reads the chain's past; a batch without them needs no context.
+_CONTEXT_KINDS = frozenset({Kind.OUTBOUND.value, Kind.STATUS.value, Kind.ECHO.value})
+
+
+def knowledge_of(context: ChainContext, *, horizon_ms: int) -> Knowledge:
+    return Knowledge(
+        ledger=ConsentLedger(context.consent_events),
+        registry=TemplateRegistry(context.template_events),
+        inbound=InboundIndex(context.inbound),
+        echoes=EchoIndex(context.echo_times),
+        captured=set(context.captured),
+        horizon_ms=horizon_ms,
+    )
+
+
+def enrich_chain(
+    records: Sequence[Record],
+    context: ChainContext,
+    *,
+    config: EnrichConfig,
+    horizon_ms: int | None = None,
+) -> list[Record]:
+    """``records`` with enrichment columns and flags set, plus keyword consent records.
+
+    Everything in ``records`` counts as known, whatever order it came in: a consent or template
+    event in the same batch applies to a send after it. ``horizon_ms`` (default: the batch's latest
+    receive or event time) is what the status grace period is measured against.
+    """
+    derived = [
+        event for record in records if (event := keyword_event(record, config.keywords)) is not None
+    ]
+    batch = ChainContext(context.chain_id, context.waba_id)
+    batch.add(records)
+    batch.add(derived)
+    merged = ChainContext(
+        context.chain_id,
+        context.waba_id,
+        consent_events=[*context.consent_events, *batch.consent_events],
+        template_events=[*context.template_events, *batch.template_events],
+        inbound=[*context.inbound, *batch.inbound],
+        echo_times=[*context.echo_times, *batch.echo_times],
+        captured=context.captured | batch.captured,
+    )
+    if horizon_ms is None:
+        horizon_ms = max((_seen_at(r) for r in records), default=0)
+    knowledge = knowledge_of(merged, horizon_ms=horizon_ms)
+    enriched = []
+    for record in [*records, *derived]:
+        assessment = assess(record, knowledge, config)
+        enriched.append(record if assessment is None else apply(record, assessment))
+    return enriched
+
+
+def _seen_at(record: Record) -> int:
+    return record.received_time if record.received_time is not None else record.event_time
+
+
+def enrich_for_seal(
+    store: ObjectStore,
+    chain_id: str,
+    records: Sequence[Record],
+    *,
+    config: EnrichConfig,
+    side_events: Iterable[Record] = (),
+    horizon_ms: int | None = None,
+) -> list[Record]:
+    """Enrich the records about to be sealed on ``chain_id`` with what the archive knows.
+
+    ``side_events`` are the current run's template events from every chain (see
+    :func:`collect_side_events`): the WABA chain holding them may be sealed after this one.
+    """
+    waba_id = next((r.waba_id for r in records if r.waba_id), None) or config.waba_ids.get(chain_id)
+    timed = [r.event_time for r in records if r.kind in _CONTEXT_KINDS]
+    if timed:
+        context = load_context(
+            store, chain_id, since_ms=min(timed), until_ms=max(timed), waba_id=waba_id,
+            config=config,
+        )  # fmt: skip
+    else:
+        context = ChainContext(chain_id, waba_id)
+    context.add_side_events(side_events)
+    return enrich_chain(records, context, config=config, horizon_ms=horizon_ms)
+
+
+def collect_side_events(records: Iterable[Record]) -> list[Record]:
+    """The records of a run every chain's enrichment needs: template events (on WABA chains)."""
+    return [record for record in records if record.kind == Kind.TEMPLATE_EVENT]

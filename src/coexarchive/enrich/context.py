@@ -1,0 +1,193 @@
+"""What enrichment needs from earlier runs of a chain, read from its sealed Parquet segments.
+
+Bounded by construction: manifests say which kinds a segment holds and which event times it spans,
+so only segments with consent or template events (small, kept all-time) and segments overlapping
+the batch's look-back windows (inbound messages for 24 hours, echoes and captured wamids for 30
+days) are read, and only a few columns of them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from coexarchive.enrich.consent import ConsentEvent, consent_event_of
+from coexarchive.enrich.flags import CAPTURED_KINDS, EnrichConfig
+from coexarchive.enrich.templates import TemplateEvent, template_event_of
+from coexarchive.enrich.window import InboundEvent, inbound_event_of, is_echo
+from coexarchive.errors import FormatError
+from coexarchive.records import Kind, Record
+from coexarchive.segments import Manifest, list_manifests
+from coexarchive.store.base import ObjectStore
+
+__all__ = ["ChainContext", "load_context", "read_records", "waba_chain"]
+
+_CONSENT: Final = Kind.CONSENT_EVENT.value
+_TEMPLATE: Final = Kind.TEMPLATE_EVENT.value
+_INBOUND_KINDS: Final = frozenset({Kind.MESSAGE.value, Kind.UNSUPPORTED.value})
+_ECHO_KINDS: Final = frozenset(
+    {Kind.ECHO.value, Kind.MESSAGE_EDIT.value, Kind.MESSAGE_REVOKE.value}
+)
+# Columns enough to rebuild the records the ledger, registry and indexes read.
+_COLUMNS: Final = (
+    "chain_id", "record_id", "kind", "origin", "direction", "event_time", "waba_id",
+    "customer_id", "customer_wa_id", "customer_user_id", "msg_type", "status",
+    "template_name", "template_language", "template_category", "template_status",
+    "consent_state",
+)  # fmt: skip
+
+
+def waba_chain(waba_id: str) -> str:
+    return f"waba-{waba_id}"
+
+
+@dataclass
+class ChainContext:
+    """Consent and template events, inbound and echo times, captured wamids: one chain's past."""
+
+    chain_id: str
+    waba_id: str | None = None
+    consent_events: list[ConsentEvent] = field(default_factory=list)
+    template_events: list[TemplateEvent] = field(default_factory=list)
+    inbound: list[InboundEvent] = field(default_factory=list)
+    echo_times: list[int] = field(default_factory=list)
+    captured: set[str] = field(default_factory=set)
+
+    def add(self, records: Iterable[Record]) -> None:
+        """Take what ``records`` tell (any kind; others are ignored)."""
+        for record in records:
+            if (consent := consent_event_of(record)) is not None:
+                self.consent_events.append(consent)
+            elif (template := template_event_of(record)) is not None:
+                self.template_events.append(template)
+            elif (inbound := inbound_event_of(record)) is not None:
+                self.inbound.append(inbound)
+            if is_echo(record):
+                self.echo_times.append(record.event_time)
+            if record.kind in CAPTURED_KINDS:
+                self.captured.add(record.record_id)
+
+    def add_side_events(self, records: Iterable[Record]) -> None:
+        """Template events of the current run, from any chain: only those of this chain's WABA."""
+        if self.waba_id is None:
+            return
+        own = waba_chain(self.waba_id)
+        self.add(
+            r
+            for r in records
+            if r.kind == _TEMPLATE and (r.chain_id == own or r.waba_id == self.waba_id)
+        )
+
+
+def load_context(
+    store: ObjectStore,
+    chain_id: str,
+    *,
+    since_ms: int,
+    until_ms: int,
+    waba_id: str | None = None,
+    config: EnrichConfig | None = None,
+) -> ChainContext:
+    """The chain's sealed past that enriching records with event times in [since, until] needs.
+
+    ``waba_id`` names the WABA whose chain holds the templates; when None it is looked up in the
+    chain's own records (the first non-null ``waba_id`` found).
+    """
+    config = config or EnrichConfig()
+    manifests = _manifests(store, chain_id)
+    context = ChainContext(chain_id, waba_id)
+    windows = (
+        (_INBOUND_KINDS, since_ms - config.window_ms),
+        (_ECHO_KINDS, since_ms - config.echo_lookback_ms),
+        (CAPTURED_KINDS, since_ms - config.status_lookback_ms),
+    )
+    for manifest in manifests:
+        kinds = {_CONSENT, _TEMPLATE} & set(manifest.kinds)
+        for wanted, start in windows:
+            if manifest.max_event_time >= start and manifest.min_event_time <= until_ms:
+                kinds |= wanted & set(manifest.kinds)
+        if kinds:
+            context.add(_read(store, manifest, kinds))
+        if context.waba_id is None:
+            context.waba_id = _waba_of(store, manifest)
+    if context.waba_id is None:
+        context.waba_id = config.waba_ids.get(chain_id)
+    if context.waba_id is not None and waba_chain(context.waba_id) != chain_id:
+        for manifest in _manifests(store, waba_chain(context.waba_id)):
+            if _TEMPLATE in manifest.kinds:
+                context.add(_read(store, manifest, {_TEMPLATE}))
+    return context
+
+
+def _manifests(store: ObjectStore, chain_id: str) -> list[Manifest]:
+    return [Manifest.from_bytes(store.get(key), key=key) for key in list_manifests(store, chain_id)]
+
+
+def _read(store: ObjectStore, manifest: Manifest, kinds: set[str]) -> list[Record]:
+    """Rows of ``kinds`` from a segment, with the few columns enrichment reads."""
+    key = manifest.segment.key
+    table = _table(store.get(key), key, _COLUMNS)
+    table = table.filter(pc.is_in(table.column("kind"), value_set=pa.array(sorted(kinds))))
+    return _records(table)
+
+
+def _waba_of(store: ObjectStore, manifest: Manifest) -> str | None:
+    """The WABA id webhook records of a segment carry (outbound captures carry none)."""
+    key = manifest.segment.key
+    column = _table(store.get(key), key, ("waba_id",)).column("waba_id").drop_null()
+    return str(column[0].as_py()) if len(column) else None
+
+
+def _table(data: bytes, key: str, columns: Sequence[str] | None) -> pa.Table:
+    try:
+        table = pq.read_table(pa.BufferReader(data), columns=list(columns) if columns else None)
+    except (pa.ArrowInvalid, OSError, KeyError) as exc:
+        raise FormatError(f"{key}: not a readable record segment ({exc})") from exc
+    return table
+
+
+def _records(table: pa.Table) -> list[Record]:
+    columns: dict[str, list[Any]] = {}
+    for name in table.column_names:
+        column = table.column(name)
+        if pa.types.is_timestamp(column.type):
+            column = column.cast(pa.int64())
+        columns[name] = column.to_pylist()
+    rows = []
+    for index in range(table.num_rows):
+        values = {name: columns[name][index] for name in columns}
+        if "flags" in values:
+            values["flags"] = tuple(values["flags"] or ())
+        values.pop("record_version", None)
+        values.pop("seq", None)
+        values.pop("leaf_hash", None)
+        values.pop("chain_hash", None)
+        rows.append(Record(**values))
+    return rows
+
+
+def read_records(
+    store: ObjectStore, chain_id: str, *, kinds: set[str], since_ms: int, until_ms: int
+) -> list[tuple[int, Record]]:
+    """Full sealed records of ``kinds`` with event time in [since, until), with their ``seq``."""
+    found: list[tuple[int, Record]] = []
+    for manifest in _manifests(store, chain_id):
+        if not kinds & set(manifest.kinds):
+            continue
+        if manifest.max_event_time < since_ms or manifest.min_event_time >= until_ms:
+            continue
+        key = manifest.segment.key
+        table = _table(store.get(key), key, None)
+        mask = pc.is_in(table.column("kind"), value_set=pa.array(sorted(kinds)))
+        table = table.filter(mask)
+        seqs = table.column("seq").to_pylist()
+        for seq, record in zip(seqs, _records(table), strict=True):
+            if since_ms <= record.event_time < until_ms:
+                found.append((int(seq), record))
+    found.sort(key=lambda item: item[0])
+    return found

@@ -1,0 +1,83 @@
+"""The 24-hour customer-service window and the business app's echo activity, per chain.
+
+A window is opened, or refreshed, by every live inbound message from the customer: ``message`` (or
+an ``unsupported`` message type) with origin ``customer``. App echoes, history imports, system
+messages, edits and statuses neither open nor extend it.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Final
+
+from coexarchive.enrich.consent import customer_keys
+from coexarchive.records import Direction, Kind, Origin, Record
+
+__all__ = ["DAY_MS", "EchoIndex", "InboundEvent", "InboundIndex", "inbound_event_of", "is_echo"]
+
+DAY_MS: Final = 86_400_000
+_OPENING_KINDS: Final = frozenset({Kind.MESSAGE.value, Kind.UNSUPPORTED.value})
+
+
+@dataclass(frozen=True, slots=True)
+class InboundEvent:
+    record_id: str
+    keys: tuple[str, ...]
+    event_time: int
+
+
+def inbound_event_of(record: Record) -> InboundEvent | None:
+    """The window-opening event of a record, if it is a live customer message."""
+    if (
+        record.kind in _OPENING_KINDS
+        and record.origin == Origin.CUSTOMER
+        and record.direction == Direction.INBOUND
+    ):
+        keys = customer_keys(record)
+        if keys:
+            return InboundEvent(record.record_id, keys, record.event_time)
+    return None
+
+
+def is_echo(record: Record) -> bool:
+    """An app-sent message seen live (``echo``, or an app edit/revoke)."""
+    return record.origin == Origin.BUSINESS_APP and record.direction == Direction.OUTBOUND
+
+
+class InboundIndex:
+    """Inbound message times per customer identifier."""
+
+    def __init__(self, events: Iterable[InboundEvent] = ()) -> None:
+        by_key: dict[str, dict[str, InboundEvent]] = {}
+        for event in events:
+            for key in event.keys:
+                by_key.setdefault(key, {})[event.record_id] = event
+        self._events = {
+            key: sorted(found.values(), key=lambda e: (e.event_time, e.record_id))
+            for key, found in by_key.items()
+        }
+        self._times = {key: [e.event_time for e in found] for key, found in self._events.items()}
+
+    def last_at_or_before(self, keys: Sequence[str], at: int) -> InboundEvent | None:
+        best: InboundEvent | None = None
+        for key in keys:
+            times = self._times.get(key)
+            if not times:
+                continue
+            end = bisect.bisect_right(times, at)
+            if end and (best is None or times[end - 1] > best.event_time):
+                best = self._events[key][end - 1]
+        return best
+
+
+class EchoIndex:
+    """When the business app was last seen sending on the chain."""
+
+    def __init__(self, times: Iterable[int] = ()) -> None:
+        self._times = sorted(set(times))
+
+    def last_at_or_before(self, at: int) -> int | None:
+        end = bisect.bisect_right(self._times, at)
+        return self._times[end - 1] if end else None
