@@ -277,6 +277,18 @@ def build_parser() -> argparse.ArgumentParser:
     head.add_argument("--out", help="file to write (default: stdout)")
     head.set_defaults(handler=cmd_head)
 
+    from coexarchive.receive import server as receive_server
+
+    receive = sub.add_parser(
+        "receive",
+        help="run the webhook receiver (durable spool, shipper to raw/)",
+        description="Serve Meta's webhook and the outbound-capture endpoint. A delivery is "
+        "answered 200 only once it is fsync'd to the local spool; a shipper lands spool segments "
+        "in raw/ (create-only, object-locked) and trims them only after the upload is confirmed.",
+    )
+    receive_server.add_arguments(receive)
+    receive.set_defaults(handler=receive_server.run)
+
     _add_pipeline_commands(sub)
     return parser
 

@@ -10,7 +10,17 @@ def test_help_lists_every_command(capsys: pytest.CaptureFixture[str]) -> None:
         main(["--help"])
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
-    commands = ("keygen", "verify", "head", "simulate", "ingest", "redrive", "demo", "s3")
+    commands = (
+        "keygen",
+        "verify",
+        "head",
+        "simulate",
+        "ingest",
+        "redrive",
+        "demo",
+        "s3",
+        "receive",
+    )
     for command in (*commands, "consent", "templates", "reassess"):
         assert command in out
 

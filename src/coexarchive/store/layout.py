@@ -17,6 +17,7 @@ QUARANTINE_PREFIX = "quarantine/"
 ACCESS_LOG_PREFIX = "access-log/"
 HOLDS_PREFIX = "holds/"
 DEDUP_PREFIX = "dedup/"
+INGESTED_PREFIX = "ingested/"  # continuous ingest: one marker per raw object processed
 
 _CHAIN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 

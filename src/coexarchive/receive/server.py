@@ -1,0 +1,251 @@
+"""``coexarchive receive``: the webhook receiver (uvicorn, one worker), its spool and its shipper.
+
+Secrets come only from the environment or files: ``COEXARCHIVE_APP_SECRETS`` (comma-separated,
+several for rotation) or ``--app-secret-file``; ``COEXARCHIVE_VERIFY_TOKEN``;
+``COEXARCHIVE_OUTBOUND_TOKEN``, the capture secret(s) sending systems sign ``/outbound`` bodies with
+(comma-separated; ``/outbound`` answers 404 without one). The archive's bucket and S3
+endpoint come from the same environment as every other command (``Settings.from_env``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import re
+import socket
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from coexarchive.errors import ConfigError
+from coexarchive.receive.app import Receiver, ReceiverConfig, app_secrets_from, create_app
+from coexarchive.receive.shipper import RetentionFor, Shipper
+from coexarchive.receive.spool import Spool
+from coexarchive.store.base import ObjectStore
+
+__all__ = [
+    "JsonFormatter",
+    "Running",
+    "build_parser",
+    "config_from_env",
+    "main",
+    "start",
+    "uvicorn_config",
+]
+
+log = logging.getLogger("coexarchive.receive")
+
+# Only these ``extra`` fields reach the log: the handlers pass no content and no secret, and an
+# allowlist keeps it that way when someone adds a field later.
+_LOG_FIELDS = (
+    "status", "reason", "segment", "key", "deliveries", "error", "errno", "frames", "port",
+    "host", "receiver_id", "recovered_segments", "recovered_deliveries", "truncated_bytes",
+)  # fmt: skip
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message and allowlisted fields."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for name in _LOG_FIELDS:
+            value = record.__dict__.get(name)
+            if value is not None:
+                entry[name] = value
+        if record.exc_info and record.exc_info[0] is not None:
+            entry["exception"] = record.exc_info[0].__name__
+        return orjson.dumps(entry, default=str).decode()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="coexarchive receive",
+        description="Receive WhatsApp webhooks: verify, fsync to a local spool, answer 200, "
+        "ship to raw/ under Object Lock.",
+    )
+    add_arguments(parser)
+    return parser
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The receive options, for the CLI's subparser."""
+    parser.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument("--spool-dir", type=Path, default=Path("var/spool"))
+    parser.add_argument("--receiver-id", default=None, help="[a-z0-9-]; default from host name")
+    parser.add_argument("--app-secret-file", type=Path, help="file with app secrets, one a line")
+    parser.add_argument("--spool-max-bytes", type=int, default=1 << 30)
+    parser.add_argument("--segment-bytes", type=int, default=16 << 20)
+    parser.add_argument("--segment-age", type=float, default=5.0, help="seconds before rotating")
+    parser.add_argument(
+        "--ship-max-backoff", type=float, default=30.0, help="longest pause between upload retries"
+    )
+    parser.add_argument("--log-level", default="INFO")
+
+
+def default_receiver_id() -> str:
+    name = re.sub(r"[^a-z0-9-]+", "-", socket.gethostname().lower()).strip("-")
+    return ("rcv-" + name)[:63].rstrip("-") or "rcv"
+
+
+def config_from_env(env: Mapping[str, str], secret_file: Path | None) -> ReceiverConfig:
+    """Secrets from the environment or a file; never from the command line."""
+    text = env.get("COEXARCHIVE_APP_SECRETS", "")
+    if secret_file is not None:
+        try:
+            text += "\n" + secret_file.read_text()
+        except OSError as error:
+            raise ConfigError(f"cannot read app secret file {secret_file}: {error}") from None
+    secrets = app_secrets_from(text)
+    if not secrets:
+        raise ConfigError(
+            "no app secret: set COEXARCHIVE_APP_SECRETS (comma-separated) or --app-secret-file"
+        )
+    return ReceiverConfig(
+        app_secrets=secrets,
+        verify_token=env.get("COEXARCHIVE_VERIFY_TOKEN") or None,
+        capture_secrets=app_secrets_from(env.get("COEXARCHIVE_OUTBOUND_TOKEN", "")),
+    )
+
+
+@dataclass
+class Running:
+    """A started spool, shipper and app, ready to be served."""
+
+    receiver: Receiver
+    shipper: Shipper
+    app: Any
+
+    def stop(self, *, drain_for: float = 5.0) -> None:
+        self.receiver.spool.close()
+        self.shipper.stop(drain_for=drain_for)
+
+
+def start(
+    config: ReceiverConfig,
+    spool: Spool,
+    store: ObjectStore,
+    retention_for: RetentionFor,
+    *,
+    max_backoff: float = 30.0,
+) -> Running:
+    """Recover the spool, start shipping what it holds, and build the app."""
+    report = spool.open()
+    log.info(
+        "spool recovered",
+        extra={
+            "receiver_id": spool.receiver_id,
+            "recovered_segments": report.segments,
+            "recovered_deliveries": report.deliveries,
+            "truncated_bytes": report.truncated_bytes,
+        },
+    )
+    receiver = Receiver(config, spool)
+    shipper = Shipper(spool, store, retention_for, max_backoff=max_backoff)
+    shipper.start()
+    metrics = receiver.metrics
+    metrics.gauge("coexarchive_spool_bytes", "Bytes held in the spool.", lambda: spool.used_bytes())
+    metrics.gauge("coexarchive_spool_segments_waiting", "Closed segments not yet shipped.",
+                  lambda: shipper.backlog)  # fmt: skip
+    metrics.gauge("coexarchive_spool_fsync_batches", "Group commits so far.",
+                  lambda: spool.stats.batches)  # fmt: skip
+    metrics.gauge("coexarchive_spool_write_errors", "Spool write or fsync failures.",
+                  lambda: spool.stats.write_errors)  # fmt: skip
+    metrics.gauge("coexarchive_ship_objects", "Landing objects shipped.",
+                  lambda: shipper.stats.objects)  # fmt: skip
+    metrics.gauge("coexarchive_ship_failures", "Failed upload attempts (retried).",
+                  lambda: shipper.stats.failures)  # fmt: skip
+    metrics.gauge("coexarchive_ship_last_success_seconds", "Unix time of the last upload.",
+                  lambda: shipper.stats.last_success)  # fmt: skip
+    return Running(receiver, shipper, create_app(receiver))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return run(args)
+
+
+def run(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> int:
+    """Serve until SIGTERM/SIGINT, then flush the spool and try to ship what it holds."""
+    import uvicorn
+
+    from coexarchive.commands import raw_retention
+    from coexarchive.settings import Settings
+
+    _configure_logging(args.log_level)
+    env = os.environ if env is None else env
+    config = config_from_env(env, args.app_secret_file)
+    settings = Settings.from_env(env)
+    policy = settings.policy()
+    receiver_id = args.receiver_id or default_receiver_id()
+    spool = Spool(
+        args.spool_dir,
+        receiver_id,
+        max_bytes=args.spool_max_bytes,
+        segment_bytes=args.segment_bytes,
+        segment_age=args.segment_age,
+    )
+    running = start(
+        config,
+        spool,
+        settings.store(),
+        lambda key: raw_retention(key, policy),
+        max_backoff=args.ship_max_backoff,
+    )
+    server = uvicorn.Server(uvicorn_config(running.app, host=args.host, port=args.port))
+    log.info("receiver listening", extra={"host": args.host, "port": args.port})
+    try:
+        server.run()
+    finally:
+        running.stop()
+    return 0
+
+
+def uvicorn_config(app: Any, *, host: str = "127.0.0.1", port: int = 0) -> Any:
+    """uvicorn settings for the receiver: no access log, no server header, no proxy trust."""
+    import uvicorn
+
+    # The handshake's query string carries the verify token: no access log, ever, whichever
+    # handlers someone attaches to the access logger later.
+    logging.getLogger("uvicorn.access").disabled = True
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        access_log=False,
+        log_config=None,
+        server_header=False,
+        proxy_headers=False,
+        lifespan="off",
+        ws="none",
+        timeout_keep_alive=30,
+    )
+
+
+def _configure_logging(level: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    # boto3 and uvicorn loggers can print request details; keep them at WARNING.
+    for name in ("botocore", "boto3", "urllib3", "uvicorn.access"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except ConfigError as error:
+        print(f"coexarchive receive: {error}", file=sys.stderr)
+        sys.exit(2)
