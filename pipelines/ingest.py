@@ -17,6 +17,9 @@ import argparse
 import dataclasses
 import gc
 import logging
+import marshal
+import operator
+import pickle
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -34,7 +37,7 @@ from coexarchive.dedup import DedupIndex
 from coexarchive.enrich import EnrichConfig, collect_side_events, enrich_for_seal
 from coexarchive.normalize import Quarantined, normalize_delivery
 from coexarchive.raw import decode_landing
-from coexarchive.records import Record
+from coexarchive.records import RECORD_FIELDS, Record
 from coexarchive.retention import RetentionPolicy
 from coexarchive.seal.keys import Ed25519Signer
 from coexarchive.segments import ChainWriter
@@ -44,6 +47,7 @@ from coexarchive.store.s3 import S3Store
 
 NAMESPACE = "coexarchive.ingest"
 QUARANTINE_TAG = "quarantine"
+SIDE_EVENTS_TAG = "side_events"
 log = logging.getLogger(__name__)
 
 
@@ -129,10 +133,38 @@ class NormalizeObject(beam.DoFn):
         self.objects.inc()
         for chain_id, records in sorted(by_chain.items()):
             self.events.inc(len(records))
-            yield chain_id, records
+            yield chain_id, pack_records(records)
+            side = collect_side_events(records)
+            if side:
+                yield beam.pvalue.TaggedOutput(SIDE_EVENTS_TAG, pack_records(side))
         if bad:
             self.quarantined.inc(len(bad))
             yield beam.pvalue.TaggedOutput(QUARANTINE_TAG, (key, bad))
+
+
+# Between the steps a batch travels as one bytes value: the records' field tuples, marshalled.
+# Beam would otherwise pickle every Record (its slots, one by one), which costs more than
+# normalising it. marshal keeps exact types and refuses what it cannot hold (a str subclass);
+# such a batch goes as a pickle instead. Both ends run the same Python, as Beam requires.
+_RECORD_VALUES = operator.attrgetter(*RECORD_FIELDS)
+_MARSHAL, _PICKLE = b"M", b"P"
+
+
+def pack_records(records: Sequence[Record]) -> bytes:
+    """One batch of records as bytes for the next step (see :func:`unpack_records`)."""
+    rows = [_RECORD_VALUES(record) for record in records]
+    try:
+        return _MARSHAL + marshal.dumps(rows)
+    except ValueError:
+        return _PICKLE + pickle.dumps(rows, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def unpack_records(data: bytes) -> list[Record]:
+    """The records :func:`pack_records` packed, equal field by field."""
+    # Only this job's own NormalizeObject writes these bytes, as Beam pickles its own elements.
+    body = memoryview(data)[1:]
+    rows = marshal.loads(body) if data[:1] == _MARSHAL else pickle.loads(body)  # noqa: S301,S302
+    return [Record(*row) for row in rows]
 
 
 def normalize_object(
@@ -214,11 +246,11 @@ class SealChain(beam.DoFn):
 
     def process(
         self,
-        element: tuple[str, Iterable[list[Record]]],
-        side_events: Iterable[list[Record]] = (),
+        element: tuple[str, Iterable[bytes]],
+        side_events: Iterable[bytes] = (),
     ) -> Iterator[dict[str, Any]]:
         chain_id, batches = element
-        records = [record for batch in batches for record in batch]
+        records = [record for batch in batches for record in unpack_records(batch)]
         summary = seal_chain(
             self.store,
             chain_id,
@@ -226,7 +258,7 @@ class SealChain(beam.DoFn):
             signer=self.signer,
             spec=self.seal_spec,
             policy=self.policy,
-            side_events=[record for batch in side_events for record in batch],
+            side_events=[record for batch in side_events for record in unpack_records(batch)],
             enrich=self.enrich,
         )
         self.chains.inc()
@@ -310,13 +342,11 @@ class Ingest(beam.PTransform):
     def expand(self, keys: Any) -> Any:
         normalized = keys | "ReadAndNormalize" >> beam.ParDo(
             NormalizeObject(self.raw_spec)
-        ).with_outputs(QUARANTINE_TAG, main="records")
+        ).with_outputs(QUARANTINE_TAG, SIDE_EVENTS_TAG, main="records")
         _ = normalized[QUARANTINE_TAG] | "WriteQuarantine" >> beam.ParDo(
             WriteQuarantine(self.store_spec, self.seal_spec.retention)
         )
-        side_events = normalized.records | "SideEvents" >> beam.Map(
-            lambda element: collect_side_events(element[1])
-        )
+        side_events = normalized[SIDE_EVENTS_TAG]
         return (
             normalized.records
             | "GroupByChain" >> beam.GroupByKey()

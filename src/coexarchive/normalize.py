@@ -18,13 +18,13 @@ import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, TypeGuard
 
 import orjson
 from pydantic import BaseModel, ValidationError
 
-from coexarchive.records import Direction, Kind, Origin, Record, stable_id
-from coexarchive.webhooks._base import NumberText
+from coexarchive.records import Direction, Kind, Origin, Record, RecordId, stable_id
+from coexarchive.webhooks._base import MAX_ID_LENGTH, NumberText
 from coexarchive.webhooks.account import AccountUpdate
 from coexarchive.webhooks.echoes import MessageEcho
 from coexarchive.webhooks.envelope import WHATSAPP_OBJECT, Metadata, WebhookError
@@ -66,7 +66,6 @@ MAX_DETAIL_CHARS: Final = 1024 * 1024
 MAX_SECONDS: Final = 253_402_300_799
 
 _CHAIN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
-_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
 # After strings are removed: a fraction, an exponent, or an integer orjson may turn into a float.
 _INEXACT_NUMBER = re.compile(rb"[0-9][.eE]|[0-9]{19}")
 _BRACKETS = bytes(range(256)).translate(None, b"{}[]")
@@ -244,12 +243,24 @@ def _parse_body(body: bytes) -> Any:
         raise _Rejected(f"body is not valid JSON (at character {exc.pos})") from None
     if type(tree) is not dict:
         raise _Rejected(f"body is a JSON {_type_name(tree)}, not an object")
-    skeleton = _JSON_STRING.sub(b"", body)
+    skeleton = _skeleton(body)
     if _depth_exceeds(skeleton, MAX_DEPTH):
         raise _Rejected(f"body nests deeper than {MAX_DEPTH} levels")
     if _INEXACT_NUMBER.search(skeleton):
         tree = json.loads(body.decode("utf-8"), parse_float=NumberText, parse_int=_exact_int)
     return tree
+
+
+def _skeleton(body: bytes) -> bytes:
+    """A valid JSON body without its strings (what a regex removing every string token gives).
+
+    Backslashes occur only inside strings. Dropping escaped backslashes and then escaped quotes
+    (left to right, as JSON pairs them) leaves every remaining quote a string delimiter, so the
+    even-numbered pieces between quotes are exactly the text outside strings.
+    """
+    if b"\\" in body:
+        body = body.replace(b"\\\\", b"").replace(b'\\"', b"")
+    return b"".join(body.split(b'"')[::2])
 
 
 def _depth_exceeds(skeleton: bytes, limit: int) -> bool:
@@ -500,7 +511,9 @@ def _digest(obj: Any) -> str:
 
 def message_record_id(chain_id: str, wamid: str) -> str:
     """Identity of a message in every sighting (live, echo, history, follow-up): chain + wamid."""
-    return stable_id("message", chain_id, wamid)
+    # ``stable_id("message", chain_id, wamid)``, spelled out: this runs once or twice per event.
+    joined = f"message\x1f{chain_id}\x1f{wamid}"
+    return RecordId(hashlib.sha256(joined.encode("utf-8")).hexdigest()[:32])
 
 
 def _first_error(errors: list[WebhookError] | None) -> int | None:
@@ -652,8 +665,42 @@ def _message_like(
     status: str | None = None,
 ) -> Record:
     """The record of an inbound message, an echo or a history message."""
-    content = _content(msg, raw)
-    seconds = _seconds(msg.timestamp, "timestamp")
+    return _message_record(
+        change,
+        _content(msg, raw),
+        _seconds(msg.timestamp, "timestamp"),
+        raw,
+        path,
+        has_context=msg.context is not None,
+        wamid=wamid,
+        default_kind=default_kind,
+        origin=origin,
+        direction=direction,
+        wa_id=wa_id,
+        user_id=user_id,
+        extra=extra,
+        status=status,
+    )
+
+
+def _message_record(
+    change: _Change,
+    content: _Content,
+    seconds: int | None,
+    raw: dict[str, Any],
+    path: str,
+    *,
+    has_context: bool,
+    wamid: str | None,
+    default_kind: Kind,
+    origin: Origin,
+    direction: Direction,
+    wa_id: str | None,
+    user_id: str | None,
+    extra: dict[str, Any],
+    status: str | None,
+) -> Record:
+    """What every message-like record shares once its content is known (both parse paths)."""
     kind = _kind_of(content.msg_type, default_kind)
     if wamid is not None:
         record_id = message_record_id(change.chain_id, wamid)
@@ -675,7 +722,7 @@ def _message_like(
         user_id = user_id or (
             contact.get("user_id") if type(contact.get("user_id")) is str else None
         )
-    if msg.context is not None:
+    if has_context:
         extra["context"] = raw.get("context")
     extra.update(content.detail)
     return change.record(
@@ -755,39 +802,192 @@ def _echo(change: _Change, *, history: bool) -> Callable[[Any, str], Record]:
 def _status(change: _Change) -> Callable[[Any, str], Record]:
     def handle(raw: dict[str, Any], path: str) -> Record:
         status = Status.model_validate(raw)
-        value = status.status.lower()
-        error_code = _first_error(status.errors)
         group = status.recipient_type == "group"
-        wa_id = None if group else _phone(status.recipient_id)
-        user_id = status.recipient_user_id
-        extra: dict[str, Any] = {}
-        contact = change.contact(wa_id, user_id)
-        if contact is not None:
-            extra["contact"] = contact
-        return change.record(
-            record_id=stable_id(
-                "status",
-                change.chain_id,
-                status.id,
-                value,
-                error_code if value == "failed" else None,
-            ),
-            kind=Kind.STATUS,
-            origin=Origin.CLOUD_API,
-            direction=Direction.OUTBOUND,
-            seconds=_seconds(status.timestamp, "timestamp"),
-            path=path,
-            raw=raw,
-            extra=extra,
-            customer_wa_id=wa_id,
-            customer_user_id=user_id,
+        return _status_record(
+            change,
+            raw,
+            path,
             wamid=status.id,
-            status=value,
-            error_code=error_code,
-            ref_record_id=message_record_id(change.chain_id, status.id),
+            value=status.status.lower(),
+            error_code=_first_error(status.errors),
+            wa_id=None if group else _phone(status.recipient_id),
+            user_id=status.recipient_user_id,
+            timestamp=status.timestamp,
         )
 
     return handle
+
+
+def _status_record(
+    change: _Change,
+    raw: dict[str, Any],
+    path: str,
+    *,
+    wamid: str,
+    value: str,
+    error_code: int | None,
+    wa_id: str | None,
+    user_id: str | None,
+    timestamp: str | int | None,
+) -> Record:
+    """The record of a status once its fields are known (both parse paths)."""
+    extra: dict[str, Any] = {}
+    contact = change.contact(wa_id, user_id)
+    if contact is not None:
+        extra["contact"] = contact
+    return change.record(
+        record_id=stable_id(
+            "status", change.chain_id, wamid, value, error_code if value == "failed" else None
+        ),
+        kind=Kind.STATUS,
+        origin=Origin.CLOUD_API,
+        direction=Direction.OUTBOUND,
+        seconds=_seconds(timestamp, "timestamp"),
+        path=path,
+        raw=raw,
+        extra=extra,
+        customer_wa_id=wa_id,
+        customer_user_id=user_id,
+        wamid=wamid,
+        status=value,
+        error_code=error_code,
+        ref_record_id=message_record_id(change.chain_id, wamid),
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Fast paths
+#
+# Most of the traffic is plain text messages and statuses. For exactly those shapes the models'
+# validation is known to pass and to hand back the values unchanged, so these functions read
+# the values from the parsed JSON directly and build the record through the same code as the
+# validated path; ``tests/unit/test_normalize_fast.py`` holds both paths to identical records.
+# Anything they do not fully recognise (another key, another type, a str subclass such as
+# NumberText) returns None, and the validated path decides, quarantine reasons included.
+
+_FAST_TEXT_KEYS: Final = frozenset({"from", "id", "timestamp", "type", "text"})
+_FAST_STATUS_KEYS: Final = frozenset(
+    {
+        "id",
+        "status",
+        "timestamp",
+        "recipient_id",
+        "conversation",
+        "pricing",
+        "biz_opaque_callback_data",
+    }
+)
+_CONVERSATION_TEXT: Final = ("id",)
+_PRICING_TEXT: Final = ("pricing_model", "type", "category")
+
+
+def _fast_id(value: Any) -> TypeGuard[str]:
+    """What ``IdText`` accepts and returns unchanged: a plain string of at most 512 characters."""
+    return type(value) is str and len(value) <= MAX_ID_LENGTH
+
+
+def _fast_timestamp(value: Any) -> bool:
+    return value is None or type(value) is str or type(value) is int
+
+
+def _fast_optional_text(part: dict[str, Any], names: tuple[str, ...]) -> bool:
+    for name in names:
+        value = part.get(name)
+        if value is not None and type(value) is not str:
+            return False
+    return True
+
+
+def _fast_conversation(value: Any) -> bool:
+    if value is None:
+        return True
+    if type(value) is not dict or not _fast_optional_text(value, _CONVERSATION_TEXT):
+        return False
+    origin = value.get("origin")
+    return _fast_timestamp(value.get("expiration_timestamp")) and (
+        origin is None or (type(origin) is dict and _fast_optional_text(origin, ("type",)))
+    )
+
+
+def _fast_pricing(value: Any) -> bool:
+    if value is None:
+        return True
+    if type(value) is not dict or not _fast_optional_text(value, _PRICING_TEXT):
+        return False
+    billable = value.get("billable")
+    return billable is None or type(billable) is bool
+
+
+def _fast_text(change: _Change, raw: dict[str, Any], path: str) -> Record | None:
+    """A plain inbound text message, or None to take the validated path."""
+    if raw.keys() != _FAST_TEXT_KEYS or raw["type"] != "text" or type(raw["type"]) is not str:
+        return None
+    sender, wamid, text, timestamp = raw["from"], raw["id"], raw["text"], raw["timestamp"]
+    if not (_fast_id(sender) and _fast_id(wamid) and timestamp is not None):
+        return None
+    if type(text) is not dict or text.keys() != {"body"} or type(text["body"]) is not str:
+        return None
+    if not _fast_timestamp(timestamp):
+        return None
+    return _message_record(
+        change,
+        _Content("text", text["body"], None, None, None, {}),
+        _seconds(timestamp, "timestamp"),
+        raw,
+        path,
+        has_context=False,
+        wamid=wamid,
+        default_kind=Kind.MESSAGE,
+        origin=Origin.CUSTOMER,
+        direction=Direction.INBOUND,
+        wa_id=_phone(sender),
+        user_id=None,
+        extra={},
+        status=None,
+    )
+
+
+def _fast_status(change: _Change, raw: dict[str, Any], path: str) -> Record | None:
+    """A status without errors, group or BSUID fields, or None to take the validated path."""
+    if not raw.keys() <= _FAST_STATUS_KEYS:
+        return None
+    wamid, value = raw.get("id"), raw.get("status")
+    recipient, timestamp = raw.get("recipient_id"), raw.get("timestamp")
+    if not (_fast_id(wamid) and type(value) is str and _fast_timestamp(timestamp)):
+        return None
+    if not (recipient is None or _fast_id(recipient)):
+        return None
+    if not _fast_optional_text(raw, ("biz_opaque_callback_data",)):
+        return None
+    if not (_fast_conversation(raw.get("conversation")) and _fast_pricing(raw.get("pricing"))):
+        return None
+    return _status_record(
+        change,
+        raw,
+        path,
+        wamid=wamid,
+        value=value.lower(),
+        error_code=None,
+        wa_id=_phone(recipient),
+        user_id=None,
+        timestamp=timestamp,
+    )
+
+
+def _with_fast_path(
+    fast: Callable[[_Change, dict[str, Any], str], Record | None],
+    slow: Callable[[_Change], Callable[[Any, str], Record]],
+) -> Callable[[_Change], Callable[[Any, str], Record]]:
+    def bind(change: _Change) -> Callable[[Any, str], Record]:
+        validated = slow(change)
+
+        def handle(raw: dict[str, Any], path: str) -> Record:
+            record = fast(change, raw, path)
+            return record if record is not None else validated(raw, path)
+
+        return handle
+
+    return bind
 
 
 def _value_error(change: _Change) -> Callable[[Any, str], Record]:
@@ -1133,8 +1333,10 @@ def _history_chunks(change: _Change) -> Callable[[Any, str], Record | None]:
 
 
 _ITEM_HANDLERS: Final[dict[tuple[str, str], Callable[[_Change], Callable[[Any, str], Any]]]] = {
-    ("messages", "messages"): lambda change: _inbound(change, history=False),
-    ("messages", "statuses"): _status,
+    ("messages", "messages"): _with_fast_path(
+        _fast_text, lambda change: _inbound(change, history=False)
+    ),
+    ("messages", "statuses"): _with_fast_path(_fast_status, _status),
     ("smb_message_echoes", "message_echoes"): lambda change: _echo(change, history=False),
     ("history", "history"): _history_chunks,
     ("history", "messages"): lambda change: _inbound(change, history=True),

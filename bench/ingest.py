@@ -1,0 +1,608 @@
+"""Ingest throughput end to end (raw objects on the embedded S3 → sealed Parquet on it), beside
+the floor and a naive Beam pipeline, all measured in one run.
+
+Run from the repository root::
+
+    .venv/bin/python bench/ingest.py                 # 1,000,000 events
+    .venv/bin/python bench/ingest.py --quick         # 200,000 events
+    .venv/bin/python bench/ingest.py --events 500000 --repeat 3 --skip-naive
+
+What is measured, on the same raw objects (``coexarchive.simulate.bulk_objects``: 70% text
+messages, 30% statuses, ``--per-object`` events per landing object) uploaded to ``raw/`` of an
+embedded SeaweedFS, for two workloads: one business number (one chain: sealing is serial by
+design) and ``--chains`` numbers (sealing spreads over the workers):
+
+* floor: get each object from S3, zstd + landing lines + orjson bodies, pick the typed columns of
+  every event, build a pyarrow table and put it back as Parquet; no Beam, no pydantic, no sealing,
+  no de-duplication. In this process (one core), and over two processes;
+* ours: ``pipelines.ingest.run_pipeline`` into a fresh archive bucket, with one worker and with two
+  (``--direct_num_workers=2 --direct_running_mode=multi_processing``), timed from submission to
+  the last checkpoint; ``verify_archive`` then proves the archive (every event sealed exactly
+  once, chains, roots and signatures) and its time is reported separately;
+* naive: a Beam pipeline with one element per landing line and then per event (per-line
+  expansion → per-event parse → ``WriteToParquet`` to a local directory), two workers;
+* memory: peak RSS of the runner process and of its SDK workers (``getrusage``) when a fixed batch
+  is ingested into an empty archive and into one already holding the ``--events`` archive, each in
+  a fresh process, to show the peak does not follow the archive's size.
+
+Each timed pipeline runs ``--repeat`` times, interleaved; the table shows best and worst. Other
+jobs on the machine move the figures: compare within one run. The exit code is always 0.
+"""
+
+# Beam's annotations are partial, as for pipelines/ (pyproject's override for pipelines.*).
+# mypy: disable-error-code="no-untyped-call"
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import io
+import json
+import logging
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from datetime import timedelta
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import apache_beam as beam
+import orjson
+import pyarrow as pa
+import pyarrow.parquet as pq
+import zstandard
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from coexarchive.commands import upload_raw
+from coexarchive.errors import StorageError
+from coexarchive.retention import RetentionPolicy
+from coexarchive.seal.keys import Ed25519Signer, TrustStore
+from coexarchive.simulate import SimulationConfig, bulk_objects
+from coexarchive.store.seaweed import EmbeddedS3
+from coexarchive.verify import verify_archive
+from pipelines.ingest import IngestSummary, SealSpec, StoreSpec, run_pipeline
+
+POLICY = RetentionPolicy.parse("GOVERNANCE:1")
+ARCHIVE_NAME = "bench.coexarchive"
+TARGET_EVENTS_PER_SECOND = 100_000
+TARGET_NAIVE_RATIO = 4.0
+SEED = 17
+TWO_WORKERS = ["--direct_num_workers=2", "--direct_running_mode=multi_processing"]
+
+FLOOR_SCHEMA = pa.schema(
+    [
+        ("chain_id", pa.string()),
+        ("kind", pa.string()),
+        ("wamid", pa.string()),
+        ("customer_id", pa.string()),
+        ("event_time", pa.int64()),
+        ("msg_type", pa.string()),
+        ("text", pa.string()),
+        ("status", pa.string()),
+        ("detail", pa.string()),
+        ("raw_key", pa.string()),
+        ("raw_line", pa.int64()),
+    ]
+)
+
+
+# --- results ---
+
+
+@dataclass
+class Row:
+    workload: str
+    name: str
+    events: int
+    seconds: list[float] = field(default_factory=list)
+    note: str = ""
+
+    @property
+    def best(self) -> float:
+        return min(self.seconds)
+
+    def rate(self, seconds: float | None = None) -> float:
+        return self.events / (seconds if seconds is not None else self.best)
+
+
+def rates(row: Row) -> str:
+    if not row.seconds:
+        return "—"
+    best, worst = row.rate(), row.rate(max(row.seconds))
+    if len(row.seconds) == 1:
+        return f"{best:>10,.0f}"
+    return f"{worst:>9,.0f}–{best:,.0f}"
+
+
+# --- workloads ---
+
+
+def workload_objects(events: int, chains: int, per_object: int, days_later: int = 0) -> Any:
+    """Raw objects for ``chains`` business numbers sharing ``events`` events."""
+    base = SimulationConfig(seed=SEED, receiver_id="bulk")
+    start = base.start + timedelta(days=days_later)
+    objects: list[tuple[str, bytes]] = []
+    for index in range(chains):
+        config = dataclasses.replace(
+            base,
+            start=start,
+            receiver_id=f"bulk{index:02d}-d{days_later}",
+            phone_number_id=f"9000000000{index:05d}",
+            display_phone_number=f"1555000{index:04d}",
+        )
+        share = events // chains + (1 if index < events % chains else 0)
+        objects += bulk_objects(share, SEED + index, per_object, config=config)
+    return objects
+
+
+# --- floor: no Beam, no pydantic, no sealing ---
+
+
+def floor_columns(key: str, data: bytes) -> dict[str, list[Any]]:
+    """Columns of every event in one landing object, in the tightest plain loop."""
+    columns: dict[str, list[Any]] = {name: [] for name in FLOOR_SCHEMA.names}
+    text = zstandard.ZstdDecompressor().decompress(data, max_output_size=1 << 30)
+    for number, line in enumerate(text.splitlines()):
+        delivery = orjson.loads(line)
+        body = orjson.loads(delivery["body"])
+        for entry in body["entry"]:
+            for change in entry["changes"]:
+                value = change["value"]
+                chain_id = value["metadata"]["phone_number_id"]
+                for kind, items in (
+                    ("message", value.get("messages")),
+                    ("status", value.get("statuses")),
+                ):
+                    for item in items or ():
+                        message = kind == "message"
+                        columns["chain_id"].append(chain_id)
+                        columns["kind"].append(kind)
+                        columns["wamid"].append(item["id"])
+                        columns["customer_id"].append(
+                            item["from"] if message else item["recipient_id"]
+                        )
+                        columns["event_time"].append(int(item["timestamp"]) * 1000)
+                        columns["msg_type"].append(item["type"] if message else None)
+                        columns["text"].append(item["text"]["body"] if message else None)
+                        columns["status"].append(None if message else item["status"])
+                        columns["detail"].append(
+                            orjson.dumps(item, option=orjson.OPT_SORT_KEYS).decode()
+                        )
+                        columns["raw_key"].append(key)
+                        columns["raw_line"].append(number)
+    return columns
+
+
+def floor_object(spec: StoreSpec, out_bucket: str, keys: Sequence[str]) -> int:
+    """Floor work on ``keys``: S3 get → columns → Parquet → S3 put. Returns the event count."""
+    source = spec.open()
+    sink = dataclasses.replace(spec, bucket=out_bucket).open()
+    events = 0
+    for key in keys:
+        columns = floor_columns(key, source.get(key))
+        table = pa.Table.from_pydict(columns, schema=FLOOR_SCHEMA)
+        buffer = io.BytesIO()
+        pq.write_table(table, buffer, compression="zstd")
+        sink.put(f"floor/{key}.parquet", buffer.getvalue())
+        events += table.num_rows
+    return events
+
+
+def run_floor(spec: StoreSpec, server: EmbeddedS3, keys: Sequence[str], workers: int) -> int:
+    bucket = fresh_bucket(server, "floor")
+    if workers == 1:
+        return floor_object(spec, bucket, keys)
+    shares = [keys[i::workers] for i in range(workers)]
+    with ProcessPoolExecutor(workers) as pool:
+        return sum(pool.map(floor_object, [spec] * workers, [bucket] * workers, shares))
+
+
+# --- naive: one Beam element per event ---
+
+
+class ReadLines(beam.DoFn):
+    """A raw object → one element per landing line (what ReadFromText does for a file)."""
+
+    def __init__(self, spec: StoreSpec) -> None:
+        self.spec = spec
+
+    def setup(self) -> None:
+        self.store = self.spec.open()
+
+    def process(self, key: str) -> Iterator[tuple[str, int, bytes]]:
+        text = zstandard.ZstdDecompressor().decompress(self.store.get(key), max_output_size=1 << 30)
+        for number, line in enumerate(text.splitlines()):
+            yield key, number, line
+
+
+def naive_events(element: tuple[str, int, bytes]) -> Iterator[dict[str, Any]]:
+    """One landing line → one element per event."""
+    key, number, line = element
+    body = orjson.loads(orjson.loads(line)["body"])
+    for entry in body["entry"]:
+        for change in entry["changes"]:
+            value = change["value"]
+            chain_id = value["metadata"]["phone_number_id"]
+            for kind in ("messages", "statuses"):
+                for item in value.get(kind) or ():
+                    yield {
+                        "chain_id": chain_id,
+                        "kind": kind,
+                        "item": item,
+                        "key": key,
+                        "line": number,
+                    }
+
+
+def naive_row(event: dict[str, Any]) -> dict[str, Any]:
+    """One event → one row (per-event parse of the item)."""
+    item, message = event["item"], event["kind"] == "messages"
+    return {
+        "chain_id": event["chain_id"],
+        "kind": "message" if message else "status",
+        "wamid": item["id"],
+        "customer_id": item["from"] if message else item["recipient_id"],
+        "event_time": int(item["timestamp"]) * 1000,
+        "msg_type": item["type"] if message else None,
+        "text": item["text"]["body"] if message else None,
+        "status": None if message else item["status"],
+        "detail": orjson.dumps(item, option=orjson.OPT_SORT_KEYS).decode(),
+        "raw_key": event["key"],
+        "raw_line": event["line"],
+    }
+
+
+def run_naive(spec: StoreSpec, keys: Sequence[str], out_dir: Path) -> None:
+    pipeline = beam.Pipeline(options=PipelineOptions(TWO_WORKERS))
+    _ = (
+        pipeline
+        | "RawObjects" >> beam.Create(list(keys))
+        | "ReadLines" >> beam.ParDo(ReadLines(spec))
+        | "ParseEvents" >> beam.FlatMap(naive_events)
+        | "ToRow" >> beam.Map(naive_row)
+        | "WriteToParquet"
+        >> beam.io.WriteToParquet(
+            str(out_dir / "events"), FLOOR_SCHEMA, file_name_suffix=".parquet"
+        )
+    )
+    pipeline.run().wait_until_finish()
+
+
+def parquet_rows(directory: Path) -> int:
+    return sum(pq.ParquetFile(path).metadata.num_rows for path in directory.glob("*.parquet"))
+
+
+# --- ours ---
+
+
+def fresh_bucket(server: EmbeddedS3, prefix: str) -> str:
+    """A new Object Lock bucket; waits until it takes writes (a fresh server may not yet)."""
+    bucket = f"{prefix}-{uuid.uuid4().hex[:12]}"
+    store = server.store(bucket)
+    for _ in range(50):
+        try:
+            store.put(f"bench/ready-{uuid.uuid4().hex}", b"")
+            break
+        except StorageError:
+            time.sleep(0.2)
+    return bucket
+
+
+def ingest(
+    server: EmbeddedS3,
+    raw: StoreSpec,
+    bucket: str,
+    keys: Sequence[str],
+    key_file: Path,
+    workers: int,
+) -> tuple[float, IngestSummary]:
+    options = PipelineOptions(TWO_WORKERS if workers == 2 else ["--runner=FnApiRunner"])
+    spec = dataclasses.replace(raw, bucket=bucket)
+    seal = SealSpec(str(key_file), ARCHIVE_NAME, "GOVERNANCE:1")
+    started = time.perf_counter()
+    summary = run_pipeline(keys, spec, seal, options, raw_spec=raw)
+    return time.perf_counter() - started, summary
+
+
+def verify(
+    server: EmbeddedS3, bucket: str, trust: TrustStore, events: int, summary: IngestSummary
+) -> tuple[float, str]:
+    """Verify the archive; every event normalised once, nothing quarantined or dropped."""
+    store = server.store(bucket)
+    started = time.perf_counter()
+    report = verify_archive(store, trust)
+    seconds = time.perf_counter() - started
+    sealed = sum(chain.records for chain in report.chains)
+    problems = []
+    if summary.events != events or summary.quarantined or summary.duplicates:
+        problems.append(
+            f"{summary.events:,} events normalised of {events:,}, "
+            f"{summary.quarantined:,} quarantined, {summary.duplicates:,} duplicates"
+        )
+    if sealed != summary.sealed:
+        problems.append(f"archive holds {sealed:,} records, the run sealed {summary.sealed:,}")
+    if problems:
+        return seconds, "VERIFY: " + "; ".join(problems)
+    derived = sealed - events
+    return seconds, (
+        f"verified {sealed:,} records in {len(report.chains)} chain(s) "
+        f"({events:,} events + {derived:,} consent events derived from keywords)"
+    )
+
+
+# --- memory probe (runs in a fresh process) ---
+
+
+def probe(argv: Sequence[str]) -> None:
+    """Ingest one batch with two workers; print peak RSS of this process and its children."""
+    request = json.loads(argv[0])
+    raw = StoreSpec(**request["raw"])
+    started = time.perf_counter()
+    summary = run_pipeline(
+        request["keys"],
+        dataclasses.replace(raw, bucket=request["bucket"]),
+        SealSpec(request["key_file"], ARCHIVE_NAME, "GOVERNANCE:1"),
+        PipelineOptions(TWO_WORKERS),
+        raw_spec=raw,
+    )
+    seconds = time.perf_counter() - started
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    print(
+        json.dumps(
+            {"self_kb": own, "children_kb": children, "sealed": summary.sealed, "s": seconds}
+        )
+    )
+
+
+def run_probe(raw: StoreSpec, bucket: str, keys: Sequence[str], key_file: Path) -> dict[str, Any]:
+    request = {"raw": dataclasses.asdict(raw), "bucket": bucket, "keys": list(keys)}
+    request["key_file"] = str(key_file)
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
+        json.dump(request, handle)
+    try:
+        done = subprocess.run(
+            [sys.executable, __file__, "--probe", handle.name],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+    finally:
+        os.unlink(handle.name)
+    lines = done.stdout.strip().splitlines()
+    if not lines:
+        raise RuntimeError(f"memory probe printed nothing; its stderr ends:\n{done.stderr[-2000:]}")
+    result: dict[str, Any] = json.loads(lines[-1])
+    return result
+
+
+# --- driver ---
+
+
+def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
+    started = time.perf_counter()
+    value = fn()
+    return time.perf_counter() - started, value
+
+
+def attempt(label: str, fn: Callable[[], Any]) -> Any:
+    try:
+        return fn()
+    except Exception:  # a benchmark reports; one failing leg must not hide the others
+        print(f"  {label} FAILED:\n{traceback.format_exc()}", flush=True)
+        return None
+
+
+def measure_workload(
+    args: argparse.Namespace,
+    server: EmbeddedS3,
+    raw: StoreSpec,
+    key_file: Path,
+    trust: TrustStore,
+    workload: str,
+    chains: int,
+) -> tuple[list[Row], list[str]]:
+    objects = workload_objects(args.events, chains, args.per_object)
+    raw_bucket = fresh_bucket(server, "raw")
+    raw = dataclasses.replace(raw, bucket=raw_bucket)
+    upload_raw(server.store(raw_bucket), objects, policy=POLICY)
+    keys = sorted(key for key, _ in objects)
+    del objects
+    rows = {
+        "floor1": Row(workload, "floor (1 process)", args.events),
+        "floor2": Row(workload, "floor (2 processes)", args.events),
+        "ours1": Row(workload, "ours (1 worker)", args.events),
+        "ours2": Row(workload, "ours (2 workers)", args.events),
+        "naive": Row(workload, "naive Beam (2 workers)", args.events),
+    }
+    notes: list[str] = []
+    for attempt_no in range(args.repeat):
+        for floor_workers in (1, 2):
+            result = attempt(
+                "floor", partial(timed, partial(run_floor, raw, server, keys, floor_workers))
+            )
+            if result is not None:
+                rows[f"floor{floor_workers}"].seconds.append(result[0])
+                if result[1] != args.events:
+                    notes.append(f"floor wrote {result[1]:,} rows, expected {args.events:,}")
+        for workers in (1, 2):
+            bucket = fresh_bucket(server, "archive")
+            result = attempt(
+                f"ours {workers}",
+                partial(ingest, server, raw, bucket, keys, key_file, workers),
+            )
+            if result is None:
+                continue
+            seconds, summary = result
+            rows[f"ours{workers}"].seconds.append(seconds)
+            verified = attempt(
+                "verify", partial(verify, server, bucket, trust, args.events, summary)
+            )
+            if verified is not None:
+                notes.append(
+                    f"{workload}, {workers} worker(s), pass {attempt_no + 1}: sealed "
+                    f"{summary.sealed:,}, {summary.segments} segments; {verified[1]}; "
+                    f"verify {verified[0]:.1f} s ({args.events / verified[0]:,.0f}/s, 1 process)"
+                )
+            if workers == 2:
+                rows["ours2"].note = bucket
+        if not args.skip_naive:
+            with tempfile.TemporaryDirectory(prefix="naive-") as out:
+                result = attempt("naive", partial(timed, partial(run_naive, raw, keys, Path(out))))
+                if result is not None:
+                    rows["naive"].seconds.append(result[0])
+                    written = parquet_rows(Path(out))
+                    if written != args.events:
+                        notes.append(f"naive wrote {written:,} rows, expected {args.events:,}")
+    return list(rows.values()), notes
+
+
+def measure_memory(
+    args: argparse.Namespace, server: EmbeddedS3, raw: StoreSpec, key_file: Path, full_bucket: str
+) -> list[str]:
+    """A fixed batch (later dates) into an empty archive and into the full one, fresh processes."""
+    batch = max(args.events // 5, 1)
+    objects = workload_objects(batch, 1, args.per_object, days_later=10)
+    raw_bucket = fresh_bucket(server, "raw-later")
+    upload_raw(server.store(raw_bucket), objects, policy=POLICY)
+    keys = sorted(key for key, _ in objects)
+    raw = dataclasses.replace(raw, bucket=raw_bucket)
+    lines = []
+    for label, bucket in (
+        ("empty archive", fresh_bucket(server, "archive-empty")),
+        (f"archive holding {args.events:,}", full_bucket),
+    ):
+        found = attempt("memory probe", partial(run_probe, raw, bucket, keys, key_file))
+        if found is None:
+            continue
+        lines.append(
+            f"  {batch:,} new events into {label:<26} runner peak RSS "
+            f"{found['self_kb'] / 1024:>6,.0f} MiB, worker peak RSS "
+            f"{found['children_kb'] / 1024:>6,.0f} MiB  (sealed {found['sealed']:,}, "
+            f"{batch / found['s']:,.0f} events/s)"
+        )
+    return lines
+
+
+def report(rows: Sequence[Row]) -> list[str]:
+    lines = [
+        f"{'workload':<12} {'pipeline':<24} {'events/s (range)':>22} {'best s':>8} "
+        f"{'÷ floor(2p)':>11} {'ours(2w) ÷':>10}"
+    ]
+    by = {(row.workload, row.name): row for row in rows}
+    for row in rows:
+        if not row.seconds:
+            lines.append(f"{row.workload:<12} {row.name:<24} {'—':>22}")
+            continue
+        floor = by.get((row.workload, "floor (2 processes)"))
+        ours = by.get((row.workload, "ours (2 workers)"))
+        vs_floor = f"{row.rate() / floor.rate():.2f}×" if floor and floor.seconds else "—"
+        vs_ours = f"{ours.rate() / row.rate():.2f}×" if ours and ours.seconds else "—"
+        lines.append(
+            f"{row.workload:<12} {row.name:<24} {rates(row):>22} {row.best:>8.2f} "
+            f"{vs_floor:>11} {vs_ours:>10}"
+        )
+    return lines
+
+
+def targets(rows: Sequence[Row]) -> list[str]:
+    lines = []
+    for workload in dict.fromkeys(row.workload for row in rows):
+        by = {row.name: row for row in rows if row.workload == workload}
+        ours, naive = by["ours (2 workers)"], by["naive Beam (2 workers)"]
+        if not ours.seconds:
+            continue
+        rate = ours.rate()
+        verdict = "met" if rate >= TARGET_EVENTS_PER_SECOND else "NOT met"
+        lines.append(
+            f"  {workload}: ours (2 workers) {rate:,.0f} events/s vs target "
+            f"{TARGET_EVENTS_PER_SECOND:,}: {verdict}"
+        )
+        if naive.seconds:
+            ratio = rate / naive.rate()
+            verdict = "met" if ratio >= TARGET_NAIVE_RATIO else "NOT met"
+            lines.append(
+                f"  {workload}: ours ÷ naive = {ratio:.2f}× vs target ≥ {TARGET_NAIVE_RATIO}×: "
+                f"{verdict}"
+            )
+    return lines
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--quick", action="store_true", help="200,000 events")
+    parser.add_argument("--per-object", type=int, default=5_000, help="events per raw object")
+    parser.add_argument("--chains", type=int, default=20, help="numbers in the many-chain workload")
+    parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--skip-naive", action="store_true")
+    parser.add_argument("--skip-memory", action="store_true")
+    parser.add_argument("--only", choices=("one", "many"), default=None)
+    parser.add_argument("--probe", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.events = 200_000
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.ERROR)
+    logging.getLogger().setLevel(logging.ERROR)
+    if args.probe:
+        probe([Path(args.probe).read_text()])
+        return 0
+    print(
+        f"bench/ingest.py: {args.events:,} events, {args.per_object:,} per raw object, "
+        f"{os.cpu_count()} CPUs, repeat {args.repeat}",
+        flush=True,
+    )
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp,
+        EmbeddedS3(Path(tmp) / "s3") as server,
+    ):
+        os.environ.update(
+            {k: v for k, v in server.environment().items() if k != "AWS_ENDPOINT_URL"}
+        )
+        key_file = Path(tmp) / "signing.key"
+        signer = Ed25519Signer.generate(ARCHIVE_NAME)
+        signer.to_file(key_file)
+        trust = TrustStore.parse(signer.verifier_key() + "\n")
+        raw = StoreSpec("unset", endpoint_url=server.endpoint_url, region_name="us-east-1")
+        rows: list[Row] = []
+        notes: list[str] = []
+        workloads = [("one chain", 1), (f"{args.chains} chains", args.chains)]
+        if args.only:
+            workloads = workloads[:1] if args.only == "one" else workloads[1:]
+        for workload, chains in workloads:
+            print(f"[{workload}] measuring …", flush=True)
+            found, more = measure_workload(args, server, raw, key_file, trust, workload, chains)
+            rows += found
+            notes += more
+        print()
+        print("\n".join(report(rows)))
+        print("\ntargets (issue 3 item 7, DESIGN §7):")
+        print("\n".join(targets(rows)))
+        print("\nchecks:")
+        print("\n".join(f"  {note}" for note in notes))
+        full = next((row.note for row in rows if row.name == "ours (2 workers)" and row.note), None)
+        if not args.skip_memory and full is not None:
+            print("\nmemory (fresh process each; runner = the pipeline's own process):")
+            print("\n".join(measure_memory(args, server, raw, key_file, full)))
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except Exception:
+        traceback.print_exc()
+    sys.exit(0)
