@@ -1,0 +1,246 @@
+"""An auditor's session: the views, the access log, and verify-on-query, wired together.
+
+Every statement runs, its result is digested, the access-log entry is sealed, and only then is
+the result handed back for display. If the entry cannot be sealed, the result is not shown.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from coexarchive.errors import CoexArchiveError, ConfigError, FormatError
+from coexarchive.query.access_log import AccessEntry, AccessLog, result_digest
+from coexarchive.query.reports import REPORTS, Params, build_sql
+from coexarchive.query.verify_rows import RowVerification, verify_rows
+from coexarchive.query.views import (
+    ACCESS_LOG_CHAIN,
+    ArchiveCatalog,
+    Window,
+    connect,
+    register_access_log,
+    utc_ms,
+)
+from coexarchive.seal.checkpoint import checkpoint_origin, open_checkpoint
+from coexarchive.seal.keys import TrustStore
+from coexarchive.segments import Manifest
+from coexarchive.store.base import ObjectStore
+
+__all__ = ["AuditSession", "QueryResult"]
+
+
+class QueryError(CoexArchiveError):
+    """DuckDB refused or failed a statement (the attempt is still in the access log)."""
+
+
+@dataclass(frozen=True)
+class QueryResult:
+    table: pa.Table
+    sql: str
+    result_sha256: str
+    access: Manifest  # the access-log segment that records this query
+    verification: RowVerification | None = None
+
+
+def _wall_clock_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class AuditSession:
+    """Views over one archive plus the access log every statement goes through."""
+
+    def __init__(
+        self,
+        store: ObjectStore,
+        *,
+        access_log: AccessLog,
+        who: str,
+        trust: TrustStore | None = None,
+        clock: Callable[[], int] = _wall_clock_ms,
+        catalog: ArchiveCatalog | None = None,
+    ) -> None:
+        self.store = store
+        self.access_log = access_log
+        self.who = who
+        self.trust = trust
+        self.clock = clock
+        self.catalog = catalog or ArchiveCatalog(store)
+        self.catalog.refresh()
+        self.con = connect(self.catalog)
+        # The shell may run any SQL, but not read or write local files or change that.
+        self.con.execute("SET enable_external_access = false")
+        self.con.execute("SET lock_configuration = true")
+
+    # -- statements ---------------------------------------------------------------------------
+
+    def query(
+        self,
+        sql: str,
+        params: Mapping[str, Any] | None = None,
+        *,
+        report: str | None = None,
+        verify: bool = False,
+        window: Window | None = None,
+        verify_sql: tuple[str, Mapping[str, Any]] | None = None,
+        chains: list[str] | None = None,
+    ) -> QueryResult:
+        """Run ``sql``, seal its access-log entry, and only then return the result."""
+        values = dict(params or {})
+        if "access_" in sql.lower():
+            # The access log grows with every statement; re-read it only when it is asked for.
+            register_access_log(self.con, self.catalog)
+        try:
+            relation = self.con.sql(sql, params=values or None)
+            table = relation.to_arrow_table() if relation is not None else pa.table({})
+        except duckdb.Error as exc:
+            self._log(sql, values, report, rows=None, digest=None, error=type(exc).__name__)
+            hint = ""
+            if "Parquet" in str(exc) and ("magic bytes" in str(exc) or "footer" in str(exc)):
+                hint = (
+                    " (a segment's bytes differ from what its manifest records: the archive may "
+                    "have been altered; run `coexarchive verify`)"
+                )
+            raise QueryError(f"query failed: {exc}{hint}") from None
+        digest = result_digest(table)
+        # Logged before anything else happens with the result, verification included.
+        access = self._log(sql, values, report, rows=table.num_rows, digest=digest)
+        verification = None
+        if verify:
+            evidence = table
+            if verify_sql is not None:
+                rows_sql, rows_params = verify_sql
+                evidence = self.con.sql(rows_sql, params=dict(rows_params) or None).to_arrow_table()
+            verification = verify_rows(
+                self.catalog, self._trust(), evidence, window=window, chains=chains
+            )
+        return QueryResult(table, sql, digest, access, verification)
+
+    def report(self, name: str, params: Params, *, verify: bool = False) -> QueryResult:
+        definition = REPORTS.get(name)
+        if definition is None:
+            raise ConfigError(f"no report {name!r}; `coexarchive report --list` shows them all")
+        window = None
+        if params.since is not None or params.until is not None:
+            window = Window(
+                utc_ms(params.since) if params.since else None,
+                utc_ms(params.until) if params.until else None,
+            )
+        if name == "verification":
+            return self._verification_report(params)
+        sql, values = build_sql(definition, params)
+        verify_sql = (
+            build_sql(definition, params, rows_only=True) if definition.aggregate_sql else None
+        )
+        return self.query(
+            sql,
+            values,
+            report=name,
+            verify=verify,
+            window=window,
+            verify_sql=verify_sql,
+            chains=[params.chain] if params.chain else None,
+        )
+
+    def _verification_report(self, params: Params) -> QueryResult:
+        table = self.verification_table(params.chain)
+        digest = result_digest(table)
+        sql = "-- verification report: checkpoints of every chain checked against the trust file"
+        access = self._log(
+            sql, params.to_json(), "verification", rows=table.num_rows, digest=digest
+        )
+        return QueryResult(table, sql, digest, access)
+
+    def verification_table(self, chain: str | None = None) -> pa.Table:
+        """Per chain: coverage of seq by manifests and the signed checkpoint of each segment."""
+        self.catalog.refresh()
+        self.catalog.refresh(ACCESS_LOG_CHAIN)
+        rows: list[dict[str, Any]] = []
+        for chain_id in [chain] if chain else self.catalog.chains():
+            rows.append(self._chain_status(chain_id))
+        schema = pa.schema(
+            [
+                ("chain_id", pa.string()),
+                ("segments", pa.int64()),
+                ("records", pa.int64()),
+                ("tree_size", pa.int64()),
+                ("checkpoints_verified", pa.int64()),
+                ("status", pa.string()),
+                ("problems", pa.string()),
+            ]
+        )
+        return pa.Table.from_pylist(rows, schema=schema)
+
+    def _chain_status(self, chain_id: str) -> dict[str, Any]:
+        manifests = self.catalog.manifests(chain_id)
+        problems: list[str] = []
+        expected = 0
+        for manifest in manifests:
+            if manifest.first_seq != expected:
+                problems.append(f"seq {expected}..{manifest.first_seq - 1} is in no manifest")
+            expected = manifest.last_seq + 1
+        verified = 0
+        trust = self._trust()
+        for manifest in manifests:
+            try:
+                checkpoint = open_checkpoint(
+                    self.store.get(manifest.checkpoint_key),
+                    trust,
+                    origin=checkpoint_origin(manifest.archive, chain_id),
+                )
+            except CoexArchiveError as exc:
+                problems.append(f"checkpoint {manifest.tree_size}: {exc}")
+                continue
+            if checkpoint.size != manifest.tree_size or checkpoint.root_hash != manifest.root_hash:
+                problems.append(f"checkpoint {manifest.tree_size}: differs from its manifest")
+                continue
+            verified += 1
+        return {
+            "chain_id": chain_id,
+            "segments": len(manifests),
+            "records": sum(m.record_count for m in manifests),
+            "tree_size": manifests[-1].tree_size if manifests else 0,
+            "checkpoints_verified": verified,
+            "status": "ok" if not problems else "FAILED",
+            "problems": "; ".join(problems[:10]) or None,
+        }
+
+    # -- helpers ------------------------------------------------------------------------------
+
+    def _trust(self) -> TrustStore:
+        if self.trust is None:
+            raise ConfigError("verification needs the trust file (--trust or COEXARCHIVE_TRUST)")
+        return self.trust
+
+    def _log(
+        self,
+        sql: str,
+        params: Mapping[str, Any],
+        report: str | None,
+        *,
+        rows: int | None,
+        digest: str | None,
+        error: str | None = None,
+    ) -> Manifest:
+        entry = AccessEntry(
+            who=self.who,
+            sql=sql,
+            params=params,
+            rows=rows,
+            result_sha256=digest,
+            report=report,
+            error=error,
+        )
+        return self.access_log.append(entry, now_ms=self.clock())
+
+    def access_chain(self) -> str:
+        return ACCESS_LOG_CHAIN
+
+
+def check_params(params: Params) -> None:
+    if params.since and params.until and params.since >= params.until:
+        raise FormatError("--since must be before --until")

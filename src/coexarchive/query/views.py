@@ -1,0 +1,365 @@
+# SQL here is assembled from module constants only; values travel as bound parameters.
+# ruff: noqa: S608
+"""The archive as DuckDB views, read straight from the object store.
+
+Which files exist is decided by the manifests, never by listing ``archive/``: a crashed run can
+leave segment files that no manifest names, and those must not be counted. Each segment becomes
+one Parquet fragment whose partition expression comes from its manifest (chain, first and last
+event time), so a filter on chain or time skips whole files before any byte of them is read;
+row-group statistics then prune inside the files that remain.
+
+On S3 the fragments are read through pyarrow's S3 filesystem (ranged GETs, filters and column
+projections pushed down by DuckDB); any other :class:`ObjectStore` is wrapped in a small
+read-only pyarrow filesystem so the memory twin behaves the same.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.fs as pafs
+
+from coexarchive import quarantine
+from coexarchive.records import RECORD_SCHEMA
+from coexarchive.segments import Manifest
+from coexarchive.store import layout
+from coexarchive.store.base import ObjectStore
+from coexarchive.store.s3 import S3Store
+
+__all__ = ["ACCESS_LOG_CHAIN", "VIEWS", "ArchiveCatalog", "connect"]
+
+ACCESS_LOG_CHAIN = "access-log"
+_TS = pa.timestamp("ms", tz="UTC")
+# Manifests are small; fetching them in parallel hides S3's per-request latency.
+_MANIFEST_FETCHERS = 32
+_MESSAGE_KINDS = (
+    "('message', 'echo', 'outbound', 'history_message', 'message_edit', 'message_revoke')"
+)
+
+# View name → (one-line description, SQL). ``records`` and ``access_records`` are the registered
+# datasets; ``quarantine`` is registered as a table.
+VIEWS: dict[str, tuple[str, str]] = {
+    "messages": (
+        "every message event: inbound, app echoes, Cloud API sends, history, edits, revokes",
+        f"SELECT * FROM records WHERE kind IN {_MESSAGE_KINDS}",
+    ),
+    "statuses": (
+        "delivery statuses joined to the message they report on (NULL msg_* when never captured)",
+        """
+        SELECT s.*, m.seq AS msg_seq, m.record_id AS msg_record_id, m.kind AS msg_kind,
+               m.event_time AS msg_time, m.msg_type AS msg_msg_type, m.text AS msg_text,
+               m.template_name AS msg_template_name, m.customer_id AS msg_customer_id
+        FROM (SELECT * FROM records WHERE kind = 'status') s
+        LEFT JOIN (SELECT chain_id, wamid, min(seq) AS seq, arg_min(record_id, seq) AS record_id,
+                          arg_min(kind, seq) AS kind, min(event_time) AS event_time,
+                          arg_min(msg_type, seq) AS msg_type, arg_min(text, seq) AS text,
+                          arg_min(template_name, seq) AS template_name,
+                          arg_min(customer_id, seq) AS customer_id
+                   FROM records
+                   WHERE kind IN ('message', 'echo', 'outbound', 'history_message')
+                   GROUP BY chain_id, wamid) m
+          ON s.chain_id = m.chain_id AND s.wamid = m.wamid
+        """,
+    ),
+    "conversations": (
+        "one row per chain and customer: first and last message, counts in and out",
+        f"""
+        SELECT chain_id, customer_id, min(event_time) AS first_time, max(event_time) AS last_time,
+               count(*) AS messages,
+               count(*) FILTER (WHERE direction = 'inbound') AS inbound,
+               count(*) FILTER (WHERE direction = 'outbound') AS outbound
+        FROM records WHERE kind IN {_MESSAGE_KINDS} AND customer_id IS NOT NULL
+        GROUP BY chain_id, customer_id
+        """,
+    ),
+    "consent_events": (
+        "opt-in / opt-out events (webhook, keyword, CRM import) with the state they set",
+        """
+        SELECT *, coalesce(consent_state,
+                           CASE lower(status) WHEN 'stop' THEN 'opted_out'
+                                              WHEN 'resume' THEN 'opted_in'
+                                              WHEN 'signup' THEN 'opted_in' END) AS new_state
+        FROM records WHERE kind = 'consent_event'
+        """,
+    ),
+    "consent_state": (
+        "each customer's latest consent state per chain and purpose",
+        """
+        SELECT chain_id, customer_id, msg_type AS purpose,
+               arg_max(new_state, (event_time, seq)) AS state,
+               max(event_time) AS since, arg_max(seq, (event_time, seq)) AS seq
+        FROM consent_events GROUP BY chain_id, customer_id, msg_type
+        """,
+    ),
+    "templates": (
+        "template lifecycle events: status, quality and category updates",
+        "SELECT * FROM records WHERE kind = 'template_event'",
+    ),
+    "flags": (
+        "one row per compliance flag on a record (DESIGN §5 flag names)",
+        """
+        SELECT chain_id, seq, record_id, kind, origin, direction, event_time, customer_id, wamid,
+               msg_type, template_name, template_category, template_status, consent_state,
+               window_open, unnest(flags) AS flag
+        FROM records WHERE len(flags) > 0
+        """,
+    ),
+    "account_events": (
+        "account updates, phone quality, history declined or failed, webhook errors",
+        "SELECT * FROM records WHERE kind = 'account_event'",
+    ),
+    "access_log": (
+        "every auditor query and report: who, when, SQL, parameters, rows, result SHA-256",
+        """
+        SELECT chain_id, seq, record_id, event_time,
+               json_extract_string(detail, '$.who') AS who,
+               json_extract_string(detail, '$.report') AS report,
+               json_extract_string(detail, '$.sql') AS sql,
+               json_extract(detail, '$.params') AS params,
+               CAST(json_extract(detail, '$.rows') AS BIGINT) AS rows,
+               json_extract_string(detail, '$.result_sha256') AS result_sha256
+        FROM access_records WHERE kind = 'access'
+        """,
+    ),
+}
+
+TABLE_DESCRIPTIONS: dict[str, str] = {
+    "records": "every sealed record of every business chain (the raw material of the views)",
+    "quarantine": "input that did not parse: object, raw pointer, JSON path and reason",
+}
+
+_QUARANTINE_SCHEMA = pa.schema(
+    [
+        ("key", pa.string()),
+        ("raw_key", pa.string()),
+        ("raw_line", pa.int64()),
+        ("location", pa.string()),
+        ("reason", pa.string()),
+        ("payload_bytes", pa.int64()),
+        ("date", pa.string()),
+    ]
+)
+
+
+@dataclass(frozen=True)
+class Window:
+    """An event-time window in ms (either end open); ``until`` is exclusive."""
+
+    since: int | None = None
+    until: int | None = None
+
+    def overlaps(self, manifest: Manifest) -> bool:
+        if self.since is not None and manifest.max_event_time < self.since:
+            return False
+        return not (self.until is not None and manifest.min_event_time >= self.until)
+
+
+class ArchiveCatalog:
+    """The committed segments of an archive, from its manifests (read once per session)."""
+
+    def __init__(self, store: ObjectStore, *, filesystem: pafs.FileSystem | None = None) -> None:
+        self.store = store
+        self._manifests: dict[str, Manifest] = {}
+        if filesystem is not None:
+            self.filesystem, self._root = filesystem, ""
+        elif isinstance(store, S3Store):
+            self.filesystem, self._root = store.filesystem(), f"{store.bucket}/"
+        else:
+            self.filesystem, self._root = pafs.PyFileSystem(_StoreHandler(store)), ""
+
+    def refresh(self, chain_id: str | None = None) -> None:
+        """Read manifests not seen yet (all chains, or one); committed ones never change."""
+        prefix = layout.manifest_prefix(chain_id) if chain_id else layout.MANIFEST_PREFIX
+        # The access log gains a segment per statement; it is read only when it is queried.
+        skip = None if chain_id else layout.manifest_prefix(ACCESS_LOG_CHAIN)
+        keys = [
+            k
+            for k in self.store.list(prefix)
+            if k.endswith(".json")
+            and k not in self._manifests
+            and not (skip and k.startswith(skip))
+        ]
+        if not keys:
+            return
+        with ThreadPoolExecutor(max_workers=min(_MANIFEST_FETCHERS, len(keys))) as pool:
+            blobs = list(pool.map(self._get, keys))
+        for key, blob in zip(keys, blobs, strict=True):
+            self._manifests[key] = Manifest.from_bytes(blob, key=key)
+
+    def _get(self, key: str) -> bytes:
+        if self._root:
+            # pyarrow's S3 client is not bound by boto3's pool of ten connections.
+            with self.filesystem.open_input_stream(self._root + key) as stream:
+                return bytes(stream.readall())
+        return self.store.get(key)
+
+    def chains(self) -> list[str]:
+        return sorted({m.chain_id for m in self._manifests.values()})
+
+    def manifests(self, chain_id: str) -> list[Manifest]:
+        """The chain's manifests in ``seq`` order."""
+        found = [m for m in self._manifests.values() if m.chain_id == chain_id]
+        return sorted(found, key=lambda m: m.first_seq)
+
+    def segments(
+        self, *, chains: Iterable[str] | None = None, window: Window | None = None
+    ) -> list[Manifest]:
+        wanted = set(chains) if chains is not None else None
+        return [
+            m
+            for key, m in sorted(self._manifests.items())
+            if (wanted is None or m.chain_id in wanted) and (window is None or window.overlaps(m))
+        ]
+
+    def dataset(self, manifests: Sequence[Manifest]) -> ds.Dataset:
+        """A Parquet dataset of exactly these segments, each tagged with its manifest's facts."""
+        parquet = ds.ParquetFileFormat()
+        fragments = [
+            parquet.make_fragment(
+                self._root + m.segment.key,
+                self.filesystem,
+                _partition_expression(m),
+                # The manifest knows the size, which saves a HEAD request per file.
+                file_size=m.segment.size,
+            )
+            for m in manifests
+        ]
+        return ds.FileSystemDataset(fragments, RECORD_SCHEMA, parquet, self.filesystem)
+
+    def read_rows(
+        self, manifest: Manifest, seqs: Iterable[int], columns: Sequence[str] | None = None
+    ) -> pa.Table:
+        """Rows of one segment by ``seq`` (only the row groups that hold them are fetched)."""
+        wanted = sorted(set(seqs))
+        dataset = self.dataset([manifest])
+        filter_ = ds.field("seq").isin(pa.array(wanted, pa.int64()))
+        return dataset.to_table(columns=list(columns) if columns else None, filter=filter_)
+
+    def quarantine_table(self) -> pa.Table:
+        rows: dict[str, list[Any]] = {name: [] for name in _QUARANTINE_SCHEMA.names}
+        for entry in quarantine.entries(self.store):
+            item = entry.item
+            rows["key"].append(entry.key)
+            rows["raw_key"].append(item.raw_key)
+            rows["raw_line"].append(item.raw_line)
+            rows["location"].append(item.location)
+            rows["reason"].append(item.reason)
+            rows["payload_bytes"].append(len(item.payload))
+            rows["date"].append(_date_of(item.raw_key))
+        return pa.table(rows, schema=_QUARANTINE_SCHEMA)
+
+
+def _partition_expression(manifest: Manifest) -> ds.Expression:
+    low = pa.scalar(manifest.min_event_time, _TS)
+    high = pa.scalar(manifest.max_event_time, _TS)
+    return (
+        (ds.field("chain_id") == manifest.chain_id)
+        & (ds.field("event_time") >= low)
+        & (ds.field("event_time") <= high)
+        & (ds.field("seq") >= manifest.first_seq)
+        & (ds.field("seq") <= manifest.last_seq)
+    )
+
+
+def _date_of(raw_key: str) -> str | None:
+    return next((p[5:] for p in raw_key.split("/") if p.startswith("date=")), None)
+
+
+def connect(
+    catalog: ArchiveCatalog,
+    *,
+    chains: Sequence[str] | None = None,
+    window: Window | None = None,
+    threads: int | None = None,
+) -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection with every view registered (UTC, read-only over the archive)."""
+    con = duckdb.connect(":memory:")
+    con.execute("SET TimeZone = 'UTC'")
+    if threads:
+        con.execute(f"SET threads = {int(threads)}")
+    business = [c for c in (chains or catalog.chains()) if c != ACCESS_LOG_CHAIN]
+    con.register(
+        "records", _dataset_or_empty(catalog, catalog.segments(chains=business, window=window))
+    )
+    register_access_log(con, catalog)
+    con.register("quarantine", catalog.quarantine_table())
+    for name, (_, sql) in VIEWS.items():
+        con.execute(f"CREATE VIEW {name} AS {sql}")
+    return con
+
+
+def register_access_log(con: duckdb.DuckDBPyConnection, catalog: ArchiveCatalog) -> None:
+    """(Re-)register the access-log chain, re-reading its manifests: it grows every query."""
+    catalog.refresh(ACCESS_LOG_CHAIN)
+    segments = catalog.manifests(ACCESS_LOG_CHAIN)
+    con.register("access_records", _dataset_or_empty(catalog, segments))
+
+
+def _dataset_or_empty(catalog: ArchiveCatalog, manifests: Sequence[Manifest]) -> Any:
+    if manifests:
+        return catalog.dataset(manifests)
+    return RECORD_SCHEMA.empty_table()
+
+
+def describe() -> Mapping[str, str]:
+    """Every table and view an auditor can query, with one line each."""
+    return {**TABLE_DESCRIPTIONS, **{name: text for name, (text, _) in VIEWS.items()}}
+
+
+class _StoreHandler(pafs.FileSystemHandler):  # type: ignore[misc]
+    """A read-only pyarrow filesystem over any :class:`ObjectStore` (used for the memory twin)."""
+
+    def __init__(self, store: ObjectStore) -> None:
+        self.store = store
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _StoreHandler) and other.store is self.store
+
+    def __ne__(self, other: object) -> bool:
+        return not self == other
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def get_type_name(self) -> str:
+        return "coexarchive-store"
+
+    def normalize_path(self, path: str) -> str:
+        return path
+
+    def get_file_info(self, paths: Sequence[str]) -> list[pafs.FileInfo]:
+        infos = []
+        for path in paths:
+            if self.store.exists(path):
+                size = self.store.info(path).size
+                infos.append(pafs.FileInfo(path, pafs.FileType.File, size=size))
+            else:
+                infos.append(pafs.FileInfo(path, pafs.FileType.NotFound))
+        return infos
+
+    def open_input_file(self, path: str) -> pa.NativeFile:
+        return pa.BufferReader(self.store.get(path))
+
+    def open_input_stream(self, path: str) -> pa.NativeFile:
+        return pa.BufferReader(self.store.get(path))
+
+    def get_file_info_selector(self, selector: Any) -> list[pafs.FileInfo]:
+        raise NotImplementedError("the archive is read through its manifests, never listed")
+
+    def _read_only(self, *args: Any) -> Any:
+        raise NotImplementedError("the archive is read-only here")
+
+    create_dir = delete_dir = delete_dir_contents = delete_root_dir_contents = _read_only
+    delete_file = move = copy_file = open_output_stream = open_append_stream = _read_only
+
+
+def utc_ms(moment: datetime) -> int:
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return int(moment.timestamp() * 1000)
