@@ -124,6 +124,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
             _manifest_records(store, chain) for chain in (chains or _all_chains(store))
         ) or count_segments(store, chains)
     executor = default_executor(args.workers)
+    from coexarchive.export.holds import held_keys
+
     try:
         report: Report = verify_archive(
             store,
@@ -132,6 +134,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
             since=args.since,
             until=args.until,
             heads=heads,
+            held_keys=held_keys(store),
             executor=executor,
             on_segment=progress.advance if progress else None,
         )
@@ -300,6 +303,9 @@ def _add_pipeline_commands(sub: argparse._SubParsersAction[argparse.ArgumentPars
     from coexarchive.enrich import cli as enrich_cli
 
     enrich_cli.register(sub, _add_archive_options, _settings)
+    from coexarchive.export import cli as export_cli
+
+    export_cli.register(sub, _add_archive_options, _settings)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -21,7 +21,15 @@ def test_help_lists_every_command(capsys: pytest.CaptureFixture[str]) -> None:
         "s3",
         "receive",
     )
-    for command in (*commands, "consent", "templates", "reassess"):
+    for command in (
+        *commands,
+        "consent",
+        "templates",
+        "reassess",
+        "hold",
+        "export",
+        "verify-bundle",
+    ):
         assert command in out
 
 

@@ -1,0 +1,187 @@
+"""Sealed records as the bundle carries them: one canonical JSON object per record.
+
+A bundle row is the record's *sealed object* (``schemas/SEALING.md``): 32 members, times as
+integer milliseconds. Its RFC 8785 bytes are exactly one line of ``records/records.jsonl`` and
+``SHA-256(0x00 || line)`` is its leaf hash. Every renderer (CSV, transcript, RSMF) reads these
+rows, so the verifier can rebuild each derived file from records it has just proven.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import orjson
+import pyarrow as pa
+
+from coexarchive.records import SEALED_FIELDS
+
+Row = dict[str, Any]
+
+SEALED_ORDER: tuple[str, ...] = tuple(sorted(SEALED_FIELDS))
+SEALED_SET = frozenset(SEALED_FIELDS)
+_TIME_COLUMNS = ("event_time", "received_time")
+_ORJSON = orjson.OPT_STRICT_INTEGER
+_LEAF = b"\x00"
+_PLAIN = frozenset({str, int, bool, type(None), list})
+
+# The CSV's columns: identity and place first, then what auditors read, then the rest.
+CSV_COLUMNS: tuple[str, ...] = (
+    "chain_id",
+    "seq",
+    "record_id",
+    "kind",
+    "origin",
+    "direction",
+    "event_time_utc",
+    "event_time",
+    "received_time_utc",
+    "received_time",
+    "customer_id",
+    "customer_wa_id",
+    "customer_user_id",
+    "business_phone",
+    "waba_id",
+    "wamid",
+    "msg_type",
+    "text",
+    "media_id",
+    "template_name",
+    "template_language",
+    "template_category",
+    "template_status",
+    "status",
+    "error_code",
+    "context_wamid",
+    "ref_record_id",
+    "consent_state",
+    "window_open",
+    "flags",
+    "detail",
+    "raw_key",
+    "raw_line",
+    "record_version",
+    "leaf_hash",
+)
+
+
+def sealed_rows(table: pa.Table) -> list[Row]:
+    """The sealed objects of a records table, keys in canonical (sorted) order."""
+    columns = []
+    for name in SEALED_ORDER:
+        column = table.column(name)
+        if name in _TIME_COLUMNS:
+            column = column.cast(pa.int64())
+        columns.append(column.to_pylist())
+    order = SEALED_ORDER
+    return [dict(zip(order, values, strict=True)) for values in zip(*columns, strict=True)]
+
+
+def canonical_line(row: Row) -> bytes:
+    """RFC 8785 bytes of a row whose keys are already in canonical order (no floats)."""
+    return orjson.dumps(row, option=_ORJSON)
+
+
+def leaf_of(line: bytes) -> bytes:
+    return hashlib.sha256(_LEAF + line).digest()
+
+
+def parse_line(line: bytes) -> Row:
+    """A JSONL line back into a row; raises ValueError unless it is a canonical sealed object."""
+    row = orjson.loads(line)
+    if not isinstance(row, dict) or row.keys() != SEALED_SET:
+        raise ValueError("not a sealed record object (members differ from record version 1)")
+    if not set(map(type, row.values())) <= _PLAIN:
+        raise ValueError("a member has a type no sealed record holds")
+    if orjson.dumps(row, option=_ORJSON | orjson.OPT_SORT_KEYS) != line:
+        raise ValueError("not in canonical form (RFC 8785)")
+    return dict(sorted(row.items()))
+
+
+def iso_utc(ms: int | None) -> str:
+    if ms is None:
+        return ""
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def iso_utc_many(values: Sequence[int | None]) -> list[str]:
+    """:func:`iso_utc` for many times at once ("" for None)."""
+    millis = np.array([0 if v is None else v for v in values], dtype="int64")
+    texts = np.datetime_as_string(millis.astype("datetime64[ms]"), unit="ms").tolist()
+    return ["" if v is None else t + "Z" for v, t in zip(values, texts, strict=True)]
+
+
+def records_csv(rows: Sequence[Row], leaves: Sequence[bytes]) -> bytes:
+    """RFC 4180 CSV of the rows (UTF-8, CRLF), one per record, values exactly as sealed."""
+    columns: list[list[Any]] = []
+    for name in CSV_COLUMNS:
+        if name == "leaf_hash":
+            columns.append([leaf.hex() for leaf in leaves])
+        elif name.endswith("_utc"):
+            columns.append(iso_utc_many([row[name[:-4]] for row in rows]))
+        elif name == "flags":
+            columns.append([";".join(row["flags"]) for row in rows])
+        elif name in ("window_open",):
+            columns.append([_cell(row[name]) for row in rows])
+        else:
+            columns.append(["" if row[name] is None else row[name] for row in rows])
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(CSV_COLUMNS)
+    writer.writerows(zip(*columns, strict=True))
+    return out.getvalue().encode("utf-8")
+
+
+def _cell(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return value
+
+
+# --- conversations ------------------------------------------------------------------------------
+
+ConversationKey = tuple[str, str | None]
+
+
+def customer_of(row: Row) -> str | None:
+    customer: str | None = row["customer_id"] or row["customer_wa_id"] or row["customer_user_id"]
+    return customer
+
+
+def conversations(rows: Sequence[Row]) -> dict[ConversationKey, list[int]]:
+    """Row positions per (chain, customer), each in (event time, seq) order, keys sorted.
+
+    Records naming no customer (account or template events) form the chain's own conversation,
+    keyed with customer ``None`` and sorted first.
+    """
+    groups: dict[ConversationKey, list[int]] = {}
+    for position, row in enumerate(rows):
+        groups.setdefault((row["chain_id"], customer_of(row)), []).append(position)
+    ordered: dict[ConversationKey, list[int]] = {}
+    for key in sorted(groups, key=lambda k: (k[0], k[1] is not None, k[1] or "")):
+        ordered[key] = sorted(groups[key], key=lambda p: (rows[p]["event_time"], rows[p]["seq"]))
+    return ordered
+
+
+def safe_name(text: str) -> str:
+    """A file-name-safe form of an id; ids that had to change get a short digest appended."""
+    cleaned = "".join(c if c.isascii() and (c.isalnum() or c in "._-") else "_" for c in text)
+    cleaned = cleaned.strip(".") or "_"
+    if cleaned != text:
+        cleaned = f"{cleaned[:80]}-{hashlib.sha256(text.encode()).hexdigest()[:8]}"
+    return cleaned
+
+
+def detail_of(row: Row) -> dict[str, Any]:
+    try:
+        value = orjson.loads(row["detail"])
+    except orjson.JSONDecodeError:
+        return {}
+    return value if isinstance(value, dict) else {}

@@ -1,0 +1,413 @@
+"""Legal holds: S3 legal holds on every object holding a matter's records, and their register.
+
+The register is the sealed chain ``holds``: one ``hold`` record per placement or release, signed
+and checkpointed like every chain (so ``coexarchive verify`` covers it). A record's ``detail`` is
+the canonical JSON of ``{v, action, matter, scope, since, until, who, keys, kept, reason}``.
+
+A hold covers every object of each segment holding at least one matching record: the Parquet
+segment, its record-id index, its manifest and its checkpoint. Objects are held *before* the
+placement is sealed, so the register never claims a hold that is not set; a crash in between
+leaves objects held with no entry, and re-running ``place`` seals it. Releasing a matter removes
+the legal hold only from objects no other active matter holds.
+
+Clock and identity are parameters: the CLI passes the wall clock and ``--as``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+import pyarrow as pa
+import pyarrow.dataset as ds
+
+from coexarchive.errors import ConfigError, FormatError, ObjectMissingError, SealError
+from coexarchive.query.views import ACCESS_LOG_CHAIN, ArchiveCatalog
+from coexarchive.records import Direction, Kind, Origin, Record, stable_id
+from coexarchive.retention import RetentionPolicy
+from coexarchive.seal.chain import recompute_leaf_hashes
+from coexarchive.seal.keys import Signer
+from coexarchive.segments import ChainWriter, Manifest, list_manifests, read_segment
+from coexarchive.store.base import ObjectStore, sha256_hex
+
+__all__ = [
+    "HOLDS_CHAIN",
+    "Hold",
+    "HoldEvent",
+    "HoldOutcome",
+    "HoldRegister",
+    "HoldScope",
+    "active_holds",
+    "held_keys",
+    "read_register",
+]
+
+HOLDS_CHAIN = "holds"
+DETAIL_VERSION = 1
+# Chains that hold the archive's own bookkeeping, never a customer's messages.
+INTERNAL_CHAINS = frozenset({HOLDS_CHAIN, ACCESS_LOG_CHAIN})
+_APPEND_ATTEMPTS = 5
+_HOLD_WORKERS = 8
+_TS = pa.timestamp("ms", tz="UTC")
+
+
+def _iso(ms: int | None) -> str | None:
+    if ms is None:
+        return None
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat(timespec="milliseconds")
+
+
+@dataclass(frozen=True)
+class HoldScope:
+    """Which records a hold covers: one customer (in every chain) or one whole chain."""
+
+    customer: str | None = None
+    chain: str | None = None
+    since: int | None = None  # ms, inclusive
+    until: int | None = None  # ms, exclusive
+
+    def __post_init__(self) -> None:
+        if (self.customer is None) == (self.chain is None):
+            raise ConfigError("a hold names exactly one of --customer or --chain")
+        if self.since is not None and self.until is not None and self.since >= self.until:
+            raise ConfigError("--since must be before --until")
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "customer": self.customer,
+            "chain": self.chain,
+            "since": _iso(self.since),
+            "until": _iso(self.until),
+        }
+
+    def overlaps(self, manifest: Manifest) -> bool:
+        if self.since is not None and manifest.max_event_time < self.since:
+            return False
+        return not (self.until is not None and manifest.min_event_time >= self.until)
+
+
+@dataclass(frozen=True)
+class HoldEvent:
+    """One entry of the register, as sealed."""
+
+    seq: int
+    record_id: str
+    event_time: int
+    action: str  # "place" or "release"
+    matter: str
+    who: str
+    scope: Mapping[str, Any] | None
+    keys: tuple[str, ...]
+    kept: tuple[str, ...] = ()
+    reason: str | None = None
+
+
+@dataclass
+class Hold:
+    """A matter's current state, folded from the register."""
+
+    matter: str
+    placed_at: int
+    placed_by: str
+    scopes: list[Mapping[str, Any]] = field(default_factory=list)
+    keys: set[str] = field(default_factory=set)
+    released_at: int | None = None
+    released_by: str | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.released_at is None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "matter": self.matter,
+            "active": self.active,
+            "placed_at": _iso(self.placed_at),
+            "placed_by": self.placed_by,
+            "scopes": list(self.scopes),
+            "objects": len(self.keys),
+            "released_at": _iso(self.released_at),
+            "released_by": self.released_by,
+        }
+
+
+@dataclass(frozen=True)
+class HoldOutcome:
+    """What a placement or release did."""
+
+    matter: str
+    action: str
+    keys: tuple[str, ...]  # objects whose legal hold this call turned on (or off)
+    kept: tuple[str, ...] = ()  # on release: objects left held for another matter
+    segments: int = 0
+    sealed: Manifest | None = None  # the register segment; None when nothing changed
+
+
+# --- reading the register ------------------------------------------------------------------------
+
+
+def read_register(store: ObjectStore) -> list[HoldEvent]:
+    """Every entry of the hold register in ``seq`` order, each checked against its leaf hash."""
+    events: list[HoldEvent] = []
+    for key in list_manifests(store, HOLDS_CHAIN):
+        manifest = Manifest.from_bytes(store.get(key), key=key)
+        data = store.get(manifest.segment.key)
+        if sha256_hex(data) != manifest.segment.sha256:
+            raise FormatError(f"{manifest.segment.key}: hold register segment was altered")
+        table = read_segment(data, key=manifest.segment.key)
+        leaves = [bytes(v) for v in table.column("leaf_hash").to_pylist()]
+        if recompute_leaf_hashes(table) != leaves:
+            raise FormatError(f"{manifest.segment.key}: a hold record does not match its seal")
+        for row in table.select(["seq", "record_id", "event_time", "detail"]).to_pylist():
+            events.append(_event(row, manifest.segment.key))
+    return sorted(events, key=lambda event: event.seq)
+
+
+def _event(row: Mapping[str, Any], key: str) -> HoldEvent:
+    try:
+        detail = orjson.loads(row["detail"])
+        return HoldEvent(
+            seq=int(row["seq"]),
+            record_id=str(row["record_id"]),
+            event_time=int(row["event_time"].timestamp() * 1000),
+            action=str(detail["action"]),
+            matter=str(detail["matter"]),
+            who=str(detail["who"]),
+            scope=detail.get("scope"),
+            keys=tuple(detail.get("keys", ())),
+            kept=tuple(detail.get("kept", ())),
+            reason=detail.get("reason"),
+        )
+    except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
+        raise FormatError(f"{key}: hold record seq {row['seq']} is malformed ({exc})") from None
+
+
+def active_holds(events: Iterable[HoldEvent]) -> dict[str, Hold]:
+    """Each matter's latest state: placements accumulate until a release."""
+    holds: dict[str, Hold] = {}
+    for event in events:
+        current = holds.get(event.matter)
+        if event.action == "place":
+            if current is None or not current.active:
+                current = holds[event.matter] = Hold(event.matter, event.event_time, event.who)
+            if event.scope is not None and event.scope not in current.scopes:
+                current.scopes.append(event.scope)
+            current.keys.update(event.keys)
+        elif event.action == "release" and current is not None:
+            current.released_at = event.event_time
+            current.released_by = event.who
+    return holds
+
+
+def held_keys(store: ObjectStore) -> set[str]:
+    """Objects under a registered, unreleased legal hold (for ``verify_archive(held_keys=)``)."""
+    keys: set[str] = set()
+    for hold in active_holds(read_register(store)).values():
+        if hold.active:
+            keys |= hold.keys
+    return keys
+
+
+# --- placing and releasing -----------------------------------------------------------------------
+
+
+class HoldRegister:
+    """Places and releases legal holds, and seals each change into the ``holds`` chain."""
+
+    def __init__(
+        self,
+        store: ObjectStore,
+        *,
+        signer: Signer,
+        archive_name: str,
+        policy: RetentionPolicy | None = None,
+        catalog: ArchiveCatalog | None = None,
+    ) -> None:
+        self.store = store
+        self.signer = signer
+        self.archive_name = archive_name
+        self.policy = policy
+        self.catalog = catalog or ArchiveCatalog(store)
+
+    def matching_segments(self, scope: HoldScope) -> list[Manifest]:
+        """Committed segments holding at least one record in ``scope``."""
+        self.catalog.refresh()
+        if scope.chain is not None:
+            return [m for m in self.catalog.manifests(scope.chain) if scope.overlaps(m)]
+        assert scope.customer is not None
+        candidates = [
+            m
+            for m in self.catalog.segments()
+            if m.chain_id not in INTERNAL_CHAINS and scope.overlaps(m)
+        ]
+        if not candidates:
+            return []
+        wanted = (
+            (ds.field("customer_id") == scope.customer)
+            | (ds.field("customer_wa_id") == scope.customer)
+            | (ds.field("customer_user_id") == scope.customer)
+        )
+        if scope.since is not None:
+            wanted &= ds.field("event_time") >= pa.scalar(scope.since, _TS)
+        if scope.until is not None:
+            wanted &= ds.field("event_time") < pa.scalar(scope.until, _TS)
+        found = self.catalog.dataset(candidates).to_table(
+            columns=["chain_id", "seq"], filter=wanted
+        )
+        hits: set[tuple[str, int]] = set()
+        by_chain: dict[str, list[Manifest]] = {}
+        for manifest in candidates:
+            by_chain.setdefault(manifest.chain_id, []).append(manifest)
+        for chain_id, seq in zip(
+            found.column("chain_id").to_pylist(), found.column("seq").to_pylist(), strict=True
+        ):
+            for manifest in by_chain[chain_id]:
+                if manifest.first_seq <= seq <= manifest.last_seq:
+                    hits.add((chain_id, manifest.first_seq))
+                    break
+        return [m for m in candidates if (m.chain_id, m.first_seq) in hits]
+
+    def place(
+        self,
+        matter: str,
+        scope: HoldScope,
+        *,
+        who: str,
+        now_ms: int,
+        reason: str | None = None,
+        origin: Origin = Origin.AUDITOR,
+    ) -> HoldOutcome:
+        """Hold every object of the matching segments, then seal the placement.
+
+        Placing the same matter and scope again holds segments sealed since, and seals a new
+        entry only when it held something new.
+        """
+        _check_matter(matter)
+        manifests = self.matching_segments(scope)
+        keys = sorted({key for m in manifests for key in self._segment_keys(m)})
+        current = active_holds(read_register(self.store)).get(matter)
+        already = current.keys if current is not None and current.active else set()
+        new_keys = [key for key in keys if key not in already]
+        self._set_holds(new_keys, on=True)
+        repeated = current is not None and current.active and scope.to_json() in current.scopes
+        if repeated and not new_keys:
+            return HoldOutcome(matter, "place", (), segments=len(manifests))
+        detail = {
+            "v": DETAIL_VERSION,
+            "action": "place",
+            "matter": matter,
+            "scope": scope.to_json(),
+            "who": who,
+            "keys": new_keys,
+            "reason": reason,
+        }
+        sealed = self._seal(detail, now_ms=now_ms, customer=scope.customer, origin=origin)
+        return HoldOutcome(matter, "place", tuple(new_keys), segments=len(manifests), sealed=sealed)
+
+    def release(
+        self,
+        matter: str,
+        *,
+        who: str,
+        now_ms: int,
+        reason: str | None = None,
+        origin: Origin = Origin.AUDITOR,
+    ) -> HoldOutcome:
+        """Lift the matter's holds from objects no other active matter holds; seal the release."""
+        holds = active_holds(read_register(self.store))
+        current = holds.get(matter)
+        if current is None or not current.active:
+            raise ConfigError(f"no active legal hold for matter {matter!r}")
+        others: set[str] = set()
+        for hold in holds.values():
+            if hold.active and hold.matter != matter:
+                others |= hold.keys
+        release = sorted(current.keys - others)
+        kept = sorted(current.keys & others)
+        detail = {
+            "v": DETAIL_VERSION,
+            "action": "release",
+            "matter": matter,
+            "scope": None,
+            "who": who,
+            "keys": release,
+            "kept": kept,
+            "reason": reason,
+        }
+        # Sealed first: a crash after it leaves objects still held, which is the safe side.
+        sealed = self._seal(detail, now_ms=now_ms, customer=None, origin=origin)
+        self._set_holds(release, on=False)
+        return HoldOutcome(matter, "release", tuple(release), tuple(kept), sealed=sealed)
+
+    def holds(self) -> list[Hold]:
+        holds = active_holds(read_register(self.store))
+        return [holds[name] for name in sorted(holds)]
+
+    # -- helpers --------------------------------------------------------------------------------
+
+    def _segment_keys(self, manifest: Manifest) -> list[str]:
+        keys = [manifest.segment.key, manifest.record_index.key, manifest.key]
+        # A manifest whose checkpoint is not written yet is committed by the next writer.
+        if self.store.exists(manifest.checkpoint_key):
+            keys.append(manifest.checkpoint_key)
+        return keys
+
+    def _set_holds(self, keys: Sequence[str], *, on: bool) -> None:
+        if not keys:
+            return
+
+        def apply(key: str) -> None:
+            try:
+                self.store.set_legal_hold(key, on)
+            except ObjectMissingError:
+                raise SealError(f"cannot hold {key!r}: the object is missing") from None
+
+        with ThreadPoolExecutor(max_workers=min(_HOLD_WORKERS, len(keys))) as pool:
+            list(pool.map(apply, keys))
+
+    def _seal(
+        self, detail: Mapping[str, Any], *, now_ms: int, customer: str | None, origin: Origin
+    ) -> Manifest:
+        text = orjson.dumps(detail, option=orjson.OPT_SORT_KEYS).decode()
+        record = Record(
+            chain_id=HOLDS_CHAIN,
+            record_id=stable_id(
+                "hold",
+                detail["action"],
+                detail["matter"],
+                now_ms,
+                hashlib.sha256(text.encode()).hexdigest(),
+            ),
+            kind=Kind.HOLD.value,
+            origin=origin.value,
+            direction=Direction.NONE.value,
+            event_time=now_ms,
+            received_time=now_ms,
+            customer_id=customer,
+            status=str(detail["action"]),
+            detail=text,
+        )
+        last: SealError | None = None
+        for _attempt in range(_APPEND_ATTEMPTS):
+            writer = ChainWriter(
+                self.store,
+                HOLDS_CHAIN,
+                signer=self.signer,
+                archive_name=self.archive_name,
+                policy=self.policy,
+            )
+            try:
+                return writer.append([record])[0].manifest
+            except SealError as exc:  # another writer committed this seq first
+                last = exc
+        raise SealError(f"could not append to the hold register: {last}")
+
+
+def _check_matter(matter: str) -> None:
+    if not matter or not matter.strip() or any(ord(c) < 0x20 for c in matter):
+        raise ConfigError("a matter is a non-empty name without control characters")

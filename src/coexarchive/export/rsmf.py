@@ -1,0 +1,338 @@
+"""RSMF 2.0 (Relativity Short Message Format) files for review platforms.
+
+One ``.rsmf`` per conversation and UTC day, split further so no file holds more than 10,000
+events (Relativity's guidance). Each is an RFC 5322 message with the ``X-RSMF-*`` headers, a
+plain-text body (Relativity's extracted text) and exactly one base64 attachment ``rsmf.zip``
+holding ``rsmf_manifest.json`` and one small text file per media reference (media content is not
+captured by the archive; the file says what the message referred to).
+
+Every event carries, in ``custom``, the record's leaf index, leaf hash, chain and record id, so
+a reviewer can go from an event to its inclusion proof. Delivery statuses become the message's
+``read_receipts``; edits and revokes stay events of their own and mark the original (``edits``,
+``deleted``) when both are in the same file. Output is deterministic: fixed zip timestamps,
+sorted entries, fixed MIME boundary.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import zipfile
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
+from email.header import Header
+from typing import Any
+
+import orjson
+
+from coexarchive import __version__
+from coexarchive.export._rows import ConversationKey, Row, conversations, detail_of, safe_name
+
+__all__ = ["MAX_EVENTS", "RSMF_VERSION", "render_rsmf", "rsmf_manifest_of"]
+
+RSMF_VERSION = "2.0.0"
+MAX_EVENTS = 10_000
+BOUNDARY = "coexarchive-rsmf-boundary"
+ZIP_TIME = (1980, 1, 1, 0, 0, 0)
+_MESSAGE_KINDS = frozenset({"message", "echo", "outbound", "history_message", "unsupported"})
+_RECEIPTS = {"delivered": "delivered", "read": "read", "played": "read"}
+_ORIGINS = {
+    "customer": "customer",
+    "business_app": "WhatsApp Business App (phone)",
+    "cloud_api": "WhatsApp Cloud API",
+    "history_import": "history import at onboarding",
+    "system": "system",
+    "crm": "CRM import",
+    "auditor": "auditor",
+}
+
+
+def _iso(ms: int) -> str:
+    moment = datetime.fromtimestamp(ms / 1000, tz=UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+
+
+def _day(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d")
+
+
+def _custom(pairs: Sequence[tuple[str, Any]]) -> list[dict[str, str]]:
+    # RSMF custom values are non-empty strings.
+    return [{"name": n, "value": str(v)} for n, v in pairs if v is not None and str(v) != ""]
+
+
+def render_rsmf(rows: Sequence[Row], leaves: Sequence[bytes]) -> dict[str, bytes]:
+    """Path → ``.rsmf`` bytes, for every conversation that has events."""
+    files: dict[str, bytes] = {}
+    for key, positions in conversations(rows).items():
+        by_day: dict[str, list[int]] = {}
+        for position in positions:
+            by_day.setdefault(_day(rows[position]["event_time"]), []).append(position)
+        for day, members in by_day.items():
+            slices = [members[i : i + MAX_EVENTS] for i in range(0, len(members), MAX_EVENTS)]
+            for part, chunk in enumerate(slices, start=1):
+                path = _path(key, day, part if len(slices) > 1 else None)
+                manifest, attachments = rsmf_manifest_of(
+                    key, [rows[p] for p in chunk], [leaves[p] for p in chunk]
+                )
+                files[path] = _eml(key, manifest, attachments, [rows[p] for p in chunk])
+    return files
+
+
+def _path(key: ConversationKey, day: str, part: int | None) -> str:
+    chain, customer = key
+    name = "_no-customer" if customer is None else safe_name(customer)
+    suffix = f"-part{part:03d}" if part is not None else ""
+    return f"rsmf/chain={safe_name(chain)}/{name}/{day}{suffix}.rsmf"
+
+
+def _participants(
+    key: ConversationKey, rows: Sequence[Row]
+) -> tuple[list[dict[str, Any]], str, str | None]:
+    chain, customer = key
+    business_phone = next((r["business_phone"] for r in rows if r["business_phone"]), None)
+    business_id = f"business:{chain}"
+    business = {
+        "id": business_id,
+        "display": f"Business {business_phone or chain}",
+        "account_id": business_phone or chain,
+        "custom": _custom([("Phone number id", chain), ("Display phone number", business_phone)]),
+    }
+    if customer is None:
+        return [business], business_id, None
+    profile = next((n for n in (_profile_name(r) for r in rows) if n), None)
+    user_ids = sorted({r["customer_user_id"] for r in rows if r["customer_user_id"]})
+    wa_ids = sorted({r["customer_wa_id"] for r in rows if r["customer_wa_id"]})
+    customer_id = f"customer:{customer}"
+    person = {
+        "id": customer_id,
+        "display": f"{profile} ({customer})" if profile else customer,
+        "account_id": customer,
+        "custom": _custom(
+            [("WhatsApp id", ", ".join(wa_ids)), ("Business-scoped user id", ", ".join(user_ids))]
+        ),
+    }
+    return [business, person], business_id, customer_id
+
+
+def _profile_name(row: Row) -> str | None:
+    if row["direction"] != "inbound" or row["kind"] not in ("message", "history_message"):
+        return None
+    contact = detail_of(row).get("contact")
+    if isinstance(contact, dict) and isinstance(contact.get("profile"), dict):
+        name = contact["profile"].get("name")
+        return name if isinstance(name, str) and name else None
+    return None
+
+
+def rsmf_manifest_of(
+    key: ConversationKey, rows: Sequence[Row], leaves: Sequence[bytes]
+) -> tuple[dict[str, Any], dict[str, bytes]]:
+    """The ``rsmf_manifest.json`` document of one slice, and its attachment files."""
+    chain, customer = key
+    participants, business_id, customer_id = _participants(key, rows)
+    conversation_id = f"{chain}/{customer or '_no-customer'}"
+    conversation = {
+        "id": conversation_id,
+        "display": f"WhatsApp {customer or 'account events'} — {participants[0]['account_id']}",
+        "platform": "whatsapp",
+        "type": "direct",
+        "participants": [p["id"] for p in participants],
+        "custodian": business_id,
+        "custom": _custom([("Chain id", chain), ("Source", "coexarchive sealed archive")]),
+    }
+    events: list[dict[str, Any]] = []
+    by_wamid: dict[str, dict[str, Any]] = {}
+    attachments: dict[str, bytes] = {}
+    for row, leaf in zip(rows, leaves, strict=True):
+        sender = customer_id if row["direction"] == "inbound" and customer_id else business_id
+        kind = row["kind"]
+        receipt = kind == "status" and row["status"] in _RECEIPTS and customer_id is not None
+        if receipt and row["wamid"] in by_wamid:
+            by_wamid[row["wamid"]].setdefault("read_receipts", []).append(
+                {
+                    "participant": customer_id,
+                    "timestamp": _iso(row["event_time"]),
+                    "action": _RECEIPTS[row["status"]],
+                }
+            )
+        event: dict[str, Any] = {
+            # Record ids repeat when a live message and its history copy are both kept.
+            "id": f"{chain}:{row['seq']}",
+            "type": "message"
+            if kind in _MESSAGE_KINDS or kind.startswith("message_")
+            else "unknown",
+            "participant": sender,
+            "conversation": conversation_id,
+            "timestamp": _iso(row["event_time"]),
+            "body": _body(row),
+        }
+        if row["direction"] in ("inbound", "outbound") and kind != "status":
+            event["direction"] = "incoming" if row["direction"] == "inbound" else "outgoing"
+        if row["media_id"]:
+            name, data = _attachment(row)
+            attachments[name] = data
+            event["attachments"] = [
+                {
+                    "id": name,
+                    "display": f"{row['msg_type'] or 'media'} reference",
+                    "size": len(data),
+                }
+            ]
+        event["custom"] = _custom(
+            [
+                ("Leaf index", row["seq"]),
+                ("Leaf hash", leaf.hex()),
+                ("Chain id", chain),
+                ("Record id", row["record_id"]),
+                ("Kind", kind),
+                ("Origin", _ORIGINS.get(row["origin"], row["origin"])),
+                ("Message type", row["msg_type"]),
+                ("WhatsApp message id", row["wamid"]),
+                ("Status", row["status"]),
+                ("Error code", row["error_code"]),
+                ("Template", row["template_name"]),
+                ("Flags", ", ".join(row["flags"])),
+                ("Raw object", row["raw_key"]),
+                ("Raw line", row["raw_line"]),
+            ]
+        )
+        if kind == "message_edit" and row["context_wamid"] in by_wamid:
+            original = by_wamid[row["context_wamid"]]
+            original.setdefault("edits", []).append(
+                {
+                    "participant": sender,
+                    "timestamp": _iso(row["event_time"]),
+                    "previous": original["body"],
+                    "new": row["text"] or "",
+                }
+            )
+        if kind == "message_revoke" and row["context_wamid"] in by_wamid:
+            by_wamid[row["context_wamid"]]["deleted"] = True
+        if kind in _MESSAGE_KINDS and row["wamid"]:
+            by_wamid.setdefault(row["wamid"], event)
+        events.append(event)
+    manifest = {
+        "version": RSMF_VERSION,
+        "eventcollectionid": conversation_id,
+        "participants": participants,
+        "conversations": [conversation],
+        "events": events,
+    }
+    return manifest, attachments
+
+
+def _body(row: Row) -> str:
+    kind, text = row["kind"], row["text"] or ""
+    if kind == "status":
+        code = f" (error {row['error_code']})" if row["error_code"] is not None else ""
+        return f"[delivery status: {row['status']}{code} for {row['wamid']}]"
+    if kind == "message_edit":
+        return f"[edit of {row['context_wamid']}] {text}".rstrip()
+    if kind == "message_revoke":
+        return f"[revoked {row['context_wamid']}]"
+    if row["template_name"]:
+        head = f"[template {row['template_name']} ({row['template_language']})]"
+        return f"{head} {text}".rstrip()
+    if row["media_id"]:
+        return f"[{row['msg_type'] or 'media'} attachment: reference only] {text}".rstrip()
+    if kind not in _MESSAGE_KINDS:
+        summary = " ".join(str(v) for v in (kind, row["msg_type"], row["status"]) if v)
+        return f"[{summary}] {text}".rstrip()
+    return text
+
+
+def _attachment(row: Row) -> tuple[str, bytes]:
+    media = detail_of(row).get("media")
+    lines = [
+        "This message referred to a media file that the archive does not hold.",
+        f"media id: {row['media_id']}",
+        f"message type: {row['msg_type']}",
+        f"WhatsApp message id: {row['wamid']}",
+        f"record id: {row['record_id']}",
+    ]
+    if isinstance(media, dict):
+        lines += [f"{k}: {media[k]}" for k in ("filename", "mime_type", "sha256") if k in media]
+    return f"media-{safe_name(row['media_id'])}.txt", ("\n".join(lines) + "\n").encode("utf-8")
+
+
+def _zip(files: dict[str, bytes]) -> bytes:
+    sink = io.BytesIO()
+    with zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
+        for name in sorted(files):
+            info = zipfile.ZipInfo(name, date_time=ZIP_TIME)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.external_attr = 0o644 << 16
+            info.create_system = 3
+            archive.writestr(info, files[name])
+    return sink.getvalue()
+
+
+def _header(value: str) -> str:
+    return value if value.isascii() else Header(value, "utf-8").encode()
+
+
+def _wrapped_b64(data: bytes) -> str:
+    encoded = base64.b64encode(data).decode("ascii")
+    return "\r\n".join(encoded[i : i + 76] for i in range(0, len(encoded), 76))
+
+
+def _eml(
+    key: ConversationKey,
+    manifest: dict[str, Any],
+    attachments: dict[str, bytes],
+    rows: Sequence[Row],
+) -> bytes:
+    participants = manifest["participants"]
+    events = manifest["events"]
+    archive = _zip({"rsmf_manifest.json": orjson.dumps(manifest), **attachments})
+    text = "\r\n".join(_extracted_text(events, participants)) + "\r\n"
+    business = participants[0]["display"]
+    to = participants[1]["display"] if len(participants) > 1 else business
+    subject = (
+        f"WhatsApp conversation {key[1] or '(account events)'} on {_day(rows[0]['event_time'])}"
+    )
+    headers = [
+        f"From: {_header(business)} <>",
+        f"To: {_header(to)} <>",
+        f"Subject: {_header(subject)}",
+        f"X-RSMF-Version: {RSMF_VERSION}",
+        f"X-RSMF-Generator: coexarchive {__version__}",
+        "X-RSMF-Application: WhatsApp",
+        f"X-RSMF-BeginDate: {events[0]['timestamp']}",
+        f"X-RSMF-EndDate: {events[-1]['timestamp']}",
+        f"X-RSMF-EventCount: {len(events)}",
+        f"X-RSMF-AttachmentCount: {len(attachments)}",
+        f"X-RSMF-EventCollectionID: {_header(manifest['eventcollectionid'])}",
+        f"X-RSMF-Custodian: {_header(business)}",
+        f"X-RSMF-Participants: {_header('; '.join(p['display'] for p in participants))}",
+        "MIME-Version: 1.0",
+        f'Content-Type: multipart/mixed; boundary="{BOUNDARY}"',
+    ]
+    body = [
+        "",
+        f"--{BOUNDARY}",
+        'Content-Type: text/plain; charset="utf-8"',
+        "Content-Transfer-Encoding: base64",
+        "",
+        _wrapped_b64(text.encode("utf-8")),
+        "",
+        f"--{BOUNDARY}",
+        'Content-Type: application/zip; name="rsmf.zip"',
+        "Content-Transfer-Encoding: base64",
+        'Content-Disposition: attachment; filename="rsmf.zip"',
+        "",
+        _wrapped_b64(archive),
+        "",
+        f"--{BOUNDARY}--",
+        "",
+    ]
+    return "\r\n".join(headers + body).encode("ascii")
+
+
+def _extracted_text(
+    events: Sequence[dict[str, Any]], participants: Sequence[dict[str, Any]]
+) -> Iterator[str]:
+    names = {p["id"]: p["display"] for p in participants}
+    for event in events:
+        yield f"{event['timestamp']} {names.get(event['participant'], '?')}: {event['body']}"

@@ -1,0 +1,664 @@
+"""Offline verification of an evidence bundle, from the bundle alone, in numbered steps.
+
+``verify_bundle`` returns a :class:`BundleReport` when every check holds and raises
+:class:`BundleVerificationError` (carrying the same report) when any fails. Every failure names
+its step and the file, chain and leaf index (``seq``) concerned; the report also has one entry per
+record.
+
+Steps:
+
+1. ``layout``       ``BUNDLE.json`` and ``MANIFEST`` exist and parse; the format is known.
+2. ``files``        every file in ``MANIFEST`` exists with that SHA-256; no file is unlisted.
+3. ``custody``      ``CUSTODY.json`` names the SHA-256 of ``MANIFEST`` and the bundle's counts.
+4. ``keys``         the trust store: ``--trust`` if given, else the bundle's own keys (integrity
+                    only, not origin: the report says so).
+5. ``checkpoints``  each chain's checkpoint is signed by a trusted key, for the chain's origin,
+                    with the size and root ``BUNDLE.json`` states.
+6. ``records``      each line of ``records.jsonl`` is a canonical (RFC 8785) sealed record; its
+                    leaf hash is ``SHA-256(0x00 || line)``; no leaf index appears twice.
+7. ``proofs``       each record has exactly one proof, naming its leaf hash and index; the proof's
+                    checkpoint is the chain's; the RFC 6962 path folds to the signed root.
+8. ``tables``       ``records.parquet`` and ``records.csv`` hold exactly the proven records.
+9. ``transcripts``  every transcript page re-renders, byte for byte, from the proven records.
+10. ``rsmf``        every RSMF file re-renders from the proven records (its manifest, attachments
+                    and text; the zip's compressed bytes may differ between zlib builds).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import io
+import re
+import zipfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from coexarchive.errors import (
+    CoexArchiveError,
+    ConfigError,
+    Failure,
+    FormatError,
+    VerificationError,
+)
+from coexarchive.export._rows import (
+    Row,
+    canonical_line,
+    leaf_of,
+    parse_line,
+    records_csv,
+    sealed_rows,
+)
+from coexarchive.export.bundle import BUNDLE_FORMAT, CUSTODY_FORMAT, NOT_IN_MANIFEST
+from coexarchive.export.proofs import TLOG_PROOF_HEADER, parse_tlog_proof
+from coexarchive.export.rsmf import BOUNDARY, render_rsmf
+from coexarchive.export.transcript import render_transcripts
+from coexarchive.seal.checkpoint import Checkpoint, checkpoint_origin, open_checkpoint
+from coexarchive.seal.keys import TrustStore
+from coexarchive.seal.merkle import node_hash
+
+__all__ = ["STEPS", "BundleReport", "BundleVerificationError", "RecordResult", "verify_bundle"]
+
+STEPS = (
+    "layout",
+    "files",
+    "custody",
+    "keys",
+    "checkpoints",
+    "records",
+    "proofs",
+    "tables",
+    "transcripts",
+    "rsmf",
+)
+BUNDLE_KEYS_WARNING = (
+    "verified against the public keys the bundle itself carries (keys/trust.txt): this proves "
+    "the records were not altered after signing, NOT who signed them; pass --trust with the "
+    "archive's keys, obtained from its owner by another channel, to prove origin"
+)
+_MANIFEST_LINE = re.compile(r"([0-9a-f]{64})  (\S(?:.*\S)?)")
+_RECORDS = "records/records.jsonl"
+_HEAD = TLOG_PROOF_HEADER.encode() + b"\nindex 0\n"
+
+
+@dataclass
+class RecordResult:
+    """What was proven about one record (one line of ``records.jsonl``)."""
+
+    line: int
+    chain_id: str | None
+    seq: int | None
+    record_id: str | None
+    leaf_hash: str | None
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "line": self.line,
+            "chain_id": self.chain_id,
+            "seq": self.seq,
+            "record_id": self.record_id,
+            "leaf_hash": self.leaf_hash,
+            "ok": self.ok,
+            "problems": self.problems,
+        }
+
+
+@dataclass
+class BundleReport:
+    records: list[RecordResult] = field(default_factory=list)
+    failures: list[Failure] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    chains: list[dict[str, Any]] = field(default_factory=list)
+    trust_source: str = ""
+    matter: str | None = None
+    steps: tuple[str, ...] = STEPS
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+    def fail(
+        self,
+        step: str,
+        message: str,
+        *,
+        key: str | None = None,
+        chain: str | None = None,
+        seq: int | None = None,
+    ) -> None:
+        self.failures.append(Failure(step, message, chain, key, seq))
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "matter": self.matter,
+            "steps": list(self.steps),
+            "trust": self.trust_source,
+            "warnings": self.warnings,
+            "chains": self.chains,
+            "records_verified": sum(1 for r in self.records if r.ok),
+            "records_failed": sum(1 for r in self.records if not r.ok),
+            "failures": [f.__dict__ for f in self.failures],
+        }
+
+
+class BundleVerificationError(VerificationError):
+    """A bundle that did not verify, with the full report."""
+
+    def __init__(self, report: BundleReport) -> None:
+        self.report = report
+        super().__init__(failures=list(report.failures))
+
+
+@dataclass
+class _Chain:
+    chain_id: str
+    checkpoint: Checkpoint | None
+    note: bytes | None
+    proofs_path: str
+
+
+def verify_bundle(files: Mapping[str, bytes], *, trust: TrustStore | None = None) -> BundleReport:
+    """Verify a bundle given as path → bytes (see :func:`coexarchive.export.bundle.read_bundle`)."""
+    report = BundleReport()
+    description = _layout(files, report)
+    if description is None:
+        raise BundleVerificationError(report)
+    report.matter = str(description.get("matter"))
+    _files(files, report)
+    _custody(files, report)
+    trust = _keys(files, trust, report)
+    chains = _checkpoints(files, description, trust, report)
+    rows, leaves = _records(files, report)
+    _proofs(files, chains, rows, leaves, report)
+    if not all(result.ok for result in report.records):
+        report.warnings.append(
+            "tables, transcripts and RSMF were not re-rendered: some records did not verify"
+        )
+    elif rows:
+        proven = [row for row in rows if row is not None]
+        _tables(files, proven, leaves, report)
+        _transcripts(files, description, proven, leaves, report)
+        _rsmf(files, description, proven, leaves, report)
+    if report.failures:
+        raise BundleVerificationError(report)
+    return report
+
+
+# Step 1: the bundle says what it is, and lists its files.
+def _layout(files: Mapping[str, bytes], report: BundleReport) -> dict[str, Any] | None:
+    for name in ("BUNDLE.json", "MANIFEST", _RECORDS):
+        if name not in files:
+            report.fail("layout", "required file is missing", key=name)
+    if "BUNDLE.json" not in files:
+        return None
+    try:
+        description = orjson.loads(files["BUNDLE.json"])
+    except orjson.JSONDecodeError as exc:
+        report.fail("layout", f"not valid JSON ({exc})", key="BUNDLE.json")
+        return None
+    if not isinstance(description, dict) or description.get("format") != BUNDLE_FORMAT:
+        found = description.get("format") if isinstance(description, dict) else None
+        report.fail("layout", f"unknown bundle format {found!r}", key="BUNDLE.json")
+        return None
+    return description
+
+
+# Step 2: every file is the one MANIFEST lists, and nothing else was added.
+def _files(files: Mapping[str, bytes], report: BundleReport) -> dict[str, str]:
+    listed: dict[str, str] = {}
+    try:
+        text = files.get("MANIFEST", b"").decode("utf-8")
+    except UnicodeDecodeError:
+        report.fail("files", "MANIFEST is not UTF-8 text", key="MANIFEST")
+        return listed
+    for number, line in enumerate(text.splitlines(), start=1):
+        match = _MANIFEST_LINE.fullmatch(line)
+        if match is None:
+            report.fail("files", f"line {number} is not '<sha256>  <path>'", key="MANIFEST")
+            continue
+        listed[match.group(2)] = match.group(1)
+    for path, digest in sorted(listed.items()):
+        data = files.get(path)
+        if data is None:
+            report.fail("files", "listed in MANIFEST but missing from the bundle", key=path)
+        elif hashlib.sha256(data).hexdigest() != digest:
+            report.fail("files", "SHA-256 differs from MANIFEST: the file was altered", key=path)
+    for path in sorted(files):
+        if path not in listed and path not in NOT_IN_MANIFEST:
+            report.fail("files", "file is not listed in MANIFEST", key=path)
+    return listed
+
+
+# Step 3: the custody entry names this MANIFEST.
+def _custody(files: Mapping[str, bytes], report: BundleReport) -> None:
+    data = files.get("CUSTODY.json")
+    if data is None:
+        report.fail("custody", "chain-of-custody entry is missing", key="CUSTODY.json")
+        return
+    try:
+        custody = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        report.fail("custody", "not valid JSON", key="CUSTODY.json")
+        return
+    if not isinstance(custody, dict) or custody.get("format") != CUSTODY_FORMAT:
+        report.fail("custody", "unknown custody format", key="CUSTODY.json")
+        return
+    actual = hashlib.sha256(files.get("MANIFEST", b"")).hexdigest()
+    if custody.get("manifest_sha256") != actual:
+        report.fail(
+            "custody",
+            f"names MANIFEST SHA-256 {custody.get('manifest_sha256')}, the bundle's is {actual}",
+            key="CUSTODY.json",
+        )
+    lines = files.get(_RECORDS, b"").count(b"\n")
+    counted = (custody.get("counts") or {}).get("records")
+    if counted != lines:
+        report.fail(
+            "custody", f"counts {counted} records, the bundle holds {lines}", key="CUSTODY.json"
+        )
+
+
+# Step 4: which keys decide.
+def _keys(files: Mapping[str, bytes], trust: TrustStore | None, report: BundleReport) -> TrustStore:
+    if trust is not None:
+        report.trust_source = "trust file given with --trust"
+        return trust
+    report.trust_source = "the bundle's own keys/trust.txt"
+    report.warnings.append(BUNDLE_KEYS_WARNING)
+    try:
+        return TrustStore.parse(files.get("keys/trust.txt", b"").decode("utf-8"))
+    except (ConfigError, UnicodeDecodeError) as exc:
+        report.fail("keys", f"unreadable trust file ({exc})", key="keys/trust.txt")
+        return TrustStore()
+
+
+# Step 5: each chain's checkpoint is signed, for the chain, with the stated size and root.
+def _checkpoints(
+    files: Mapping[str, bytes],
+    description: Mapping[str, Any],
+    trust: TrustStore,
+    report: BundleReport,
+) -> dict[str, _Chain]:
+    chains: dict[str, _Chain] = {}
+    archive = str(description.get("archive"))
+    for entry in description.get("chains") or []:
+        chain_id = str(entry.get("chain_id"))
+        path = str(entry.get("checkpoint"))
+        chain = _Chain(chain_id, None, None, str(entry.get("proofs")))
+        chains[chain_id] = chain
+        note = files.get(path)
+        if note is None:
+            report.fail("checkpoints", "checkpoint file is missing", key=path, chain=chain_id)
+            continue
+        try:
+            checkpoint = open_checkpoint(note, trust, origin=checkpoint_origin(archive, chain_id))
+        except CoexArchiveError as exc:
+            report.fail(
+                "checkpoints", f"checkpoint does not verify: {exc}", key=path, chain=chain_id
+            )
+            continue
+        if checkpoint.size != entry.get("tree_size") or base64.b64encode(
+            checkpoint.root_hash
+        ).decode() != entry.get("root_hash"):
+            report.fail(
+                "checkpoints", "size or root differs from BUNDLE.json", key=path, chain=chain_id
+            )
+            continue
+        chain.checkpoint, chain.note = checkpoint, note
+        report.chains.append(
+            {"chain_id": chain_id, "tree_size": checkpoint.size, "origin": checkpoint.origin}
+        )
+    return chains
+
+
+# Step 6: each record line is a canonical sealed record; its leaf hash follows from its bytes.
+def _records(
+    files: Mapping[str, bytes], report: BundleReport
+) -> tuple[list[Row | None], list[bytes]]:
+    data = files.get(_RECORDS, b"")
+    lines = data.split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()
+    else:
+        report.fail("records", "does not end with a newline", key=_RECORDS)
+    rows: list[Row | None] = []
+    leaves: list[bytes] = []
+    seen: set[tuple[str, int]] = set()
+    for number, line in enumerate(lines, start=1):
+        leaf = leaf_of(line)
+        leaves.append(leaf)
+        result = RecordResult(number, None, None, None, leaf.hex())
+        report.records.append(result)
+        try:
+            row: Row | None = parse_line(line)
+        except ValueError as exc:
+            row = None
+            loose = _loose(line)
+            result.chain_id, result.seq = loose.get("chain_id"), loose.get("seq")
+            result.problems.append(f"line {number}: {exc}")
+            report.fail(
+                "records",
+                f"line {number}: {exc}",
+                key=_RECORDS,
+                chain=result.chain_id,
+                seq=result.seq,
+            )
+        if row is not None:
+            result.chain_id, result.seq = row["chain_id"], row["seq"]
+            result.record_id = row["record_id"]
+            slot = (row["chain_id"], row["seq"])
+            if slot in seen:
+                result.problems.append("leaf index appears twice")
+                report.fail(
+                    "records", "leaf index appears twice", key=_RECORDS, chain=slot[0], seq=slot[1]
+                )
+            seen.add(slot)
+        rows.append(row)
+    return rows, leaves
+
+
+def _loose(line: bytes) -> dict[str, Any]:
+    try:
+        value = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return {}
+    if not isinstance(value, dict):
+        return {}
+    chain, seq = value.get("chain_id"), value.get("seq")
+    return {
+        "chain_id": chain if isinstance(chain, str) else None,
+        "seq": seq if isinstance(seq, int) else None,
+    }
+
+
+# Step 7: each record's leaf is in its chain's signed tree at its index.
+def _proofs(
+    files: Mapping[str, bytes],
+    chains: Mapping[str, _Chain],
+    rows: Sequence[Row | None],
+    leaves: Sequence[bytes],
+    report: BundleReport,
+) -> None:
+    proofs: dict[tuple[str, int], tuple[str, int, dict[str, Any]]] = {}
+    for chain in chains.values():
+        data = files.get(chain.proofs_path)
+        if data is None:
+            report.fail(
+                "proofs", "proof file is missing", key=chain.proofs_path, chain=chain.chain_id
+            )
+            continue
+        for number, line in enumerate(data.splitlines(), start=1):
+            try:
+                entry = orjson.loads(line)
+                slot = (str(entry["chain_id"]), int(entry["seq"]))
+            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+                report.fail("proofs", f"line {number} is not a proof entry", key=chain.proofs_path)
+                continue
+            if slot[0] != chain.chain_id or slot in proofs:
+                report.fail(
+                    "proofs",
+                    f"line {number}: misplaced or repeated proof",
+                    key=chain.proofs_path,
+                    chain=slot[0],
+                    seq=slot[1],
+                )
+                continue
+            proofs[slot] = (chain.proofs_path, number, entry)
+    checker = _ProofChecker()
+    for row, leaf, result in zip(rows, leaves, report.records, strict=True):
+        if row is None:
+            continue
+        slot = (row["chain_id"], row["seq"])
+        found = proofs.pop(slot, None)
+        chain_entry = chains.get(row["chain_id"])
+        if found is None or chain_entry is None:
+            _record_failure(
+                report, result, "proofs", "no inclusion proof for this record", _RECORDS
+            )
+            continue
+        path, number, entry = found
+        if entry.get("leaf_hash") != leaf.hex():
+            _record_failure(
+                report,
+                result,
+                "records",
+                f"line {result.line}: the record's bytes do not hash to the leaf hash its proof "
+                f"names ({path} line {number}): the record was altered",
+                _RECORDS,
+            )
+            continue
+        problem = checker.check(str(entry.get("tlog_proof", "")), leaf, row["seq"], chain_entry)
+        if problem is not None:
+            _record_failure(report, result, "proofs", f"line {number}: {problem}", path)
+    for (chain_id, seq), (path, number, _entry) in sorted(proofs.items()):
+        report.fail(
+            "proofs",
+            f"line {number}: proof for a record the bundle does not hold",
+            key=path,
+            chain=chain_id,
+            seq=seq,
+        )
+
+
+def _record_failure(
+    report: BundleReport, result: RecordResult, step: str, message: str, key: str
+) -> None:
+    result.problems.append(message)
+    report.fail(step, message, key=key, chain=result.chain_id, seq=result.seq)
+
+
+class _ProofChecker:
+    """Parses and folds tlog-proofs, remembering decoded hashes and computed nodes.
+
+    Proofs of neighbouring leaves share their upper nodes; caching ``node_hash(left, right)``
+    by its inputs turns most of the folding into dictionary lookups while every hash of every
+    proof is still used and every path still has to end at the signed root.
+    """
+
+    def __init__(self) -> None:
+        self.decoded: dict[bytes, bytes] = {}
+        self.nodes: dict[bytes, bytes] = {}
+        self.notes: dict[bytes, bytes] = {}
+
+    def check(self, text: str, leaf: bytes, seq: int, chain: _Chain) -> str | None:
+        raw = text.encode("utf-8")
+        head, blank, note = raw.partition(b"\n\n")
+        lines = head.split(b"\n")
+        if not blank or len(lines) < 2 or lines[0] != TLOG_PROOF_HEADER.encode():
+            try:
+                parse_tlog_proof(raw)
+            except FormatError as exc:
+                return f"malformed tlog-proof ({exc})"
+            return "tlog-proof with extra data is not produced by coexarchive"
+        if lines[1] != b"index %d" % seq:
+            return f"tlog-proof names {lines[1].decode(errors='replace')!r}, the record is {seq}"
+        hashes = []
+        for line in lines[2:]:
+            value = self.decoded.get(line)
+            if value is None:
+                try:
+                    value = parse_tlog_proof(_HEAD + line + b"\n\n").hashes[0]
+                except (FormatError, IndexError) as exc:
+                    return f"malformed tlog-proof hash line ({exc})"
+                self.decoded[line] = value
+            hashes.append(value)
+        if chain.checkpoint is None or chain.note is None:
+            return "the chain's checkpoint did not verify"
+        if note != chain.note:
+            return "tlog-proof carries a checkpoint other than the chain's verified one"
+        return self._fold(leaf, seq, chain.checkpoint.size, hashes, chain.checkpoint.root_hash)
+
+    def _fold(
+        self, leaf: bytes, index: int, size: int, proof: Sequence[bytes], root: bytes
+    ) -> str | None:
+        # RFC 9162 section 2.1.3.2, as in coexarchive.seal.merkle.verify_inclusion.
+        if not 0 <= index < size:
+            return f"leaf index {index} is outside a tree of size {size}"
+        nodes = self.nodes
+        fn, sn, result = index, size - 1, leaf
+        for sibling in proof:
+            if sn == 0:
+                return "inclusion proof is too long"
+            key = sibling + result if fn & 1 or fn == sn else result + sibling
+            node = nodes.get(key)
+            if node is None:
+                node = nodes[key] = node_hash(key[:32], key[32:])
+            result = node
+            if fn & 1 or fn == sn:
+                while not fn & 1 and fn != 0:
+                    fn >>= 1
+                    sn >>= 1
+            fn >>= 1
+            sn >>= 1
+        if sn != 0:
+            return "inclusion proof is too short"
+        if result != root:
+            return "inclusion proof does not reach the signed root"
+        return None
+
+
+# Step 8: the tables hold exactly the proven records.
+def _tables(
+    files: Mapping[str, bytes], rows: Sequence[Row], leaves: Sequence[bytes], report: BundleReport
+) -> None:
+    path = "records/records.csv"
+    if path in files:
+        _compare(report, "tables", path, records_csv(rows, leaves), files[path])
+    else:
+        report.fail("tables", "file is missing", key=path)
+    path = "records/records.parquet"
+    if path not in files:
+        report.fail("tables", "file is missing", key=path)
+        return
+    try:
+        table = pq.read_table(pa.BufferReader(files[path]))
+        stored = sealed_rows(table)
+        stored_leaves = [bytes(v) for v in table.column("leaf_hash").to_pylist()]
+    except (pa.ArrowException, KeyError, OSError) as exc:
+        report.fail("tables", f"not a readable records table ({exc})", key=path)
+        return
+    if len(stored) != len(rows):
+        report.fail("tables", f"holds {len(stored)} rows, the bundle {len(rows)} records", key=path)
+        return
+    for number, (mine, theirs, leaf, stored_leaf) in enumerate(
+        zip(rows, stored, leaves, stored_leaves, strict=True), start=1
+    ):
+        if canonical_line(theirs) != canonical_line(mine) or leaf != stored_leaf:
+            report.fail(
+                "tables",
+                f"row {number} differs from the proven record",
+                key=path,
+                chain=mine["chain_id"],
+                seq=mine["seq"],
+            )
+            return
+
+
+# Step 9: each transcript is what the proven records render to.
+def _transcripts(
+    files: Mapping[str, bytes],
+    description: Mapping[str, Any],
+    rows: Sequence[Row],
+    leaves: Sequence[bytes],
+    report: BundleReport,
+) -> None:
+    try:
+        expected = render_transcripts(
+            rows,
+            leaves,
+            zone_name=str(description.get("time_zone")),
+            matter=str(description.get("matter")),
+        )
+    except ConfigError as exc:
+        report.fail("transcripts", f"cannot render: {exc}", key="BUNDLE.json")
+        return
+    _compare_set(files, expected, "transcripts/", "transcripts", report)
+
+
+# Step 10: each RSMF file is what the proven records render to.
+def _rsmf(
+    files: Mapping[str, bytes],
+    description: Mapping[str, Any],
+    rows: Sequence[Row],
+    leaves: Sequence[bytes],
+    report: BundleReport,
+) -> None:
+    del description
+    expected = render_rsmf(rows, leaves)
+    for path in sorted(set(expected) | {p for p in files if p.startswith("rsmf/")}):
+        if path not in files:
+            report.fail("rsmf", "expected RSMF file is missing", key=path)
+        elif path not in expected:
+            report.fail("rsmf", "RSMF file renders from no record of the bundle", key=path)
+        elif files[path] != expected[path]:
+            problem = _rsmf_difference(files[path], expected[path])
+            if problem is not None:
+                report.fail("rsmf", problem, key=path)
+
+
+def _rsmf_parts(eml: bytes) -> tuple[bytes, dict[str, bytes]]:
+    """The message without its zip's base64, and the zip's members."""
+    marker = b'filename="rsmf.zip"\r\n\r\n'
+    start = eml.index(marker) + len(marker)
+    end = eml.index(b"\r\n\r\n--" + BOUNDARY.encode(), start)
+    payload = base64.b64decode(eml[start:end].replace(b"\r\n", b""), validate=True)
+    with zipfile.ZipFile(io.BytesIO(payload)) as archive:
+        members = {info.filename: archive.read(info) for info in archive.infolist()}
+    return eml[:start] + eml[end:], members
+
+
+def _rsmf_difference(actual: bytes, expected: bytes) -> str | None:
+    try:
+        actual_parts = _rsmf_parts(actual)
+    except (ValueError, binascii.Error, zipfile.BadZipFile) as exc:
+        return f"not a readable RSMF message ({exc})"
+    expected_parts = _rsmf_parts(expected)
+    if actual_parts[0] != expected_parts[0]:
+        return "headers or extracted text differ from the proven records"
+    if actual_parts[1] != expected_parts[1]:
+        names = sorted(
+            n
+            for n in set(actual_parts[1]) | set(expected_parts[1])
+            if actual_parts[1].get(n) != expected_parts[1].get(n)
+        )
+        return f"rsmf.zip differs from the proven records in {', '.join(names)}"
+    return None
+
+
+def _compare_set(
+    files: Mapping[str, bytes],
+    expected: Mapping[str, bytes],
+    prefix: str,
+    step: str,
+    report: BundleReport,
+) -> None:
+    for path in sorted(set(expected) | {p for p in files if p.startswith(prefix)}):
+        if path not in files:
+            report.fail(step, "expected file is missing", key=path)
+        elif path not in expected:
+            report.fail(step, "file renders from no record of the bundle", key=path)
+        else:
+            _compare(report, step, path, expected[path], files[path])
+
+
+def _compare(report: BundleReport, step: str, path: str, expected: bytes, actual: bytes) -> None:
+    if expected == actual:
+        return
+    mine, theirs = expected.split(b"\n"), actual.split(b"\n")
+    number = next(
+        (i for i, (a, b) in enumerate(zip(mine, theirs, strict=False), start=1) if a != b),
+        min(len(mine), len(theirs)) + 1,
+    )
+    report.fail(step, f"line {number} differs from what the proven records render to", key=path)
