@@ -303,6 +303,9 @@ def _add_pipeline_commands(sub: argparse._SubParsersAction[argparse.ArgumentPars
     from coexarchive.enrich import cli as enrich_cli
 
     enrich_cli.register(sub, _add_archive_options, _settings)
+    from coexarchive.query import cli as query_cli
+
+    query_cli.register(sub, _add_archive_options, _settings)
     from coexarchive.export import cli as export_cli
 
     export_cli.register(sub, _add_archive_options, _settings)
