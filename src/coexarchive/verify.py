@@ -26,10 +26,16 @@ Steps, per chain:
 from __future__ import annotations
 
 import base64
+import hashlib
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import Executor, ProcessPoolExecutor
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from coexarchive.errors import (
     CoexArchiveError,
@@ -51,6 +57,9 @@ from coexarchive.segments import (
 )
 from coexarchive.store import layout
 from coexarchive.store.base import ObjectStore, sha256_hex
+
+_sha256 = hashlib.sha256
+MAX_SEGMENTS_IN_FLIGHT = 4
 
 STEPS = (
     "manifests",
@@ -190,7 +199,11 @@ def check_segment(
     start: ChainState,
     head_sizes: Sequence[int] = (),
 ) -> _SegmentOutcome:
-    """Steps 3-5 for one segment, given the committed state before it (pure; runs in workers)."""
+    """Steps 3-5 for one segment, given the committed state before it (pure; runs in workers).
+
+    Whole-column comparisons decide the common case; only a segment that fails one goes through
+    the row-by-row pass that names every offending ``seq``.
+    """
     chain_id, key = manifest.chain_id, manifest.segment.key
     failures: list[Failure] = []
 
@@ -203,56 +216,94 @@ def check_segment(
         fail("rows", str(exc))
         return _SegmentOutcome(failures, 0, {})
     table = table.sort_by("seq")
-    seqs = table.column("seq").to_pylist()
-    stored_leaves = [bytes(v) for v in table.column("leaf_hash").to_pylist()]
-    stored_chain = [bytes(v) for v in table.column("chain_hash").to_pylist()]
-    chain_ids = table.column("chain_id").to_pylist()
+    rows = table.num_rows
+    recomputed = recompute_leaf_hashes(table)
 
     # Step 3: rows — seq contiguous within the manifest's range, right chain, leaf recomputes.
-    expected = list(range(manifest.first_seq, manifest.last_seq + 1))
-    if seqs != expected:
-        missing = sorted(set(expected) - set(seqs))
-        extra = sorted(set(seqs) - set(expected))
-        dupes = len(seqs) - len(set(seqs))
-        parts = []
-        if missing:
-            parts.append(f"rows missing at seq {_ranges(missing)}")
-        if extra:
-            parts.append(f"rows outside the manifest's range at seq {_ranges(extra)}")
-        if dupes:
-            parts.append(f"{dupes} duplicated seq value(s)")
-        fail("rows", "; ".join(parts) or "seq values out of order", (missing or extra or [None])[0])
-    for seq, row_chain in zip(seqs, chain_ids, strict=True):
-        if row_chain != chain_id:
-            fail("rows", f"row belongs to chain {row_chain!r}", seq)
-    recomputed = recompute_leaf_hashes(table)
-    for seq, stored, actual in zip(seqs, stored_leaves, recomputed, strict=True):
-        if stored != actual:
-            fail("rows", "row content does not match its leaf hash (field edited?)", seq)
+    seq_column = table.column("seq")
+    seqs_ok = (
+        rows == manifest.record_count
+        and rows > 0
+        and seq_column[0].as_py() == manifest.first_seq
+        and bool(np.all(np.diff(seq_column.to_numpy()) == 1))
+    )
+    chain_ok = bool(pc.all(pc.equal(table.column("chain_id"), chain_id)).as_py())
+    leaves_ok = _fixed_bytes(table.column("leaf_hash")) == b"".join(recomputed)
+    seqs: list[int] = seq_column.to_pylist()
+    if not seqs_ok:
+        _seq_failures(seqs, manifest, fail)
+    if not chain_ok:
+        for seq, row_chain in zip(seqs, table.column("chain_id").to_pylist(), strict=True):
+            if row_chain != chain_id:
+                fail("rows", f"row belongs to chain {row_chain!r}", seq)
+    if not leaves_ok:
+        stored_leaves = [bytes(v) for v in table.column("leaf_hash").to_pylist()]
+        for seq, stored, actual in zip(seqs, stored_leaves, recomputed, strict=True):
+            if stored != actual:
+                fail("rows", "row content does not match its leaf hash (field edited?)", seq)
 
     # Step 4: chain — each chain hash links the previous one to this row's recomputed leaf.
     if manifest.prev_chain_hash != start.chain_hash:
         fail("chain", "manifest's prev_chain_hash is not the previous segment's head")
+    linked = []
     previous = start.chain_hash
-    for seq, leaf, stored in zip(seqs, recomputed, stored_chain, strict=True):
-        previous = chain_step(previous, leaf)
-        if stored != previous:
-            fail("chain", "chain hash does not link to the previous row", seq)
-            previous = stored  # report each break once, not every row after it
-    if stored_chain and stored_chain[-1] != manifest.chain_hash:
+    for leaf in recomputed:
+        previous = _sha256(previous + leaf).digest()
+        linked.append(previous)
+    stored_chain_bytes = _fixed_bytes(table.column("chain_hash"))
+    if stored_chain_bytes != b"".join(linked):
+        stored_chain = [bytes(v) for v in table.column("chain_hash").to_pylist()]
+        previous = start.chain_hash
+        for seq, leaf, stored in zip(seqs, recomputed, stored_chain, strict=True):
+            previous = chain_step(previous, leaf)
+            if stored != previous:
+                fail("chain", "chain hash does not link to the previous row", seq)
+                previous = stored  # report each break once, not every row after it
+    if linked and stored_chain_bytes[-32:] != manifest.chain_hash:
         fail("chain", "manifest's chain head differs from the segment's last row")
 
     # Step 5: merkle — the recomputed leaves extend the previous frontier to the manifest root.
     frontier = start.frontier.copy()
     head_roots: dict[int, bytes] = {}
-    pending = sorted(size for size in head_sizes if start.size < size <= start.size + len(seqs))
-    for leaf in recomputed:
+    pending = sorted(size for size in head_sizes if start.size < size <= start.size + rows)
+    if not pending:
+        frontier.extend(recomputed)
+    for leaf in recomputed if pending else ():
         frontier.append(leaf)
         if pending and frontier.size == pending[0]:
             head_roots[pending.pop(0)] = frontier.root()
     if frontier.root() != manifest.root_hash or tuple(frontier.hashes) != manifest.frontier:
         fail("merkle", "segment leaves do not produce the manifest's Merkle root")
-    return _SegmentOutcome(failures, len(seqs), head_roots)
+    return _SegmentOutcome(failures, rows, head_roots)
+
+
+def _fixed_bytes(column: pa.ChunkedArray) -> bytes:
+    """The concatenated values of a non-null fixed-size binary column."""
+    array = column.combine_chunks()
+    if array.null_count:
+        return b""
+    width = array.type.byte_width
+    buffer = array.buffers()[1]
+    data: bytes = buffer.to_pybytes()
+    return data[array.offset * width : (array.offset + len(array)) * width]
+
+
+def _seq_failures(seqs: Sequence[int], manifest: Manifest, fail: Callable[..., None]) -> None:
+    expected = list(range(manifest.first_seq, manifest.last_seq + 1))
+    if seqs == expected:
+        return
+    missing = sorted(set(expected) - set(seqs))
+    extra = sorted(set(seqs) - set(expected))
+    dupes = len(seqs) - len(set(seqs))
+    parts = []
+    if missing:
+        parts.append(f"rows missing at seq {_ranges(missing)}")
+    if extra:
+        parts.append(f"rows outside the manifest's range at seq {_ranges(extra)}")
+    if dupes:
+        parts.append(f"{dupes} duplicated seq value(s)")
+    located = missing or extra
+    fail("rows", "; ".join(parts) or "seq values out of order", located[0] if located else None)
 
 
 def _ranges(values: Sequence[int]) -> str:
@@ -378,7 +429,9 @@ class _ChainVerifier:
         on_segment: Callable[[int], None] | None,
     ) -> None:
         head_sizes = [head.checkpoint.size for head in self.heads]
-        jobs = []
+        # Few segments in flight at once: the parent holds each one's bytes until its worker
+        # answers, and memory must stay bounded by segment size, not archive size.
+        jobs: deque[tuple[Manifest, Future[_SegmentOutcome]]] = deque()
         for manifest, start in zip(manifests, states, strict=True):
             data = self._fetch_checked(manifest)
             must_check = any(start.size < size <= manifest.tree_size for size in head_sizes)
@@ -389,9 +442,11 @@ class _ChainVerifier:
             if executor is None:
                 self._absorb(check_segment(data, manifest, start, head_sizes), on_segment, manifest)
             else:
-                jobs.append(
-                    (manifest, executor.submit(check_segment, data, manifest, start, head_sizes))
-                )
+                future = executor.submit(check_segment, data, manifest, start, head_sizes)
+                jobs.append((manifest, future))
+                if len(jobs) >= MAX_SEGMENTS_IN_FLIGHT:
+                    done, oldest = jobs.popleft()
+                    self._absorb(oldest.result(), on_segment, done)
         for manifest, future in jobs:
             self._absorb(future.result(), on_segment, manifest)
 

@@ -153,3 +153,38 @@ def test_since_until_limits_the_rows_rehashed() -> None:
         store, built.trust, since=START_MS + DAY_MS, until=START_MS + 2 * DAY_MS
     )
     assert report.records_checked == 4
+
+
+def test_worker_processes_find_the_same_failures_as_one_process() -> None:
+    from concurrent.futures import ProcessPoolExecutor
+
+    from coexarchive.segments import parquet_bytes
+    from coexarchive.store.base import sha256_hex
+
+    store = MemoryStore()
+    built = build(store, days=tuple(range(6)), per_day=5)
+    serial = verify_archive(store, built.trust)
+    with ProcessPoolExecutor(max_workers=2) as pool:
+        parallel = verify_archive(store, built.trust, executor=pool)
+    assert parallel.records_checked == serial.records_checked == 30
+    # Edit a row in the fifth segment (beyond the first batch in flight) and fix its manifest hash.
+    manifest = built.manifests[4]
+    table = read_segment(store.get(manifest.segment.key))
+    texts = table.column("text").to_pylist()
+    texts[2] = "edited"
+    table = table.set_column(table.schema.get_field_index("text"), "text", [texts])
+    data = parquet_bytes(table)
+    store.unsafe_objects[manifest.segment.key] = data
+    forged = dataclasses.replace(
+        manifest,
+        segment=dataclasses.replace(manifest.segment, sha256=sha256_hex(data), size=len(data)),
+    )
+    store.unsafe_objects[manifest.key] = forged.to_bytes()
+    with (
+        ProcessPoolExecutor(max_workers=2) as pool,
+        pytest.raises(ArchiveVerificationError) as caught,
+    ):
+        verify_archive(store, built.trust, executor=pool)
+    failures = caught.value.report.failures
+    assert [f.seq for f in failures if f.step == "rows"] == [22]
+    assert {f.step for f in failures} == {"rows", "chain", "merkle"}
