@@ -431,7 +431,7 @@ def test_help_teaches(capsys: pytest.CaptureFixture[str]) -> None:
         main(["--help"])
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
-    assert "--out" in out and "examples" in out and "same bytes" in out  # noqa: PT018
+    assert "--out" in out and "examples" in out and "same bytes" in out
 
 
 def test_main_writes_objects_at_their_keys(
