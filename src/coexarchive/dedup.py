@@ -13,9 +13,10 @@ import) becomes an ``observation`` record pointing at the first; an identical co
 from __future__ import annotations
 
 import dataclasses
+import operator
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import date, timedelta
 
 import orjson
 
@@ -35,10 +36,35 @@ class Classified:
     new: list[Record] = field(default_factory=list)
     observations: list[Record] = field(default_factory=list)
     duplicates: int = 0
+    # The priority key of each observation's source record, to put them in priority order.
+    _sources: list[_PriorityKey] = field(default_factory=list, repr=False, compare=False)
 
     @property
     def to_seal(self) -> list[Record]:
         return [*self.new, *self.observations]
+
+    def in_priority_order(self) -> Classified:
+        """The same split with ``new`` and ``observations`` in the order ``classify`` gives."""
+        observations = [
+            observation
+            for _, observation in sorted(
+                zip(self._sources, self.observations, strict=True), key=operator.itemgetter(0)
+            )
+        ]
+        return Classified(
+            new=sorted(self.new, key=_new_order),
+            observations=observations,
+            duplicates=self.duplicates,
+            _sources=sorted(self._sources),
+        )
+
+
+_PriorityKey = tuple[int, str, int, str, str, int]
+_record_id_of = operator.attrgetter("record_id")
+_kind_of = operator.attrgetter("kind")
+_event_time_of = operator.attrgetter("event_time")
+_HISTORY = Kind.HISTORY_MESSAGE.value
+_OBSERVATION = Kind.OBSERVATION.value
 
 
 class DedupIndex:
@@ -52,13 +78,10 @@ class DedupIndex:
         self._loaded: set[str] = set()
 
     def load_for(self, records: Iterable[Record]) -> None:
-        dates = {layout.utc_date(r.event_time) for r in records}
-        wanted: set[str] = set()
-        for day in dates:
-            base = date.fromisoformat(day)
-            for offset in range(-WINDOW_DAYS, WINDOW_DAYS + 1):
-                wanted.add((base + timedelta(days=offset)).isoformat())
-        for day in sorted(wanted - self._loaded):
+        days = {event_time // layout.DAY_MS for event_time in map(_event_time_of, records)}
+        wanted = {day + offset for day in days for offset in range(-WINDOW_DAYS, WINDOW_DAYS + 1)}
+        dates = {layout.utc_date(day * layout.DAY_MS) for day in wanted}
+        for day in sorted(dates - self._loaded):
             self._load_date(day)
             self._loaded.add(day)
 
@@ -78,31 +101,60 @@ class DedupIndex:
             for record_id, kind in read_index(self.store.get(key), key=key):
                 self.seen.setdefault(record_id, set()).add(kind)
 
-    def classify(self, records: Sequence[Record]) -> Classified:
-        """Split ``records``; deterministic whatever order they arrive in."""
+    def classify(self, records: Sequence[Record], *, ordered: bool = True) -> Classified:
+        """Split ``records``; deterministic whatever order they arrive in.
+
+        Copies of one event are decided in priority order (live before history, then stable
+        fields). With ``ordered=False`` the lists keep arrival order, for callers that sort them
+        again (see :meth:`Classified.in_priority_order`); what they hold is the same.
+        """
         self.load_for(records)
         result = Classified()
-        ordered = sorted(records, key=_priority)
-        for record in ordered:
-            kinds = self.seen.get(record.record_id)
+        kinds = set(map(_kind_of, records))
+        if _OBSERVATION in kinds:
+            # An incoming observation may carry the id of one this batch derives: decide every
+            # record in one global priority order.
+            self._decide(sorted(records, key=_priority), result)
+            return result
+        # Otherwise copies interact only through their own record id: decide each id's copies
+        # in priority order and the (usual) single copies as they come.
+        ids = list(map(_record_id_of, records))
+        if len(set(ids)) == len(ids):
+            self._decide(records, result)
+        else:
+            counts = Counter(ids)
+            self._decide([r for r in records if counts[r.record_id] == 1], result)
+            copies: dict[str, list[Record]] = {}
+            for record in records:
+                if counts[record.record_id] > 1:
+                    copies.setdefault(record.record_id, []).append(record)
+            for group in copies.values():
+                self._decide(sorted(group, key=_priority), result)
+        return result.in_priority_order() if ordered else result
+
+    def _decide(self, records: Iterable[Record], result: Classified) -> None:
+        seen = self.seen
+        new = result.new
+        for record in records:
+            kinds = seen.get(record.record_id)
             if kinds is None:
-                self.seen[record.record_id] = {record.kind}
-                result.new.append(record)
+                seen[record.record_id] = {record.kind}
+                new.append(record)
                 continue
             if record.kind in kinds or record.kind == Kind.OBSERVATION:
                 result.duplicates += 1
                 continue
             observation = observation_of(record)
             kinds.add(record.kind)
-            if observation.record_id in self.seen:
+            if observation.record_id in seen:
                 result.duplicates += 1
                 continue
-            self.seen[observation.record_id] = {observation.kind}
+            seen[observation.record_id] = {observation.kind}
             result.observations.append(observation)
-        return result
+            result._sources.append(_priority(record))
 
 
-def _priority(record: Record) -> tuple[int, str, int, str, str, int]:
+def _priority(record: Record) -> _PriorityKey:
     # Live copies win over history copies so the sealed message is the live one when both come in
     # one batch; then stable fields break ties.
     history = 1 if record.kind == Kind.HISTORY_MESSAGE else 0
@@ -114,6 +166,11 @@ def _priority(record: Record) -> tuple[int, str, int, str, str, int]:
         record.raw_key or "",
         record.raw_line if record.raw_line is not None else -1,
     )
+
+
+def _new_order(record: Record) -> str:
+    # New records have distinct ids, so (history, record_id) orders them as _priority does.
+    return ("1" if record.kind == _HISTORY else "0") + record.record_id
 
 
 def observation_of(record: Record) -> Record:

@@ -15,6 +15,8 @@ both try to create the same manifest key; the store lets one win and the other f
 from __future__ import annotations
 
 import base64
+import bisect
+import calendar
 import hashlib
 import io
 import operator
@@ -334,10 +336,11 @@ class ChainWriter:
 
     def append(self, records: Sequence[Record]) -> list[SegmentResult]:
         """Seal ``records`` after the chain's head: one segment per UTC event date."""
-        for record in records:
-            if record.chain_id != self.chain_id:
-                raise SealError(f"record {record.record_id} belongs to chain {record.chain_id}")
-        ordered = sorted(records, key=lambda r: (r.event_time, r.record_id))
+        if set(map(_chain_of, records)) - {self.chain_id}:
+            for record in records:
+                if record.chain_id != self.chain_id:
+                    raise SealError(f"record {record.record_id} belongs to chain {record.chain_id}")
+        ordered = sorted(records, key=_seal_order)
         results = []
         for date, group in _by_date(ordered):
             for start in range(0, len(group), self.max_segment_records):
@@ -352,7 +355,7 @@ class ChainWriter:
         frontier.extend([item.leaf_hash for item in sealed])
         root = frontier.root()
         first, last = sealed[0].seq, sealed[-1].seq
-        retention = self.policy.retention_for(chunk)
+        retention = _retention(self.policy, chunk)
 
         segment = parquet_bytes(records_table(sealed))
         segment_key = content_segment_key(self.chain_id, date, first, last, root)
@@ -367,8 +370,9 @@ class ChainWriter:
             first_seq=first,
             last_seq=last,
             date=date,
-            min_event_time=min(r.event_time for r in chunk),
-            max_event_time=max(r.event_time for r in chunk),
+            # Chunks are in event-time order (see append).
+            min_event_time=chunk[0].event_time,
+            max_event_time=chunk[-1].event_time,
             segment=ObjectRef(segment_key, sha256_hex(segment), len(segment)),
             record_index=ObjectRef(ikey, sha256_hex(index), len(index)),
             prev_chain_hash=state.chain_hash,
@@ -377,7 +381,7 @@ class ChainWriter:
             frontier=tuple(frontier.hashes),
             checkpoint_key=layout.checkpoint_key(self.chain_id, last + 1),
             retention=retention,
-            kinds=dict(Counter(r.kind for r in chunk)),
+            kinds=dict(Counter(map(_kind_of, chunk))),
         )
         try:
             created = (
@@ -409,18 +413,65 @@ class ChainWriter:
             ) from exc
 
 
-def _by_date(ordered: Sequence[Record]) -> Iterator[tuple[str, list[Record]]]:
-    current: str | None = None
-    group: list[Record] = []
-    for record in ordered:
-        date = layout.utc_date(record.event_time)
-        if date != current and group:
-            yield current or date, group
-            group = []
-        current = date
-        group.append(record)
-    if group and current is not None:
-        yield current, group
+_chain_of = operator.attrgetter("chain_id")
+_kind_of = operator.attrgetter("kind")
+_seal_order = operator.attrgetter("event_time", "record_id")
+
+
+def _by_date(ordered: list[Record]) -> Iterator[tuple[str, list[Record]]]:
+    """Runs of ``ordered`` (in event-time order) that share a UTC date, with that date."""
+    times = list(map(_event_time_of, ordered))
+    start = 0
+    while start < len(ordered):
+        day = times[start] // layout.DAY_MS
+        end = bisect.bisect_left(times, (day + 1) * layout.DAY_MS, start)
+        yield layout.utc_date(times[start]), ordered[start:end]
+        start = end
+
+
+_event_time_of = operator.attrgetter("event_time")
+
+
+def _retention(policy: RetentionPolicy, chunk: Sequence[Record]) -> Retention:
+    """``policy.retention_for(chunk)``, asked of the last-captured record of each kind only.
+
+    Retention runs from the capture time, and a later capture never ends earlier — except across
+    29 February (a lock from then ends on 1 March, as does one from 1 March), so chunks captured
+    around a leap day ask about every record.
+    """
+    latest: dict[str, Record] = {}
+    latest_at: dict[str, int] = {}
+    first_at = last_at = chunk[0].event_time
+    for record in chunk:
+        kind = record.kind
+        at = record.received_time if record.received_time is not None else record.event_time
+        if at > latest_at.get(kind, _BEFORE_ALL):
+            latest[kind], latest_at[kind] = record, at
+        if at < first_at:
+            first_at = at
+        elif at > last_at:
+            last_at = at
+    if _near_leap_day(first_at, last_at):
+        return policy.retention_for(chunk)
+    return policy.retention_for(latest.values())
+
+
+_BEFORE_ALL = -(2**63)
+_LAST_MS = 253_402_300_800_000  # 10000-01-01T00:00:00Z
+
+
+def _near_leap_day(first_ms: int, last_ms: int) -> bool:
+    """Whether [first, last] (ms, widened by a day) touches a 29 February or leaves 1970–9999."""
+    if first_ms < layout.DAY_MS or last_ms >= _LAST_MS - layout.DAY_MS:
+        return True
+    first = datetime.fromtimestamp(first_ms // 1000, tz=UTC)
+    last = datetime.fromtimestamp(last_ms // 1000, tz=UTC)
+    for year in range(first.year, last.year + 1):
+        if calendar.isleap(year):
+            leap_day = int(datetime(year, 2, 29, tzinfo=UTC).timestamp()) * 1000
+            if leap_day - layout.DAY_MS <= last_ms and first_ms < leap_day + 2 * layout.DAY_MS:
+                return True
+    return False
 
 
 def list_manifests(store: ObjectStore, chain_id: str) -> list[str]:

@@ -21,6 +21,7 @@ __all__ = ["collect_side_events", "enrich_chain", "enrich_for_seal", "knowledge_
 
 # Kinds whose enrichment reads the chain's past; a batch without them needs no context.
 _CONTEXT_KINDS = frozenset({Kind.OUTBOUND.value, Kind.STATUS.value, Kind.ECHO.value})
+_MESSAGE = Kind.MESSAGE.value  # the only kind keyword_event reads
 
 
 def knowledge_of(context: ChainContext, *, horizon_ms: int) -> Knowledge:
@@ -47,8 +48,11 @@ def enrich_chain(
     event in the same batch applies to a send after it. ``horizon_ms`` (default: the batch's latest
     receive or event time) is what the status grace period is measured against.
     """
+    keywords = config.keywords
     derived = [
-        event for record in records if (event := keyword_event(record, config.keywords)) is not None
+        event
+        for record in records
+        if record.kind == _MESSAGE and (event := keyword_event(record, keywords)) is not None
     ]
     batch = ChainContext(context.chain_id, context.waba_id)
     batch.add(records)

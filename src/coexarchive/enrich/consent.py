@@ -71,8 +71,11 @@ _PURPOSES: Final[dict[str, str]] = {
 
 def customer_keys(record: Record) -> tuple[str, ...]:
     """Every identifier a record knows its customer by (wa_id, BSUID), for matching across kinds."""
+    wa_id, user_id, customer_id = record.customer_wa_id, record.customer_user_id, record.customer_id
+    if not user_id and (not customer_id or customer_id == wa_id):
+        return (wa_id,) if wa_id else ()  # the usual record: a wa_id that is its customer id
     keys = []
-    for value in (record.customer_wa_id, record.customer_user_id, record.customer_id):
+    for value in (wa_id, user_id, customer_id):
         if value and value not in keys:
             keys.append(value)
     return tuple(keys)
@@ -158,6 +161,9 @@ class ConsentLedger:
 
 def normalize_phrase(text: str) -> str:
     """Case-folded NFKC text with single spaces and no punctuation, symbols or emoji at the ends."""
+    if text.isascii():
+        # ASCII is its own NFKC form and case-folds as it lower-cases.
+        return " ".join(text.lower().split()).strip(_ASCII_EDGES)
     folded = " ".join(unicodedata.normalize("NFKC", text).casefold().split())
     start, end = 0, len(folded)
     while start < end and _edge(folded[start]):
@@ -169,6 +175,9 @@ def normalize_phrase(text: str) -> str:
 
 def _edge(char: str) -> bool:
     return unicodedata.category(char)[0] in "PSZC"
+
+
+_ASCII_EDGES: Final = "".join(char for char in map(chr, range(128)) if _edge(char))
 
 
 # Whole-message keywords (after normalize_phrase), by language. Carriers' and BSPs' usual words
@@ -257,6 +266,8 @@ class KeywordConfig:
 DEFAULT_KEYWORDS: Final = KeywordConfig()
 
 _KEYWORD_TYPES: Final = frozenset({"text", "button", "interactive"})
+_MESSAGE: Final = Kind.MESSAGE.value
+_CUSTOMER: Final = Origin.CUSTOMER.value
 
 
 def keyword_event(record: Record, keywords: KeywordConfig) -> Record | None:
@@ -265,10 +276,10 @@ def keyword_event(record: Record, keywords: KeywordConfig) -> Record | None:
     Its id derives from the message's record id, so a re-run or a duplicate makes the same record.
     """
     if (
-        record.kind != Kind.MESSAGE
-        or record.origin != Origin.CUSTOMER
+        record.kind != _MESSAGE
+        or record.origin != _CUSTOMER
         or record.msg_type not in _KEYWORD_TYPES
-        or not customer_keys(record)
+        or not (record.customer_wa_id or record.customer_user_id or record.customer_id)
     ):
         return None
     match = keywords.match_text(record.text)

@@ -60,16 +60,20 @@ class ChainContext:
 
     def add(self, records: Iterable[Record]) -> None:
         """Take what ``records`` tell (any kind; others are ignored)."""
+        # Each *_event_of reads one kind only: ask the one a record's kind can answer.
         for record in records:
-            if (consent := consent_event_of(record)) is not None:
-                self.consent_events.append(consent)
-            elif (template := template_event_of(record)) is not None:
-                self.template_events.append(template)
-            elif (inbound := inbound_event_of(record)) is not None:
+            kind = record.kind
+            if kind == _CONSENT:
+                if (consent := consent_event_of(record)) is not None:
+                    self.consent_events.append(consent)
+            elif kind == _TEMPLATE:
+                if (template := template_event_of(record)) is not None:
+                    self.template_events.append(template)
+            elif kind in _INBOUND_KINDS and (inbound := inbound_event_of(record)) is not None:
                 self.inbound.append(inbound)
             if is_echo(record):
                 self.echo_times.append(record.event_time)
-            if record.kind in CAPTURED_KINDS:
+            if kind in CAPTURED_KINDS:
                 self.captured.add(record.record_id)
 
     def add_side_events(self, records: Iterable[Record]) -> None:

@@ -8,6 +8,7 @@ messages, edits and statuses neither open nor extend it.
 from __future__ import annotations
 
 import bisect
+import operator
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Final
@@ -19,6 +20,10 @@ __all__ = ["DAY_MS", "EchoIndex", "InboundEvent", "InboundIndex", "inbound_event
 
 DAY_MS: Final = 86_400_000
 _OPENING_KINDS: Final = frozenset({Kind.MESSAGE.value, Kind.UNSUPPORTED.value})
+_CUSTOMER: Final = Origin.CUSTOMER.value
+_BUSINESS_APP: Final = Origin.BUSINESS_APP.value
+_INBOUND: Final = Direction.INBOUND.value
+_OUTBOUND: Final = Direction.OUTBOUND.value
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,8 +37,8 @@ def inbound_event_of(record: Record) -> InboundEvent | None:
     """The window-opening event of a record, if it is a live customer message."""
     if (
         record.kind in _OPENING_KINDS
-        and record.origin == Origin.CUSTOMER
-        and record.direction == Direction.INBOUND
+        and record.origin == _CUSTOMER
+        and record.direction == _INBOUND
     ):
         keys = customer_keys(record)
         if keys:
@@ -43,24 +48,35 @@ def inbound_event_of(record: Record) -> InboundEvent | None:
 
 def is_echo(record: Record) -> bool:
     """An app-sent message seen live (``echo``, or an app edit/revoke)."""
-    return record.origin == Origin.BUSINESS_APP and record.direction == Direction.OUTBOUND
+    return record.origin == _BUSINESS_APP and record.direction == _OUTBOUND
+
+
+_event_order = operator.attrgetter("event_time", "record_id")
 
 
 class InboundIndex:
     """Inbound message times per customer identifier."""
 
     def __init__(self, events: Iterable[InboundEvent] = ()) -> None:
+        # Indexed on first use: a batch without Cloud API sends never asks.
+        self._pending: list[InboundEvent] | None = list(events)
+        self._events: dict[str, list[InboundEvent]] = {}
+        self._times: dict[str, list[int]] = {}
+
+    def _index(self) -> None:
         by_key: dict[str, dict[str, InboundEvent]] = {}
-        for event in events:
+        for event in self._pending or ():
             for key in event.keys:
                 by_key.setdefault(key, {})[event.record_id] = event
         self._events = {
-            key: sorted(found.values(), key=lambda e: (e.event_time, e.record_id))
-            for key, found in by_key.items()
+            key: sorted(found.values(), key=_event_order) for key, found in by_key.items()
         }
         self._times = {key: [e.event_time for e in found] for key, found in self._events.items()}
+        self._pending = None
 
     def last_at_or_before(self, keys: Sequence[str], at: int) -> InboundEvent | None:
+        if self._pending is not None:
+            self._index()
         best: InboundEvent | None = None
         for key in keys:
             times = self._times.get(key)
