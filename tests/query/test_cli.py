@@ -12,10 +12,10 @@ import pytest
 from query._archive import ALICE, CHAIN_A, Fixture, build_archive
 
 from coexarchive import cli
-from coexarchive.errors import StorageError
+from coexarchive.errors import StorageError, VerificationError
 from coexarchive.query.access_log import AccessEntry, AccessLog, auditor_identity
 from coexarchive.query.cli import register, run_shell
-from coexarchive.query.session import AuditSession, QueryError
+from coexarchive.query.session import AuditSession
 from coexarchive.query.views import ACCESS_LOG_CHAIN
 from coexarchive.records import RECORD_SCHEMA
 from coexarchive.segments import Manifest, list_manifests, parquet_bytes, read_segment
@@ -126,9 +126,11 @@ def test_a_new_object_version_over_a_segment_fails_verify_and_shows_nothing(
     store.client.put_object(
         Bucket=store.bucket, Key=manifest.segment.key, Body=parquet_bytes(table.cast(RECORD_SCHEMA))
     )
-    # The manifest's size no longer fits the current version, so the read itself refuses it.
-    with pytest.raises(QueryError, match=manifest.segment.key.rsplit("/", 1)[1]):
+    with pytest.raises(VerificationError) as caught:
         run("report", "transcript", "--customer", ALICE, "--verify")
+    assert caught.value.failures[0].chain_id == CHAIN_A
+    assert "differ from what its manifest records" in caught.value.failures[0].message
+    assert {f.seq for f in caught.value.failures if f.step == "rows"} == {0, 1, 5, 11}
     assert "tampered" not in capsys.readouterr().out
     # The attempt itself is on record.
     assert [e["report"] for e in access_entries(store)] == ["transcript"]

@@ -172,3 +172,24 @@ def test_every_report_is_listed_with_one_line() -> None:
     assert len(REPORTS) == 11
     for report in REPORTS.values():
         assert report.summary and "\n" not in report.summary
+
+
+def test_segment_files_no_manifest_commits_are_never_counted() -> None:
+    """A crashed run leaves segment files without a manifest; queries must not see them."""
+    store = MemoryStore()
+    fixture = build_archive(store)
+    committed = [
+        k for k in store.list("archive/v1/chain=900000000000001/") if "date=2026-01-05" in k
+    ]
+    (key,) = committed
+    data = store.get(key)
+    # The same seq range under another content address (a crashed run sealing other input) ...
+    store.put(key.replace(key[-24:-8], "0" * 16), data)
+    # ... and a segment past the chain's head that never got its manifest.
+    store.put(
+        "archive/v1/chain=900000000000001/date=2026-01-08/"
+        "00000000000000000013-00000000000000000016-0123456789abcdef.parquet",
+        data,
+    )
+    found = fixture.session().query("SELECT count(*) AS n FROM records").table
+    assert found.column("n").to_pylist() == [17]

@@ -166,7 +166,14 @@ class _ChainProof:
     def _tree(
         self, manifests: Sequence[Manifest], size: int, root: bytes
     ) -> tuple[MerkleTree, list[bytes]] | None:
-        table = self.catalog.dataset(manifests).to_table(columns=["seq", "leaf_hash"])
+        try:
+            table = self.catalog.dataset(manifests).to_table(columns=["seq", "leaf_hash"])
+        except (OSError, pa.ArrowInvalid) as exc:
+            self.fail(
+                "tree",
+                f"a segment's bytes differ from what its manifest records (altered?): {exc}",
+            )
+            return None
         table = table.sort_by("seq")
         seqs = table.column("seq").to_numpy()
         if not np.array_equal(seqs, np.arange(size, dtype=seqs.dtype)):

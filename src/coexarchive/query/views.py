@@ -15,7 +15,9 @@ read-only pyarrow filesystem so the memory twin behaves the same.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+import itertools
+import re
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -148,6 +150,60 @@ _QUARANTINE_SCHEMA = pa.schema(
 )
 
 
+_SEGMENT_KEY = re.compile(
+    r"^archive/v1/chain=(?P<chain>[^/]+)/date=(?P<date>\d{4}-\d{2}-\d{2})/"
+    r"(?P<first>\d{20})-(?P<last>\d{20})-[0-9a-f]{16}\.parquet$"
+)
+_DAY_MS = 86_400_000
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A committed segment file and what is known of it without opening it."""
+
+    chain_id: str
+    first_seq: int
+    last_seq: int
+    key: str
+    size: int | None
+    min_event_time: int
+    max_event_time: int
+
+    @classmethod
+    def of(cls, manifest: Manifest) -> Segment:
+        return cls(
+            manifest.chain_id,
+            manifest.first_seq,
+            manifest.last_seq,
+            manifest.segment.key,
+            manifest.segment.size,
+            manifest.min_event_time,
+            manifest.max_event_time,
+        )
+
+    @classmethod
+    def from_key(cls, key: str, size: int | None) -> Segment | None:
+        """From a content-addressed segment key; its date bounds the event times (UTC day)."""
+        match = _SEGMENT_KEY.match(key)
+        if match is None:
+            return None
+        day = datetime.strptime(match["date"], "%Y-%m-%d").replace(tzinfo=UTC)
+        start = int(day.timestamp()) * 1000
+        return cls(
+            match["chain"],
+            int(match["first"]),
+            int(match["last"]),
+            key,
+            size,
+            start,
+            start + _DAY_MS - 1,
+        )
+
+
+def _first(segment: Segment) -> int:
+    return segment.first_seq
+
+
 @dataclass(frozen=True)
 class Window:
     """An event-time window in ms (either end open); ``until`` is exclusive."""
@@ -155,10 +211,10 @@ class Window:
     since: int | None = None
     until: int | None = None
 
-    def overlaps(self, manifest: Manifest) -> bool:
-        if self.since is not None and manifest.max_event_time < self.since:
+    def overlaps(self, span: Segment | Manifest) -> bool:
+        if self.since is not None and span.max_event_time < self.since:
             return False
-        return not (self.until is not None and manifest.min_event_time >= self.until)
+        return not (self.until is not None and span.min_event_time >= self.until)
 
 
 class ArchiveCatalog:
@@ -167,6 +223,8 @@ class ArchiveCatalog:
     def __init__(self, store: ObjectStore, *, filesystem: pafs.FileSystem | None = None) -> None:
         self.store = store
         self._manifests: dict[str, Manifest] = {}
+        self._committed: dict[tuple[str, int], str] = {}  # (chain, first seq) → manifest key
+        self._segments: dict[tuple[str, int], Segment] = {}
         if filesystem is not None:
             self.filesystem, self._root = filesystem, ""
         elif isinstance(store, S3Store):
@@ -175,23 +233,65 @@ class ArchiveCatalog:
             self.filesystem, self._root = pafs.PyFileSystem(_StoreHandler(store)), ""
 
     def refresh(self, chain_id: str | None = None) -> None:
-        """Read manifests not seen yet (all chains, or one); committed ones never change."""
+        """Learn the segments committed since the last call (all chains, or one).
+
+        The manifest listing says which (chain, first seq) are committed; one listing of the
+        segment files then gives each one's key and size. Only where that is ambiguous (two files
+        for one committed seq, none, or ranges that do not tile) are the chain's manifests read.
+        """
         prefix = layout.manifest_prefix(chain_id) if chain_id else layout.MANIFEST_PREFIX
         # The access log gains a segment per statement; it is read only when it is queried.
         skip = None if chain_id else layout.manifest_prefix(ACCESS_LOG_CHAIN)
-        keys = [
-            k
-            for k in self.store.list(prefix)
-            if k.endswith(".json")
-            and k not in self._manifests
-            and not (skip and k.startswith(skip))
-        ]
-        if not keys:
+        new: dict[tuple[str, int], str] = {}
+        for key in self.store.list(prefix):
+            chain = layout.chain_of(key)
+            if not key.endswith(".json") or chain is None or (skip and key.startswith(skip)):
+                continue
+            committed = (chain, layout.number_of(key))
+            if committed not in self._committed:
+                new[committed] = key
+        if not new:
             return
-        with ThreadPoolExecutor(max_workers=min(_MANIFEST_FETCHERS, len(keys))) as pool:
-            blobs = list(pool.map(self._get, keys))
-        for key, blob in zip(keys, blobs, strict=True):
-            self._manifests[key] = Manifest.from_bytes(blob, key=key)
+        self._committed.update(new)
+        files = self._segment_files(chain_id)
+        for chain in sorted({c for c, _ in new}):
+            self._resolve(chain, [first for c, first in new if c == chain], files)
+
+    def _segment_files(self, chain_id: str | None) -> dict[tuple[str, int], list[Segment]]:
+        prefix = layout.ARCHIVE_PREFIX + (f"chain={chain_id}/" if chain_id else "")
+        found: dict[tuple[str, int], list[Segment]] = {}
+        for key, size in self._list_sizes(prefix):
+            segment = Segment.from_key(key, size)
+            if segment is not None:
+                found.setdefault((segment.chain_id, segment.first_seq), []).append(segment)
+        return found
+
+    def _list_sizes(self, prefix: str) -> Iterator[tuple[str, int | None]]:
+        if self._root:
+            selector = pafs.FileSelector(self._root + prefix, recursive=True, allow_not_found=True)
+            for info in self.filesystem.get_file_info(selector):
+                if info.type == pafs.FileType.File:
+                    yield info.path[len(self._root) :], info.size
+        else:
+            for key in self.store.list(prefix):
+                yield key, None
+
+    def _resolve(
+        self, chain: str, firsts: list[int], files: Mapping[tuple[str, int], list[Segment]]
+    ) -> None:
+        resolved = [files.get((chain, first), []) for first in sorted(firsts)]
+        if all(len(candidates) == 1 for candidates in resolved):
+            for (segment,) in resolved:
+                self._segments[(chain, segment.first_seq)] = segment
+            if self._tiles(chain):
+                return
+        # Ambiguous: the manifests decide.
+        for manifest in self.manifests(chain):
+            self._segments[(chain, manifest.first_seq)] = Segment.of(manifest)
+
+    def _tiles(self, chain: str) -> bool:
+        mine = sorted((s for s in self._segments.values() if s.chain_id == chain), key=_first)
+        return all(a.last_seq + 1 == b.first_seq for a, b in itertools.pairwise(mine))
 
     def _get(self, key: str) -> bytes:
         if self._root:
@@ -201,36 +301,44 @@ class ArchiveCatalog:
         return self.store.get(key)
 
     def chains(self) -> list[str]:
-        return sorted({m.chain_id for m in self._manifests.values()})
+        return sorted({chain for chain, _ in self._committed})
 
     def manifests(self, chain_id: str) -> list[Manifest]:
-        """The chain's manifests in ``seq`` order."""
-        found = [m for m in self._manifests.values() if m.chain_id == chain_id]
-        return sorted(found, key=lambda m: m.first_seq)
+        """The chain's committed manifests in ``seq`` order (read once, then cached)."""
+        keys = sorted(k for (c, _), k in self._committed.items() if c == chain_id)
+        missing = [k for k in keys if k not in self._manifests]
+        if missing:
+            with ThreadPoolExecutor(max_workers=min(_MANIFEST_FETCHERS, len(missing))) as pool:
+                blobs = list(pool.map(self._get, missing))
+            for key, blob in zip(missing, blobs, strict=True):
+                self._manifests[key] = Manifest.from_bytes(blob, key=key)
+        return sorted((self._manifests[k] for k in keys), key=lambda m: m.first_seq)
 
     def segments(
         self, *, chains: Iterable[str] | None = None, window: Window | None = None
-    ) -> list[Manifest]:
+    ) -> list[Segment]:
         wanted = set(chains) if chains is not None else None
         return [
-            m
-            for key, m in sorted(self._manifests.items())
-            if (wanted is None or m.chain_id in wanted) and (window is None or window.overlaps(m))
+            s
+            for _, s in sorted(self._segments.items())
+            if (wanted is None or s.chain_id in wanted) and (window is None or window.overlaps(s))
         ]
 
-    def dataset(self, manifests: Sequence[Manifest]) -> ds.Dataset:
-        """A Parquet dataset of exactly these segments, each tagged with its manifest's facts."""
+    def dataset(self, segments: Sequence[Segment | Manifest]) -> ds.Dataset:
+        """A Parquet dataset of exactly these segments, each tagged with its known facts."""
         parquet = ds.ParquetFileFormat()
-        fragments = [
-            parquet.make_fragment(
-                self._root + m.segment.key,
-                self.filesystem,
-                _partition_expression(m),
-                # The manifest knows the size, which saves a HEAD request per file.
-                file_size=m.segment.size,
+        fragments = []
+        for item in segments:
+            segment = Segment.of(item) if isinstance(item, Manifest) else item
+            fragments.append(
+                parquet.make_fragment(
+                    self._root + segment.key,
+                    self.filesystem,
+                    _partition_expression(segment),
+                    # A known size saves a HEAD request per file.
+                    file_size=segment.size,
+                )
             )
-            for m in manifests
-        ]
         return ds.FileSystemDataset(fragments, RECORD_SCHEMA, parquet, self.filesystem)
 
     def read_rows(
@@ -256,7 +364,7 @@ class ArchiveCatalog:
         return pa.table(rows, schema=_QUARANTINE_SCHEMA)
 
 
-def _partition_expression(manifest: Manifest) -> ds.Expression:
+def _partition_expression(manifest: Segment) -> ds.Expression:
     low = pa.scalar(manifest.min_event_time, _TS)
     high = pa.scalar(manifest.max_event_time, _TS)
     return (
@@ -298,11 +406,11 @@ def connect(
 def register_access_log(con: duckdb.DuckDBPyConnection, catalog: ArchiveCatalog) -> None:
     """(Re-)register the access-log chain, re-reading its manifests: it grows every query."""
     catalog.refresh(ACCESS_LOG_CHAIN)
-    segments = catalog.manifests(ACCESS_LOG_CHAIN)
+    segments = catalog.segments(chains=[ACCESS_LOG_CHAIN])
     con.register("access_records", _dataset_or_empty(catalog, segments))
 
 
-def _dataset_or_empty(catalog: ArchiveCatalog, manifests: Sequence[Manifest]) -> Any:
+def _dataset_or_empty(catalog: ArchiveCatalog, manifests: Sequence[Segment | Manifest]) -> Any:
     if manifests:
         return catalog.dataset(manifests)
     return RECORD_SCHEMA.empty_table()
