@@ -25,6 +25,7 @@ Where the archive lives comes from the environment unless given as options:
   COEXARCHIVE_BUCKET        bucket name (default: coexarchive)
   COEXARCHIVE_ENDPOINT_URL  S3 endpoint for non-AWS servers (e.g. the embedded SeaweedFS)
   COEXARCHIVE_SIGNING_KEY   signing key file (default: var/keys/signing.key)
+  COEXARCHIVE_AUDIT_KEY     key for the access log and hold register (default: the signing key)
   COEXARCHIVE_TRUST         trust file of verifier keys (default: var/keys/trust.txt)
   COEXARCHIVE_NAME          archive name, part of every checkpoint's origin line
   AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_PROFILE: boto3's usual credential chain.

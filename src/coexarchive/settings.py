@@ -32,6 +32,9 @@ class Settings:
     sse_kms_key_id: str | None = None
     archive_name: str = DEFAULT_ARCHIVE_NAME
     key_file: Path = DEFAULT_KEY_FILE
+    # Signs the access-log and hold-register chains, which auditors and legal write: kept apart
+    # from the ingest key so those roles never hold the key that seals the archive itself.
+    audit_key_file: Path | None = None
     trust_file: Path = DEFAULT_TRUST_FILE
     retention: str = "COMPLIANCE:7"
     extra: Mapping[str, str] = field(default_factory=dict)
@@ -47,6 +50,9 @@ class Settings:
             "sse_kms_key_id": env.get("COEXARCHIVE_KMS_KEY_ID"),
             "archive_name": env.get("COEXARCHIVE_NAME", DEFAULT_ARCHIVE_NAME),
             "key_file": Path(env.get("COEXARCHIVE_SIGNING_KEY", str(DEFAULT_KEY_FILE))),
+            "audit_key_file": (
+                Path(env["COEXARCHIVE_AUDIT_KEY"]) if env.get("COEXARCHIVE_AUDIT_KEY") else None
+            ),
             "trust_file": Path(env.get("COEXARCHIVE_TRUST", str(DEFAULT_TRUST_FILE))),
             "retention": env.get("COEXARCHIVE_RETENTION", "COMPLIANCE:7"),
         }
@@ -75,6 +81,17 @@ class Settings:
                 "`coexarchive keygen` or point COEXARCHIVE_SIGNING_KEY at it"
             )
         return Ed25519Signer.from_file(self.key_file)
+
+    def audit_signer(self) -> Ed25519Signer:
+        """The key for the access log and hold register; the archive key if none is set."""
+        if self.audit_key_file is None:
+            return self.signer()
+        if not self.audit_key_file.exists():
+            raise ConfigError(
+                f"audit key {self.audit_key_file} not found: create one with "
+                "`coexarchive keygen --key FILE` and add its verifier line to the trust file"
+            )
+        return Ed25519Signer.from_file(self.audit_key_file)
 
     def trust(self) -> TrustStore:
         if not self.trust_file.exists():

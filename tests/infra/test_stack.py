@@ -611,8 +611,14 @@ def test_ingest_cannot_write_raw_or_the_access_log(enforced: RoleClient) -> None
     denied(
         enforced("ingest").put_object, Bucket=IAM_RAW, Key="raw/date=2026-01-02/forged", Body=b"x"
     )
-    denied(enforced("ingest").put_object, Bucket=IAM_ARCHIVE, Key="access-log/forged", Body=b"x")
-    denied(enforced("ingest").put_object, Bucket=IAM_ARCHIVE, Key="holds/forged", Body=b"x")
+    for chain in ("access-log", "holds"):
+        for key in (
+            f"archive/v1/chain={chain}/date=2026-01-02/forged.parquet",
+            f"manifests/chain={chain}/00000000000000000000.json",
+            f"checkpoints/chain={chain}/00000000000000000001",
+            f"dedup/v1/chain={chain}/date=2026-01-02/forged.ids.zst",
+        ):
+            denied(enforced("ingest").put_object, Bucket=IAM_ARCHIVE, Key=key, Body=b"x")
 
 
 def test_ingest_cannot_bypass_governance_or_retention_settings(iam_stack: Stack) -> None:
@@ -701,7 +707,9 @@ def test_receiver_adds_raw_objects(enforced: RoleClient) -> None:
     [
         (IAM_ARCHIVE, SEGMENT),
         (IAM_ARCHIVE, CHECKPOINT),
-        (IAM_ARCHIVE, "holds/x"),
+        (IAM_ARCHIVE, "archive/v1/chain=holds/date=2026-01-02/x.parquet"),
+        (IAM_ARCHIVE, "manifests/chain=900000000000001/00000000000000000000.json"),
+        (IAM_ARCHIVE, "access-log/x"),
         (IAM_RAW, "raw/x"),
     ],
 )
@@ -723,7 +731,13 @@ def test_auditor_reads_everything_and_appends_to_the_access_log(enforced: RoleCl
     auditor = enforced("auditor")
     assert auditor.get_object(Bucket=IAM_ARCHIVE, Key=SEGMENT)["Body"].read() == b"sealed"
     assert auditor.get_object(Bucket=IAM_RAW, Key=RAW_OBJECT)["Body"].read() == b"sealed"
-    auditor.put_object(Bucket=IAM_ARCHIVE, Key="access-log/chain=access/0001.json", Body=b"{}")
+    for key in (
+        "archive/v1/chain=access-log/date=2026-01-02/00000000000000000000-00000000000000000000-ab.parquet",
+        "manifests/chain=access-log/00000000000000000000.json",
+        "checkpoints/chain=access-log/00000000000000000001",
+        "dedup/v1/chain=access-log/date=2026-01-02/00000000000000000000-ab.ids.zst",
+    ):
+        auditor.put_object(Bucket=IAM_ARCHIVE, Key=key, Body=b"{}")
 
 
 # legal
@@ -743,7 +757,12 @@ def test_legal_cannot_delete_or_change_retention(enforced: RoleClient) -> None:
 
 def test_legal_cannot_write_sealed_objects(enforced: RoleClient) -> None:
     denied(enforced("legal").put_object, Bucket=IAM_ARCHIVE, Key=SEGMENT, Body=b"x")
-    denied(enforced("legal").put_object, Bucket=IAM_ARCHIVE, Key="access-log/x", Body=b"x")
+    denied(
+        enforced("legal").put_object,
+        Bucket=IAM_ARCHIVE,
+        Key="manifests/chain=access-log/00000000000000000000.json",
+        Body=b"x",
+    )
 
 
 def test_legal_places_and_releases_holds(enforced: RoleClient) -> None:
@@ -752,7 +771,9 @@ def test_legal_places_and_releases_holds(enforced: RoleClient) -> None:
         legal.put_object_legal_hold(Bucket=bucket, Key=key, LegalHold={"Status": "ON"})
         assert legal.get_object_legal_hold(Bucket=bucket, Key=key)["LegalHold"] == {"Status": "ON"}
         legal.put_object_legal_hold(Bucket=bucket, Key=key, LegalHold={"Status": "OFF"})
-    legal.put_object(Bucket=IAM_ARCHIVE, Key="holds/matter-42.json", Body=b"{}")
+    legal.put_object(
+        Bucket=IAM_ARCHIVE, Key="manifests/chain=holds/00000000000000000000.json", Body=b"{}"
+    )
 
 
 # every role

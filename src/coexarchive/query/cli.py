@@ -38,7 +38,7 @@ def open_session(settings: Settings, who: str) -> AuditSession:
     store = settings.store()
     log = AccessLog(
         store,
-        signer=settings.signer(),
+        signer=settings.audit_signer(),
         archive_name=settings.archive_name,
         policy=settings.policy(),
     )
