@@ -49,7 +49,7 @@ class Attacker:
 
     def segment(self, index: int) -> pa.Table:
         manifest = self.built.manifests[index]
-        return read_segment(self.built.store.get(manifest.segment.key))
+        return read_segment(self.built.store.get(manifest.segment.key)).sort_by("seq")
 
     def replace_segment(self, index: int, table: pa.Table, *, fix_manifest: bool) -> None:
         manifest = self.built.manifests[index]
