@@ -11,10 +11,10 @@ import json
 import logging
 import sys
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 
 from coexarchive import __version__
+from coexarchive._internal.cliutil import parse_time
 from coexarchive.errors import CoexArchiveError, ConfigError, VerificationError
 from coexarchive.settings import Settings
 
@@ -32,17 +32,6 @@ Where the archive lives comes from the environment unless given as options:
 
 Start with `coexarchive demo`: it runs the whole flow on a local SeaweedFS.
 """
-
-
-def parse_time(text: str) -> int:
-    """An ISO date or date-time (UTC unless it says otherwise) as ms since the epoch."""
-    try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO date or date-time") from exc
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return int(moment.timestamp() * 1000)
 
 
 def _add_archive_options(parser: argparse.ArgumentParser) -> None:

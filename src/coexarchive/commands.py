@@ -11,13 +11,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from coexarchive._internal.cliutil import AddOptions, MakeSettings
 from coexarchive.errors import ConfigError
 from coexarchive.retention import RetentionPolicy
 from coexarchive.settings import Settings
 from coexarchive.store.base import ObjectStore, Retention
-
-AddOptions = Callable[[argparse.ArgumentParser], None]
-MakeSettings = Callable[..., Settings]
 
 
 def upload_raw(

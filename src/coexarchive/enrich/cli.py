@@ -10,10 +10,10 @@ import argparse
 import time
 from collections import defaultdict
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from coexarchive._internal.cliutil import AddOptions, MakeSettings, parse_time
 from coexarchive.enrich.context import load_context, waba_chain
 from coexarchive.enrich.crm import parse_consent_file
 from coexarchive.enrich.flags import EnrichConfig
@@ -26,20 +26,6 @@ from coexarchive.settings import Settings
 from coexarchive.store.base import ObjectStore
 
 __all__ = ["cmd_consent_import", "cmd_reassess", "cmd_templates_import", "register"]
-
-AddOptions = Callable[[argparse.ArgumentParser], None]
-MakeSettings = Callable[..., Settings]
-
-
-def _time(text: str) -> int:
-    """An ISO date or date-time (UTC unless it says otherwise) as ms since the epoch."""
-    try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO date or date-time") from exc
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return int(moment.timestamp() * 1000)
 
 
 def _now_ms() -> int:
@@ -206,7 +192,7 @@ def register(sub: Any, add_archive_options: AddOptions, make_settings: MakeSetti
     timport.add_argument("file", type=Path)
     timport.add_argument("--waba", required=True, help="the WABA id the catalogue belongs to")
     timport.add_argument(
-        "--as-of", type=_time, help="when the catalogue was fetched (ISO; default: now)"
+        "--as-of", type=parse_time, help="when the catalogue was fetched (ISO; default: now)"
     )
     timport.add_argument("--key", type=Path, help="signing key file")
     timport.set_defaults(handler=bind(cmd_templates_import))
@@ -220,8 +206,8 @@ def register(sub: Any, add_archive_options: AddOptions, make_settings: MakeSetti
         "records are never rewritten; re-running adds nothing.",
     )
     add_archive_options(again)
-    again.add_argument("--since", type=_time, required=True, help="ISO date or date-time")
-    again.add_argument("--until", type=_time, help="ISO date or date-time (default: now)")
+    again.add_argument("--since", type=parse_time, required=True, help="ISO date or date-time")
+    again.add_argument("--until", type=parse_time, help="ISO date or date-time (default: now)")
     again.add_argument("--chain", help="one chain (phone number id); default: every chain")
     again.add_argument("--key", type=Path, help="signing key file")
     again.add_argument("--dry-run", action="store_true", help="report, seal nothing")

@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from coexarchive._internal.cliutil import AddOptions, MakeSettings, parse_moment
 from coexarchive.errors import CoexArchiveError, ConfigError
 from coexarchive.query import reports, views
 from coexarchive.query.access_log import AccessLog, _plain, auditor_identity
@@ -28,8 +29,6 @@ from coexarchive.settings import Settings
 
 __all__ = ["format_table", "open_session", "register", "write_result"]
 
-AddOptions = Callable[[argparse.ArgumentParser], None]
-MakeSettings = Callable[..., Settings]
 FORMATS = ("table", "csv", "json", "parquet")
 _CELL = 60
 
@@ -213,16 +212,6 @@ def _window(args: argparse.Namespace) -> Window | None:
 # --- registration --------------------------------------------------------------------------------
 
 
-def _time(text: str) -> Any:
-    from datetime import UTC, datetime
-
-    try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO date or date-time") from exc
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
 def _common(parser: argparse.ArgumentParser, add_archive_options: AddOptions) -> None:
     add_archive_options(parser)
     parser.add_argument(
@@ -244,8 +233,10 @@ def _output(parser: argparse.ArgumentParser) -> None:
         help="prove the returned rows against the signed checkpoints (and, with --since/--until, "
         "that the time range is complete)",
     )
-    parser.add_argument("--since", type=_time, help="from this time (ISO, UTC unless stated)")
-    parser.add_argument("--until", type=_time, help="before this time (ISO)")
+    parser.add_argument(
+        "--since", type=parse_moment, help="from this time (ISO, UTC unless stated)"
+    )
+    parser.add_argument("--until", type=parse_moment, help="before this time (ISO)")
 
 
 def register(sub: Any, add_archive_options: AddOptions, make_settings: MakeSettings) -> None:
