@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import email
 import hashlib
 import io
@@ -39,6 +40,7 @@ from coexarchive.export.verify_bundle import verify_bundle
 from coexarchive.query.access_log import AccessLog
 from coexarchive.query.session import AuditSession
 from coexarchive.query.views import ACCESS_LOG_CHAIN, ArchiveCatalog
+from coexarchive.seal.merkle import verify_inclusion
 from coexarchive.segments import Manifest, list_manifests, read_segment
 from coexarchive.store import MemoryStore
 from support.archive import ARCHIVE, DAY_MS, START_MS
@@ -338,6 +340,24 @@ def test_rsmf_slices_never_exceed_the_event_limit(
 
 
 # --- tlog-proof format ---------------------------------------------------------------------------
+
+
+def test_proof_line_and_checkpoint_file_make_a_complete_tlog_proof(evidence) -> None:  # type: ignore[no-untyped-def]
+    bundle = alice_bundle(evidence)
+    description = orjson.loads(bundle.files["BUNDLE.json"])
+    for chain in description["chains"]:
+        note = bundle.files[chain["checkpoint"]]
+        for entry in map(orjson.loads, bundle.files[chain["proofs"]].splitlines()):
+            assert entry["tlog_proof"].endswith("\n\n")
+            parsed = parse_tlog_proof(entry["tlog_proof"].encode() + note)
+            assert parsed.index == entry["seq"] and parsed.note == note
+            verify_inclusion(  # the archive's reference fold, independent of verify-bundle
+                bytes.fromhex(entry["leaf_hash"]),
+                parsed.index,
+                chain["tree_size"],
+                list(parsed.hashes),
+                base64.b64decode(chain["root_hash"]),
+            )
 
 
 def test_tlog_proof_round_trips_and_rejects_malformed_text() -> None:

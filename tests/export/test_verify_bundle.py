@@ -151,10 +151,13 @@ def test_deleted_transcript_row_is_caught(evidence, pristine) -> None:  # type: 
     assert [(s, k) for s, k, _, _ in found] == [("transcripts", TRANSCRIPT)]
 
 
+@pytest.mark.parametrize("which", [0, 1, -1])
 @pytest.mark.parametrize("position", [0, -1])
-def test_altered_proof_hash_is_named(evidence, pristine, position: int) -> None:  # type: ignore[no-untyped-def]
+def test_altered_proof_hash_is_named(evidence, pristine, position: int, which: int) -> None:  # type: ignore[no-untyped-def]
+    # Later proofs share folding work with earlier ones: a changed line must still be caught.
     files = dict(pristine)
     proofs = [orjson.loads(line) for line in files[PROOFS].splitlines()]
+    proofs = proofs[which:] + proofs[:which] if which else proofs
     lines = proofs[0]["tlog_proof"].split("\n")
     hashes = [i for i, line in enumerate(lines) if len(line) == 44 and line.endswith("=")]
     target = hashes[position]
@@ -162,9 +165,11 @@ def test_altered_proof_hash_is_named(evidence, pristine, position: int) -> None:
     raw[0] ^= 1
     lines[target] = base64.b64encode(bytes(raw)).decode()
     proofs[0]["tlog_proof"] = "\n".join(lines)
+    proofs.sort(key=lambda entry: entry["seq"])
     files[PROOFS] = b"".join(orjson.dumps(entry) + b"\n" for entry in proofs)
+    target_seq = next(e["seq"] for e in proofs if e["tlog_proof"] == "\n".join(lines))
     found = failures_of(reseal(files), trust=evidence.trust)
-    assert [(s, k, q) for s, k, q, _ in found] == [("proofs", PROOFS, proofs[0]["seq"])]
+    assert [(s, k, q) for s, k, q, _ in found] == [("proofs", PROOFS, target_seq)]
 
 
 @pytest.mark.parametrize(
@@ -182,8 +187,9 @@ def test_altered_proof_hash_is_named(evidence, pristine, position: int) -> None:
             lambda text: text.replace("c2sp.org/tlog-proof@v1", "c2sp.org/tlog-proof@v2"),
             "malformed",
         ),
+        (lambda text: text + "origin\n1\n", "text after its blank line"),
     ],
-    ids=["wrong_index", "proof_truncated", "proof_extended", "wrong_header"],
+    ids=["wrong_index", "proof_truncated", "proof_extended", "wrong_header", "note_appended"],
 )
 def test_malformed_proofs_are_named(
     evidence, pristine, attack: Callable[[str], str], expected: str

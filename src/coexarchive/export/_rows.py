@@ -100,7 +100,8 @@ def parse_line(line: bytes) -> Row:
         raise ValueError("a member has a type no sealed record holds")
     if orjson.dumps(row, option=_ORJSON | orjson.OPT_SORT_KEYS) != line:
         raise ValueError("not in canonical form (RFC 8785)")
-    return dict(sorted(row.items()))
+    # Canonical form sorts the members, so the row's keys are already in canonical order.
+    return row
 
 
 def iso_utc(ms: int | None) -> str:
@@ -116,20 +117,31 @@ def iso_utc_many(values: Sequence[int | None]) -> list[str]:
     return ["" if v is None else t + "Z" for v, t in zip(values, texts, strict=True)]
 
 
+def sealed_columns(rows: Sequence[Row]) -> dict[str, tuple[Any, ...]]:
+    """The rows' values by member: one pass that transposes rows in canonical key order."""
+    if not rows:
+        return dict.fromkeys(SEALED_ORDER, ())
+    if any(tuple(row) != SEALED_ORDER for row in rows):
+        raise ValueError("rows must hold exactly the sealed members, in canonical order")
+    return dict(zip(SEALED_ORDER, zip(*map(dict.values, rows), strict=True), strict=True))
+
+
 def records_csv(rows: Sequence[Row], leaves: Sequence[bytes]) -> bytes:
     """RFC 4180 CSV of the rows (UTF-8, CRLF), one per record, values exactly as sealed."""
-    columns: list[list[Any]] = []
+    values = sealed_columns(rows)
+    columns: list[Sequence[Any]] = []
     for name in CSV_COLUMNS:
         if name == "leaf_hash":
             columns.append([leaf.hex() for leaf in leaves])
         elif name.endswith("_utc"):
-            columns.append(iso_utc_many([row[name[:-4]] for row in rows]))
+            columns.append(iso_utc_many(values[name[:-4]]))
         elif name == "flags":
-            columns.append([";".join(row["flags"]) for row in rows])
-        elif name in ("window_open",):
-            columns.append([_cell(row[name]) for row in rows])
+            columns.append([";".join(flags) for flags in values["flags"]])
+        elif name == "window_open":
+            columns.append([_cell(value) for value in values[name]])
         else:
-            columns.append(["" if row[name] is None else row[name] for row in rows])
+            # The csv module writes None as an empty cell.
+            columns.append(values[name])
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(CSV_COLUMNS)

@@ -8,7 +8,7 @@ The normative layout is ``schemas/BUNDLE.md``. In short::
     README.txt                          how to verify, for whoever receives the bundle
     records/records.jsonl               one record per line: its RFC 8785 canonical bytes
     records/records.parquet, .csv       the same records as a table
-    proofs/chain=<id>.jsonl             per record: leaf index, leaf hash, C2SP tlog-proof
+    proofs/chain=<id>.jsonl             per record: leaf index, leaf hash, C2SP tlog-proof (head)
     checkpoints/chain=<id>/<size>.note  the signed checkpoint each chain's proofs lead to
     keys/trust.txt                      verifier keys that signed those checkpoints
     transcripts/...html                 one readable page per conversation, plus an index
@@ -26,6 +26,7 @@ import hashlib
 import io
 import zipfile
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ from typing import Any
 import orjson
 import pyarrow as pa
 import pyarrow.dataset as ds
+import pyarrow.parquet as pq
 
 from coexarchive import __version__
 from coexarchive.errors import ConfigError, FormatError, ProofError
@@ -55,7 +57,7 @@ from coexarchive.query.views import ACCESS_LOG_CHAIN, ArchiveCatalog
 from coexarchive.records import RECORD_SCHEMA
 from coexarchive.seal.checkpoint import open_note
 from coexarchive.seal.keys import TrustStore
-from coexarchive.segments import Manifest, b64, parquet_bytes
+from coexarchive.segments import Manifest, b64
 
 __all__ = [
     "BUNDLE_FORMAT",
@@ -74,6 +76,7 @@ CUSTODY_FORMAT = "coexarchive.custody/v1"
 ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 NOT_IN_MANIFEST = frozenset({"MANIFEST", "CUSTODY.json"})
 _TS = pa.timestamp("ms", tz="UTC")
+_WRITERS = 4
 
 README = """\
 coexarchive evidence bundle ({format})
@@ -92,9 +95,10 @@ channel and pass it with --trust.
 
 To verify without coexarchive: `sha256sum -c MANIFEST` checks every file; then, for each line L
 of records/records.jsonl, SHA-256(0x00 || L) is the leaf hash; the matching line of
-proofs/chain=<id>.jsonl holds the tlog-proof; fold it as RFC 9162 section 2.1.3.2 says and
-compare with the root in the checkpoint, whose Ed25519 signature verifies with keys/trust.txt
-(formats: schemas/SEALING.md and schemas/BUNDLE.md of coexarchive).
+proofs/chain=<id>.jsonl holds the tlog-proof without its checkpoint (append the bytes of the
+chain's checkpoints/ file to get the complete C2SP tlog-proof); fold its audit path as RFC 9162
+section 2.1.3.2 says and compare with the root in the checkpoint, whose Ed25519 signature
+verifies with keys/trust.txt (formats: schemas/SEALING.md and schemas/BUNDLE.md of coexarchive).
 
 CUSTODY.json says who produced the bundle, when, from which query, and the SHA-256 of MANIFEST;
 the same entry is sealed in the archive's access log.
@@ -168,10 +172,12 @@ class Bundle:
             return
         if out.exists() and (not out.is_dir() or any(out.iterdir())):
             raise ConfigError(f"{out} exists and is not an empty directory")
-        for path in sorted(self.files):
-            target = out / path
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(self.files[path])
+        targets = {out / path: data for path, data in sorted(self.files.items())}
+        for parent in sorted({target.parent for target in targets}):
+            parent.mkdir(parents=True, exist_ok=True)
+        # Creating thousands of files is kernel time, which threads overlap (the GIL is released).
+        with ThreadPoolExecutor(max_workers=_WRITERS) as pool:
+            list(pool.map(lambda item: item[0].write_bytes(item[1]), targets.items()))
 
 
 @dataclass(frozen=True)
@@ -190,6 +196,24 @@ def zip_bytes(files: Mapping[str, bytes]) -> bytes:
             info.external_attr = 0o644 << 16
             info.create_system = 3
             archive.writestr(info, files[name], compresslevel=1)
+    return sink.getvalue()
+
+
+def records_parquet(table: pa.Table) -> bytes:
+    """The bundle's Parquet file: rows in the records' order, with fixed writer options.
+
+    Written here rather than with the archive's segment writer, whose row order and options
+    follow the storage layout; the bundle's bytes must depend only on the records.
+    """
+    sink = io.BytesIO()
+    pq.write_table(
+        table,
+        sink,
+        compression="zstd",
+        row_group_size=8_192,
+        write_statistics=True,
+        use_dictionary=["chain_id", "kind", "origin", "direction", "msg_type", "status"],
+    )
     return sink.getvalue()
 
 
@@ -347,31 +371,33 @@ def _assemble(
     files: dict[str, bytes] = {
         "README.txt": README.format(format=BUNDLE_FORMAT).encode("utf-8"),
         "records/records.jsonl": b"".join(line + b"\n" for line in lines),
-        "records/records.parquet": parquet_bytes(table),
+        "records/records.parquet": records_parquet(table),
         "records/records.csv": records_csv(rows, leaves),
     }
     chains = []
     position = 0
     for tree in trees:
         chain = tree.chain_id
-        count = 0
-        proof_lines = []
-        while position < len(rows) and rows[position]["chain_id"] == chain:
-            row = rows[position]
-            proof_lines.append(
-                orjson.dumps(
-                    {
-                        "chain_id": chain,
-                        "leaf_hash": leaves[position].hex(),
-                        "record_id": row["record_id"],
-                        "seq": row["seq"],
-                        "tlog_proof": tree.tlog_proof(row["seq"]).decode("utf-8"),
-                    }
-                )
-                + b"\n"
+        end = position
+        while end < len(rows) and rows[end]["chain_id"] == chain:
+            end += 1
+        members = range(position, end)
+        heads = tree.proof_heads(rows[p]["seq"] for p in members)
+        proof_lines = [
+            orjson.dumps(
+                {
+                    "chain_id": chain,
+                    "leaf_hash": leaves[p].hex(),
+                    "record_id": rows[p]["record_id"],
+                    "seq": rows[p]["seq"],
+                    "tlog_proof": head.decode("ascii"),
+                }
             )
-            position += 1
-            count += 1
+            + b"\n"
+            for p, head in zip(members, heads, strict=True)
+        ]
+        count = end - position
+        position = end
         proofs_path = f"proofs/chain={safe_name(chain)}.jsonl"
         checkpoint_path = f"checkpoints/chain={safe_name(chain)}/{tree.size:020d}.note"
         files[proofs_path] = b"".join(proof_lines)

@@ -27,7 +27,7 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 
 from coexarchive.errors import ConfigError, FormatError, ObjectMissingError, SealError
-from coexarchive.query.views import ACCESS_LOG_CHAIN, ArchiveCatalog
+from coexarchive.query.views import ACCESS_LOG_CHAIN, ArchiveCatalog, Segment
 from coexarchive.records import Direction, Kind, Origin, Record, stable_id
 from coexarchive.retention import RetentionPolicy
 from coexarchive.seal.chain import recompute_leaf_hashes
@@ -85,7 +85,7 @@ class HoldScope:
             "until": _iso(self.until),
         }
 
-    def overlaps(self, manifest: Manifest) -> bool:
+    def overlaps(self, manifest: Manifest | Segment) -> bool:
         if self.since is not None and manifest.max_event_time < self.since:
             return False
         return not (self.until is not None and manifest.min_event_time >= self.until)
@@ -260,17 +260,23 @@ class HoldRegister:
             columns=["chain_id", "seq"], filter=wanted
         )
         hits: set[tuple[str, int]] = set()
-        by_chain: dict[str, list[Manifest]] = {}
-        for manifest in candidates:
-            by_chain.setdefault(manifest.chain_id, []).append(manifest)
+        by_chain: dict[str, list[Segment]] = {}
+        for segment in candidates:
+            by_chain.setdefault(segment.chain_id, []).append(segment)
         for chain_id, seq in zip(
             found.column("chain_id").to_pylist(), found.column("seq").to_pylist(), strict=True
         ):
-            for manifest in by_chain[chain_id]:
-                if manifest.first_seq <= seq <= manifest.last_seq:
-                    hits.add((chain_id, manifest.first_seq))
+            for segment in by_chain[chain_id]:
+                if segment.first_seq <= seq <= segment.last_seq:
+                    hits.add((chain_id, segment.first_seq))
                     break
-        return [m for m in candidates if (m.chain_id, m.first_seq) in hits]
+        # Holds need the manifests (they name every object of a segment): read only the hits'.
+        return [
+            manifest
+            for chain_id in sorted({chain for chain, _ in hits})
+            for manifest in self.catalog.manifests(chain_id)
+            if (chain_id, manifest.first_seq) in hits
+        ]
 
     def place(
         self,

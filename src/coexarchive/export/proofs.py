@@ -9,6 +9,9 @@ A proof is (``c2sp.org/tlog-proof@v1``)::
     <blank line>
     <the signed checkpoint note, verbatim>
 
+A bundle stores each proof *up to and including the blank line* (its "head") and the chain's
+checkpoint note once, in its own file: head followed by note is the complete ``tlog-proof``.
+
 Before issuing any proof for a chain, :func:`chain_tree` rebuilds the chain's RFC 6962 tree from
 every segment's stored leaf hashes and requires its root to equal the root the checkpoint signs.
 """
@@ -18,7 +21,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -35,8 +38,10 @@ __all__ = [
     "ChainTree",
     "TlogProof",
     "chain_tree",
+    "decode_proof_hash",
     "encode_tlog_proof",
     "parse_tlog_proof",
+    "split_tlog_proof",
 ]
 
 TLOG_PROOF_HEADER = "c2sp.org/tlog-proof@v1"
@@ -59,6 +64,14 @@ def encode_tlog_proof(index: int, hashes: Sequence[str], note: bytes) -> bytes:
     return b"%sindex %d\n%s\n%s" % (_HEADER, index, lines.encode("ascii"), note)
 
 
+def split_tlog_proof(text: bytes) -> tuple[bytes, bytes]:
+    """A ``tlog-proof``'s head (through its blank line) and its checkpoint note."""
+    head, blank, note = text.partition(b"\n\n")
+    if not blank:
+        raise FormatError("tlog-proof has no blank line before its checkpoint")
+    return head + blank, note
+
+
 def parse_tlog_proof(text: bytes) -> TlogProof:
     """Parse a ``tlog-proof`` strictly; :class:`FormatError` names what is wrong."""
     head, blank, note = text.partition(b"\n\n")
@@ -78,6 +91,11 @@ def parse_tlog_proof(text: bytes) -> TlogProof:
         raise FormatError(f"tlog-proof index {digits!r} is not a canonical decimal")
     hashes = tuple(_b64(line, "proof hash", size=32) for line in rest[1:])
     return TlogProof(int(digits), hashes, note, extra)
+
+
+def decode_proof_hash(line: bytes) -> bytes:
+    """One audit-path line: the canonical standard base64 of a 32-byte hash."""
+    return _b64(line, "proof hash", size=32)
 
 
 def _b64(text: bytes, what: str, *, size: int | None) -> bytes:
@@ -147,6 +165,16 @@ class _Levels:
             return partial
         return self.levels[level][index * 32 : index * 32 + 32]
 
+    def sibling(self, level: int, node: int) -> bytes | None:
+        """The audit-path hash at ``level`` for the node ``node`` of that level, if any."""
+        sibling = node ^ 1
+        complete = self.size >> level
+        if sibling < complete:
+            return self.levels[level][sibling * 32 : sibling * 32 + 32]
+        if sibling == complete:
+            return self.partial[level]
+        return None
+
 
 @dataclass
 class ChainTree:
@@ -176,6 +204,36 @@ class ChainTree:
 
     def tlog_proof(self, index: int) -> bytes:
         return encode_tlog_proof(index, self.proof_hashes(index), self.note)
+
+    def proof_heads(self, indexes: Iterable[int]) -> list[bytes]:
+        """Each index's ``tlog-proof`` head: the proof without its checkpoint note.
+
+        Neighbouring leaves share the upper part of their audit paths. Each level remembers the
+        last node it encoded together with the text of the path from there up, so for indexes in
+        increasing order every node is encoded once and each proof is a single concatenation.
+        The result does not depend on the order; only the amount of sharing does.
+        """
+        levels = self.levels
+        depth = len(levels.levels)
+        frontier: list[tuple[int, bytes]] = [(-1, b"")] * (depth + 1)
+        frontier[depth] = (0, b"")
+        heads = []
+        for index in indexes:
+            if not 0 <= index < levels.size:
+                raise ProofError(f"chain {self.chain_id}: no leaf {index} in a tree of {self.size}")
+            climbed = []
+            level, node = 0, index
+            while frontier[level][0] != node:
+                climbed.append((level, node))
+                level, node = level + 1, node >> 1
+            tail = frontier[level][1]
+            for level, node in reversed(climbed):
+                sibling = levels.sibling(level, node)
+                if sibling is not None:
+                    tail = b"%s\n%s" % (base64.b64encode(sibling), tail)
+                frontier[level] = (node, tail)
+            heads.append(b"%sindex %d\n%s\n" % (_HEADER, index, tail))
+        return heads
 
 
 def chain_tree(

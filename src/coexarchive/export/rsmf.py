@@ -15,20 +15,35 @@ sorted entries, fixed MIME boundary.
 
 from __future__ import annotations
 
-import base64
+import binascii
+import functools
 import io
 import zipfile
 from collections.abc import Iterator, Sequence
-from datetime import UTC, datetime
+from dataclasses import dataclass
 from email.header import Header
 from typing import Any
 
 import orjson
 
 from coexarchive import __version__
-from coexarchive.export._rows import ConversationKey, Row, conversations, detail_of, safe_name
+from coexarchive.export._rows import (
+    ConversationKey,
+    Row,
+    conversations,
+    detail_of,
+    iso_utc_many,
+    safe_name,
+)
 
-__all__ = ["MAX_EVENTS", "RSMF_VERSION", "render_rsmf", "rsmf_manifest_of"]
+__all__ = [
+    "MAX_EVENTS",
+    "RSMF_VERSION",
+    "RsmfParts",
+    "render_rsmf",
+    "render_rsmf_parts",
+    "rsmf_manifest_of",
+]
 
 RSMF_VERSION = "2.0.0"
 MAX_EVENTS = 10_000
@@ -47,35 +62,51 @@ _ORIGINS = {
 }
 
 
-def _iso(ms: int) -> str:
-    moment = datetime.fromtimestamp(ms / 1000, tz=UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
-
-
-def _day(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d")
-
-
 def _custom(pairs: Sequence[tuple[str, Any]]) -> list[dict[str, str]]:
     # RSMF custom values are non-empty strings.
-    return [{"name": n, "value": str(v)} for n, v in pairs if v is not None and str(v) != ""]
+    return [
+        {"name": n, "value": text} for n, v in pairs if v is not None and (text := str(v)) != ""
+    ]
+
+
+@dataclass(frozen=True)
+class RsmfParts:
+    """An ``.rsmf`` message but for its zip: the text around it and the zip's members.
+
+    The message is ``before + base64(zip(members)) + after``; ``verify-bundle`` compares these
+    parts, because the zip's compressed bytes may differ between zlib builds.
+    """
+
+    before: bytes
+    members: dict[str, bytes]
+    after: bytes
+
+    def message(self) -> bytes:
+        return b"%s%s%s" % (self.before, _wrapped_b64(_zip(self.members)), self.after)
 
 
 def render_rsmf(rows: Sequence[Row], leaves: Sequence[bytes]) -> dict[str, bytes]:
     """Path → ``.rsmf`` bytes, for every conversation that has events."""
-    files: dict[str, bytes] = {}
+    return {path: parts.message() for path, parts in render_rsmf_parts(rows, leaves).items()}
+
+
+def render_rsmf_parts(rows: Sequence[Row], leaves: Sequence[bytes]) -> dict[str, RsmfParts]:
+    """Path → the parts of its ``.rsmf`` message, for every conversation that has events."""
+    times = iso_utc_many([row["event_time"] for row in rows])
+    files: dict[str, RsmfParts] = {}
     for key, positions in conversations(rows).items():
         by_day: dict[str, list[int]] = {}
         for position in positions:
-            by_day.setdefault(_day(rows[position]["event_time"]), []).append(position)
+            by_day.setdefault(times[position][:10], []).append(position)
         for day, members in by_day.items():
             slices = [members[i : i + MAX_EVENTS] for i in range(0, len(members), MAX_EVENTS)]
             for part, chunk in enumerate(slices, start=1):
                 path = _path(key, day, part if len(slices) > 1 else None)
+                chunk_rows = [rows[p] for p in chunk]
                 manifest, attachments = rsmf_manifest_of(
-                    key, [rows[p] for p in chunk], [leaves[p] for p in chunk]
+                    key, chunk_rows, [leaves[p] for p in chunk], [times[p] for p in chunk]
                 )
-                files[path] = _eml(key, manifest, attachments, [rows[p] for p in chunk])
+                files[path] = _parts(key, manifest, attachments, day)
     return files
 
 
@@ -126,9 +157,17 @@ def _profile_name(row: Row) -> str | None:
 
 
 def rsmf_manifest_of(
-    key: ConversationKey, rows: Sequence[Row], leaves: Sequence[bytes]
+    key: ConversationKey,
+    rows: Sequence[Row],
+    leaves: Sequence[bytes],
+    times: Sequence[str] | None = None,
 ) -> tuple[dict[str, Any], dict[str, bytes]]:
-    """The ``rsmf_manifest.json`` document of one slice, and its attachment files."""
+    """The ``rsmf_manifest.json`` document of one slice, and its attachment files.
+
+    ``times`` are the rows' event times as ISO 8601 UTC with ms, when the caller has them.
+    """
+    if times is None:
+        times = iso_utc_many([row["event_time"] for row in rows])
     chain, customer = key
     participants, business_id, customer_id = _participants(key, rows)
     conversation_id = f"{chain}/{customer or '_no-customer'}"
@@ -144,7 +183,7 @@ def rsmf_manifest_of(
     events: list[dict[str, Any]] = []
     by_wamid: dict[str, dict[str, Any]] = {}
     attachments: dict[str, bytes] = {}
-    for row, leaf in zip(rows, leaves, strict=True):
+    for row, leaf, timestamp in zip(rows, leaves, times, strict=True):
         sender = customer_id if row["direction"] == "inbound" and customer_id else business_id
         kind = row["kind"]
         receipt = kind == "status" and row["status"] in _RECEIPTS and customer_id is not None
@@ -152,7 +191,7 @@ def rsmf_manifest_of(
             by_wamid[row["wamid"]].setdefault("read_receipts", []).append(
                 {
                     "participant": customer_id,
-                    "timestamp": _iso(row["event_time"]),
+                    "timestamp": timestamp,
                     "action": _RECEIPTS[row["status"]],
                 }
             )
@@ -164,7 +203,7 @@ def rsmf_manifest_of(
             else "unknown",
             "participant": sender,
             "conversation": conversation_id,
-            "timestamp": _iso(row["event_time"]),
+            "timestamp": timestamp,
             "body": _body(row),
         }
         if row["direction"] in ("inbound", "outbound") and kind != "status":
@@ -202,7 +241,7 @@ def rsmf_manifest_of(
             original.setdefault("edits", []).append(
                 {
                     "participant": sender,
-                    "timestamp": _iso(row["event_time"]),
+                    "timestamp": timestamp,
                     "previous": original["body"],
                     "new": row["text"] or "",
                 }
@@ -268,30 +307,31 @@ def _zip(files: dict[str, bytes]) -> bytes:
     return sink.getvalue()
 
 
+@functools.lru_cache(maxsize=4096)
 def _header(value: str) -> str:
     return value if value.isascii() else Header(value, "utf-8").encode()
 
 
-def _wrapped_b64(data: bytes) -> str:
-    encoded = base64.b64encode(data).decode("ascii")
-    return "\r\n".join(encoded[i : i + 76] for i in range(0, len(encoded), 76))
+def _wrapped_b64(data: bytes) -> bytes:
+    # 57 input bytes make one 76-character line.
+    return b"\r\n".join(
+        binascii.b2a_base64(data[i : i + 57], newline=False) for i in range(0, len(data), 57)
+    )
 
 
-def _eml(
+def _parts(
     key: ConversationKey,
     manifest: dict[str, Any],
     attachments: dict[str, bytes],
-    rows: Sequence[Row],
-) -> bytes:
+    day: str,
+) -> RsmfParts:
     participants = manifest["participants"]
     events = manifest["events"]
-    archive = _zip({"rsmf_manifest.json": orjson.dumps(manifest), **attachments})
+    members = {"rsmf_manifest.json": orjson.dumps(manifest), **attachments}
     text = "\r\n".join(_extracted_text(events, participants)) + "\r\n"
     business = participants[0]["display"]
     to = participants[1]["display"] if len(participants) > 1 else business
-    subject = (
-        f"WhatsApp conversation {key[1] or '(account events)'} on {_day(rows[0]['event_time'])}"
-    )
+    subject = f"WhatsApp conversation {key[1] or '(account events)'} on {day}"
     headers = [
         f"From: {_header(business)} <>",
         f"To: {_header(to)} <>",
@@ -315,19 +355,17 @@ def _eml(
         'Content-Type: text/plain; charset="utf-8"',
         "Content-Transfer-Encoding: base64",
         "",
-        _wrapped_b64(text.encode("utf-8")),
+        _wrapped_b64(text.encode("utf-8")).decode("ascii"),
         "",
         f"--{BOUNDARY}",
         'Content-Type: application/zip; name="rsmf.zip"',
         "Content-Transfer-Encoding: base64",
         'Content-Disposition: attachment; filename="rsmf.zip"',
         "",
-        _wrapped_b64(archive),
-        "",
-        f"--{BOUNDARY}--",
         "",
     ]
-    return "\r\n".join(headers + body).encode("ascii")
+    after = f"\r\n\r\n--{BOUNDARY}--\r\n"
+    return RsmfParts("\r\n".join(headers + body).encode("ascii"), members, after.encode("ascii"))
 
 
 def _extracted_text(

@@ -13,6 +13,7 @@ the pages again from the records it has proven and compares them byte for byte.
 from __future__ import annotations
 
 import html
+import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime, tzinfo
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -77,9 +78,14 @@ def load_zone(name: str) -> tzinfo:
         ) from None
 
 
+_PLAIN_TEXT = re.compile("[^\\x00-\\x08\\x0b-\\x1f\\x7f&<>\"']*")
+
+
 def esc(text: str | None) -> str:
     if not text:
         return ""
+    if _PLAIN_TEXT.fullmatch(text):
+        return text
     return html.escape(text.translate(_CONTROLS), quote=True)
 
 
@@ -147,7 +153,7 @@ def render_transcripts(
     """Path → HTML bytes: one page per conversation, plus ``transcripts/index.html``."""
     clock = _Clock(load_zone(zone_name), zone_name)
     times = [row["event_time"] for row in rows]
-    utc, local = clock.utc_many(times), clock.local_many(times)
+    utc, local = clock.utc_many(times), [esc(text) for text in clock.local_many(times)]
     pages: dict[str, bytes] = {}
     index_rows = []
     for key, positions in conversations(rows).items():
@@ -250,6 +256,7 @@ def _later_events(rows: Sequence[Row], utc: Mapping[int, str]) -> Mapping[str, l
 
 
 def _row(row: Row, leaf: bytes, utc: str, local: str, later: list[str] | None) -> str:
+    """One record's table row; ``local`` is already escaped."""
     direction = row["direction"]
     css = "in" if direction == "inbound" else "out" if direction == "outbound" else "aux"
     if row["kind"] not in _MESSAGE_KINDS and row["kind"] not in ("message_edit", "message_revoke"):
@@ -261,8 +268,8 @@ def _row(row: Row, leaf: bytes, utc: str, local: str, later: list[str] | None) -
     origin = esc(ORIGINS.get(row["origin"], row["origin"]))
     return (
         f'<tr class="{css}" id="seq-{row["seq"]}"><td class="mono">#{row["seq"]} · '
-        f"{leaf.hex()[:16]}</td><td>{utc}</td>"
-        f"<td>{esc(local)}</td><td>{arrow}</td><td>{origin}</td>"
+        f"{leaf[:8].hex()}</td><td>{utc}</td>"
+        f"<td>{local}</td><td>{arrow}</td><td>{origin}</td>"
         f'<td>{esc(kind)}</td><td class="body" dir="auto">{_content(row)}</td>'
         f"<td>{statuses}</td><td>{flags}</td></tr>\n"
     )
