@@ -16,6 +16,7 @@ from typing import Any
 
 import orjson
 
+from coexarchive._internal.cliutil import AddOptions, MakeSettings, parse_time
 from coexarchive.export.bundle import ExportRequest, Selection, export_bundle, read_bundle
 from coexarchive.export.holds import HoldRegister, HoldScope, active_holds, read_register
 from coexarchive.export.verify_bundle import BundleReport, BundleVerificationError, verify_bundle
@@ -26,20 +27,6 @@ from coexarchive.seal.keys import TrustStore
 from coexarchive.settings import Settings
 
 __all__ = ["register"]
-
-AddOptions = Callable[[argparse.ArgumentParser], None]
-MakeSettings = Callable[..., Settings]
-
-
-def _time(text: str) -> int:
-    """An ISO date or date-time (UTC unless it says otherwise) as ms since the epoch."""
-    try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO date or date-time") from exc
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return int(moment.timestamp() * 1000)
 
 
 def _pin(text: str) -> tuple[str, int]:
@@ -63,7 +50,7 @@ def _iso(ms: int) -> str:
 def _register(settings: Settings) -> HoldRegister:
     return HoldRegister(
         settings.store(),
-        signer=settings.signer(),
+        signer=settings.audit_signer(),
         archive_name=settings.archive_name,
         policy=settings.policy(),
     )
@@ -146,7 +133,7 @@ def cmd_export(args: argparse.Namespace, make_settings: MakeSettings) -> int:
     )
     log = AccessLog(
         store,
-        signer=settings.signer(),
+        signer=settings.audit_signer(),
         archive_name=settings.archive_name,
         policy=settings.policy(),
     )
@@ -252,8 +239,8 @@ def register(sub: Any, add_archive_options: AddOptions, make_settings: MakeSetti
     target = place.add_mutually_exclusive_group(required=True)
     target.add_argument("--customer", help="customer wa_id or BSUID (in every business chain)")
     target.add_argument("--chain", help="a whole chain (business phone number id)")
-    place.add_argument("--since", type=_time, help="records from this time (ISO, inclusive)")
-    place.add_argument("--until", type=_time, help="records before this time (ISO, exclusive)")
+    place.add_argument("--since", type=parse_time, help="records from this time (ISO, inclusive)")
+    place.add_argument("--until", type=parse_time, help="records before this time (ISO, exclusive)")
     place.add_argument("--reason", help="free text kept in the register")
     place.add_argument("--as", dest="who", help="who places the hold (env COEXARCHIVE_AUDITOR)")
     place.add_argument("--key", type=Path, help="signing key file")
@@ -292,12 +279,16 @@ def register(sub: Any, add_archive_options: AddOptions, make_settings: MakeSetti
     what = export.add_mutually_exclusive_group(required=True)
     what.add_argument("--customer", help="customer wa_id or BSUID (in every business chain)")
     what.add_argument("--query", help="SQL over the auditor views returning chain_id and seq")
-    export.add_argument("--since", type=_time, help="records from this time (ISO, inclusive)")
-    export.add_argument("--until", type=_time, help="records before this time (ISO, exclusive)")
+    export.add_argument("--since", type=parse_time, help="records from this time (ISO, inclusive)")
+    export.add_argument(
+        "--until", type=parse_time, help="records before this time (ISO, exclusive)"
+    )
     export.add_argument("--out", type=Path, required=True, help="new directory, or a .zip file")
     export.add_argument("--tz", default="UTC", help="second time zone of the transcripts (IANA)")
     export.add_argument("--as", dest="who", help="who exports (env COEXARCHIVE_AUDITOR)")
-    export.add_argument("--as-of", type=_time, help="the custody entry's time (ISO; default: now)")
+    export.add_argument(
+        "--as-of", type=parse_time, help="the custody entry's time (ISO; default: now)"
+    )
     export.add_argument(
         "--at",
         type=_pin,
