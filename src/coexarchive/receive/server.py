@@ -38,6 +38,7 @@ __all__ = [
     "uvicorn_config",
 ]
 
+SWITCH_INTERVAL = 0.002  # seconds; CPython's default is 0.005
 log = logging.getLogger("coexarchive.receive")
 
 # Only these ``extra`` fields reach the log: the handlers pass no content and no secret, and an
@@ -150,6 +151,9 @@ def start(
             "truncated_bytes": report.truncated_bytes,
         },
     )
+    # The shipper's encoding and the spool writer share the GIL with the event loop; a shorter
+    # switch interval hands it back sooner, which keeps their bursts out of request latency.
+    sys.setswitchinterval(SWITCH_INTERVAL)
     receiver = Receiver(config, spool)
     shipper = Shipper(spool, store, retention_for, max_backoff=max_backoff)
     shipper.start()
