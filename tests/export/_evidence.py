@@ -11,12 +11,20 @@ import orjson
 
 from coexarchive.export.bundle import Bundle, ExportRequest, Selection, build_bundle
 from coexarchive.query.views import ArchiveCatalog
-from coexarchive.records import Record, stable_id
+from coexarchive.records import Record
 from coexarchive.retention import RetentionPolicy
 from coexarchive.seal.keys import Ed25519Signer, TrustStore
 from coexarchive.segments import ChainWriter
 from coexarchive.store.base import ObjectStore
-from support.archive import ARCHIVE, DAY_MS, START_MS, short_policy, signer, trust_for
+from support.archive import (
+    ARCHIVE,
+    DAY_MS,
+    START_MS,
+    scenario_record,
+    short_policy,
+    signer,
+    trust_for,
+)
 
 CHAIN_A = "900000000000001"
 CHAIN_B = "900000000000002"
@@ -32,23 +40,9 @@ def _detail(**values: object) -> str:
 
 
 def rec(chain: str, n: int, day: int, minute: int, **fields: object) -> Record:
-    kind = str(fields.pop("kind", "message"))
-    wamid = fields.pop("wamid", f"wamid.{chain}.{n}")
-    values: dict[str, object] = {
-        "chain_id": chain,
-        "record_id": stable_id(kind, chain, None if wamid is None else str(wamid), n),
-        "kind": kind,
-        "origin": "customer",
-        "direction": "inbound",
-        "event_time": START_MS + day * DAY_MS + minute * MIN,
-        "received_time": START_MS + day * DAY_MS + minute * MIN + 900,
-        "business_phone": "15550783881",
-        "wamid": wamid,
-        "msg_type": "text",
-        "detail": _detail(n=n),
-    }
-    values.update(fields)
-    return Record(**values)  # type: ignore[arg-type]
+    fields.setdefault("received_time", START_MS + day * DAY_MS + minute * MIN + 900)
+    fields.setdefault("business_phone", "15550783881")
+    return scenario_record(chain, n, day, minute, **fields)
 
 
 def customer(

@@ -8,17 +8,23 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-import orjson
-
 from coexarchive import quarantine
 from coexarchive.normalize import Quarantined
 from coexarchive.query.access_log import AccessLog
 from coexarchive.query.session import AuditSession
-from coexarchive.records import Record, stable_id
+from coexarchive.records import Record
 from coexarchive.seal.keys import Ed25519Signer, TrustStore
 from coexarchive.segments import ChainWriter
 from coexarchive.store.base import ObjectStore
-from support.archive import ARCHIVE, DAY_MS, START_MS, short_policy, signer, trust_for
+from support.archive import (
+    ARCHIVE,
+    DAY_MS,
+    START_MS,
+    scenario_record,
+    short_policy,
+    signer,
+    trust_for,
+)
 
 CHAIN_A = "900000000000001"
 CHAIN_B = "900000000000002"
@@ -28,22 +34,7 @@ CAROL = "447700900003"
 MIN = 60_000
 
 
-def _rec(chain: str, n: int, day: int, minute: int, **fields: object) -> Record:
-    kind = str(fields.pop("kind", "message"))
-    wamid = fields.pop("wamid", f"wamid.{chain}.{n}")
-    base: dict[str, object] = {
-        "chain_id": chain,
-        "record_id": stable_id(kind, chain, None if wamid is None else str(wamid), n),
-        "kind": kind,
-        "origin": "customer",
-        "direction": "inbound",
-        "event_time": START_MS + day * DAY_MS + minute * MIN,
-        "wamid": wamid,
-        "msg_type": "text",
-        "detail": orjson.dumps({"n": n}).decode(),
-    }
-    base.update(fields)
-    return Record(**base)  # type: ignore[arg-type]
+_rec = scenario_record
 
 
 def out(chain: str, n: int, day: int, minute: int, customer: str, **fields: object) -> Record:

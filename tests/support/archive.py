@@ -61,6 +61,28 @@ def make_records(
     return records
 
 
+MINUTE_MS = 60_000
+
+
+def scenario_record(chain: str, n: int, day: int, minute: int, **fields: object) -> Record:
+    """Record n of a hand-written scenario: an inbound text unless ``fields`` say otherwise."""
+    kind = str(fields.pop("kind", "message"))
+    wamid = fields.pop("wamid", f"wamid.{chain}.{n}")
+    values: dict[str, object] = {
+        "chain_id": chain,
+        "record_id": stable_id(kind, chain, None if wamid is None else str(wamid), n),
+        "kind": kind,
+        "origin": "customer",
+        "direction": "inbound",
+        "event_time": START_MS + day * DAY_MS + minute * MINUTE_MS,
+        "wamid": wamid,
+        "msg_type": "text",
+        "detail": orjson.dumps({"n": n}).decode(),
+    }
+    values.update(fields)
+    return Record(**values)  # type: ignore[arg-type]
+
+
 @dataclass
 class Built:
     store: ObjectStore
