@@ -60,6 +60,11 @@ _FIXED_FLAGS = (
     "-s3.port.lance=0",
     # One node: there is no master to drain writes away from, so stop at once.
     "-volume.preStopSeconds=0",
+    # Every bucket is a collection with volumes of its own. With the default 128 MB volumes the
+    # automatic volume limit (free disk / volume size) runs out after some hundreds of buckets and
+    # puts then fail with InternalError; small volumes and an explicit limit keep room for many.
+    "-master.volumeSizeLimitMB=16",
+    "-volume.max=10000",
 )
 # AF_UNIX paths are limited to 108 bytes on Linux.
 _MAX_SOCKET_PATH = 100
