@@ -15,7 +15,7 @@ from coexarchive.export.bundle import read_bundle
 from coexarchive.export.cli import register
 from coexarchive.export.holds import held_keys
 from coexarchive.store import EmbeddedS3, S3Store
-from support.archive import ARCHIVE
+from support.archive import use_cli_environment
 
 pytestmark = pytest.mark.integration
 
@@ -25,23 +25,9 @@ def archive(
     s3_store: S3Store, seaweed: EmbeddedS3, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):  # type: ignore[no-untyped-def]
     evidence = build_evidence(s3_store)
-    key_file, trust_file = tmp_path / "signing.key", tmp_path / "trust.txt"
-    evidence.key.to_file(key_file)
-    trust_file.write_text(evidence.key.verifier_key() + "\n")
-    env = {
-        "AWS_ACCESS_KEY_ID": seaweed.access_key,
-        "AWS_SECRET_ACCESS_KEY": seaweed.secret_key,
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "COEXARCHIVE_BUCKET": s3_store.bucket,
-        "COEXARCHIVE_ENDPOINT_URL": seaweed.endpoint_url,
-        "COEXARCHIVE_SIGNING_KEY": str(key_file),
-        "COEXARCHIVE_TRUST": str(trust_file),
-        "COEXARCHIVE_NAME": ARCHIVE,
-        "COEXARCHIVE_RETENTION": "GOVERNANCE:1",
-        "COEXARCHIVE_AUDITOR": "dana@legal",
-    }
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
+    trust_file = use_cli_environment(
+        monkeypatch, seaweed, s3_store, evidence.key, tmp_path, auditor="dana@legal"
+    )
     return evidence, trust_file
 
 

@@ -21,7 +21,7 @@ from coexarchive.records import RECORD_SCHEMA
 from coexarchive.segments import Manifest, list_manifests, parquet_bytes, read_segment
 from coexarchive.store import EmbeddedS3, MemoryStore, S3Store
 from coexarchive.verify import verify_archive
-from support.archive import ARCHIVE
+from support.archive import ARCHIVE, use_cli_environment
 
 pytestmark = pytest.mark.integration
 
@@ -31,23 +31,9 @@ def archive(
     s3_store: S3Store, seaweed: EmbeddedS3, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Fixture:
     fixture = build_archive(s3_store)
-    key_file, trust_file = tmp_path / "signing.key", tmp_path / "trust.txt"
-    fixture.key.to_file(key_file)
-    trust_file.write_text(fixture.key.verifier_key() + "\n")
-    env = {
-        "AWS_ACCESS_KEY_ID": seaweed.access_key,
-        "AWS_SECRET_ACCESS_KEY": seaweed.secret_key,
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "COEXARCHIVE_BUCKET": s3_store.bucket,
-        "COEXARCHIVE_ENDPOINT_URL": seaweed.endpoint_url,
-        "COEXARCHIVE_SIGNING_KEY": str(key_file),
-        "COEXARCHIVE_TRUST": str(trust_file),
-        "COEXARCHIVE_NAME": ARCHIVE,
-        "COEXARCHIVE_RETENTION": "GOVERNANCE:1",
-        "COEXARCHIVE_AUDITOR": "carol@compliance",
-    }
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
+    use_cli_environment(
+        monkeypatch, seaweed, s3_store, fixture.key, tmp_path, auditor="carol@compliance"
+    )
     return fixture
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -118,3 +120,33 @@ def build(
     for day in days:
         results += writer.append(make_records(chain_id, per_day, day=day))
     return Built(store, key, trust_for(key), chain_id, results)
+
+
+def use_cli_environment(
+    monkeypatch: Any,
+    seaweed: Any,
+    store: Any,
+    key: Ed25519Signer,
+    directory: Path,
+    *,
+    auditor: str,
+) -> Path:
+    """Point every coexarchive command at ``store`` on the embedded S3; returns the trust file."""
+    key_file, trust_file = directory / "signing.key", directory / "trust.txt"
+    key.to_file(key_file)
+    trust_file.write_text(key.verifier_key() + "\n")
+    env = {
+        "AWS_ACCESS_KEY_ID": seaweed.access_key,
+        "AWS_SECRET_ACCESS_KEY": seaweed.secret_key,
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "COEXARCHIVE_BUCKET": store.bucket,
+        "COEXARCHIVE_ENDPOINT_URL": seaweed.endpoint_url,
+        "COEXARCHIVE_SIGNING_KEY": str(key_file),
+        "COEXARCHIVE_TRUST": str(trust_file),
+        "COEXARCHIVE_NAME": ARCHIVE,
+        "COEXARCHIVE_RETENTION": "GOVERNANCE:1",
+        "COEXARCHIVE_AUDITOR": auditor,
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return trust_file
