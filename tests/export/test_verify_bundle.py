@@ -39,9 +39,14 @@ def pristine(evidence) -> Files:  # type: ignore[no-untyped-def]
 
 
 def failures_of(files: Files, **kwargs: object) -> list[tuple[str, str | None, int | None, str]]:
-    with pytest.raises(BundleVerificationError) as caught:
-        verify_bundle(files, **kwargs)  # type: ignore[arg-type]
-    return [(f.step, f.key, f.seq, f.message) for f in caught.value.report.failures]
+    """The failures, found alike in one process and with the forked render worker."""
+    found = []
+    for workers in (1, 2):
+        with pytest.raises(BundleVerificationError) as caught:
+            verify_bundle(files, workers=workers, **kwargs)  # type: ignore[arg-type]
+        found.append([(f.step, f.key, f.seq, f.message) for f in caught.value.report.failures])
+    assert found[0] == found[1]
+    return found[0]
 
 
 def reseal(files: Files) -> Files:

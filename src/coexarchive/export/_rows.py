@@ -13,6 +13,7 @@ import hashlib
 import io
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -117,44 +118,39 @@ def iso_utc_many(values: Sequence[int | None]) -> list[str]:
     return ["" if v is None else t + "Z" for v, t in zip(values, texts, strict=True)]
 
 
-def sealed_columns(rows: Sequence[Row]) -> dict[str, tuple[Any, ...]]:
-    """The rows' values by member: one pass that transposes rows in canonical key order."""
-    if not rows:
-        return dict.fromkeys(SEALED_ORDER, ())
-    if any(tuple(row) != SEALED_ORDER for row in rows):
-        raise ValueError("rows must hold exactly the sealed members, in canonical order")
-    return dict(zip(SEALED_ORDER, zip(*map(dict.values, rows), strict=True), strict=True))
-
-
 def records_csv(rows: Sequence[Row], leaves: Sequence[bytes]) -> bytes:
     """RFC 4180 CSV of the rows (UTF-8, CRLF), one per record, values exactly as sealed."""
-    values = sealed_columns(rows)
-    columns: list[Sequence[Any]] = []
-    for name in CSV_COLUMNS:
-        if name == "leaf_hash":
-            columns.append([leaf.hex() for leaf in leaves])
-        elif name.endswith("_utc"):
-            columns.append(iso_utc_many(values[name[:-4]]))
-        elif name == "flags":
-            columns.append([";".join(flags) for flags in values["flags"]])
-        elif name == "window_open":
-            columns.append([_cell(value) for value in values[name]])
-        else:
-            # The csv module writes None as an empty cell.
-            columns.append(values[name])
+    event_utc = iso_utc_many([row["event_time"] for row in rows])
+    received_utc = iso_utc_many([row["received_time"] for row in rows])
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(CSV_COLUMNS)
-    writer.writerows(zip(*columns, strict=True))
+    # The csv module writes None as an empty cell.
+    writer.writerows(
+        (
+            *_IDENTITY(row),
+            event,
+            row["event_time"],
+            received,
+            row["received_time"],
+            *_CONTENT(row),
+            _BOOL_CELLS[row["window_open"]],
+            ";".join(row["flags"]),
+            *_TRAILER(row),
+            leaf.hex(),
+        )
+        for row, leaf, event, received in zip(rows, leaves, event_utc, received_utc, strict=True)
+    )
     return out.getvalue().encode("utf-8")
 
 
-def _cell(value: Any) -> Any:
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return value
+# CSV_COLUMNS in runs of sealed members, between the cells records_csv derives.
+_IDENTITY = itemgetter(*CSV_COLUMNS[: CSV_COLUMNS.index("event_time_utc")])
+_CONTENT = itemgetter(
+    *CSV_COLUMNS[CSV_COLUMNS.index("received_time") + 1 : CSV_COLUMNS.index("window_open")]
+)
+_TRAILER = itemgetter(*CSV_COLUMNS[CSV_COLUMNS.index("flags") + 1 : -1])
+_BOOL_CELLS = {None: "", True: "true", False: "false"}
 
 
 # --- conversations ------------------------------------------------------------------------------
@@ -176,9 +172,10 @@ def conversations(rows: Sequence[Row]) -> dict[ConversationKey, list[int]]:
     groups: dict[ConversationKey, list[int]] = {}
     for position, row in enumerate(rows):
         groups.setdefault((row["chain_id"], customer_of(row)), []).append(position)
+    when = [(row["event_time"], row["seq"]) for row in rows]
     ordered: dict[ConversationKey, list[int]] = {}
     for key in sorted(groups, key=lambda k: (k[0], k[1] is not None, k[1] or "")):
-        ordered[key] = sorted(groups[key], key=lambda p: (rows[p]["event_time"], rows[p]["seq"]))
+        ordered[key] = sorted(groups[key], key=when.__getitem__)
     return ordered
 
 

@@ -37,6 +37,7 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from coexarchive import __version__
+from coexarchive._internal.gcpause import cyclic_gc_paused
 from coexarchive.errors import ConfigError, FormatError, ProofError
 from coexarchive.export._rows import (
     Row,
@@ -414,8 +415,11 @@ def _assemble(
             }
         )
     files["keys/trust.txt"] = _signing_keys(trees, trust)
-    transcripts = render_transcripts(rows, leaves, zone_name=request.zone, matter=request.matter)
-    rsmf = render_rsmf(rows, leaves)
+    groups = conversations(rows)
+    transcripts = render_transcripts(
+        rows, leaves, zone_name=request.zone, matter=request.matter, groups=groups
+    )
+    rsmf = render_rsmf(rows, leaves, groups=groups)
     files.update(transcripts)
     files.update(rsmf)
     description = {
@@ -451,7 +455,7 @@ def _assemble(
         "counts": {
             "records": len(rows),
             "chains": len(chains),
-            "conversations": len(conversations(rows)),
+            "conversations": len(groups),
             "transcripts": len(transcripts),
             "rsmf_files": len(rsmf),
             "files": len(files) - 1,
@@ -502,7 +506,8 @@ def export_bundle(
     query_result: pa.Table | None = None,
 ) -> ExportResult:
     """Build the bundle, seal its custody entry in the access log, and only then write it."""
-    bundle = build_bundle(catalog, trust, request, query_result=query_result)
+    with cyclic_gc_paused():
+        bundle = build_bundle(catalog, trust, request, query_result=query_result)
     selection = request.selection
     entry = AccessEntry(
         who=request.who,

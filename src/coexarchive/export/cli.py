@@ -7,6 +7,7 @@ identity are read here, at the edge, and passed down.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -176,7 +177,7 @@ def cmd_verify_bundle(args: argparse.Namespace) -> int:
     files = read_bundle(args.path)
     trust = TrustStore.from_file(args.trust) if args.trust else None
     try:
-        report = verify_bundle(files, trust=trust)
+        report = verify_bundle(files, trust=trust, workers=args.workers)
     except BundleVerificationError as exc:
         report = exc.report
     if args.report:
@@ -313,6 +314,13 @@ def register(sub: Any, add_archive_options: AddOptions, make_settings: MakeSetti
         type=Path,
         help="the archive's trust file, obtained independently (default: the bundle's own keys, "
         "which prove integrity but not origin)",
+    )
+    check.add_argument(
+        "--workers",
+        type=int,
+        default=min(2, os.cpu_count() or 1),
+        help="processes: 2 re-renders transcripts and RSMF beside the proof checks "
+        "(default: %(default)s on this machine; 1 runs everything in one process)",
     )
     check.add_argument("--report", type=Path, help="write one JSON line per record to this file")
     check.add_argument("--json", action="store_true", help="print the report as JSON")

@@ -19,7 +19,7 @@ import binascii
 import functools
 import io
 import zipfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from email.header import Header
 from typing import Any
@@ -63,10 +63,9 @@ _ORIGINS = {
 
 
 def _custom(pairs: Sequence[tuple[str, Any]]) -> list[dict[str, str]]:
-    # RSMF custom values are non-empty strings.
-    return [
-        {"name": n, "value": text} for n, v in pairs if v is not None and (text := str(v)) != ""
-    ]
+    # RSMF custom values are non-empty strings. (For a value that is not a string, str() is
+    # never empty, so `v != ""` decides exactly as `str(v) != ""` would.)
+    return [{"name": n, "value": str(v)} for n, v in pairs if v is not None and v != ""]
 
 
 @dataclass(frozen=True)
@@ -85,16 +84,27 @@ class RsmfParts:
         return b"%s%s%s" % (self.before, _wrapped_b64(_zip(self.members)), self.after)
 
 
-def render_rsmf(rows: Sequence[Row], leaves: Sequence[bytes]) -> dict[str, bytes]:
+Groups = Mapping[ConversationKey, Sequence[int]]
+
+
+def render_rsmf(
+    rows: Sequence[Row], leaves: Sequence[bytes], *, groups: Groups | None = None
+) -> dict[str, bytes]:
     """Path → ``.rsmf`` bytes, for every conversation that has events."""
-    return {path: parts.message() for path, parts in render_rsmf_parts(rows, leaves).items()}
+    parts = render_rsmf_parts(rows, leaves, groups=groups)
+    return {path: part.message() for path, part in parts.items()}
 
 
-def render_rsmf_parts(rows: Sequence[Row], leaves: Sequence[bytes]) -> dict[str, RsmfParts]:
-    """Path → the parts of its ``.rsmf`` message, for every conversation that has events."""
+def render_rsmf_parts(
+    rows: Sequence[Row], leaves: Sequence[bytes], *, groups: Groups | None = None
+) -> dict[str, RsmfParts]:
+    """Path → the parts of its ``.rsmf`` message, for every conversation that has events.
+
+    ``groups`` is ``conversations(rows)`` when the caller has it already.
+    """
     times = iso_utc_many([row["event_time"] for row in rows])
     files: dict[str, RsmfParts] = {}
-    for key, positions in conversations(rows).items():
+    for key, positions in (conversations(rows) if groups is None else groups).items():
         by_day: dict[str, list[int]] = {}
         for position in positions:
             by_day.setdefault(times[position][:10], []).append(position)

@@ -148,15 +148,23 @@ def _offset_text(seconds: int) -> str:
 
 
 def render_transcripts(
-    rows: Sequence[Row], leaves: Sequence[bytes], *, zone_name: str, matter: str
+    rows: Sequence[Row],
+    leaves: Sequence[bytes],
+    *,
+    zone_name: str,
+    matter: str,
+    groups: Mapping[ConversationKey, Sequence[int]] | None = None,
 ) -> dict[str, bytes]:
-    """Path → HTML bytes: one page per conversation, plus ``transcripts/index.html``."""
+    """Path → HTML bytes: one page per conversation, plus ``transcripts/index.html``.
+
+    ``groups`` is ``conversations(rows)`` when the caller has it already.
+    """
     clock = _Clock(load_zone(zone_name), zone_name)
     times = [row["event_time"] for row in rows]
     utc, local = clock.utc_many(times), [esc(text) for text in clock.local_many(times)]
     pages: dict[str, bytes] = {}
     index_rows = []
-    for key, positions in conversations(rows).items():
+    for key, positions in (conversations(rows) if groups is None else groups).items():
         path = transcript_path(key)
         pages[path] = _page(key, rows, leaves, positions, utc, local, clock, matter).encode()
         first, last = positions[0], positions[-1]

@@ -28,18 +28,24 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import io
+import multiprocessing
 import re
 import zipfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
 from typing import Any
 
 import orjson
 import pyarrow as pa
+import pyarrow.json as pa_json
 import pyarrow.parquet as pq
 
+from coexarchive._internal.gcpause import cyclic_gc_paused
 from coexarchive.errors import (
     CoexArchiveError,
     ConfigError,
@@ -49,11 +55,12 @@ from coexarchive.errors import (
 )
 from coexarchive.export._rows import (
     SEALED_ORDER,
+    ConversationKey,
     Row,
+    conversations,
     leaf_of,
     parse_line,
     records_csv,
-    sealed_columns,
 )
 from coexarchive.export.bundle import BUNDLE_FORMAT, CUSTODY_FORMAT, NOT_IN_MANIFEST
 from coexarchive.export.proofs import TLOG_PROOF_HEADER, decode_proof_hash, parse_tlog_proof
@@ -170,31 +177,150 @@ class _Chain:
     proofs_path: str
 
 
-def verify_bundle(files: Mapping[str, bytes], *, trust: TrustStore | None = None) -> BundleReport:
-    """Verify a bundle given as path → bytes (see :func:`coexarchive.export.bundle.read_bundle`)."""
+def verify_bundle(
+    files: Mapping[str, bytes], *, trust: TrustStore | None = None, workers: int = 1
+) -> BundleReport:
+    """Verify a bundle given as path → bytes (see :func:`coexarchive.export.bundle.read_bundle`).
+
+    ``workers=2`` checks the file hashes and re-renders the transcripts and RSMF files in a
+    forked process while this one checks checkpoints, proofs and tables; the report is the same
+    either way. Where ``fork`` is not available, or the worker dies, everything runs here.
+    """
+    with cyclic_gc_paused():
+        return _verify(files, trust, workers)
+
+
+_RENDERED = frozenset({"tables", "transcripts", "rsmf"})
+
+
+def _verify(files: Mapping[str, bytes], trust: TrustStore | None, workers: int) -> BundleReport:
     report = BundleReport()
     description = _layout(files, report)
     if description is None:
         raise BundleVerificationError(report)
     report.matter = str(description.get("matter"))
-    _files(files, report)
-    _custody(files, report)
-    trust = _keys(files, trust, report)
-    chains = _checkpoints(files, description, trust, report)
-    rows, leaves = _records(files, report)
-    _proofs(files, chains, rows, leaves, report)
-    if not all(result.ok for result in report.records):
-        report.warnings.append(
-            "tables, transcripts and RSMF were not re-rendered: some records did not verify"
-        )
-    elif rows:
-        proven = [row for row in rows if row is not None]
-        _tables(files, proven, leaves, report)
-        _transcripts(files, description, proven, leaves, report)
-        _rsmf(files, description, proven, leaves, report)
+    worker = _Worker(files, description, (_files_step, _transcripts, _rsmf), workers)
+    try:
+        rows, leaves = _records(files, report)
+        parsed = _Parsed(files, description, [row for row in rows if row is not None], leaves)
+        parsed.complete = len(parsed.rows) == len(rows) > 0
+        _custody(files, report)
+        trust = _keys(files, trust, report)
+        chains = _checkpoints(files, description, trust, report)
+        _proofs(files, chains, rows, leaves, report)
+        proven = parsed.complete and all(result.ok for result in report.records)
+        if proven:
+            _csv_table(parsed, report)
+            _parquet_table(parsed, report)
+        elif rows:
+            report.warnings.append(
+                "tables, transcripts and RSMF were not re-rendered: some records did not verify"
+            )
+        report.failures.extend(worker.failures(parsed, rendered=proven))
+    finally:
+        worker.close()
     if report.failures:
+        # Steps ran in two processes and out of order: report them in the order of STEPS.
+        report.failures.sort(key=lambda failure: STEPS.index(failure.step))
         raise BundleVerificationError(report)
     return report
+
+
+@dataclass
+class _Parsed:
+    """What steps 2 and 8 to 10 work from: the files, the parsed records and their leaves.
+
+    ``complete`` when every line of ``records.jsonl`` parsed; steps 8 to 10 run only then.
+    """
+
+    files: Mapping[str, bytes]
+    description: Mapping[str, Any]
+    rows: list[Row]
+    leaves: Sequence[bytes]
+    complete: bool = False
+
+    @functools.cached_property
+    def groups(self) -> dict[ConversationKey, list[int]]:
+        return conversations(self.rows)
+
+
+_Step = Callable[[_Parsed, "BundleReport"], None]
+
+
+class _Worker:
+    """Steps run in a forked process while this one checks the rest.
+
+    The worker is forked once the layout is known and parses ``records.jsonl`` for itself (its
+    own objects, so the two processes do not fault on each other's pages); it hashes the files
+    and re-renders while this process checks records, checkpoints, proofs and tables, then
+    sends back the failures it found. It renders before anyone knows whether every record is
+    proven; when one is not, what it rendered is discarded, exactly as the single-process path
+    skips rendering. Without ``fork``, with one worker, or if the worker dies before answering,
+    the steps run here instead: the report is the same either way.
+    """
+
+    def __init__(
+        self,
+        files: Mapping[str, bytes],
+        description: Mapping[str, Any],
+        steps: Sequence[_Step],
+        workers: int,
+    ) -> None:
+        self.files, self.description, self.steps = files, description, steps
+        self.process: BaseProcess | None = None
+        self.receiver: Connection | None = None
+        if workers > 1 and "fork" in multiprocessing.get_all_start_methods():
+            context = multiprocessing.get_context("fork")
+            self.receiver, sender = context.Pipe(duplex=False)
+            self.process = context.Process(
+                target=self._work, args=(sender,), name="verify-bundle-worker", daemon=True
+            )
+            self.process.start()
+            sender.close()
+
+    def _run(self, parsed: _Parsed, *, rendered: bool) -> list[Failure]:
+        scratch = BundleReport()
+        for step in self.steps:
+            if rendered or step is _files_step:
+                step(parsed, scratch)
+        return scratch.failures
+
+    def _work(self, sender: Connection) -> None:
+        with cyclic_gc_paused():
+            parsed = _parse(self.files, self.description)
+            sender.send(self._run(parsed, rendered=parsed.complete))
+        sender.close()
+
+    def failures(self, parsed: _Parsed, *, rendered: bool) -> list[Failure]:
+        """The steps' failures; those of rendering only when ``rendered``."""
+        if self.receiver is not None:
+            try:
+                found: list[Failure] = self.receiver.recv()
+            except (EOFError, OSError):
+                pass  # the worker died before answering: run the steps here instead
+            else:
+                return [f for f in found if rendered or f.step not in _RENDERED]
+        return self._run(parsed, rendered=rendered)
+
+    def close(self) -> None:
+        if self.receiver is not None:
+            self.receiver.close()
+        if self.process is not None:
+            if self.process.is_alive():
+                self.process.terminate()
+            self.process.join()
+
+
+def _parse(files: Mapping[str, bytes], description: Mapping[str, Any]) -> _Parsed:
+    """Step 6's parse without its report: the worker's own copy of the records."""
+    lines, _ = _record_lines(files)
+    parsed = _Parsed(files, description, [], [leaf_of(line) for line in lines])
+    try:
+        parsed.rows = [parse_line(line) for line in lines]
+    except ValueError:
+        return parsed
+    parsed.complete = bool(lines)
+    return parsed
 
 
 # Step 1: the bundle says what it is, and lists its files.
@@ -217,6 +343,10 @@ def _layout(files: Mapping[str, bytes], report: BundleReport) -> dict[str, Any] 
 
 
 # Step 2: every file is the one MANIFEST lists, and nothing else was added.
+def _files_step(parsed: _Parsed, report: BundleReport) -> None:
+    _files(parsed.files, report)
+
+
 def _files(files: Mapping[str, bytes], report: BundleReport) -> dict[str, str]:
     listed: dict[str, str] = {}
     try:
@@ -328,11 +458,8 @@ def _checkpoints(
 def _records(
     files: Mapping[str, bytes], report: BundleReport
 ) -> tuple[list[Row | None], list[bytes]]:
-    data = files.get(_RECORDS, b"")
-    lines = data.split(b"\n")
-    if lines and lines[-1] == b"":
-        lines.pop()
-    else:
+    lines, terminated = _record_lines(files)
+    if not terminated:
         report.fail("records", "does not end with a newline", key=_RECORDS)
     rows: list[Row | None] = []
     leaves: list[bytes] = []
@@ -368,6 +495,15 @@ def _records(
             seen.add(slot)
         rows.append(row)
     return rows, leaves
+
+
+def _record_lines(files: Mapping[str, bytes]) -> tuple[list[bytes], bool]:
+    """The lines of ``records.jsonl``, and whether it ends with a newline."""
+    lines = files.get(_RECORDS, b"").split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()
+        return lines, True
+    return lines, False
 
 
 def _loose(line: bytes) -> dict[str, Any]:
@@ -543,23 +679,23 @@ class _ProofChecker:
 
 
 # Step 8: the tables hold exactly the proven records.
-def _tables(
-    files: Mapping[str, bytes], rows: Sequence[Row], leaves: Sequence[bytes], report: BundleReport
-) -> None:
+def _csv_table(proven: _Parsed, report: BundleReport) -> None:
     path = "records/records.csv"
-    if path in files:
-        _compare(report, "tables", path, records_csv(rows, leaves), files[path])
+    if path in proven.files:
+        expected = records_csv(proven.rows, proven.leaves)
+        _compare(report, "tables", path, expected, proven.files[path])
     else:
         report.fail("tables", "file is missing", key=path)
-    path = "records/records.parquet"
+
+
+def _parquet_table(proven: _Parsed, report: BundleReport) -> None:
+    path, files, rows = "records/records.parquet", proven.files, proven.rows
     if path not in files:
         report.fail("tables", "file is missing", key=path)
         return
     try:
         table = pq.read_table(pa.BufferReader(files[path]))
         problem = _schema_difference(table.schema)
-        if problem is None:
-            stored = {name: _sealed_column(table, name) for name in (*SEALED_ORDER, "leaf_hash")}
     except (pa.ArrowException, OSError) as exc:
         problem = f"not a readable records table ({exc})"
     if problem is not None:
@@ -570,13 +706,10 @@ def _tables(
             "tables", f"holds {table.num_rows} rows, the bundle {len(rows)} records", key=path
         )
         return
-    # With the record schema's types, equal Python values mean equal canonical bytes.
-    expected = {name: list(values) for name, values in sealed_columns(rows).items()}
-    expected["leaf_hash"] = list(leaves)
     differing = [
-        next(i for i, (a, b) in enumerate(zip(stored[n], expected[n], strict=True)) if a != b)
-        for n in expected
-        if stored[n] != expected[n]
+        index
+        for name in _differing_columns(table, files[_RECORDS], proven.leaves)
+        if (index := _first_difference(table, name, rows, proven.leaves)) is not None
     ]
     if differing:
         row = rows[min(differing)]
@@ -587,6 +720,55 @@ def _tables(
             chain=row["chain_id"],
             seq=row["seq"],
         )
+
+
+# records.jsonl parsed by Arrow into the record schema's types, times as integer milliseconds.
+_JSONL_SCHEMA = pa.schema(
+    [
+        field.with_type(pa.int64()) if pa.types.is_timestamp(field.type) else field
+        for field in map(RECORD_SCHEMA.field, SEALED_ORDER)
+    ]
+)
+
+
+def _differing_columns(table: pa.Table, jsonl: bytes, leaves: Sequence[bytes]) -> list[str]:
+    """Columns of the Parquet table that differ from the proven records, compared in Arrow.
+
+    The proven ``records.jsonl`` (each line already parsed strictly and proven) is read again by
+    Arrow's JSON reader into the record schema's types, so two columns are equal exactly when
+    their values, and so their canonical bytes, are. Should Arrow refuse the file, every column
+    is reported for the row-by-row comparison to settle.
+    """
+    try:
+        expected = pa_json.read_json(
+            pa.BufferReader(jsonl),
+            read_options=pa_json.ReadOptions(block_size=4 << 20),
+            parse_options=pa_json.ParseOptions(
+                explicit_schema=_JSONL_SCHEMA, unexpected_field_behavior="error"
+            ),
+        )
+    except pa.ArrowException:
+        return [*SEALED_ORDER, "leaf_hash"]
+    differing = []
+    for name in SEALED_ORDER:
+        stored = table.column(name)
+        if pa.types.is_timestamp(stored.type):
+            stored = stored.cast(pa.int64())
+        if not stored.equals(expected.column(name)):
+            differing.append(name)
+    if not table.column("leaf_hash").equals(
+        pa.chunked_array([pa.array(leaves, type=pa.binary(32))])
+    ):
+        differing.append("leaf_hash")
+    return differing
+
+
+def _first_difference(
+    table: pa.Table, name: str, rows: Sequence[Row], leaves: Sequence[bytes]
+) -> int | None:
+    expected = leaves if name == "leaf_hash" else [row[name] for row in rows]
+    stored = _sealed_column(table, name)
+    return next((i for i, (a, b) in enumerate(zip(stored, expected, strict=True)) if a != b), None)
 
 
 def _schema_difference(schema: pa.Schema) -> str | None:
@@ -609,36 +791,26 @@ def _sealed_column(table: pa.Table, name: str) -> list[Any]:
 
 
 # Step 9: each transcript is what the proven records render to.
-def _transcripts(
-    files: Mapping[str, bytes],
-    description: Mapping[str, Any],
-    rows: Sequence[Row],
-    leaves: Sequence[bytes],
-    report: BundleReport,
-) -> None:
+def _transcripts(proven: _Parsed, report: BundleReport) -> None:
+    description = proven.description
     try:
         expected = render_transcripts(
-            rows,
-            leaves,
+            proven.rows,
+            proven.leaves,
             zone_name=str(description.get("time_zone")),
             matter=str(description.get("matter")),
+            groups=proven.groups,
         )
     except ConfigError as exc:
         report.fail("transcripts", f"cannot render: {exc}", key="BUNDLE.json")
         return
-    _compare_set(files, expected, "transcripts/", "transcripts", report)
+    _compare_set(proven.files, expected, "transcripts/", "transcripts", report)
 
 
 # Step 10: each RSMF file is what the proven records render to.
-def _rsmf(
-    files: Mapping[str, bytes],
-    description: Mapping[str, Any],
-    rows: Sequence[Row],
-    leaves: Sequence[bytes],
-    report: BundleReport,
-) -> None:
-    del description
-    expected = render_rsmf_parts(rows, leaves)
+def _rsmf(proven: _Parsed, report: BundleReport) -> None:
+    files = proven.files
+    expected = render_rsmf_parts(proven.rows, proven.leaves, groups=proven.groups)
     for path in sorted(set(expected) | {p for p in files if p.startswith("rsmf/")}):
         if path not in files:
             report.fail("rsmf", "expected RSMF file is missing", key=path)
