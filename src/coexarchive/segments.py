@@ -31,6 +31,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import zstandard
 
+from coexarchive.customer_filter import CustomerFilter
 from coexarchive.errors import FormatError, ObjectExistsError, SealError
 from coexarchive.records import (
     RECORD_FIELDS,
@@ -102,6 +103,9 @@ class Manifest:
     checkpoint_key: str
     retention: Retention
     kinds: Mapping[str, int] = field(default_factory=dict)
+    # Which customers seq customers.first_seq..last_seq of the chain may hold (absent in
+    # manifests written before filters existed).
+    customers: CustomerFilter | None = None
 
     @property
     def tree_size(self) -> int:
@@ -140,6 +144,8 @@ class Manifest:
             },
             "kinds": dict(sorted(self.kinds.items())),
         }
+        if self.customers is not None:
+            document["customers"] = self.customers.to_json()
         return orjson.dumps(document, option=orjson.OPT_SORT_KEYS) + b"\n"
 
     @classmethod
@@ -167,6 +173,9 @@ class Manifest:
                 checkpoint_key=str(doc["checkpoint_key"]),
                 retention=Retention(mode=retention["mode"], retain_until=until.replace(tzinfo=UTC)),
                 kinds={str(k): int(v) for k, v in doc.get("kinds", {}).items()},
+                customers=CustomerFilter.from_json(doc["customers"], what=f"{key}: customers")
+                if "customers" in doc
+                else None,
             )
         except FormatError:
             raise
@@ -387,6 +396,11 @@ class ChainWriter:
             checkpoint_key=layout.checkpoint_key(self.chain_id, last + 1),
             retention=retention,
             kinds=dict(Counter(map(_kind_of, chunk))),
+            customers=CustomerFilter.next(
+                state.last_manifest.customers if state.last_manifest else None,
+                (record.customer_id for record in chunk if record.customer_id),
+                first_seq=first,
+            ),
         )
         try:
             created = (

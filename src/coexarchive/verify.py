@@ -242,6 +242,17 @@ def check_segment(
             if stored != actual:
                 fail("rows", "row content does not match its leaf hash (field edited?)", seq)
 
+    # The manifest's customer filter holds every customer of the segment (queries rely on it).
+    if manifest.customers is not None:
+        customers = pc.unique(table.column("customer_id").drop_null()).to_pylist()
+        absent = manifest.customers.missing(customers)
+        if absent:
+            fail(
+                "manifests",
+                f"customer filter lacks {len(absent)} customer(s) the segment holds: a "
+                "customer's report would skip their records",
+            )
+
     # Step 4: chain — each chain hash links the previous one to this row's recomputed leaf.
     if manifest.prev_chain_hash != start.chain_hash:
         fail("chain", "manifest's prev_chain_hash is not the previous segment's head")
@@ -393,9 +404,37 @@ class _ChainVerifier:
                     manifest.first_seq,
                 )
             expected = manifest.last_seq + 1
+        self._customer_generations(manifests)
         self.chain.segments = len(manifests)
         self.chain.records = sum(m.record_count for m in manifests)
         return manifests
+
+    def _customer_generations(self, manifests: Sequence[Manifest]) -> None:
+        """Each customer filter starts a generation at its segment or grows the previous one.
+
+        With each segment's customers in its own filter (checked per segment), this makes every
+        filter hold every customer from its ``first_seq`` on, which is what queries assume.
+        """
+        previous: Manifest | None = None
+        for manifest in manifests:
+            known = manifest.customers
+            if known is not None and known.first_seq != manifest.first_seq:
+                before = previous.customers if previous is not None else None
+                if not (
+                    previous is not None
+                    and before is not None
+                    and previous.last_seq + 1 == manifest.first_seq
+                    and before.first_seq == known.first_seq
+                    and known.contains_filter(before)
+                ):
+                    self.fail(
+                        "manifests",
+                        f"customer filter claims seq {known.first_seq} on, but does not hold "
+                        "the previous manifest's filter: a customer's report could skip records",
+                        manifest.key,
+                        manifest.first_seq,
+                    )
+            previous = manifest
 
     def _link(self, manifests: Sequence[Manifest]) -> list[ChainState]:
         """The state before each segment, taken from the previous manifest (checked in step 5)."""

@@ -15,6 +15,7 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
+from coexarchive.customer_filter import CustomerFilter
 from coexarchive.errors import RetentionError
 from coexarchive.seal.checkpoint import Checkpoint, checkpoint_origin, sign_note
 from coexarchive.segments import (
@@ -305,3 +306,76 @@ def _checkpoint_of(built: Built, index: int) -> Checkpoint:
 
     manifest: Manifest = built.manifests[index]
     return open_checkpoint(built.store.get(manifest.checkpoint_key), built.trust)
+
+
+# --- the customer filter: a forged one would make a customer's report skip records -----------
+
+
+def forge_filter(attacker: Attacker, index: int, customers: CustomerFilter | None) -> Manifest:
+    """A new manifest version with this filter, locked like the original (so only the filter
+    differs: an attacker allowed to set retention)."""
+    manifest = attacker.built.manifests[index]
+    forged = dataclasses.replace(manifest, customers=customers)
+    attacker.client.put_object(
+        Bucket=attacker.bucket,
+        Key=manifest.key,
+        Body=forged.to_bytes(),
+        ObjectLockMode=manifest.retention.mode,
+        ObjectLockRetainUntilDate=manifest.retention.retain_until,
+    )
+    return forged
+
+
+def test_every_manifest_carries_a_filter_of_its_customers(built: Built) -> None:
+    for manifest in built.manifests:
+        segment = read_segment(built.store.get(manifest.segment.key))
+        assert manifest.customers is not None and manifest.customers.first_seq == 0
+        assert manifest.customers.missing(set(segment.column("customer_id").to_pylist())) == []
+
+
+def test_customer_filter_emptied_is_caught(built: Built) -> None:
+    attacker = Attacker(built)
+    known = built.manifests[1].customers
+    assert known is not None
+    forged = forge_filter(
+        attacker, 1, CustomerFilter(known.first_seq, known.bits, bytes(len(known.data)))
+    )
+    failures = failures_of(built)
+    assert {(f.step, f.key) for f in failures} == {
+        ("manifests", forged.key),  # does not hold the previous manifest's filter
+        ("manifests", forged.segment.key),  # lacks the segment's own customers
+    }
+    assert all("customer" in f.message for f in failures)
+
+
+def test_customer_filter_restarted_without_the_segment_customers_is_caught(
+    built: Built,
+) -> None:
+    attacker = Attacker(built)
+    manifest = built.manifests[2]
+    forged = forge_filter(
+        attacker, 2, CustomerFilter.of(["nobody"], first_seq=manifest.first_seq, bits=1 << 16)
+    )
+    failures = failures_of(built)
+    assert [(f.step, f.key) for f in failures] == [("manifests", forged.segment.key)]
+
+
+def test_customer_filter_claiming_more_history_than_it_holds_is_caught(built: Built) -> None:
+    attacker = Attacker(built)
+    manifest = built.manifests[2]
+    segment = read_segment(built.store.get(manifest.segment.key))
+    # Only this segment's customers, but claiming to answer from seq 0: earlier customers that
+    # happened to differ would be skipped; the generation rule refuses it whatever they are.
+    own = CustomerFilter.of(
+        set(segment.column("customer_id").to_pylist()), first_seq=0, bits=1 << 17
+    )
+    forged = forge_filter(attacker, 2, own)
+    failures = failures_of(built)
+    assert [(f.step, f.key) for f in failures] == [("manifests", forged.key)]
+
+
+def test_manifests_without_filters_still_verify(built: Built) -> None:
+    attacker = Attacker(built)
+    for index in range(len(built.manifests)):
+        forge_filter(attacker, index, None)
+    assert verify_archive(built.store, built.trust).ok
