@@ -7,7 +7,8 @@ the result handed back for display. If the entry cannot be sealed, the result is
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,8 +23,10 @@ from coexarchive.query.views import (
     ACCESS_LOG_CHAIN,
     ArchiveCatalog,
     Window,
+    business_segments,
     connect,
     register_access_log,
+    register_records,
     utc_ms,
 )
 from coexarchive.seal.checkpoint import checkpoint_origin, open_checkpoint
@@ -136,15 +139,36 @@ class AuditSession:
         verify_sql = (
             build_sql(definition, params, rows_only=True) if definition.aggregate_sql else None
         )
-        return self.query(
-            sql,
-            values,
-            report=name,
-            verify=verify,
-            window=window,
-            verify_sql=verify_sql,
-            chains=[params.chain] if params.chain else None,
+        with self._records_of(params.customer if definition.needs_customer else None):
+            return self.query(
+                sql,
+                values,
+                report=name,
+                verify=verify,
+                window=window,
+                verify_sql=verify_sql,
+                chains=[params.chain] if params.chain else None,
+            )
+
+    @contextmanager
+    def _records_of(self, customer: str | None) -> Iterator[None]:
+        """Over one customer's report, ``records`` spans only the segments that may hold them.
+
+        The report's SQL selects that customer's rows, so a segment whose manifests' customer
+        filter rules the customer out cannot contribute a row; skipping it saves opening its
+        Parquet footer. Afterwards ``records`` spans the whole archive again.
+        """
+        if customer is None:
+            yield
+            return
+        everything = business_segments(self.catalog)
+        register_records(
+            self.con, self.catalog, self.catalog.customer_segments(customer, everything)
         )
+        try:
+            yield
+        finally:
+            register_records(self.con, self.catalog, everything)
 
     def _verification_report(self, params: Params) -> QueryResult:
         table = self.verification_table(params.chain)

@@ -15,6 +15,7 @@ read-only pyarrow filesystem so the memory twin behaves the same.
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -306,13 +307,58 @@ class ArchiveCatalog:
     def manifests(self, chain_id: str) -> list[Manifest]:
         """The chain's committed manifests in ``seq`` order (read once, then cached)."""
         keys = sorted(k for (c, _), k in self._committed.items() if c == chain_id)
+        return sorted(self._read_manifests(keys).values(), key=lambda m: m.first_seq)
+
+    def _read_manifests(self, keys: Sequence[str]) -> dict[str, Manifest]:
         missing = [k for k in keys if k not in self._manifests]
         if missing:
             with ThreadPoolExecutor(max_workers=min(_MANIFEST_FETCHERS, len(missing))) as pool:
                 blobs = list(pool.map(self._get, missing))
             for key, blob in zip(missing, blobs, strict=True):
                 self._manifests[key] = Manifest.from_bytes(blob, key=key)
-        return sorted((self._manifests[k] for k in keys), key=lambda m: m.first_seq)
+        return {key: self._manifests[key] for key in keys}
+
+    def customer_segments(self, customer: str, segments: Sequence[Segment]) -> list[Segment]:
+        """Those of ``segments`` that may hold records of ``customer``.
+
+        Each chain's newest manifest carries a Bloom filter of the customers of its generation
+        (``coexarchive.customer_filter``); the manifest just before a generation's first seq
+        answers for the generation before. That is one manifest per generation per chain, read
+        in parallel, instead of one Parquet footer per segment. A segment is dropped only when a
+        filter covering all of it rules the customer out; without filters nothing is dropped.
+        """
+        chains = sorted({segment.chain_id for segment in segments})
+        firsts = {c: sorted(f for chain, f in self._committed if chain == c) for c in chains}
+        # chain → (first seq of the manifest to read, the last seq it must end at)
+        pending: dict[str, tuple[int, int | None]] = {
+            c: (firsts[c][-1], None) for c in chains if firsts[c]
+        }
+        excluded: dict[str, list[tuple[int, int]]] = {}
+        while pending:
+            keys = {chain: self._committed[(chain, first)] for chain, (first, _) in pending.items()}
+            manifests = self._read_manifests(list(keys.values()))
+            following: dict[str, tuple[int, int | None]] = {}
+            for chain, key in keys.items():
+                manifest, end = manifests[key], pending[chain][1]
+                known = manifest.customers
+                if end is not None and manifest.last_seq != end:
+                    continue  # the generations do not tile here: rule nothing further out
+                if known is None or known.first_seq > manifest.first_seq:
+                    continue  # no filter here: nothing at or below this manifest is ruled out
+                if not known.might_contain(customer):
+                    excluded.setdefault(chain, []).append((known.first_seq, manifest.last_seq))
+                earlier = bisect.bisect_right(firsts[chain], known.first_seq - 1) - 1
+                if known.first_seq > 0 and earlier >= 0:
+                    following[chain] = (firsts[chain][earlier], known.first_seq - 1)
+            pending = following
+        return [
+            segment
+            for segment in segments
+            if not any(
+                low <= segment.first_seq and segment.last_seq <= high
+                for low, high in excluded.get(segment.chain_id, ())
+            )
+        ]
 
     def segments(
         self, *, chains: Iterable[str] | None = None, window: Window | None = None
@@ -392,15 +438,30 @@ def connect(
     con.execute("SET TimeZone = 'UTC'")
     if threads:
         con.execute(f"SET threads = {int(threads)}")
-    business = [c for c in (chains or catalog.chains()) if c != ACCESS_LOG_CHAIN]
-    con.register(
-        "records", _dataset_or_empty(catalog, catalog.segments(chains=business, window=window))
-    )
+    register_records(con, catalog, business_segments(catalog, chains=chains, window=window))
     register_access_log(con, catalog)
     con.register("quarantine", catalog.quarantine_table())
     for name, (_, sql) in VIEWS.items():
         con.execute(f"CREATE VIEW {name} AS {sql}")
     return con
+
+
+def business_segments(
+    catalog: ArchiveCatalog,
+    *,
+    chains: Sequence[str] | None = None,
+    window: Window | None = None,
+) -> list[Segment]:
+    """The committed segments of the business chains (every chain but the access log)."""
+    business = [c for c in (chains or catalog.chains()) if c != ACCESS_LOG_CHAIN]
+    return catalog.segments(chains=business, window=window)
+
+
+def register_records(
+    con: duckdb.DuckDBPyConnection, catalog: ArchiveCatalog, segments: Sequence[Segment]
+) -> None:
+    """(Re-)register ``records``, the table every business view reads, over these segments."""
+    con.register("records", _dataset_or_empty(catalog, segments))
 
 
 def register_access_log(con: duckdb.DuckDBPyConnection, catalog: ArchiveCatalog) -> None:
