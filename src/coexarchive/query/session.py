@@ -7,8 +7,7 @@ the result handed back for display. If the entry cannot be sealed, the result is
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -78,6 +77,8 @@ class AuditSession:
         # The shell may run any SQL, but not read or write local files or change that.
         self.con.execute("SET enable_external_access = false")
         self.con.execute("SET lock_configuration = true")
+        # Whose segments ``records`` spans now: None for the whole archive (see _records_for).
+        self._records_scope: str | None = None
 
     # -- statements ---------------------------------------------------------------------------
 
@@ -93,6 +94,28 @@ class AuditSession:
         chains: list[str] | None = None,
     ) -> QueryResult:
         """Run ``sql``, seal its access-log entry, and only then return the result."""
+        self._records_for(None)
+        return self._run(
+            sql,
+            params,
+            report=report,
+            verify=verify,
+            window=window,
+            verify_sql=verify_sql,
+            chains=chains,
+        )
+
+    def _run(
+        self,
+        sql: str,
+        params: Mapping[str, Any] | None = None,
+        *,
+        report: str | None = None,
+        verify: bool = False,
+        window: Window | None = None,
+        verify_sql: tuple[str, Mapping[str, Any]] | None = None,
+        chains: list[str] | None = None,
+    ) -> QueryResult:
         values = dict(params or {})
         if "access_" in sql.lower():
             # The access log grows with every statement; re-read it only when it is asked for.
@@ -139,36 +162,33 @@ class AuditSession:
         verify_sql = (
             build_sql(definition, params, rows_only=True) if definition.aggregate_sql else None
         )
-        with self._records_of(params.customer if definition.needs_customer else None):
-            return self.query(
-                sql,
-                values,
-                report=name,
-                verify=verify,
-                window=window,
-                verify_sql=verify_sql,
-                chains=[params.chain] if params.chain else None,
-            )
+        self._records_for(params.customer if definition.needs_customer else None)
+        return self._run(
+            sql,
+            values,
+            report=name,
+            verify=verify,
+            window=window,
+            verify_sql=verify_sql,
+            chains=[params.chain] if params.chain else None,
+        )
 
-    @contextmanager
-    def _records_of(self, customer: str | None) -> Iterator[None]:
-        """Over one customer's report, ``records`` spans only the segments that may hold them.
+    def _records_for(self, customer: str | None) -> None:
+        """Make ``records`` span the segments that may hold ``customer`` (None: all of them).
 
-        The report's SQL selects that customer's rows, so a segment whose manifests' customer
-        filter rules the customer out cannot contribute a row; skipping it saves opening its
-        Parquet footer. Afterwards ``records`` spans the whole archive again.
+        A report about one customer selects only that customer's rows, so a segment whose
+        manifests' customer filter rules the customer out cannot contribute a row; leaving it
+        out saves opening its Parquet footer. Every other statement sees the whole archive: the
+        next one switches back before it runs.
         """
-        if customer is None:
-            yield
+        if customer == self._records_scope:
             return
         everything = business_segments(self.catalog)
-        register_records(
-            self.con, self.catalog, self.catalog.customer_segments(customer, everything)
+        segments = (
+            everything if customer is None else self.catalog.customer_segments(customer, everything)
         )
-        try:
-            yield
-        finally:
-            register_records(self.con, self.catalog, everything)
+        register_records(self.con, self.catalog, segments)
+        self._records_scope = customer
 
     def _verification_report(self, params: Params) -> QueryResult:
         table = self.verification_table(params.chain)

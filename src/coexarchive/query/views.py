@@ -244,17 +244,20 @@ class ArchiveCatalog:
         # The access log gains a segment per statement; it is read only when it is queried.
         skip = None if chain_id else layout.manifest_prefix(ACCESS_LOG_CHAIN)
         new: dict[tuple[str, int], str] = {}
-        for key in self.store.list(prefix):
-            chain = layout.chain_of(key)
-            if not key.endswith(".json") or chain is None or (skip and key.startswith(skip)):
-                continue
-            committed = (chain, layout.number_of(key))
-            if committed not in self._committed:
-                new[committed] = key
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            # The two listings are independent: the segment files are listed meanwhile.
+            listing = pool.submit(self._segment_files, chain_id)
+            for key in self.store.list(prefix):
+                chain = layout.chain_of(key)
+                if not key.endswith(".json") or chain is None or (skip and key.startswith(skip)):
+                    continue
+                committed = (chain, layout.number_of(key))
+                if committed not in self._committed:
+                    new[committed] = key
+            files = listing.result()
         if not new:
             return
         self._committed.update(new)
-        files = self._segment_files(chain_id)
         for chain in sorted({c for c, _ in new}):
             self._resolve(chain, [first for c, first in new if c == chain], files)
 
