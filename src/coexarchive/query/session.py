@@ -25,6 +25,7 @@ from coexarchive.query.views import (
     business_segments,
     connect,
     register_access_log,
+    register_quarantine,
     register_records,
     utc_ms,
 )
@@ -117,9 +118,12 @@ class AuditSession:
         chains: list[str] | None = None,
     ) -> QueryResult:
         values = dict(params or {})
-        if "access_" in sql.lower():
+        lowered = sql.lower()
+        if "access_" in lowered:
             # The access log grows with every statement; re-read it only when it is asked for.
             register_access_log(self.con, self.catalog)
+        if "quarantine" in lowered:
+            register_quarantine(self.con, self.catalog)
         try:
             relation = self.con.sql(sql, params=values or None)
             table = relation.to_arrow_table() if relation is not None else pa.table({})

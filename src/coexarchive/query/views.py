@@ -373,9 +373,18 @@ class ArchiveCatalog:
             if (wanted is None or s.chain_id in wanted) and (window is None or window.overlaps(s))
         ]
 
-    def dataset(self, segments: Sequence[Segment | Manifest]) -> ds.Dataset:
-        """A Parquet dataset of exactly these segments, each tagged with its known facts."""
-        parquet = ds.ParquetFileFormat()
+    def dataset(
+        self, segments: Sequence[Segment | Manifest], *, whole_row_groups: bool = False
+    ) -> ds.Dataset:
+        """A Parquet dataset of exactly these segments, each tagged with its known facts.
+
+        ``whole_row_groups`` fetches each row group read in one request, unwanted columns and
+        all: fewer requests when a few row groups of a few files are read (one customer), more
+        bytes when many are (a full scan of a few columns), so it is off by default.
+        """
+        parquet = ds.ParquetFileFormat(
+            default_fragment_scan_options=_WHOLE_ROW_GROUPS if whole_row_groups else None
+        )
         fragments = []
         for item in segments:
             segment = Segment.of(item) if isinstance(item, Manifest) else item
@@ -413,6 +422,12 @@ class ArchiveCatalog:
         return pa.table(rows, schema=_QUARANTINE_SCHEMA)
 
 
+_WHOLE_ROW_GROUPS = ds.ParquetFragmentScanOptions(
+    pre_buffer=True,
+    cache_options=pa.CacheOptions(hole_size_limit=4 << 20, range_size_limit=64 << 20),
+)
+
+
 def _partition_expression(manifest: Segment) -> ds.Expression:
     low = pa.scalar(manifest.min_event_time, _TS)
     high = pa.scalar(manifest.max_event_time, _TS)
@@ -436,14 +451,19 @@ def connect(
     window: Window | None = None,
     threads: int | None = None,
 ) -> duckdb.DuckDBPyConnection:
-    """A DuckDB connection with every view registered (UTC, read-only over the archive)."""
+    """A DuckDB connection with every view registered (UTC, read-only over the archive).
+
+    ``access_records`` and ``quarantine`` start empty: reading them costs listings (and, for
+    quarantine, every entry), so :func:`register_access_log` and :func:`register_quarantine`
+    fill them in before a statement that names them (the session does).
+    """
     con = duckdb.connect(":memory:")
     con.execute("SET TimeZone = 'UTC'")
     if threads:
         con.execute(f"SET threads = {int(threads)}")
     register_records(con, catalog, business_segments(catalog, chains=chains, window=window))
-    register_access_log(con, catalog)
-    con.register("quarantine", catalog.quarantine_table())
+    con.register("access_records", RECORD_SCHEMA.empty_table())
+    con.register("quarantine", _QUARANTINE_SCHEMA.empty_table())
     for name, (_, sql) in VIEWS.items():
         con.execute(f"CREATE VIEW {name} AS {sql}")
     return con
@@ -461,10 +481,22 @@ def business_segments(
 
 
 def register_records(
-    con: duckdb.DuckDBPyConnection, catalog: ArchiveCatalog, segments: Sequence[Segment]
+    con: duckdb.DuckDBPyConnection,
+    catalog: ArchiveCatalog,
+    segments: Sequence[Segment],
+    *,
+    whole_row_groups: bool = False,
 ) -> None:
     """(Re-)register ``records``, the table every business view reads, over these segments."""
-    con.register("records", _dataset_or_empty(catalog, segments))
+    if segments:
+        con.register("records", catalog.dataset(segments, whole_row_groups=whole_row_groups))
+    else:
+        con.register("records", RECORD_SCHEMA.empty_table())
+
+
+def register_quarantine(con: duckdb.DuckDBPyConnection, catalog: ArchiveCatalog) -> None:
+    """(Re-)register the quarantine table from the store's quarantine entries."""
+    con.register("quarantine", catalog.quarantine_table())
 
 
 def register_access_log(con: duckdb.DuckDBPyConnection, catalog: ArchiveCatalog) -> None:
