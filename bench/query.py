@@ -377,6 +377,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.build_only:
             return 0
         report_files(stores)
+        warn_without_filters(stores, data_dir)
         customer = pick_customer(next(iter(stores.values())), args)
         week = datetime.fromtimestamp(START_MS / 1000, UTC) + timedelta(days=7)
         cases = [
@@ -402,6 +403,17 @@ def main(argv: list[str] | None = None) -> int:
                     f"access-log append {log_time * 1000:.0f} ms"
                 )
     return 0
+
+
+def warn_without_filters(stores: dict[str, S3Store], data_dir: Path) -> None:
+    """An archive built by an older version has no customer filters: transcripts open it all."""
+    for layout, store in stores.items():
+        keys = sorted(k for k in store.list("manifests/") if "chain=access-log" not in k)
+        if keys and segments.Manifest.from_bytes(store.get(keys[-1])).customers is None:
+            print(
+                f"WARNING: layout {layout} was built without customer filters; delete "
+                f"{data_dir} to rebuild it as coexarchive writes archives now"
+            )
 
 
 def report_files(stores: dict[str, S3Store]) -> None:
