@@ -5,19 +5,19 @@ Run from the repository root::
     .venv/bin/python bench/query.py                       # 10,000,000 records (built once)
     .venv/bin/python bench/query.py --records 1000000     # smaller, separate data dir
 
-The archive is built once into ``--data-dir`` (SeaweedFS data and keys) and reused by later runs.
-It is built twice, into two buckets, from the same records:
+The archive is built once into ``--data-dir`` (SeaweedFS data and keys) and reused by later runs,
+into one bucket per layout (``--layouts``), from the same records:
 
-* ``current``:  segments exactly as ``coexarchive.segments`` writes them today (rows in seq order,
-  8,192-row groups);
-* ``sorted``:   the layout proposal: rows of each segment sorted by (customer_id, event_time),
-  2,048-row groups;
-* ``sorted8k``: the same order with 8,192-row groups (today's row-group size).
+* ``current``:  segments exactly as ``coexarchive.segments`` writes them today (rows sorted by
+  customer_id, event_time and seq, 8,192-row groups; manifests with customer filters);
+* ``sorted``:   the same order in 2,048-row groups;
+* ``sorted8k``: the same order in 8,192-row groups, written by the benchmark's own writer.
 
 Everything else (manifests, checkpoints) is written by the same ``ChainWriter``, so every layout
-verifies. Each layout is built once (a marker file per layout in the data dir).
+verifies. Each layout is built once (a marker file per layout in the data dir); a data dir built
+by an older version lacks customer filters, and the benchmark says so.
 
-Measured per layout, cold (a fresh session: manifests read, no Parquet footer cached) and warm
+Measured per layout, cold (a fresh session, no Parquet footer cached) and warm
 (the same session again), best of ``--repeat``:
 
 * transcript: one customer's messages over the whole archive (``report transcript``);
