@@ -4,12 +4,19 @@ hostile text, right-to-left text, control characters, an account event with no c
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import orjson
 
-from coexarchive.export.bundle import Bundle, ExportRequest, Selection, build_bundle
+from coexarchive.export.bundle import (
+    Bundle,
+    ExportRequest,
+    Selection,
+    build_bundle,
+    manifest_text,
+)
 from coexarchive.query.views import ArchiveCatalog
 from coexarchive.records import Record
 from coexarchive.retention import RetentionPolicy
@@ -238,3 +245,12 @@ def request(
 
 def alice_bundle(evidence: Evidence, **more: object) -> Bundle:
     return build_bundle(ArchiveCatalog(evidence.store), evidence.trust, request(**more))
+
+
+def reseal(files: dict[str, bytes]) -> dict[str, bytes]:
+    """What an attacker does next: recompute MANIFEST and the custody entry's hash of it."""
+    files["MANIFEST"] = manifest_text(files)
+    custody = orjson.loads(files["CUSTODY.json"])
+    custody["manifest_sha256"] = hashlib.sha256(files["MANIFEST"]).hexdigest()
+    files["CUSTODY.json"] = orjson.dumps(custody)
+    return files

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import orjson
 import pytest
-from export._evidence import ALICE, CHAIN_A, HOSTILE, alice_bundle, build_evidence
+from export._evidence import ALICE, CHAIN_A, HOSTILE, alice_bundle, reseal
 
 from coexarchive.errors import ConfigError
 from coexarchive.export.bundle import NOT_IN_MANIFEST, manifest_text, read_bundle
@@ -19,23 +19,12 @@ from coexarchive.export.verify_bundle import (
     verify_bundle,
 )
 from coexarchive.seal.checkpoint import Checkpoint, sign_note
-from coexarchive.store import MemoryStore
 from support.archive import signer, trust_for
 
 Files = dict[str, bytes]
 RECORDS = "records/records.jsonl"
 PROOFS = f"proofs/chain={CHAIN_A}.jsonl"
 TRANSCRIPT = f"transcripts/chain={CHAIN_A}/{ALICE}.html"
-
-
-@pytest.fixture(scope="module")
-def evidence():  # type: ignore[no-untyped-def]
-    return build_evidence(MemoryStore())
-
-
-@pytest.fixture(scope="module")
-def pristine(evidence) -> Files:  # type: ignore[no-untyped-def]
-    return alice_bundle(evidence).files
 
 
 def failures_of(files: Files, **kwargs: object) -> list[tuple[str, str | None, int | None, str]]:
@@ -47,15 +36,6 @@ def failures_of(files: Files, **kwargs: object) -> list[tuple[str, str | None, i
         found.append([(f.step, f.key, f.seq, f.message) for f in caught.value.report.failures])
     assert found[0] == found[1]
     return found[0]
-
-
-def reseal(files: Files) -> Files:
-    """What an attacker does next: recompute MANIFEST and the custody entry's hash of it."""
-    files["MANIFEST"] = manifest_text(files)
-    custody = orjson.loads(files["CUSTODY.json"])
-    custody["manifest_sha256"] = hashlib.sha256(files["MANIFEST"]).hexdigest()
-    files["CUSTODY.json"] = orjson.dumps(custody)
-    return files
 
 
 def edit_record_text(files: Files, old: str, new: str) -> Files:

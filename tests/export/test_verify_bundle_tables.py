@@ -3,42 +3,20 @@ with the proven records, and the forked render worker reports exactly what one p
 
 from __future__ import annotations
 
-import hashlib
 import io
 import os
 
-import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from export._evidence import ALICE, CHAIN_A, alice_bundle, build_evidence
+from export._evidence import ALICE, CHAIN_A, reseal
 
 import coexarchive.export.verify_bundle as verify_module
-from coexarchive.export.bundle import manifest_text
 from coexarchive.export.verify_bundle import STEPS, BundleVerificationError, verify_bundle
-from coexarchive.store import MemoryStore
 
 Files = dict[str, bytes]
 PARQUET = "records/records.parquet"
 TRANSCRIPT = f"transcripts/chain={CHAIN_A}/{ALICE}.html"
-
-
-@pytest.fixture(scope="module")
-def evidence():  # type: ignore[no-untyped-def]
-    return build_evidence(MemoryStore())
-
-
-@pytest.fixture(scope="module")
-def pristine(evidence) -> Files:  # type: ignore[no-untyped-def]
-    return alice_bundle(evidence).files
-
-
-def reseal(files: Files) -> Files:
-    files["MANIFEST"] = manifest_text(files)
-    custody = orjson.loads(files["CUSTODY.json"])
-    custody["manifest_sha256"] = hashlib.sha256(files["MANIFEST"]).hexdigest()
-    files["CUSTODY.json"] = orjson.dumps(custody)
-    return files
 
 
 def failures(

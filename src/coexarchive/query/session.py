@@ -93,30 +93,13 @@ class AuditSession:
         window: Window | None = None,
         verify_sql: tuple[str, Mapping[str, Any]] | None = None,
         chains: list[str] | None = None,
+        _customer: str | None = None,
     ) -> QueryResult:
-        """Run ``sql``, seal its access-log entry, and only then return the result."""
-        self._records_for(None)
-        return self._run(
-            sql,
-            params,
-            report=report,
-            verify=verify,
-            window=window,
-            verify_sql=verify_sql,
-            chains=chains,
-        )
+        """Run ``sql``, seal its access-log entry, and only then return the result.
 
-    def _run(
-        self,
-        sql: str,
-        params: Mapping[str, Any] | None = None,
-        *,
-        report: str | None = None,
-        verify: bool = False,
-        window: Window | None = None,
-        verify_sql: tuple[str, Mapping[str, Any]] | None = None,
-        chains: list[str] | None = None,
-    ) -> QueryResult:
+        ``_customer`` is for reports about one customer only (see ``_records_for``).
+        """
+        self._records_for(_customer)
         values = dict(params or {})
         lowered = sql.lower()
         if "access_" in lowered:
@@ -166,8 +149,7 @@ class AuditSession:
         verify_sql = (
             build_sql(definition, params, rows_only=True) if definition.aggregate_sql else None
         )
-        self._records_for(params.customer if definition.needs_customer else None)
-        return self._run(
+        return self.query(
             sql,
             values,
             report=name,
@@ -175,6 +157,7 @@ class AuditSession:
             window=window,
             verify_sql=verify_sql,
             chains=[params.chain] if params.chain else None,
+            _customer=params.customer if definition.needs_customer else None,
         )
 
     def _records_for(self, customer: str | None) -> None:
