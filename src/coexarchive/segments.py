@@ -33,6 +33,7 @@ import zstandard
 
 from coexarchive.customer_filter import CustomerFilter
 from coexarchive.errors import FormatError, ObjectExistsError, SealError
+from coexarchive.findings import Finding, findings_from_json, findings_json, findings_of
 from coexarchive.records import (
     RECORD_FIELDS,
     RECORD_SCHEMA,
@@ -106,6 +107,8 @@ class Manifest:
     # Which customers seq customers.first_seq..last_seq of the chain may hold (absent in
     # manifests written before filters existed).
     customers: CustomerFilter | None = None
+    # The segment's compliance findings (None in manifests written before they were recorded).
+    findings: Mapping[str, Finding] | None = None
 
     @property
     def tree_size(self) -> int:
@@ -146,6 +149,8 @@ class Manifest:
         }
         if self.customers is not None:
             document["customers"] = self.customers.to_json()
+        if self.findings is not None:
+            document["findings"] = findings_json(self.findings)
         return orjson.dumps(document, option=orjson.OPT_SORT_KEYS) + b"\n"
 
     @classmethod
@@ -175,6 +180,9 @@ class Manifest:
                 kinds={str(k): int(v) for k, v in doc.get("kinds", {}).items()},
                 customers=CustomerFilter.from_json(doc["customers"], what=f"{key}: customers")
                 if "customers" in doc
+                else None,
+                findings=findings_from_json(doc["findings"], what=f"{key}: findings")
+                if "findings" in doc
                 else None,
             )
         except FormatError:
@@ -401,6 +409,7 @@ class ChainWriter:
                 (record.customer_id for record in chunk if record.customer_id),
                 first_seq=first,
             ),
+            findings=findings_of(chunk),
         )
         try:
             created = (

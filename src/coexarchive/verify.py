@@ -45,6 +45,7 @@ from coexarchive.errors import (
     SignatureError,
     VerificationError,
 )
+from coexarchive.findings import findings_of_table
 from coexarchive.seal.chain import chain_step, genesis, recompute_leaf_hashes
 from coexarchive.seal.checkpoint import Checkpoint, checkpoint_origin, open_checkpoint
 from coexarchive.seal.keys import TrustStore
@@ -252,6 +253,14 @@ def check_segment(
                 f"customer filter lacks {len(absent)} customer(s) the segment holds: a "
                 "customer's report would skip their records",
             )
+
+    # The manifest's compliance findings are the segment's (the compliance summary sums them).
+    if manifest.findings is not None and findings_of_table(table) != dict(manifest.findings):
+        fail(
+            "manifests",
+            "findings differ from the segment's records: the compliance summary would "
+            "misstate them",
+        )
 
     # Step 4: chain — each chain hash links the previous one to this row's recomputed leaf.
     if manifest.prev_chain_hash != start.chain_hash:
