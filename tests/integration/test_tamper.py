@@ -17,6 +17,7 @@ import pytest
 
 from coexarchive.customer_filter import CustomerFilter
 from coexarchive.errors import RetentionError
+from coexarchive.findings import Finding
 from coexarchive.seal.checkpoint import Checkpoint, checkpoint_origin, sign_note
 from coexarchive.segments import (
     ChainWriter,
@@ -27,7 +28,7 @@ from coexarchive.segments import (
 )
 from coexarchive.store.base import Retention, sha256_hex
 from coexarchive.verify import ArchiveVerificationError, Head, verify_archive
-from support.archive import ARCHIVE, Built, build, make_records, short_policy, signer
+from support.archive import ARCHIVE, Built, build, make_records, short_policy, signer, trust_for
 
 pytestmark = pytest.mark.integration
 
@@ -379,3 +380,68 @@ def test_manifests_without_filters_still_verify(built: Built) -> None:
     for index in range(len(built.manifests)):
         forge_filter(attacker, index, None)
     assert verify_archive(built.store, built.trust).ok
+
+
+# --- per-segment findings: a forged total would misstate the compliance summary -------------
+
+
+def forge_findings(attacker: Attacker, index: int, findings: dict[str, Finding]) -> Manifest:
+    manifest = attacker.built.manifests[index]
+    forged = dataclasses.replace(manifest, findings=findings)
+    attacker.client.put_object(
+        Bucket=attacker.bucket,
+        Key=manifest.key,
+        Body=forged.to_bytes(),
+        ObjectLockMode=manifest.retention.mode,
+        ObjectLockRetainUntilDate=manifest.retention.retain_until,
+    )
+    return forged
+
+
+@pytest.fixture
+def flagged(s3_store: Any) -> Built:
+    """One chain, three days; two records a day carry a compliance flag."""
+    key, chain = signer(), "900000000000001"
+    writer = ChainWriter(s3_store, chain, signer=key, archive_name=ARCHIVE, policy=short_policy())
+    results = []
+    for day in range(3):
+        records = make_records(chain, 10, day=day)
+        records[2] = dataclasses.replace(records[2], flags=("marketing_without_consent",))
+        records[5] = dataclasses.replace(records[5], flags=("capture_gap", "sent_after_opt_out"))
+        results += writer.append(records)
+    return Built(s3_store, key, trust_for(key), chain, results)
+
+
+def test_manifests_record_their_segments_findings(flagged: Built) -> None:
+    for manifest in flagged.manifests:
+        assert manifest.findings is not None
+        assert {name: f.records for name, f in manifest.findings.items()} == {
+            "capture_gap": 1,
+            "marketing_without_consent": 1,
+            "sent_after_opt_out": 1,
+        }
+    assert verify_archive(flagged.store, flagged.trust).ok
+
+
+@pytest.mark.parametrize(
+    "change",
+    ["dropped", "undercounted", "time moved", "invented"],
+)
+def test_forged_findings_are_caught(flagged: Built, change: str) -> None:
+    attacker = Attacker(flagged)
+    findings = dict(flagged.manifests[1].findings or {})
+    real = findings["marketing_without_consent"]
+    if change == "dropped":
+        del findings["marketing_without_consent"]
+    elif change == "undercounted":
+        findings["capture_gap"] = dataclasses.replace(findings["capture_gap"], records=2)
+    elif change == "time moved":
+        findings["marketing_without_consent"] = dataclasses.replace(
+            real, last_time=real.last_time + 1
+        )
+    else:
+        findings["template_not_approved"] = real
+    forged = forge_findings(attacker, 1, findings)
+    failures = failures_of(flagged)
+    assert [(f.step, f.key) for f in failures] == [("manifests", forged.segment.key)]
+    assert "findings" in failures[0].message

@@ -15,6 +15,7 @@ import duckdb
 import pyarrow as pa
 
 from coexarchive.errors import CoexArchiveError, ConfigError, FormatError
+from coexarchive.query import summary
 from coexarchive.query.access_log import AccessEntry, AccessLog, result_digest
 from coexarchive.query.reports import REPORTS, Params, build_sql
 from coexarchive.query.verify_rows import RowVerification, verify_rows
@@ -50,6 +51,10 @@ class QueryResult:
     verification: RowVerification | None = None
 
 
+# ``records`` spans the segments a compliance summary scans (see AuditSession._summary).
+_SCANNING = object()
+
+
 def _wall_clock_ms() -> int:
     return time.time_ns() // 1_000_000
 
@@ -79,7 +84,7 @@ class AuditSession:
         self.con.execute("SET enable_external_access = false")
         self.con.execute("SET lock_configuration = true")
         # Whose segments ``records`` spans now: None for the whole archive (see _records_for).
-        self._records_scope: str | None = None
+        self._records_scope: object = None
 
     # -- statements ---------------------------------------------------------------------------
 
@@ -94,10 +99,12 @@ class AuditSession:
         verify_sql: tuple[str, Mapping[str, Any]] | None = None,
         chains: list[str] | None = None,
         _customer: str | None = None,
+        _table: pa.Table | None = None,
     ) -> QueryResult:
         """Run ``sql``, seal its access-log entry, and only then return the result.
 
-        ``_customer`` is for reports about one customer only (see ``_records_for``).
+        ``_customer`` is for reports about one customer only (see ``_records_for``); ``_table``
+        is ``sql``'s result when a report computed it another way (see ``_summary``).
         """
         self._records_for(_customer)
         values = dict(params or {})
@@ -108,8 +115,11 @@ class AuditSession:
         if "quarantine" in lowered:
             register_quarantine(self.con, self.catalog)
         try:
-            relation = self.con.sql(sql, params=values or None)
-            table = relation.to_arrow_table() if relation is not None else pa.table({})
+            if _table is not None:
+                table = _table
+            else:
+                relation = self.con.sql(sql, params=values or None)
+                table = relation.to_arrow_table() if relation is not None else pa.table({})
         except duckdb.Error as exc:
             self._log(sql, values, report, rows=None, digest=None, error=type(exc).__name__)
             hint = ""
@@ -149,6 +159,11 @@ class AuditSession:
         verify_sql = (
             build_sql(definition, params, rows_only=True) if definition.aggregate_sql else None
         )
+        computed = None
+        if name == "compliance" and params.customer is None:
+            computed = self._summary(sql, values, params.chain, window)
+            if computed is not None:
+                sql = computed[0]
         return self.query(
             sql,
             values,
@@ -158,7 +173,54 @@ class AuditSession:
             verify_sql=verify_sql,
             chains=[params.chain] if params.chain else None,
             _customer=params.customer if definition.needs_customer else None,
+            _table=computed[1] if computed is not None else None,
         )
+
+    def _summary(
+        self, sql: str, values: Mapping[str, Any], chain: str | None, window: Window | None
+    ) -> tuple[str, pa.Table] | None:
+        """The compliance summary from the manifests' findings, scanning only cut segments.
+
+        Returns the SQL to log (the report's, with how it was computed) and the result, or None
+        when no manifest carries findings (an archive sealed before they were recorded).
+        """
+        segments = business_segments(self.catalog, chains=[chain] if chain else None)
+        manifests = {
+            (m.chain_id, m.first_seq): m
+            for c in sorted({s.chain_id for s in segments})
+            for m in self.catalog.manifests(c)
+        }
+        whole, cut = [], []
+        for segment in segments:
+            manifest = manifests.get((segment.chain_id, segment.first_seq))
+            if manifest is not None and window is not None and not window.overlaps(manifest):
+                continue  # wholly outside the period: the report's filter drops all its rows
+            if (
+                manifest is None
+                or manifest.findings is None
+                or manifest.segment.key != segment.key
+                or (window is not None and not window.contains(manifest))
+            ):
+                cut.append(segment)
+            else:
+                whole.append(manifest)
+        if not any(manifest.findings is not None for manifest in manifests.values()):
+            return None
+        register_records(self.con, self.catalog, cut)
+        self._records_scope = _SCANNING  # the next statement spans the whole archive again
+        scanned = self.con.sql(sql, params=dict(values) or None).to_arrow_table()
+        self.con.register("summary_scanned", scanned)
+        self.con.register("summary_sealed", summary.from_manifests(whole))
+        try:
+            table = self.con.sql(summary.MERGE_SQL).to_arrow_table()
+        finally:
+            self.con.unregister("summary_scanned")
+            self.con.unregister("summary_sealed")
+        note = (
+            f"\n-- computed from the findings of {len(whole)} whole segment(s) recorded in their "
+            f"manifests (checked by coexarchive verify), {len(cut)} segment(s) scanned"
+        )
+        return sql + note, table
 
     def _records_for(self, customer: str | None) -> None:
         """Make ``records`` span the segments that may hold ``customer`` (None: all of them).

@@ -217,6 +217,11 @@ class Window:
             return False
         return not (self.until is not None and span.min_event_time >= self.until)
 
+    def contains(self, span: Segment | Manifest) -> bool:
+        if self.since is not None and span.min_event_time < self.since:
+            return False
+        return not (self.until is not None and span.max_event_time >= self.until)
+
 
 class ArchiveCatalog:
     """The committed segments of an archive, from its manifests (read once per session)."""

@@ -1,0 +1,56 @@
+# SQL here is a module constant; no value is ever formatted into it.
+"""The compliance summary from manifests: whole segments summed, cut segments scanned.
+
+The summary (``report compliance``) counts, per finding and chain, the records carrying each
+compliance flag or failed delivery, with their first and last event time. Every manifest records
+those totals for its own segment (``coexarchive.findings``, checked by ``coexarchive verify``),
+so a segment lying wholly inside the report's period contributes its manifest's totals; only
+segments the period cuts, and segments sealed before manifests carried findings, are scanned by
+the report's own SQL. Both parts are merged by :data:`MERGE_SQL` into exactly the table the scan
+of every segment would give.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pyarrow as pa
+
+from coexarchive.segments import Manifest
+
+__all__ = ["MERGE_SQL", "PARTIAL_SCHEMA", "from_manifests"]
+
+_TIME = pa.timestamp("us", tz="UTC")
+PARTIAL_SCHEMA = pa.schema(
+    [
+        ("finding", pa.string()),
+        ("chain_id", pa.string()),
+        ("records", pa.int64()),
+        ("first_time", _TIME),
+        ("last_time", _TIME),
+    ]
+)
+
+# ``summary_scanned``: the report's SQL over the scanned segments; ``summary_sealed``: the totals
+# of the whole segments, from their manifests.
+MERGE_SQL = """
+SELECT finding, chain_id, CAST(sum(records) AS BIGINT) AS records,
+       min(first_time) AS first_time, max(last_time) AS last_time
+FROM (SELECT finding, chain_id, records, first_time, last_time FROM summary_scanned
+      UNION ALL
+      SELECT finding, chain_id, records, first_time, last_time FROM summary_sealed)
+GROUP BY ALL ORDER BY finding, chain_id
+"""
+
+
+def from_manifests(manifests: Sequence[Manifest]) -> pa.Table:
+    """One row per manifest and finding: the segment's totals (manifests must carry findings)."""
+    rows: dict[str, list[object]] = {name: [] for name in PARTIAL_SCHEMA.names}
+    for manifest in manifests:
+        for name, finding in sorted((manifest.findings or {}).items()):
+            rows["finding"].append(name)
+            rows["chain_id"].append(manifest.chain_id)
+            rows["records"].append(finding.records)
+            rows["first_time"].append(finding.first_time * 1000)
+            rows["last_time"].append(finding.last_time * 1000)
+    return pa.table(rows, schema=PARTIAL_SCHEMA)
