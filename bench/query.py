@@ -406,13 +406,15 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def warn_without_filters(stores: dict[str, S3Store], data_dir: Path) -> None:
-    """An archive built by an older version has no customer filters: transcripts open it all."""
+    """An archive built by an older version lacks customer filters or findings in its manifests:
+    transcripts then open every segment and the compliance summary scans every record."""
     for layout, store in stores.items():
         keys = sorted(k for k in store.list("manifests/") if "chain=access-log" not in k)
-        if keys and segments.Manifest.from_bytes(store.get(keys[-1])).customers is None:
+        newest = segments.Manifest.from_bytes(store.get(keys[-1])) if keys else None
+        if newest is not None and (newest.customers is None or newest.findings is None):
             print(
-                f"WARNING: layout {layout} was built without customer filters; delete "
-                f"{data_dir} to rebuild it as coexarchive writes archives now"
+                f"WARNING: layout {layout} was built without customer filters or findings; "
+                f"delete {data_dir} to rebuild it as coexarchive writes archives now"
             )
 
 
