@@ -144,3 +144,11 @@ def test_findings_of_records_and_of_their_sealed_rows_agree(
     ordered = sorted(records, key=lambda r: (r.event_time, r.record_id))
     table = records_table(seal_records(ordered, first_seq=0, prev_chain_hash=b"\0" * 32))
     assert findings_of(records) == findings_of_table(table)
+
+
+def test_verify_computes_from_the_rows_it_proves() -> None:
+    session = build_archive(MemoryStore()).session()
+    result = session.report("compliance", Params(), verify=True)
+    assert "computed from the findings" not in result.sql
+    assert result.verification is not None
+    assert result.table.to_pylist() == session.report("compliance", Params()).table.to_pylist()

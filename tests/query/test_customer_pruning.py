@@ -152,3 +152,22 @@ def test_segments_without_filters_are_always_read(monkeypatch: pytest.MonkeyPatc
     for who in (SHARED, customer(1, 3), customer(2, 0)):
         assert transcript(session, who) == everything(session, who)
     assert verify_archive(store, trust_for(key)).ok
+
+
+def test_verify_reads_every_segment(store: MemoryStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    session = open_session(store)
+    asked = []
+    real = ArchiveCatalog.customer_segments
+
+    def spy(self, customer, segments):  # type: ignore[no-untyped-def]
+        asked.append(customer)
+        return real(self, customer, segments)
+
+    monkeypatch.setattr(ArchiveCatalog, "customer_segments", spy)
+    result = session.report("transcript", Params(customer=customer(1, 3)), verify=True)
+    assert asked == [] and result.verification is not None
+    assert sorted((r["chain_id"], r["seq"]) for r in result.table.to_pylist()) == everything(
+        session, customer(1, 3)
+    )
+    session.report("transcript", Params(customer=customer(1, 3)))
+    assert asked == [customer(1, 3)]

@@ -159,8 +159,10 @@ class AuditSession:
         verify_sql = (
             build_sql(definition, params, rows_only=True) if definition.aggregate_sql else None
         )
+        # --verify takes nothing from the manifests' customer filters or findings on trust: the
+        # rows it proves are the rows the result was computed from.
         computed = None
-        if name == "compliance" and params.customer is None:
+        if name == "compliance" and params.customer is None and not verify:
             computed = self._summary(sql, values, params.chain, window)
             if computed is not None:
                 sql = computed[0]
@@ -172,7 +174,7 @@ class AuditSession:
             window=window,
             verify_sql=verify_sql,
             chains=[params.chain] if params.chain else None,
-            _customer=params.customer if definition.needs_customer else None,
+            _customer=params.customer if definition.needs_customer and not verify else None,
             _table=computed[1] if computed is not None else None,
         )
 
