@@ -17,7 +17,6 @@ import pytest
 
 from coexarchive.customer_filter import CustomerFilter
 from coexarchive.errors import RetentionError
-from coexarchive.findings import Finding
 from coexarchive.seal.checkpoint import Checkpoint, checkpoint_origin, sign_note
 from coexarchive.segments import (
     ChainWriter,
@@ -312,11 +311,11 @@ def _checkpoint_of(built: Built, index: int) -> Checkpoint:
 # --- the customer filter: a forged one would make a customer's report skip records -----------
 
 
-def forge_filter(attacker: Attacker, index: int, customers: CustomerFilter | None) -> Manifest:
-    """A new manifest version with this filter, locked like the original (so only the filter
-    differs: an attacker allowed to set retention)."""
+def forge_manifest(attacker: Attacker, index: int, **changes: Any) -> Manifest:
+    """A new manifest version with these changes, locked like the original (so only the changed
+    members differ: an attacker allowed to set retention)."""
     manifest = attacker.built.manifests[index]
-    forged = dataclasses.replace(manifest, customers=customers)
+    forged = dataclasses.replace(manifest, **changes)
     attacker.client.put_object(
         Bucket=attacker.bucket,
         Key=manifest.key,
@@ -338,9 +337,8 @@ def test_customer_filter_emptied_is_caught(built: Built) -> None:
     attacker = Attacker(built)
     known = built.manifests[1].customers
     assert known is not None
-    forged = forge_filter(
-        attacker, 1, CustomerFilter(known.first_seq, known.bits, bytes(len(known.data)))
-    )
+    emptied = CustomerFilter(known.first_seq, known.bits, bytes(len(known.data)))
+    forged = forge_manifest(attacker, 1, customers=emptied)
     failures = failures_of(built)
     assert {(f.step, f.key) for f in failures} == {
         ("manifests", forged.key),  # does not hold the previous manifest's filter
@@ -354,9 +352,8 @@ def test_customer_filter_restarted_without_the_segment_customers_is_caught(
 ) -> None:
     attacker = Attacker(built)
     manifest = built.manifests[2]
-    forged = forge_filter(
-        attacker, 2, CustomerFilter.of(["nobody"], first_seq=manifest.first_seq, bits=1 << 16)
-    )
+    nobody = CustomerFilter.of(["nobody"], first_seq=manifest.first_seq, bits=1 << 16)
+    forged = forge_manifest(attacker, 2, customers=nobody)
     failures = failures_of(built)
     assert [(f.step, f.key) for f in failures] == [("manifests", forged.segment.key)]
 
@@ -370,7 +367,7 @@ def test_customer_filter_claiming_more_history_than_it_holds_is_caught(built: Bu
     own = CustomerFilter.of(
         set(segment.column("customer_id").to_pylist()), first_seq=0, bits=1 << 17
     )
-    forged = forge_filter(attacker, 2, own)
+    forged = forge_manifest(attacker, 2, customers=own)
     failures = failures_of(built)
     assert [(f.step, f.key) for f in failures] == [("manifests", forged.key)]
 
@@ -378,24 +375,11 @@ def test_customer_filter_claiming_more_history_than_it_holds_is_caught(built: Bu
 def test_manifests_without_filters_still_verify(built: Built) -> None:
     attacker = Attacker(built)
     for index in range(len(built.manifests)):
-        forge_filter(attacker, index, None)
+        forge_manifest(attacker, index, customers=None)
     assert verify_archive(built.store, built.trust).ok
 
 
 # --- per-segment findings: a forged total would misstate the compliance summary -------------
-
-
-def forge_findings(attacker: Attacker, index: int, findings: dict[str, Finding]) -> Manifest:
-    manifest = attacker.built.manifests[index]
-    forged = dataclasses.replace(manifest, findings=findings)
-    attacker.client.put_object(
-        Bucket=attacker.bucket,
-        Key=manifest.key,
-        Body=forged.to_bytes(),
-        ObjectLockMode=manifest.retention.mode,
-        ObjectLockRetainUntilDate=manifest.retention.retain_until,
-    )
-    return forged
 
 
 @pytest.fixture
@@ -441,7 +425,7 @@ def test_forged_findings_are_caught(flagged: Built, change: str) -> None:
         )
     else:
         findings["template_not_approved"] = real
-    forged = forge_findings(attacker, 1, findings)
+    forged = forge_manifest(attacker, 1, findings=findings)
     failures = failures_of(flagged)
     assert [(f.step, f.key) for f in failures] == [("manifests", forged.segment.key)]
     assert "findings" in failures[0].message
