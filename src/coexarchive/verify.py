@@ -31,6 +31,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -53,6 +54,7 @@ from coexarchive.segments import (
     CHAIN_HASH_EXTENSION,
     ChainState,
     Manifest,
+    content_segment_key,
     list_manifests,
     read_segment,
 )
@@ -243,9 +245,24 @@ def check_segment(
             if stored != actual:
                 fail("rows", "row content does not match its leaf hash (field edited?)", seq)
 
-    # The manifest's customer filter holds every customer of the segment (queries rely on it).
+    # The manifest's event times and date are the rows' (period queries skip files by them).
+    if rows:
+        times = pc.min_max(table.column("event_time").cast(pa.int64())).as_py()
+        low, high = times["min"], times["max"]
+        if (low, high) != (manifest.min_event_time, manifest.max_event_time):
+            fail(
+                "manifests",
+                "event-time range differs from the segment's rows: a period query would skip "
+                "or count the segment wrongly",
+            )
+        if {_utc_date(low), _utc_date(high)} != {manifest.date}:
+            fail("manifests", f"date {manifest.date} is not the UTC date of the segment's events")
+
+    # The manifest's customer filter holds every customer of the segment (queries rely on it;
+    # writers leave empty ids out, as no report can ask for one).
     if manifest.customers is not None:
-        customers = pc.unique(table.column("customer_id").drop_null()).to_pylist()
+        ids = table.column("customer_id").drop_null()
+        customers = pc.unique(ids.filter(pc.not_equal(ids, ""))).to_pylist()
         absent = manifest.customers.missing(customers)
         if absent:
             fail(
@@ -295,6 +312,10 @@ def check_segment(
     if frontier.root() != manifest.root_hash or tuple(frontier.hashes) != manifest.frontier:
         fail("merkle", "segment leaves do not produce the manifest's Merkle root")
     return _SegmentOutcome(failures, rows, head_roots)
+
+
+def _utc_date(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d")
 
 
 def _fixed_bytes(column: pa.ChunkedArray) -> bytes:
@@ -413,6 +434,21 @@ class _ChainVerifier:
                     manifest.first_seq,
                 )
             expected = manifest.last_seq + 1
+            named = content_segment_key(
+                manifest.chain_id,
+                manifest.date,
+                manifest.first_seq,
+                manifest.last_seq,
+                manifest.root_hash,
+            )
+            if manifest.segment.key != named:
+                self.fail(
+                    "manifests",
+                    "segment key does not name the manifest's date, seq range and root (queries "
+                    "read the date from the key)",
+                    manifest.key,
+                    manifest.first_seq,
+                )
         self._customer_generations(manifests)
         self.chain.segments = len(manifests)
         self.chain.records = sum(m.record_count for m in manifests)

@@ -429,3 +429,39 @@ def test_forged_findings_are_caught(flagged: Built, change: str) -> None:
     failures = failures_of(flagged)
     assert [(f.step, f.key) for f in failures] == [("manifests", forged.segment.key)]
     assert "findings" in failures[0].message
+
+
+# --- what period queries trust: a manifest's event-time range, date and segment key ---------
+
+
+@pytest.mark.parametrize("shift", ["later", "earlier", "wider"])
+def test_manifest_event_times_moved_are_caught(built: Built, shift: str) -> None:
+    manifest = built.manifests[0]
+    low, high = manifest.min_event_time, manifest.max_event_time
+    moved = {
+        "later": (low + 2 * 86_400_000, high + 2 * 86_400_000),
+        "earlier": (low - 1, high),
+        "wider": (low, high + 1),
+    }[shift]
+    forged = forge_manifest(Attacker(built), 0, min_event_time=moved[0], max_event_time=moved[1])
+    failures = failures_of(built)
+    assert ("manifests", forged.segment.key) in [(f.step, f.key) for f in failures]
+    assert any("event-time range" in f.message for f in failures)
+
+
+def test_manifest_date_moved_is_caught(built: Built) -> None:
+    forged = forge_manifest(Attacker(built), 1, date="2026-03-01")
+    failures = failures_of(built)
+    steps_keys = [(f.step, f.key) for f in failures]
+    assert ("manifests", forged.segment.key) in steps_keys  # not the rows' date
+    assert ("manifests", forged.key) in steps_keys  # not the date the segment key names
+
+
+def test_an_empty_customer_id_is_no_false_alarm(s3_store: Any) -> None:
+    key = signer()
+    chain = "900000000000001"
+    writer = ChainWriter(s3_store, chain, signer=key, archive_name=ARCHIVE, policy=short_policy())
+    records = make_records(chain, 6)
+    records[3] = dataclasses.replace(records[3], customer_id="", customer_wa_id="")
+    writer.append(records)
+    assert verify_archive(s3_store, trust_for(key)).ok
