@@ -152,3 +152,40 @@ def test_verify_computes_from_the_rows_it_proves() -> None:
     assert "computed from the findings" not in result.sql
     assert result.verification is not None
     assert result.table.to_pylist() == session.report("compliance", Params()).table.to_pylist()
+
+
+@pytest.mark.parametrize("micro", [1, 500, 999])
+def test_bounds_finer_than_a_millisecond_give_the_scans_answer(
+    micro: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    session = build_archive(MemoryStore()).session()
+    # Day 1 of chain A starts at minute 5 with flagged records (see query/_archive.py).
+    moment = START + timedelta(days=1, minutes=5, microseconds=micro)
+    for params in (Params(since=moment), Params(until=moment)):
+        fast, sql = summary(session, params)
+        assert "computed from the findings" in sql
+        assert fast.to_pylist() == scanned(session, params, monkeypatch).to_pylist()
+
+
+def test_a_failed_summary_scan_is_logged_like_any_failed_report(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from coexarchive.query import session as session_module
+    from coexarchive.query.session import QueryError
+
+    fixture = build_archive(MemoryStore())
+    session = fixture.session()
+    real = session_module.register_records
+
+    def broken(con, catalog, segments, **kwargs):  # type: ignore[no-untyped-def]
+        real(con, catalog, segments, **kwargs)
+        con.register("records", pa.table({"nonsense": [1]}))  # every report over it fails
+
+    monkeypatch.setattr(session_module, "register_records", broken)
+    with pytest.raises(QueryError):
+        session.report("compliance", Params(since=START + timedelta(hours=12)))
+    monkeypatch.undo()
+    logged = session.query(
+        "SELECT report FROM access_log WHERE report = 'compliance'"
+    ).table.to_pylist()
+    assert logged == [{"report": "compliance"}]

@@ -171,3 +171,17 @@ def test_verify_reads_every_segment(store: MemoryStore, monkeypatch: pytest.Monk
     )
     session.report("transcript", Params(customer=customer(1, 3)))
     assert asked == [customer(1, 3)]
+
+
+def test_a_repeated_transcript_sees_segments_committed_meanwhile(store: MemoryStore) -> None:
+    session = open_session(store)
+    who = customer(1, 3)
+    before = transcript(session, who)
+    key = signer()
+    writer = ChainWriter(store, CHAINS[1], signer=key, archive_name=ARCHIVE, policy=short_policy())
+    writer.append(
+        [scenario_record(CHAINS[1], 999, DAYS, 1, customer_id=who, customer_wa_id=who, text="new")]
+    )
+    session.report("verification", Params())  # refreshes the catalog
+    after = transcript(session, who)
+    assert len(after) == len(before) + 1 and after == everything(session, who)

@@ -83,8 +83,10 @@ class AuditSession:
         # The shell may run any SQL, but not read or write local files or change that.
         self.con.execute("SET enable_external_access = false")
         self.con.execute("SET lock_configuration = true")
-        # Whose segments ``records`` spans now: None for the whole archive (see _records_for).
+        # Whose segments ``records`` spans now (None: the whole archive; see _records_for), and
+        # the catalog generation it was registered at.
         self._records_scope: object = None
+        self._records_generation = self.catalog.generation
 
     # -- statements ---------------------------------------------------------------------------
 
@@ -210,7 +212,11 @@ class AuditSession:
             return None
         register_records(self.con, self.catalog, cut)
         self._records_scope = _SCANNING  # the next statement spans the whole archive again
-        scanned = self.con.sql(sql, params=dict(values) or None).to_arrow_table()
+        try:
+            scanned = self.con.sql(sql, params=dict(values) or None).to_arrow_table()
+        except duckdb.Error:
+            # The plain report then runs over every segment, and logs and explains the failure.
+            return None
         self.con.register("summary_scanned", scanned)
         self.con.register("summary_sealed", summary.from_manifests(whole))
         try:
@@ -232,14 +238,17 @@ class AuditSession:
         out saves opening its Parquet footer. Every other statement sees the whole archive: the
         next one switches back before it runs.
         """
-        if customer == self._records_scope:
+        if customer == self._records_scope and self.catalog.generation == self._records_generation:
             return
         everything = business_segments(self.catalog)
-        segments = (
-            everything if customer is None else self.catalog.customer_segments(customer, everything)
-        )
-        register_records(self.con, self.catalog, segments)
+        if customer is None:
+            register_records(self.con, self.catalog, everything)
+        else:
+            # A few row groups of a few files: one request per row group beats one per column.
+            segments = self.catalog.customer_segments(customer, everything)
+            register_records(self.con, self.catalog, segments, whole_row_groups=True)
         self._records_scope = customer
+        self._records_generation = self.catalog.generation
 
     def _verification_report(self, params: Params) -> QueryResult:
         table = self.verification_table(params.chain)

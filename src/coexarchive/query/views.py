@@ -21,7 +21,7 @@ import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import duckdb
@@ -231,6 +231,8 @@ class ArchiveCatalog:
         self._manifests: dict[str, Manifest] = {}
         self._committed: dict[tuple[str, int], str] = {}  # (chain, first seq) → manifest key
         self._segments: dict[tuple[str, int], Segment] = {}
+        # Grows whenever a business chain gains committed segments (``records`` is then stale).
+        self.generation = 0
         if filesystem is not None:
             self.filesystem, self._root = filesystem, ""
         elif isinstance(store, S3Store):
@@ -263,6 +265,8 @@ class ArchiveCatalog:
         if not new:
             return
         self._committed.update(new)
+        if any(chain != ACCESS_LOG_CHAIN for chain, _ in new):
+            self.generation += 1
         for chain in sorted({c for c, _ in new}):
             self._resolve(chain, [first for c, first in new if c == chain], files)
 
@@ -568,7 +572,17 @@ class _StoreHandler(pafs.FileSystemHandler):  # type: ignore[misc]
     delete_file = move = copy_file = open_output_stream = open_append_stream = _read_only
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MS = timedelta(milliseconds=1)
+
+
 def utc_ms(moment: datetime) -> int:
+    """The first whole millisecond at or after ``moment``, as a window bound.
+
+    Event times are whole milliseconds, so for a time ``t`` both ``t >= moment`` and
+    ``t < moment`` hold exactly when they hold against this bound, fractions of a millisecond
+    in ``--since``/``--until`` included. Integer arithmetic: no float rounding.
+    """
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return int(moment.timestamp() * 1000)
+    return -((_EPOCH - moment) // _MS)
