@@ -106,10 +106,12 @@ class CustomerFilter:
         )
 
     def might_contain(self, customer: str) -> bool:
-        data = self.data
-        return all(
-            data[p >> 3] >> (p & 7) & 1 for p in map(int, _positions([customer], self.bits)[0])
-        )
+        try:
+            customer.encode("utf-8")
+        except UnicodeEncodeError:
+            return True  # not an id any record can hold; the query itself will say so
+        data, positions = self.data, _positions([customer], self.bits)[0]
+        return all(data[p >> 3] >> (p & 7) & 1 for p in map(int, positions))
 
     def missing(self, ids: Iterable[str]) -> list[str]:
         """Those of ``ids`` the filter does not contain (none, unless it was altered)."""

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import io
 import os
+import time
 
+import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -143,3 +145,59 @@ def test_failures_are_reported_in_step_order(evidence, pristine) -> None:  # typ
         steps = [step for step, _, _ in failures(files, evidence.trust, workers)]
         assert "files" in steps and "records" in steps
         assert steps == sorted(steps, key=STEPS.index)
+
+
+def test_the_bundle_table_has_no_unprovable_column(pristine) -> None:  # type: ignore[no-untyped-def]
+    table = pq.read_table(pa.BufferReader(pristine[PARQUET]))
+    assert "chain_hash" not in table.column_names and "leaf_hash" in table.column_names
+
+
+def test_an_added_column_is_caught(evidence, pristine) -> None:  # type: ignore[no-untyped-def]
+    def add(table: pa.Table) -> pa.Table:
+        return table.append_column("note", pa.array(["made up"] * table.num_rows))
+
+    found = failures(with_parquet(pristine, add), evidence.trust)
+    assert found == [("tables", PARQUET, None)]
+
+
+def test_an_older_bundles_chain_hash_is_ignored_and_said_so(evidence, pristine) -> None:  # type: ignore[no-untyped-def]
+    def older(table: pa.Table) -> pa.Table:
+        return table.append_column(
+            pa.field("chain_hash", pa.binary(32)),
+            pa.array([b"\x00" * 32] * table.num_rows, pa.binary(32)),
+        )
+
+    report = verify_bundle(with_parquet(pristine, older), trust=evidence.trust)
+    assert report.ok and verify_module.CHAIN_HASH_WARNING in report.warnings
+
+
+def test_a_record_with_an_integer_beyond_2_53_is_named_not_a_crash(evidence, pristine) -> None:  # type: ignore[no-untyped-def]
+    files = dict(pristine)
+    lines = files["records/records.jsonl"].split(b"\n")
+    row = orjson.loads(lines[0])
+    row["raw_line"] = 2**60
+    lines[0] = orjson.dumps(row, option=orjson.OPT_SORT_KEYS)
+    files["records/records.jsonl"] = b"\n".join(lines)
+    for workers in (1, 2):
+        found = failures(reseal(files), evidence.trust, workers)
+        assert ("records", "records/records.jsonl", row["seq"]) in found
+
+
+def test_a_stuck_worker_is_replaced_by_rendering_here(  # type: ignore[no-untyped-def]
+    evidence, pristine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    parent = os.getpid()
+    real_run = verify_module._Worker._run
+
+    def stuck_run(self, parsed, *, rendered: bool):  # type: ignore[no-untyped-def]
+        if os.getpid() != parent:
+            time.sleep(60)
+        return real_run(self, parsed, rendered=rendered)
+
+    monkeypatch.setattr(verify_module._Worker, "_run", stuck_run)
+    monkeypatch.setattr(verify_module, "WORKER_PATIENCE_S", 0.5)
+    files = dict(pristine)
+    files[TRANSCRIPT] = files[TRANSCRIPT].replace(b"Yes, ready for pickup", b"No, not ready")
+    started = time.monotonic()
+    assert failures(reseal(files), evidence.trust, workers=2) == [("transcripts", TRANSCRIPT, None)]
+    assert time.monotonic() - started < 30

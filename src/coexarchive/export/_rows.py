@@ -99,7 +99,13 @@ def parse_line(line: bytes) -> Row:
         raise ValueError("not a sealed record object (members differ from record version 1)")
     if not set(map(type, row.values())) <= _PLAIN:
         raise ValueError("a member has a type no sealed record holds")
-    if orjson.dumps(row, option=_ORJSON | orjson.OPT_SORT_KEYS) != line:
+    try:
+        canonical = orjson.dumps(row, option=_ORJSON | orjson.OPT_SORT_KEYS)
+    except orjson.JSONEncodeError:  # an integer beyond 2**53, which no sealed record holds
+        raise ValueError(
+            "a member is outside what a sealed record holds (integer beyond 2^53)"
+        ) from None
+    if canonical != line:
         raise ValueError("not in canonical form (RFC 8785)")
     # Canonical form sorts the members, so the row's keys are already in canonical order.
     return row

@@ -372,7 +372,8 @@ def _assemble(
     files: dict[str, bytes] = {
         "README.txt": README.format(format=BUNDLE_FORMAT).encode("utf-8"),
         "records/records.jsonl": b"".join(line + b"\n" for line in lines),
-        "records/records.parquet": records_parquet(table),
+        # chain_hash stays in the archive: a bundle holding some of a chain cannot prove it.
+        "records/records.parquet": records_parquet(table.drop_columns(["chain_hash"])),
         "records/records.csv": records_csv(rows, leaves),
     }
     chains = []

@@ -33,6 +33,7 @@ import hashlib
 import io
 import multiprocessing
 import re
+import time
 import zipfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -89,6 +90,10 @@ BUNDLE_KEYS_WARNING = (
     "verified against the public keys the bundle itself carries (keys/trust.txt): this proves "
     "the records were not altered after signing, NOT who signed them; pass --trust with the "
     "archive's keys, obtained from its owner by another channel, to prove origin"
+)
+CHAIN_HASH_WARNING = (
+    "records.parquet has a chain_hash column, which a bundle cannot prove (it depends on records "
+    "the bundle does not hold): that column was not checked; ignore it"
 )
 _MANIFEST_LINE = re.compile(r"([0-9a-f]{64})  (\S(?:.*\S)?)")
 _RECORDS = "records/records.jsonl"
@@ -191,6 +196,8 @@ def verify_bundle(
 
 
 _RENDERED = frozenset({"tables", "transcripts", "rsmf"})
+# At least this long, the render worker is waited for before this process does its work.
+WORKER_PATIENCE_S = 60.0
 
 
 def _verify(files: Mapping[str, bytes], trust: TrustStore | None, workers: int) -> BundleReport:
@@ -269,13 +276,19 @@ class _Worker:
         self.files, self.description, self.steps = files, description, steps
         self.process: BaseProcess | None = None
         self.receiver: Connection | None = None
+        self.started = time.monotonic()
         if workers > 1 and "fork" in multiprocessing.get_all_start_methods():
             context = multiprocessing.get_context("fork")
-            self.receiver, sender = context.Pipe(duplex=False)
-            self.process = context.Process(
+            receiver, sender = context.Pipe(duplex=False)
+            process = context.Process(
                 target=self._work, args=(sender,), name="verify-bundle-worker", daemon=True
             )
-            self.process.start()
+            try:
+                process.start()
+            except (AssertionError, OSError):  # e.g. inside a daemon process: no children
+                receiver.close()
+            else:
+                self.process, self.receiver = process, receiver
             sender.close()
 
     def _run(self, parsed: _Parsed, *, rendered: bool) -> list[Failure]:
@@ -294,12 +307,17 @@ class _Worker:
     def failures(self, parsed: _Parsed, *, rendered: bool) -> list[Failure]:
         """The steps' failures; those of rendering only when ``rendered``."""
         if self.receiver is not None:
+            # The worker does about as much as this process did meanwhile; one that is far
+            # slower is stuck (a fork can inherit a held lock), and this process takes over.
+            patience = max(WORKER_PATIENCE_S, 4 * (time.monotonic() - self.started))
             try:
-                found: list[Failure] = self.receiver.recv()
+                if self.receiver.poll(patience):
+                    found: list[Failure] = self.receiver.recv()
+                    return [f for f in found if rendered or f.step not in _RENDERED]
             except (EOFError, OSError):
                 pass  # the worker died before answering: run the steps here instead
-            else:
-                return [f for f in found if rendered or f.step not in _RENDERED]
+            if self.process is not None and self.process.is_alive():
+                self.process.terminate()
         return self._run(parsed, rendered=rendered)
 
     def close(self) -> None:
@@ -701,6 +719,8 @@ def _parquet_table(proven: _Parsed, report: BundleReport) -> None:
     if problem is not None:
         report.fail("tables", problem, key=path)
         return
+    if "chain_hash" in table.column_names:
+        report.warnings.append(CHAIN_HASH_WARNING)
     if table.num_rows != len(rows):
         report.fail(
             "tables", f"holds {table.num_rows} rows, the bundle {len(rows)} records", key=path
@@ -772,6 +792,10 @@ def _first_difference(
 
 
 def _schema_difference(schema: pa.Schema) -> str | None:
+    # Bundles from earlier versions also carry chain_hash (see CHAIN_HASH_WARNING).
+    extra = sorted(set(schema.names) - {*SEALED_ORDER, "leaf_hash", "chain_hash"})
+    if extra:
+        return f"not a records table: column(s) {', '.join(extra)} hold nothing a record proves"
     for name in (*SEALED_ORDER, "leaf_hash"):
         wanted = RECORD_SCHEMA.field(name).type
         index = schema.get_field_index(name)
