@@ -53,6 +53,8 @@ class QueryResult:
 
 # ``records`` spans the segments a compliance summary scans (see AuditSession._summary).
 _SCANNING = object()
+# ``records`` is still empty: the first statement registers what it needs.
+_UNREGISTERED = object()
 
 
 def _wall_clock_ms() -> int:
@@ -79,13 +81,13 @@ class AuditSession:
         self.clock = clock
         self.catalog = catalog or ArchiveCatalog(store)
         self.catalog.refresh()
-        self.con = connect(self.catalog)
+        self.con = connect(self.catalog, records=False)
         # The shell may run any SQL, but not read or write local files or change that.
         self.con.execute("SET enable_external_access = false")
         self.con.execute("SET lock_configuration = true")
         # Whose segments ``records`` spans now (None: the whole archive; see _records_for), and
         # the catalog generation it was registered at.
-        self._records_scope: object = None
+        self._records_scope: object = _UNREGISTERED
         self._records_generation = self.catalog.generation
 
     # -- statements ---------------------------------------------------------------------------

@@ -459,8 +459,12 @@ def connect(
     chains: Sequence[str] | None = None,
     window: Window | None = None,
     threads: int | None = None,
+    records: bool = True,
 ) -> duckdb.DuckDBPyConnection:
     """A DuckDB connection with every view registered (UTC, read-only over the archive).
+
+    ``records=False`` leaves ``records`` empty for the caller to register (the session does, per
+    statement, for the segments that statement needs).
 
     ``access_records`` and ``quarantine`` start empty: reading them costs listings (and, for
     quarantine, every entry), so :func:`register_access_log` and :func:`register_quarantine`
@@ -470,7 +474,10 @@ def connect(
     con.execute("SET TimeZone = 'UTC'")
     if threads:
         con.execute(f"SET threads = {int(threads)}")
-    register_records(con, catalog, business_segments(catalog, chains=chains, window=window))
+    if records:
+        register_records(con, catalog, business_segments(catalog, chains=chains, window=window))
+    else:
+        con.register("records", RECORD_SCHEMA.empty_table())
     con.register("access_records", RECORD_SCHEMA.empty_table())
     con.register("quarantine", _QUARANTINE_SCHEMA.empty_table())
     for name, (_, sql) in VIEWS.items():
