@@ -128,7 +128,9 @@ def records_csv(rows: Sequence[Row], leaves: Sequence[bytes]) -> bytes:
     """RFC 4180 CSV of the rows (UTF-8, CRLF), one per record, values exactly as sealed."""
     event_utc = iso_utc_many([row["event_time"] for row in rows])
     received_utc = iso_utc_many([row["received_time"] for row in rows])
-    out = io.StringIO()
+    # Encoded as it is written: no second copy of the whole text before encoding it.
+    sink = io.BytesIO()
+    out = io.TextIOWrapper(sink, encoding="utf-8", newline="")
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(CSV_COLUMNS)
     # The csv module writes None as an empty cell.
@@ -147,7 +149,8 @@ def records_csv(rows: Sequence[Row], leaves: Sequence[bytes]) -> bytes:
         )
         for row, leaf, event, received in zip(rows, leaves, event_utc, received_utc, strict=True)
     )
-    return out.getvalue().encode("utf-8")
+    out.flush()
+    return sink.getvalue()
 
 
 # CSV_COLUMNS in runs of sealed members, between the cells records_csv derives.
