@@ -1214,6 +1214,28 @@ def _management_id(change: _Change, raw: dict[str, Any]) -> str:
     return stable_id(change.field, change.chain_id, change.entry_time, _digest(raw))
 
 
+def _management_record(
+    change: _Change,
+    raw: dict[str, Any],
+    path: str,
+    kind: Kind,
+    extra: dict[str, Any],
+    **columns: Any,
+) -> Record:
+    """A system event of a management field (templates, account, phone quality) at entry time."""
+    return change.record(
+        record_id=_management_id(change, raw),
+        kind=kind,
+        origin=Origin.SYSTEM,
+        direction=Direction.NONE,
+        seconds=None,
+        path=path,
+        raw=raw,
+        extra=extra,
+        **columns,
+    )
+
+
 def _template_status(change: _Change, raw: dict[str, Any], path: str) -> Record:
     event = TemplateStatusUpdate.model_validate(raw)
     return _template_record(
@@ -1251,15 +1273,12 @@ def _template_record(
     **columns: Any,
 ) -> Record:
     template_id = raw.get("message_template_id")
-    return change.record(
-        record_id=_management_id(change, raw),
-        kind=Kind.TEMPLATE_EVENT,
-        origin=Origin.SYSTEM,
-        direction=Direction.NONE,
-        seconds=None,
-        path=path,
-        raw=raw,
-        extra={"template_id": None if template_id is None else str(template_id)},
+    return _management_record(
+        change,
+        raw,
+        path,
+        Kind.TEMPLATE_EVENT,
+        {"template_id": None if template_id is None else str(template_id)},
         template_name=name,
         template_language=language,
         **columns,
@@ -1269,15 +1288,12 @@ def _template_record(
 def _account(change: _Change, raw: dict[str, Any], path: str) -> Record:
     event = AccountUpdate.model_validate(raw)
     reason = event.disconnection_info.reason if event.disconnection_info else None
-    return change.record(
-        record_id=_management_id(change, raw),
-        kind=Kind.ACCOUNT_EVENT,
-        origin=Origin.SYSTEM,
-        direction=Direction.NONE,
-        seconds=None,
-        path=path,
-        raw=raw,
-        extra={"disconnection_reason": reason} if reason is not None else {},
+    return _management_record(
+        change,
+        raw,
+        path,
+        Kind.ACCOUNT_EVENT,
+        {"disconnection_reason": reason} if reason is not None else {},
         msg_type="account_update",
         status=event.event,
     )
@@ -1285,15 +1301,12 @@ def _account(change: _Change, raw: dict[str, Any], path: str) -> Record:
 
 def _phone_quality(change: _Change, raw: dict[str, Any], path: str) -> Record:
     event = PhoneNumberQualityUpdate.model_validate(raw)
-    return change.record(
-        record_id=_management_id(change, raw),
-        kind=Kind.ACCOUNT_EVENT,
-        origin=Origin.SYSTEM,
-        direction=Direction.NONE,
-        seconds=None,
-        path=path,
-        raw=raw,
-        extra={"tier": event.max_daily_conversations_per_business},
+    return _management_record(
+        change,
+        raw,
+        path,
+        Kind.ACCOUNT_EVENT,
+        {"tier": event.max_daily_conversations_per_business},
         msg_type="phone_number_quality_update",
         status=event.event,
     )

@@ -299,9 +299,9 @@ class _Worker:
         return scratch.failures
 
     def _work(self, sender: Connection) -> None:
-        with cyclic_gc_paused():
-            parsed = _parse(self.files, self.description)
-            sender.send(self._run(parsed, rendered=parsed.complete))
+        # Forked inside verify_bundle's cyclic_gc_paused(): the collector is off here too.
+        parsed = _parse(self.files, self.description)
+        sender.send(self._run(parsed, rendered=parsed.complete))
         sender.close()
 
     def failures(self, parsed: _Parsed, *, rendered: bool) -> list[Failure]:

@@ -504,10 +504,7 @@ def register_records(
     whole_row_groups: bool = False,
 ) -> None:
     """(Re-)register ``records``, the table every business view reads, over these segments."""
-    if segments:
-        con.register("records", catalog.dataset(segments, whole_row_groups=whole_row_groups))
-    else:
-        con.register("records", RECORD_SCHEMA.empty_table())
+    con.register("records", _dataset_or_empty(catalog, segments, whole_row_groups))
 
 
 def register_quarantine(con: duckdb.DuckDBPyConnection, catalog: ArchiveCatalog) -> None:
@@ -522,9 +519,13 @@ def register_access_log(con: duckdb.DuckDBPyConnection, catalog: ArchiveCatalog)
     con.register("access_records", _dataset_or_empty(catalog, segments))
 
 
-def _dataset_or_empty(catalog: ArchiveCatalog, manifests: Sequence[Segment | Manifest]) -> Any:
+def _dataset_or_empty(
+    catalog: ArchiveCatalog,
+    manifests: Sequence[Segment | Manifest],
+    whole_row_groups: bool = False,
+) -> Any:
     if manifests:
-        return catalog.dataset(manifests)
+        return catalog.dataset(manifests, whole_row_groups=whole_row_groups)
     return RECORD_SCHEMA.empty_table()
 
 
