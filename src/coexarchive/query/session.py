@@ -191,27 +191,11 @@ class AuditSession:
         when no manifest carries findings (an archive sealed before they were recorded).
         """
         segments = business_segments(self.catalog, chains=[chain] if chain else None)
-        manifests = {
-            (m.chain_id, m.first_seq): m
-            for c in sorted({s.chain_id for s in segments})
-            for m in self.catalog.manifests(c)
-        }
-        whole, cut = [], []
-        for segment in segments:
-            manifest = manifests.get((segment.chain_id, segment.first_seq))
-            if manifest is not None and window is not None and not window.overlaps(manifest):
-                continue  # wholly outside the period: the report's filter drops all its rows
-            if (
-                manifest is None
-                or manifest.findings is None
-                or manifest.segment.key != segment.key
-                or (window is not None and not window.contains(manifest))
-            ):
-                cut.append(segment)
-            else:
-                whole.append(manifest)
-        if not any(manifest.findings is not None for manifest in manifests.values()):
+        chains = sorted({segment.chain_id for segment in segments})
+        manifests = [m for c in chains for m in self.catalog.manifests(c)]
+        if not any(manifest.findings is not None for manifest in manifests):
             return None
+        whole, cut = summary.split(segments, manifests, window)
         register_records(self.con, self.catalog, cut)
         self._records_scope = _SCANNING  # the next statement spans the whole archive again
         try:

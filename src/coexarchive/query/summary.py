@@ -16,9 +16,10 @@ from collections.abc import Sequence
 
 import pyarrow as pa
 
+from coexarchive.query.views import Segment, Window
 from coexarchive.segments import Manifest
 
-__all__ = ["MERGE_SQL", "PARTIAL_SCHEMA", "from_manifests"]
+__all__ = ["MERGE_SQL", "PARTIAL_SCHEMA", "from_manifests", "split"]
 
 _TIME = pa.timestamp("us", tz="UTC")
 PARTIAL_SCHEMA = pa.schema(
@@ -41,6 +42,31 @@ FROM (SELECT finding, chain_id, records, first_time, last_time FROM summary_scan
       SELECT finding, chain_id, records, first_time, last_time FROM summary_sealed)
 GROUP BY ALL ORDER BY finding, chain_id
 """
+
+
+def split(
+    segments: Sequence[Segment], manifests: Sequence[Manifest], window: Window | None
+) -> tuple[list[Manifest], list[Segment]]:
+    """The manifests of segments wholly inside ``window`` that carry findings, and the segments
+    to scan (cut by the window, without findings, or not matching their manifest); segments
+    wholly outside the window are in neither, as the report's filter drops all their rows."""
+    by_start = {(m.chain_id, m.first_seq): m for m in manifests}
+    whole: list[Manifest] = []
+    cut: list[Segment] = []
+    for segment in segments:
+        manifest = by_start.get((segment.chain_id, segment.first_seq))
+        if manifest is not None and window is not None and not window.overlaps(manifest):
+            continue
+        if (
+            manifest is None
+            or manifest.findings is None
+            or manifest.segment.key != segment.key
+            or (window is not None and not window.contains(manifest))
+        ):
+            cut.append(segment)
+        else:
+            whole.append(manifest)
+    return whole, cut
 
 
 def from_manifests(manifests: Sequence[Manifest]) -> pa.Table:
