@@ -19,14 +19,14 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import boto3
 import pytest
 import yaml
 from botocore.exceptions import ClientError
 from moto import mock_aws, settings
-from moto.iam.access_control import IAMPolicy, PermissionResult
-from moto.s3.responses import ACTION_MAP
+from moto.iam.access_control import IAMPolicy, PermissionResult, S3IAMRequest
 
 pytestmark = pytest.mark.filterwarnings(
     "ignore:Tried to parse .* but it.s not supported by moto:UserWarning"
@@ -474,18 +474,40 @@ def test_signing_secret_is_readable_by_ingest_alone(secret_stack: Stack) -> None
 # Roles, with moto enforcing IAM for their sessions
 # --------------------------------------------------------------------------------------------------
 
-# moto authorises these sub-resource requests as s3:PutObject / s3:GetObject / s3:CreateBucket; AWS
-# authorises each as its own action. Teach moto the AWS names so the role policies are tested as AWS
-# would read them.
-_AWS_ACTION_NAMES = {
-    ("KEY", "PUT"): {"retention": "PutObjectRetention", "legal-hold": "PutObjectLegalHold"},
-    ("KEY", "GET"): {"retention": "GetObjectRetention", "legal-hold": "GetObjectLegalHold"},
-    ("BUCKET", "PUT"): {
-        "object-lock": "PutBucketObjectLockConfiguration",
-        "encryption": "PutEncryptionConfiguration",
-        "ownershipControls": "PutBucketOwnershipControls",
-    },
+# moto (5.2 and later) authorises an S3 request under its API operation name (`ListObjectVersions`,
+# `HeadObject`, `PutObjectLockConfiguration`), while AWS authorises it under an IAM action that is
+# often named differently (`s3:ListBucketVersions`, `s3:GetObject`,
+# `s3:PutBucketObjectLockConfiguration`), and by the version id for versioned deletes and reads.
+# Translate, so the role policies are tested as AWS reads them: a denial then means the template
+# denies it, not that moto looked for an action name no policy can grant.
+_IAM_ACTION_FOR_OPERATION = {
+    "ListObjects": "ListBucket",
+    "ListObjectsV2": "ListBucket",
+    "ListObjectVersions": "ListBucketVersions",
+    "HeadBucket": "ListBucket",
+    "HeadObject": "GetObject",
+    "DeleteObjects": "DeleteObject",
+    "CreateMultipartUpload": "PutObject",
+    "UploadPart": "PutObject",
+    "CompleteMultipartUpload": "PutObject",
+    "GetObjectLockConfiguration": "GetBucketObjectLockConfiguration",
+    "PutObjectLockConfiguration": "PutBucketObjectLockConfiguration",
+    "GetBucketLifecycleConfiguration": "GetLifecycleConfiguration",
+    "PutBucketLifecycleConfiguration": "PutLifecycleConfiguration",
+    "GetBucketEncryption": "GetEncryptionConfiguration",
+    "PutBucketEncryption": "PutEncryptionConfiguration",
+    "DeleteBucketEncryption": "PutEncryptionConfiguration",
 }
+_VERSIONED_ACTION = {"GetObject": "GetObjectVersion", "DeleteObject": "DeleteObjectVersion"}
+
+
+def iam_action(operation: str, querystring: dict[str, Any]) -> str:
+    """The IAM action AWS checks for an S3 API operation (the one the policies must name)."""
+    action = _IAM_ACTION_FOR_OPERATION.get(operation, operation)
+    if "versionId" in querystring:
+        action = _VERSIONED_ACTION.get(action, action)
+    return action
+
 
 RoleClient = Callable[[str], Any]
 
@@ -531,11 +553,35 @@ def sessions(iam_stack: Stack) -> dict[str, Any]:
 @pytest.fixture
 def enforced(sessions: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> RoleClient:
     """Role clients, with moto checking every request against the role's IAM policies."""
-    for (resource, method), names in _AWS_ACTION_NAMES.items():
-        for query, action in names.items():
-            monkeypatch.setitem(ACTION_MAP[resource][method], query, action)
+    create = S3IAMRequest.__init__
+
+    def with_aws_action(request: S3IAMRequest, *args: Any, action: str, **kwargs: Any) -> None:
+        create(request, *args, action=action, **kwargs)
+        query = parse_qs(urlsplit(request._path).query, keep_blank_values=True)
+        request._action = f"s3:{iam_action(action, query)}"
+
+    monkeypatch.setattr(S3IAMRequest, "__init__", with_aws_action)
     monkeypatch.setattr(settings, "INITIAL_NO_AUTH_ACTION_COUNT", 0)
     return sessions.__getitem__
+
+
+@pytest.mark.parametrize(
+    ("operation", "querystring", "action"),
+    [
+        ("ListObjectVersions", {"versions": [""]}, "ListBucketVersions"),
+        ("ListObjectsV2", {"list-type": ["2"]}, "ListBucket"),
+        ("HeadObject", {}, "GetObject"),
+        ("GetObject", {"versionId": ["v1"]}, "GetObjectVersion"),
+        ("DeleteObject", {"versionId": ["v1"]}, "DeleteObjectVersion"),
+        ("DeleteObject", {}, "DeleteObject"),
+        ("PutObjectLockConfiguration", {"object-lock": [""]}, "PutBucketObjectLockConfiguration"),
+        ("PutObjectLegalHold", {"legal-hold": [""]}, "PutObjectLegalHold"),
+    ],
+)
+def test_operations_are_authorised_under_their_iam_action(
+    operation: str, querystring: dict[str, Any], action: str
+) -> None:
+    assert iam_action(operation, querystring) == action
 
 
 def denied(call: Callable[..., Any], **kwargs: Any) -> None:
@@ -731,6 +777,13 @@ def test_auditor_reads_everything_and_appends_to_the_access_log(enforced: RoleCl
     auditor = enforced("auditor")
     assert auditor.get_object(Bucket=IAM_ARCHIVE, Key=SEGMENT)["Body"].read() == b"sealed"
     assert auditor.get_object(Bucket=IAM_RAW, Key=RAW_OBJECT)["Body"].read() == b"sealed"
+    # Each of these is authorised under an IAM action named unlike its API operation.
+    assert auditor.head_object(Bucket=IAM_ARCHIVE, Key=SEGMENT)["ContentLength"] == len(b"sealed")
+    listed = auditor.list_objects_v2(Bucket=IAM_ARCHIVE, Prefix=SEGMENT)["Contents"]
+    assert [o["Key"] for o in listed] == [SEGMENT]
+    version = _version(auditor, IAM_ARCHIVE, SEGMENT)
+    body = auditor.get_object(Bucket=IAM_ARCHIVE, Key=SEGMENT, VersionId=version)["Body"].read()
+    assert body == b"sealed"
     for key in (
         "archive/v1/chain=access-log/date=2026-01-02/00000000000000000000-00000000000000000000-ab.parquet",
         "manifests/chain=access-log/00000000000000000000.json",
