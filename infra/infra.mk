@@ -6,17 +6,16 @@
 INFRA_VENV ?= .venv-infra
 INFRA_BIN := $(INFRA_VENV)/bin
 INFRA_STAMP := $(INFRA_VENV)/.installed
-CHECKOV_VERSION ?= 3.3.30
+INFRA_LOCK := requirements/infra.lock
 CFN_TEMPLATES := infra/cloudformation/coexarchive.yaml
 
 .PHONY: infra-lint infra-cfn-lint infra-checkov infra-venv
 
 infra-lint: infra-cfn-lint infra-checkov
 
-$(INFRA_STAMP): infra/infra.mk
-	$(PYTHON) -m venv $(INFRA_VENV)
-	$(INFRA_BIN)/python -m pip install --quiet --upgrade pip
-	$(INFRA_BIN)/python -m pip install --quiet 'checkov==$(CHECKOV_VERSION)'
+$(INFRA_STAMP): infra/infra.mk $(INFRA_LOCK)
+	$(PYTHON) -m venv --clear $(INFRA_VENV)
+	$(INFRA_BIN)/python -m pip install --quiet --require-hashes --no-deps -r $(INFRA_LOCK)
 	touch $@
 
 infra-venv: $(INFRA_STAMP)
