@@ -31,15 +31,17 @@ import apache_beam as beam
 import orjson
 from apache_beam.metrics.metric import Metrics, MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions
+from apache_beam.transforms import combiners
 
 from coexarchive import quarantine as quarantine_store
+from coexarchive.archive_head import write_head_after
 from coexarchive.dedup import DedupIndex
 from coexarchive.enrich import EnrichConfig, collect_side_events, enrich_for_seal
 from coexarchive.normalize import Quarantined, normalize_delivery
 from coexarchive.raw import decode_landing
 from coexarchive.records import RECORD_FIELDS, Record
 from coexarchive.retention import RetentionPolicy
-from coexarchive.seal.keys import Ed25519Signer
+from coexarchive.seal.keys import Ed25519Signer, TrustStore
 from coexarchive.segments import ChainWriter
 from coexarchive.store import layout
 from coexarchive.store.base import ObjectStore
@@ -75,6 +77,8 @@ class SealSpec:
     archive_name: str
     retention: str = "COMPLIANCE:7"
     max_segment_records: int = 100_000
+    # Trust file the archive head writer opens the previous head with (default: the key itself).
+    trust_file: str | None = None
 
 
 @dataclass
@@ -319,10 +323,35 @@ def seal_chain(
         "duplicates": classified.duplicates,
         "segments": len(results),
         "tree_size": writer.state().size,
+        # What the archive head will state for this chain (its last committed manifest).
+        "manifest": writer.state().last_manifest,
     }
 
 
 _waba_of = operator.attrgetter("waba_id")
+
+
+class WriteArchiveHead(beam.DoFn):
+    """After every chain is sealed: one archive head stating each chain this run touched."""
+
+    def __init__(self, store_spec: StoreSpec, seal_spec: SealSpec) -> None:
+        self.store_spec = store_spec
+        self.seal_spec = seal_spec
+
+    def process(self, summaries: list[dict[str, Any]]) -> Iterator[int]:
+        manifests = [s["manifest"] for s in summaries if s.get("manifest") is not None]
+        if not manifests:
+            return
+        spec = self.seal_spec
+        head = write_head_after(
+            self.store_spec.open(),
+            manifests,
+            signer=Ed25519Signer.from_file(Path(spec.key_file)),
+            archive_name=spec.archive_name,
+            trust=TrustStore.from_file(spec.trust_file) if spec.trust_file else None,
+        )
+        if head is not None:
+            yield head.seq
 
 
 class WriteQuarantine(beam.DoFn):
@@ -358,7 +387,7 @@ class Ingest(beam.PTransform):
             WriteQuarantine(self.store_spec, self.seal_spec.retention)
         )
         side_events = normalized[SIDE_EVENTS_TAG]
-        return (
+        summaries = (
             normalized.records
             | "GroupByChain" >> beam.GroupByKey()
             | "SealChain"
@@ -367,6 +396,13 @@ class Ingest(beam.PTransform):
                 side_events=beam.pvalue.AsList(side_events),
             )
         )
+        # The commit: once every chain's checkpoints are written, one head states them all.
+        _ = (
+            summaries
+            | "AllChains" >> combiners.ToList()
+            | "WriteArchiveHead" >> beam.ParDo(WriteArchiveHead(self.store_spec, self.seal_spec))
+        )
+        return summaries
 
 
 # --- entry point ---------------------------------------------------------------------------------
@@ -387,6 +423,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--input_prefix", default=layout.RAW_PREFIX, help="raw objects to read")
     parser.add_argument("--signing_key", required=True, help="Ed25519 note key file")
     parser.add_argument("--archive_name", required=True)
+    parser.add_argument(
+        "--trust_file", default=None, help="trust file for the previous archive head"
+    )
     parser.add_argument("--retention", default="COMPLIANCE:7")
     parser.add_argument("--max_segment_records", type=int, default=100_000)
     return parser
@@ -397,7 +436,11 @@ def run(argv: Sequence[str] | None = None, *, save_main_session: bool = False) -
     args, beam_args = build_parser().parse_known_args(argv)
     store_spec = StoreSpec(args.bucket, args.endpoint_url, args.region_name, args.sse_kms_key_id)
     seal_spec = SealSpec(
-        args.signing_key, args.archive_name, args.retention, args.max_segment_records
+        args.signing_key,
+        args.archive_name,
+        args.retention,
+        args.max_segment_records,
+        trust_file=args.trust_file,
     )
     raw_spec = dataclasses.replace(store_spec, bucket=args.raw_bucket or args.bucket)
     keys = sorted(

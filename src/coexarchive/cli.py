@@ -106,7 +106,12 @@ def cmd_verify(args: argparse.Namespace) -> int:
     settings = _settings(args)
     store = settings.store()
     trust = settings.trust()
-    heads = [parse_head(Path(path).read_bytes(), trust) for path in args.expect_head or ()]
+    from coexarchive.archive_head import parse_pinned_head
+    from coexarchive.seal.head import is_head_note
+
+    notes = [Path(path).read_bytes() for path in args.expect_head or ()]
+    heads = [parse_head(note, trust) for note in notes if not is_head_note(note)]
+    archive_heads = [parse_pinned_head(note, trust) for note in notes if is_head_note(note)]
     chains = [args.chain] if args.chain else None
     progress = Progress("verifying", 0) if not args.json else None
     if progress is not None and progress.enabled:
@@ -124,6 +129,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
             since=args.since,
             until=args.until,
             heads=heads,
+            archive_heads=archive_heads,
+            archive_name=settings.archive_name,
             held_keys=held_keys(store),
             executor=executor,
             on_segment=progress.advance if progress else None,
@@ -169,6 +176,8 @@ def _print_report(report: object) -> None:
         )
         for warning in chain.warnings:
             print(f"  warning: {warning}")
+    if report.archive_head is not None:
+        print(report.archive_head.line())
     print("checks: " + ", ".join(f"{i}. {step}" for i, step in enumerate(report.steps, 1)))
     if report.ok:
         print(f"OK: {len(report.chains)} chain(s) verified, every check held")
@@ -183,6 +192,8 @@ def cmd_head(args: argparse.Namespace) -> int:
     from coexarchive.segments import Manifest, list_manifests
 
     store = _settings(args).store()
+    if args.chain is None:
+        return _save_archive_head(store, args.out)
     keys = list_manifests(store, args.chain)
     if not keys:
         raise ConfigError(f"chain {args.chain!r} has no sealed segments in this archive")
@@ -191,6 +202,21 @@ def cmd_head(args: argparse.Namespace) -> int:
     if args.out:
         Path(args.out).write_bytes(note)
         print(f"saved the checkpoint for {manifest.tree_size} records to {args.out}")
+    else:
+        sys.stdout.write(note.decode("utf-8"))
+    return 0
+
+
+def _save_archive_head(store: object, out: str | None) -> int:
+    from coexarchive.seal.head import HEAD_PREFIX, head_seq
+
+    keys = [key for key in store.list(HEAD_PREFIX) if head_seq(key) is not None]  # type: ignore[attr-defined]
+    if not keys:
+        raise ConfigError("this archive has no archive head yet: ingest writes the first one")
+    note: bytes = store.get(keys[-1])  # type: ignore[attr-defined]
+    if out:
+        Path(out).write_bytes(note)
+        print(f"saved archive head {head_seq(keys[-1])} to {out}")
     else:
         sys.stdout.write(note.decode("utf-8"))
     return 0
@@ -239,9 +265,10 @@ def build_parser() -> argparse.ArgumentParser:
         "every checkpoint signature against the trust file, look for forks and truncation, and "
         "check Object Lock retention on every object. Exit 0 only when everything holds.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="Pin a head: keep a copy of a checkpoint somewhere the writer cannot reach "
-        "(another account, a witness, paper) and pass it with --expect-head; verify then proves "
-        "the archive was not cut short or forked since.",
+        epilog="Pin a head: keep a copy of the archive head (`coexarchive head`) or of a chain's "
+        "checkpoint somewhere the writer cannot reach (another account, a witness, paper) and "
+        "pass it with --expect-head; verify then proves the archive was not cut short or forked "
+        "since.",
     )
     _add_archive_options(verify)
     verify.add_argument("--trust", type=Path, help="trust file (env COEXARCHIVE_TRUST)")
@@ -252,7 +279,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--expect-head",
         action="append",
         metavar="FILE",
-        help="signed checkpoint held outside the archive; repeatable",
+        help="archive head or chain checkpoint held outside the archive; repeatable",
     )
     verify.add_argument("--workers", type=int, default=1, help="processes re-hashing segments")
     verify.add_argument("--json", action="store_true", help="print a JSON report")
@@ -260,13 +287,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     head = sub.add_parser(
         "head",
-        help="print or save a chain's latest signed checkpoint, to pin it elsewhere",
-        description="Write the latest signed checkpoint of a chain. Keep it where the archive's "
+        help="print or save the newest archive head (or a chain's checkpoint), to pin it",
+        description="Write the newest signed archive head, which states every chain's size and "
+        "root (with --chain: that chain's latest checkpoint). Keep it where the archive's "
         "writer cannot reach it (another account, a witness, a ticket); later, "
         "`verify --expect-head FILE` proves the archive was neither cut short nor forked since.",
     )
     _add_archive_options(head)
-    head.add_argument("--chain", required=True, help="business phone number id (or chain id)")
+    head.add_argument("--chain", help="a chain's checkpoint instead (business phone number id)")
     head.add_argument("--out", help="file to write (default: stdout)")
     head.set_defaults(handler=cmd_head)
 

@@ -57,6 +57,8 @@ def ingest_argv(
         f"--archive_name={settings.archive_name}",
         f"--retention={settings.retention}",
     ]
+    if settings.trust_file.exists():
+        argv.append(f"--trust_file={settings.trust_file}")
     if settings.raw_bucket:
         argv.append(f"--raw_bucket={settings.raw_bucket}")
     if settings.endpoint_url:
@@ -136,7 +138,12 @@ def cmd_redrive(args: argparse.Namespace, make_settings: MakeSettings) -> int:
     spec = StoreSpec(
         settings.bucket, settings.endpoint_url, settings.region_name, settings.sse_kms_key_id
     )
-    seal = SealSpec(str(settings.key_file), settings.archive_name, settings.retention)
+    seal = SealSpec(
+        str(settings.key_file),
+        settings.archive_name,
+        settings.retention,
+        trust_file=str(settings.trust_file) if settings.trust_file.exists() else None,
+    )
     raw_spec = StoreSpec(
         raw_bucket, settings.endpoint_url, settings.region_name, settings.sse_kms_key_id
     )

@@ -21,6 +21,12 @@ Steps, per chain:
                    outside the writer's reach (``--expect-head``).
 9. ``retention``   every object carries Object Lock retention at least as strong as its manifest
                    says, and a legal hold where the hold register places one.
+
+Then, for the archive as a whole (``coexarchive.archive_head``):
+
+10. ``archive-head`` the signed archive heads link from the first to the newest, and every chain
+                   the newest (or a pinned) head lists is still there, at least as long, with the
+                   same root at the stated size.
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from coexarchive.archive_head import HeadSummary, PinnedHead, check_archive_heads
 from coexarchive.errors import (
     CoexArchiveError,
     Failure,
@@ -74,6 +81,7 @@ STEPS = (
     "fork",
     "head",
     "retention",
+    "archive-head",
 )
 
 
@@ -100,6 +108,7 @@ class Report:
     chains: list[ChainReport] = field(default_factory=list)
     failures: list[Failure] = field(default_factory=list)
     steps: tuple[str, ...] = STEPS
+    archive_head: HeadSummary | None = None
 
     @property
     def ok(self) -> bool:
@@ -115,6 +124,7 @@ class Report:
             "steps": list(self.steps),
             "chains": [chain.to_json() for chain in self.chains],
             "failures": [failure.__dict__ for failure in self.failures],
+            "archive_head": self.archive_head.to_json() if self.archive_head else None,
         }
 
 
@@ -156,6 +166,8 @@ def verify_archive(
     held_keys: Iterable[str] = (),
     executor: Executor | None = None,
     on_segment: Callable[[int], None] | None = None,
+    archive_heads: Sequence[PinnedHead] = (),
+    archive_name: str | None = None,
 ) -> Report:
     """Verify the archive (or ``chains``); ``since``/``until`` (ms) limit the row checks."""
     report = Report()
@@ -170,6 +182,9 @@ def verify_archive(
             continue
         if not any(chain.chain_id == head.chain_id for chain in report.chains):
             report.failures.append(Failure("head", "pinned chain is missing", head.chain_id))
+    report.archive_head = check_archive_heads(
+        store, trust, report, archive_name=archive_name, chains=chains, pins=archive_heads
+    )
     if report.failures:
         raise ArchiveVerificationError(report)
     return report

@@ -11,6 +11,7 @@ from typing import Any
 import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from coexarchive.archive_head import write_head_after
 from coexarchive.records import Direction, Kind, Origin, Record, stable_id
 from coexarchive.retention import ClassRetention, RetentionPolicy
 from coexarchive.seal.keys import Ed25519Signer, TrustStore
@@ -118,7 +119,10 @@ def build(
     )
     results: list[SegmentResult] = []
     for day in days:
-        results += writer.append(make_records(chain_id, per_day, day=day))
+        day_results = writer.append(make_records(chain_id, per_day, day=day))
+        results += day_results
+        # Each day is one commit, as an ingest run is: its archive head follows its checkpoints.
+        write_head_after(store, [r.manifest for r in day_results], signer=key, archive_name=ARCHIVE)
     return Built(store, key, trust_for(key), chain_id, results)
 
 

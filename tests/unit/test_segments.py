@@ -6,6 +6,7 @@ import dataclasses
 
 import pytest
 
+from coexarchive.archive_head import write_head_after
 from coexarchive.errors import FormatError, ObjectExistsError, SealError
 from coexarchive.seal.checkpoint import open_checkpoint
 from coexarchive.seal.merkle import root_from_leaves
@@ -125,7 +126,8 @@ def test_verify_with_an_empty_trust_file_fails_every_checkpoint() -> None:
     build(store, days=(0, 1), per_day=3)
     with pytest.raises(ArchiveVerificationError) as caught:
         verify_archive(store, TrustStore.parse(""))
-    assert {f.step for f in caught.value.report.failures} == {"checkpoint"}
+    # Nothing is trusted: neither the checkpoints nor the archive heads.
+    assert {f.step for f in caught.value.report.failures} == {"checkpoint", "archive-head"}
 
 
 def test_key_rotation_keeps_old_checkpoints_verifiable() -> None:
@@ -133,12 +135,17 @@ def test_key_rotation_keeps_old_checkpoints_verifiable() -> None:
 
     store = MemoryStore()
     old, new = signer("coexarchive.test", b"2025"), signer("coexarchive.test", b"2026")
-    ChainWriter(store, CHAIN, signer=old, archive_name=ARCHIVE, policy=short_policy()).append(
-        make_records(CHAIN, 3)
-    )
-    ChainWriter(store, CHAIN, signer=new, archive_name=ARCHIVE, policy=short_policy()).append(
-        make_records(CHAIN, 3, day=1)
-    )
+    for key, day in ((old, 0), (new, 1)):
+        results = ChainWriter(
+            store, CHAIN, signer=key, archive_name=ARCHIVE, policy=short_policy()
+        ).append(make_records(CHAIN, 3, day=day))
+        write_head_after(
+            store,
+            [r.manifest for r in results],
+            signer=key,
+            archive_name=ARCHIVE,
+            trust=trust_for(old, new),
+        )
     assert verify_archive(store, trust_for(old, new)).records_checked == 6
     with pytest.raises(ArchiveVerificationError):
         verify_archive(store, trust_for(new))

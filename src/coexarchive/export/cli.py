@@ -54,6 +54,7 @@ def _register(settings: Settings) -> HoldRegister:
         signer=settings.audit_signer(),
         archive_name=settings.archive_name,
         policy=settings.policy(),
+        trust=settings.trust() if settings.trust_file.exists() else None,
     )
 
 
@@ -137,6 +138,7 @@ def cmd_export(args: argparse.Namespace, make_settings: MakeSettings) -> int:
         signer=settings.audit_signer(),
         archive_name=settings.archive_name,
         policy=settings.policy(),
+        trust=trust,
     )
     catalog = ArchiveCatalog(store)
     query_result = None

@@ -26,12 +26,13 @@ import orjson
 import pyarrow as pa
 import pyarrow.dataset as ds
 
+from coexarchive.archive_head import write_head_after
 from coexarchive.errors import ConfigError, FormatError, ObjectMissingError, SealError
 from coexarchive.query.views import ACCESS_LOG_CHAIN, ArchiveCatalog, Segment
 from coexarchive.records import Direction, Kind, Origin, Record, stable_id
 from coexarchive.retention import RetentionPolicy
 from coexarchive.seal.chain import recompute_leaf_hashes
-from coexarchive.seal.keys import Signer
+from coexarchive.seal.keys import Signer, TrustStore
 from coexarchive.segments import ChainWriter, Manifest, list_manifests, read_segment
 from coexarchive.store.base import ObjectStore, sha256_hex
 
@@ -227,11 +228,13 @@ class HoldRegister:
         archive_name: str,
         policy: RetentionPolicy | None = None,
         catalog: ArchiveCatalog | None = None,
+        trust: TrustStore | None = None,
     ) -> None:
         self.store = store
         self.signer = signer
         self.archive_name = archive_name
         self.policy = policy
+        self.trust = trust
         self.catalog = catalog or ArchiveCatalog(store)
 
     def matching_segments(self, scope: HoldScope) -> list[Manifest]:
@@ -408,9 +411,18 @@ class HoldRegister:
                 policy=self.policy,
             )
             try:
-                return writer.append([record])[0].manifest
+                manifest = writer.append([record])[0].manifest
             except SealError as exc:  # another writer committed this seq first
                 last = exc
+                continue
+            write_head_after(
+                self.store,
+                [manifest],
+                signer=self.signer,
+                archive_name=self.archive_name,
+                trust=self.trust,
+            )
+            return manifest
         raise SealError(f"could not append to the hold register: {last}")
 
 

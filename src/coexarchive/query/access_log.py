@@ -22,11 +22,12 @@ from typing import Any
 import orjson
 import pyarrow as pa
 
+from coexarchive.archive_head import write_head_after
 from coexarchive.errors import ConfigError, SealError
 from coexarchive.query.views import ACCESS_LOG_CHAIN
 from coexarchive.records import Direction, Kind, Origin, Record, stable_id
 from coexarchive.retention import RetentionPolicy
-from coexarchive.seal.keys import Signer
+from coexarchive.seal.keys import Signer, TrustStore
 from coexarchive.segments import ChainWriter, Manifest
 from coexarchive.store.base import ObjectStore
 
@@ -91,11 +92,13 @@ class AccessLog:
         signer: Signer,
         archive_name: str,
         policy: RetentionPolicy | None = None,
+        trust: TrustStore | None = None,
     ) -> None:
         self.store = store
         self.signer = signer
         self.archive_name = archive_name
         self.policy = policy
+        self.trust = trust
         self._writer: ChainWriter | None = None
 
     def append(self, entry: AccessEntry, *, now_ms: int) -> Manifest:
@@ -126,10 +129,19 @@ class AccessLog:
                     policy=self.policy,
                 )
             try:
-                return self._writer.append([record])[0].manifest
+                manifest = self._writer.append([record])[0].manifest
             except SealError as exc:  # another auditor committed this seq first
                 self._writer = None
                 last_error = exc
+                continue
+            write_head_after(
+                self.store,
+                [manifest],
+                signer=self.signer,
+                archive_name=self.archive_name,
+                trust=self.trust,
+            )
+            return manifest
         raise SealError(f"could not append to the access log: {last_error}")
 
 

@@ -35,13 +35,14 @@ _CELL = 60
 
 def open_session(settings: Settings, who: str) -> AuditSession:
     store = settings.store()
+    trust = settings.trust() if settings.trust_file.exists() else None
     log = AccessLog(
         store,
         signer=settings.audit_signer(),
         archive_name=settings.archive_name,
         policy=settings.policy(),
+        trust=trust,
     )
-    trust = settings.trust() if settings.trust_file.exists() else None
     return AuditSession(store, access_log=log, who=who, trust=trust)
 
 
