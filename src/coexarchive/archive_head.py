@@ -79,7 +79,6 @@ def own_trust(signer: Signer) -> TrustStore:
 class _Newest:
     key: str
     head: ArchiveHead
-    retention: Retention | None
 
 
 class HeadWriter:
@@ -110,7 +109,6 @@ class HeadWriter:
         key = keys[-1]
         try:
             head, _ = open_head(self.store.get(key), self.trust, archive_name=self.archive_name)
-            retention = self.store.info(key).retention
         except (SignatureError, FormatError, ObjectMissingError) as exc:
             raise SealError(
                 f"newest archive head {key} does not verify ({exc}); refusing to extend it: "
@@ -118,15 +116,14 @@ class HeadWriter:
             ) from exc
         if head.seq != head_seq(key):
             raise SealError(f"archive head {key} states seq {head.seq}; refusing to extend it")
-        return _Newest(key, head, retention)
+        return _Newest(key, head)
 
     def commit(
         self, chains: Iterable[ChainHead], *, retention: Retention | None = None
     ) -> ArchiveHead | None:
         """Sign the next head with ``chains`` updated; None when no chain grew (nothing to say).
 
-        ``retention`` is the commit's strongest object lock; a head also keeps the previous
-        head's, so heads never expire before the ones they extend.
+        ``retention`` is the commit's strongest object lock, which the head carries.
         """
         updates = {chain.chain_id: chain for chain in chains}
         checked: set[ChainHead] = set()
@@ -155,9 +152,8 @@ class HeadWriter:
             seq = newest.head.seq + 1 if newest else 0
             prev = newest.head.body_hash() if newest else GENESIS_PREV
             head = ArchiveHead.build(self.archive_name, seq, prev, entries.values())
-            lock = stronger(retention, newest.retention if newest else None)
             try:
-                self.store.put(head_key(seq), sign_head(head, [self.signer]), retention=lock)
+                self.store.put(head_key(seq), sign_head(head, [self.signer]), retention=retention)
             except ObjectExistsError:
                 continue  # another commit took this seq: re-read its head and go on from it
             return head

@@ -9,8 +9,9 @@ from typing import Any
 import pytest
 
 from coexarchive.cli import main
+from coexarchive.seal.head import head_key
 from coexarchive.store.s3 import S3Store
-from support.archive import build
+from support.archive import ARCHIVE, build
 
 pytestmark = pytest.mark.integration
 
@@ -23,6 +24,7 @@ def archive(
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("COEXARCHIVE_BUCKET", s3_store.bucket)
     monkeypatch.setenv("COEXARCHIVE_ENDPOINT_URL", seaweed.endpoint_url)
+    monkeypatch.setenv("COEXARCHIVE_NAME", ARCHIVE)
     built = build(s3_store, days=(0, 1), per_day=10)
     trust = tmp_path / "trust.txt"
     trust.write_text(built.signer.verifier_key() + "\n")
@@ -37,7 +39,8 @@ def test_clean_archive_exits_zero_with_a_json_report(
     report = json.loads(capsys.readouterr().out)
     assert report["ok"] is True
     assert report["chains"][0]["records_checked"] == 20
-    assert report["steps"][0] == "manifests" and len(report["steps"]) == 9
+    assert report["steps"][0] == "manifests" and len(report["steps"]) == 10
+    assert report["archive_head"]["seq"] == 1 and report["archive_head"]["chains"] == 1
 
 
 def test_tampered_archive_exits_one_and_names_the_object(
@@ -56,7 +59,9 @@ def test_pinned_head_catches_a_later_truncation(
     head = tmp_path / "head.note"
     assert main(["head", "--chain", archive.chain_id, "--out", str(head)]) == 0
     last = archive.manifests[-1]
-    for key in (last.segment.key, last.record_index.key, last.key, last.checkpoint_key):
+    # The cut goes back to an archive head, which the attacker deletes with the segment.
+    cut = (last.segment.key, last.record_index.key, last.key, last.checkpoint_key, head_key(1))
+    for key in cut:
         archive.store.client.delete_object(Bucket=archive.store.bucket, Key=key)
     capsys.readouterr()
     assert main(["verify"]) == 0  # a clean cut is invisible without an outside anchor
@@ -81,4 +86,4 @@ def test_untrusted_key_fails_every_checkpoint(
     other.write_text("")
     assert main(["verify", "--trust", str(other), "--json"]) == 1
     report = json.loads(capsys.readouterr().out)
-    assert {f["step"] for f in report["failures"]} == {"checkpoint"}
+    assert {f["step"] for f in report["failures"]} == {"checkpoint", "archive-head"}

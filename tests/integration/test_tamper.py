@@ -15,9 +15,11 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
+from coexarchive.archive_head import write_head_after
 from coexarchive.customer_filter import CustomerFilter
 from coexarchive.errors import RetentionError
 from coexarchive.seal.checkpoint import Checkpoint, checkpoint_origin, sign_note
+from coexarchive.seal.head import head_key
 from coexarchive.segments import (
     ChainWriter,
     Manifest,
@@ -159,7 +161,8 @@ def test_tail_truncated_is_caught_against_a_pinned_head(built: Built) -> None:
     last = built.manifests[-1]
     for key in (last.segment.key, last.record_index.key, last.key, last.checkpoint_key):
         attacker.hide(key)
-    # Without an outside anchor a clean cut at a segment boundary is invisible: that is why heads
+    attacker.hide(head_key(2))  # the archive head of the last day's commit
+    # Without an outside anchor a clean cut at a commit boundary is invisible: that is why heads
     # must be pinned outside the writer's reach.
     verify_archive(built.store, built.trust)
     failures = failures_of(built, heads=[pinned])
@@ -393,6 +396,7 @@ def flagged(s3_store: Any) -> Built:
         records[2] = dataclasses.replace(records[2], flags=("marketing_without_consent",))
         records[5] = dataclasses.replace(records[5], flags=("capture_gap", "sent_after_opt_out"))
         results += writer.append(records)
+    write_head_after(s3_store, [results[-1].manifest], signer=key, archive_name=ARCHIVE)
     return Built(s3_store, key, trust_for(key), chain, results)
 
 
@@ -463,5 +467,6 @@ def test_an_empty_customer_id_is_no_false_alarm(s3_store: Any) -> None:
     writer = ChainWriter(s3_store, chain, signer=key, archive_name=ARCHIVE, policy=short_policy())
     records = make_records(chain, 6)
     records[3] = dataclasses.replace(records[3], customer_id="", customer_wa_id="")
-    writer.append(records)
+    results = writer.append(records)
+    write_head_after(s3_store, [results[-1].manifest], signer=key, archive_name=ARCHIVE)
     assert verify_archive(s3_store, trust_for(key)).ok
