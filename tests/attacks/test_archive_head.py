@@ -27,6 +27,7 @@ from coexarchive.archive_head import (
 )
 from coexarchive.cli import main
 from coexarchive.errors import SealError
+from coexarchive.export.holds import HOLDS_CHAIN, HoldRegister, HoldScope
 from coexarchive.query.access_log import AccessEntry, AccessLog
 from coexarchive.seal.checkpoint import Checkpoint, checkpoint_origin, sign_note
 from coexarchive.seal.head import ArchiveHead, ChainHead, head_key, open_head, sign_head
@@ -291,6 +292,16 @@ def test_access_log_entries_commit_a_head(two_chains: Built) -> None:
     log.append(AccessEntry("auditor", "SELECT 1", {}, 1, "0" * 64), now_ms=START_MS + 5)
     head, _ = open_head(newest_note(two_chains), two_chains.trust, archive_name=ARCHIVE)
     assert head.seq == 3 and head.chain("access-log") is not None
+    assert verified(two_chains).archive_head is not None
+
+
+def test_hold_changes_commit_a_head(two_chains: Built) -> None:
+    register = HoldRegister(two_chains.store, signer=two_chains.signer, archive_name=ARCHIVE)
+    register.place(
+        "matter-1", HoldScope(chain=OTHER), who="legal", now_ms=START_MS + 7, reason="test"
+    )
+    head, _ = open_head(newest_note(two_chains), two_chains.trust, archive_name=ARCHIVE)
+    assert head.seq == 3 and head.chain(HOLDS_CHAIN) is not None
     assert verified(two_chains).archive_head is not None
 
 
