@@ -97,6 +97,11 @@ class HeadWriter:
         self.archive_name = archive_name
         # Without a trust file the writer trusts only heads and checkpoints of its own key.
         self.trust = trust if trust is not None else own_trust(signer)
+        self._hint = (
+            "run `coexarchive verify` and restore the head from a kept copy"
+            if trust is not None
+            else "if another key signed it, give the writer the trust file (COEXARCHIVE_TRUST)"
+        )
 
     def newest(self) -> ArchiveHead | None:
         found = self._newest()
@@ -112,7 +117,7 @@ class HeadWriter:
         except (SignatureError, FormatError, ObjectMissingError) as exc:
             raise SealError(
                 f"newest archive head {key} does not verify ({exc}); refusing to extend it: "
-                "run `coexarchive verify` and restore the head from a kept copy"
+                f"{self._hint}"
             ) from exc
         if head.seq != head_seq(key):
             raise SealError(f"archive head {key} states seq {head.seq}; refusing to extend it")

@@ -44,6 +44,7 @@ from support.archive import (
     make_records,
     short_policy,
     signer,
+    trust_for,
     use_cli_environment,
 )
 
@@ -293,6 +294,22 @@ def test_access_log_entries_commit_a_head(two_chains: Built) -> None:
     head, _ = open_head(newest_note(two_chains), two_chains.trust, archive_name=ARCHIVE)
     assert head.seq == 3 and head.chain("access-log") is not None
     assert verified(two_chains).archive_head is not None
+
+
+def test_a_writer_with_another_key_opens_the_previous_head_only_with_the_trust_file(
+    two_chains: Built,
+) -> None:
+    audit = signer("coexarchive.audit", b"audit")
+    entry = AccessEntry("auditor", "SELECT 1", {}, 1, "0" * 64)
+    alone = AccessLog(two_chains.store, signer=audit, archive_name=ARCHIVE)
+    with pytest.raises(SealError, match="give the writer the trust file"):
+        alone.append(entry, now_ms=START_MS + 5)
+    trust = trust_for(two_chains.signer, audit)
+    log = AccessLog(two_chains.store, signer=audit, archive_name=ARCHIVE, trust=trust)
+    log.append(entry, now_ms=START_MS + 6)
+    report = verify_archive(two_chains.store, trust, archive_name=ARCHIVE)
+    assert report.archive_head is not None
+    assert (report.archive_head.seq, report.archive_head.signed_by) == (3, ["coexarchive.audit"])
 
 
 def test_hold_changes_commit_a_head(two_chains: Built) -> None:
