@@ -153,14 +153,6 @@ def test_no_result_without_its_access_record() -> None:
         fixture.session().query("SELECT * FROM messages")
 
 
-def test_the_shell_cannot_reach_local_files() -> None:
-    session = build_archive(MemoryStore()).session()
-    with pytest.raises(Exception, match=r"disabled|Permission"):
-        session.query("COPY (SELECT 1) TO '/tmp/leak.csv'")
-    with pytest.raises(Exception, match=r"locked|lock"):
-        session.query("SET enable_external_access = true")
-
-
 def test_identity_comes_from_as_then_environment_then_os_user() -> None:
     assert auditor_identity("alice", {"COEXARCHIVE_AUDITOR": "bob"}) == "alice"
     assert auditor_identity(None, {"COEXARCHIVE_AUDITOR": "bob"}) == "bob"

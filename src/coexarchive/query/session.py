@@ -73,6 +73,7 @@ class AuditSession:
         trust: TrustStore | None = None,
         clock: Callable[[], int] = _wall_clock_ms,
         catalog: ArchiveCatalog | None = None,
+        memory_limit: str | None = None,
     ) -> None:
         self.store = store
         self.access_log = access_log
@@ -81,10 +82,8 @@ class AuditSession:
         self.clock = clock
         self.catalog = catalog or ArchiveCatalog(store)
         self.catalog.refresh()
-        self.con = connect(self.catalog, records=False)
         # The shell may run any SQL, but not read or write local files or change that.
-        self.con.execute("SET enable_external_access = false")
-        self.con.execute("SET lock_configuration = true")
+        self.con = connect(self.catalog, records=False, memory_limit=memory_limit)
         # Whose segments ``records`` spans now (None: the whole archive; see _records_for), and
         # the catalog generation it was registered at.
         self._records_scope: object = _UNREGISTERED
@@ -122,11 +121,26 @@ class AuditSession:
             if _table is not None:
                 table = _table
             else:
+                _only_reads(sql)
                 relation = self.con.sql(sql, params=values or None)
                 table = relation.to_arrow_table() if relation is not None else pa.table({})
+        except SandboxError:
+            self._log(sql, values, report, rows=None, digest=None, error="SandboxError")
+            raise
         except duckdb.Error as exc:
             self._log(sql, values, report, rows=None, digest=None, error=type(exc).__name__)
             hint = ""
+            if _refused_by_sandbox(exc):
+                raise QueryError(
+                    f"statement refused by the SQL sandbox: {exc}. Queries run over the "
+                    "archive's views only: no file can be read or written, no extension loaded "
+                    "and no setting changed; use --format/--out to save a result"
+                ) from None
+            if isinstance(exc, duckdb.OutOfMemoryException):
+                raise QueryError(
+                    "statement needs more memory than the SQL sandbox has, and the sandbox never "
+                    "spills to disk: narrow it (--since/--until, a customer, fewer columns)"
+                ) from None
             if "Parquet" in str(exc) and ("magic bytes" in str(exc) or "footer" in str(exc)):
                 hint = (
                     " (a segment's bytes differ from what its manifest records: the archive may "
@@ -329,6 +343,35 @@ class AuditSession:
 
     def access_chain(self) -> str:
         return ACCESS_LOG_CHAIN
+
+
+# What an auditor's statement may be: reads of the views, and plans of reads. Everything else
+# (COPY, ATTACH, EXPORT, INSTALL/LOAD, SET/RESET, PRAGMA, CALL, CREATE/DROP, secrets) is refused
+# before it runs; the connection's own settings refuse file access again if this list is wrong.
+_READ_STATEMENTS = frozenset({duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN})
+
+
+class SandboxError(QueryError):
+    """A statement the SQL sandbox does not run."""
+
+
+def _only_reads(sql: str) -> None:
+    for statement in duckdb.extract_statements(sql):
+        if statement.type not in _READ_STATEMENTS:
+            raise SandboxError(
+                f"statement refused by the SQL sandbox: {statement.type.name} is not allowed. "
+                "Only SELECT (with DESCRIBE, SUMMARIZE, EXPLAIN) runs over the archive's views; "
+                "use --format and --out to save a result"
+            )
+
+
+def _refused_by_sandbox(exc: duckdb.Error) -> bool:
+    text = str(exc)
+    return isinstance(exc, duckdb.PermissionException) or (
+        "configuration has been locked" in text
+        or "disabled by configuration" in text
+        or "disabled through configuration" in text
+    )
 
 
 def check_params(params: Params) -> None:

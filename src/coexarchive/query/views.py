@@ -460,8 +460,12 @@ def connect(
     window: Window | None = None,
     threads: int | None = None,
     records: bool = True,
+    memory_limit: str | None = None,
 ) -> duckdb.DuckDBPyConnection:
     """A DuckDB connection with every view registered (UTC, read-only over the archive).
+
+    The connection is sealed off from the machine: no local file can be read or written, the
+    temporary directory included, no extension installed or loaded, and no setting changed.
 
     ``records=False`` leaves ``records`` empty for the caller to register (the session does, per
     statement, for the segments that statement needs).
@@ -470,10 +474,26 @@ def connect(
     quarantine, every entry), so :func:`register_access_log` and :func:`register_quarantine`
     fill them in before a statement that names them (the session does).
     """
-    con = duckdb.connect(":memory:")
-    con.execute("SET TimeZone = 'UTC'")
+    config: dict[str, str | bool | int | float | list[str]] = {
+        # Memory only: with no temporary directory DuckDB cannot spill, so a statement too big
+        # for memory fails instead of writing its intermediate rows to disk.
+        "temp_directory": "",
+        "autoinstall_known_extensions": False,
+        "autoload_known_extensions": False,
+        "allow_community_extensions": False,
+        "allow_unsigned_extensions": False,
+    }
+    if memory_limit:
+        config["memory_limit"] = memory_limit
     if threads:
-        con.execute(f"SET threads = {int(threads)}")
+        config["threads"] = int(threads)
+    con = duckdb.connect(":memory:", config=config)
+    con.execute("SET TimeZone = 'UTC'")
+    # No statement reads or writes a local file (COPY, read_csv, ATTACH, EXPORT, glob, INSTALL):
+    # the archive reaches DuckDB only as registered Arrow datasets. Locked, so no SET undoes it.
+    con.execute("SET disabled_filesystems = 'LocalFileSystem'")
+    con.execute("SET enable_external_access = false")
+    con.execute("SET lock_configuration = true")
     if records:
         register_records(con, catalog, business_segments(catalog, chains=chains, window=window))
     else:

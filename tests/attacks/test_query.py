@@ -1,0 +1,156 @@
+"""Attacks by an auditor: SQL that escapes the sandbox, "verified" answers that prove nothing,
+and access-log entries signed by a key nobody trusts.
+
+The auditor holds the CLI, any SQL, and whatever key file sits on their machine; they do not hold
+write access to the archive. Each test names the attack and asserts the refusal.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import duckdb
+import pytest
+from query._archive import Fixture, build_archive
+
+from coexarchive.query.session import AuditSession, QueryError, SandboxError
+from coexarchive.query.views import ArchiveCatalog, connect
+from coexarchive.store import MemoryStore
+
+# --- the SQL sandbox: no statement reads or writes a file ----------------------------------------
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The auditor's working directory, with DuckDB's default temp directory already present."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".tmp").mkdir()
+    (tmp_path / "secret.csv").write_text("a\n1\n")
+    (tmp_path / "secret.parquet").write_bytes(b"PAR1")
+    (tmp_path / "secret.json").write_text('{"a": 1}\n')
+    return tmp_path
+
+
+@pytest.fixture
+def fixture() -> Fixture:
+    return build_archive(MemoryStore())
+
+
+def _files(root: Path) -> set[str]:
+    return {str(p.relative_to(root)) for p in root.rglob("*")}
+
+
+ESCAPES = [
+    "COPY (SELECT text FROM messages) TO '{abs}/out.csv'",
+    "COPY (SELECT text FROM messages) TO 'out.csv'",
+    "COPY (SELECT text FROM messages) TO '.tmp/x.csv'",
+    "COPY (SELECT text FROM messages) TO '.tmp/x.parquet' (FORMAT parquet)",
+    "COPY messages TO '.tmp/m.json'",
+    "SELECT * FROM read_csv('secret.csv')",
+    "SELECT * FROM read_csv('.tmp/x.csv')",
+    "SELECT * FROM read_csv_auto('{abs}/secret.csv')",
+    "SELECT * FROM read_parquet('secret.parquet')",
+    "SELECT * FROM read_json('secret.json')",
+    "SELECT * FROM read_text('/etc/passwd')",
+    "SELECT * FROM read_blob('/etc/hostname')",
+    "SELECT * FROM 'secret.csv'",
+    "SELECT * FROM glob('*')",
+    "SELECT * FROM glob('.tmp/*')",
+    "ATTACH '.tmp/db' AS stash",
+    "ATTACH '{abs}/stash.duckdb' AS stash",
+    "INSTALL httpfs",
+    "LOAD httpfs",
+    "LOAD '{abs}/evil.duckdb_extension'",
+    "SET enable_external_access = true",
+    "SET temp_directory = '.tmp'",
+    "SET disabled_filesystems = ''",
+    "RESET lock_configuration",
+    "RESET temp_directory",
+    "PRAGMA enable_profiling",
+    "SET profiling_output = '{abs}/profile.json'",
+    "CREATE SECRET s (TYPE s3, KEY_ID 'k', SECRET 'v')",
+    "CREATE PERSISTENT SECRET s (TYPE s3, KEY_ID 'k', SECRET 'v')",
+    "EXPORT DATABASE '.tmp/dump'",
+    "EXPORT DATABASE '{abs}/dump'",
+    "SELECT * FROM read_csv('https://example.invalid/x.csv')",
+]
+
+
+@pytest.mark.parametrize("statement", ESCAPES)
+def test_sandbox_escape_is_refused_and_writes_no_file(
+    fixture: Fixture, workdir: Path, statement: str
+) -> None:
+    session = fixture.session()
+    before = _files(workdir)
+    sql = statement.replace("{abs}", str(workdir))
+    with pytest.raises(QueryError) as caught:
+        session.query(sql)
+    assert "sandbox" in str(caught.value)  # says why, not only DuckDB's words
+    assert _files(workdir) == before
+    assert not list((workdir / ".tmp").iterdir())
+
+
+def test_a_refused_escape_is_still_in_the_access_log(fixture: Fixture, workdir: Path) -> None:
+    session = fixture.session()
+    with pytest.raises(QueryError):
+        session.query("COPY (SELECT text FROM messages) TO '.tmp/x.csv'")
+    logged = session.query("SELECT sql, rows FROM access_log ORDER BY seq").table.to_pylist()
+    assert logged[0] == {"sql": "COPY (SELECT text FROM messages) TO '.tmp/x.csv'", "rows": None}
+
+
+def test_spilling_to_disk_is_refused_not_written(fixture: Fixture, workdir: Path) -> None:
+    log = fixture.session().access_log
+    session = AuditSession(
+        fixture.store, access_log=log, who="auditor", trust=fixture.trust, memory_limit="32MB"
+    )
+    with pytest.raises(QueryError) as caught:
+        session.query(
+            "SELECT r, repeat('x', 200) AS pad FROM range(3000000) t(r) ORDER BY pad, r DESC"
+        )
+    assert "memory" in str(caught.value).lower()
+    assert _files(workdir) == {".tmp", "secret.csv", "secret.parquet", "secret.json"}
+    assert not list((workdir / ".tmp").iterdir())
+
+
+def test_settings_cannot_be_read_back_as_a_way_around(fixture: Fixture, workdir: Path) -> None:
+    session = fixture.session()
+    row = session.query(
+        "SELECT current_setting('temp_directory') AS t, "
+        "current_setting('enable_external_access') AS e, "
+        "current_setting('lock_configuration') AS l"
+    ).table.to_pylist()[0]
+    assert row == {"t": "", "e": False, "l": True}
+
+
+def test_sql_over_the_views_still_works_in_the_sandbox(fixture: Fixture, workdir: Path) -> None:
+    session = fixture.session()
+    result = session.query("SELECT count(*) AS n FROM messages")
+    assert result.table.column("n").to_pylist()[0] > 0
+    assert os.listdir(workdir / ".tmp") == []
+
+
+# The statement filter is the first wall; the connection's own settings are the second, and must
+# hold alone should the filter ever let a statement through.
+RAW_ESCAPES = [s for s in ESCAPES if not s.startswith(("CREATE SECRET", "CREATE PERSISTENT"))]
+
+
+@pytest.mark.parametrize("statement", RAW_ESCAPES)
+def test_the_connection_itself_refuses_file_access(
+    fixture: Fixture, workdir: Path, statement: str
+) -> None:
+    con = connect(ArchiveCatalog(fixture.store))
+    before = _files(workdir)
+    with pytest.raises(duckdb.Error):
+        con.sql(statement.replace("{abs}", str(workdir)))
+    assert _files(workdir) == before
+    assert not list((workdir / ".tmp").iterdir())
+
+
+def test_redefining_a_view_is_refused(fixture: Fixture, workdir: Path) -> None:
+    session = fixture.session()
+    with pytest.raises(SandboxError):
+        session.query("CREATE OR REPLACE VIEW messages AS SELECT 'I consent' AS text")
+    with pytest.raises(SandboxError):
+        session.query("SELECT 1; DROP VIEW messages")
+    assert session.query("SELECT count(*) AS n FROM messages").table.num_rows == 1
