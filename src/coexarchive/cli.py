@@ -24,9 +24,11 @@ EPILOG = """\
 Where the archive lives comes from the environment unless given as options:
   COEXARCHIVE_BUCKET        bucket name (default: coexarchive)
   COEXARCHIVE_ENDPOINT_URL  S3 endpoint for non-AWS servers (e.g. the embedded SeaweedFS)
-  COEXARCHIVE_SIGNING_KEY   signing key file (default: var/keys/signing.key)
+  COEXARCHIVE_HOME          where keys and the trust file live (default:
+                            $XDG_CONFIG_HOME/coexarchive, else ~/.config/coexarchive)
+  COEXARCHIVE_SIGNING_KEY   signing key file (default: $COEXARCHIVE_HOME/signing.key)
   COEXARCHIVE_AUDIT_KEY     key for the access log and hold register (default: the signing key)
-  COEXARCHIVE_TRUST         trust file of verifier keys (default: var/keys/trust.txt)
+  COEXARCHIVE_TRUST         trust file of verifier keys (default: $COEXARCHIVE_HOME/trust.txt)
   COEXARCHIVE_NAME          archive name, part of every checkpoint's origin line
   AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_PROFILE: boto3's usual credential chain.
 
@@ -58,7 +60,8 @@ def _settings(args: argparse.Namespace, **extra: object) -> Settings:
 def cmd_keygen(args: argparse.Namespace) -> int:
     from coexarchive.seal.keys import Ed25519Signer
 
-    key_path: Path = args.key
+    defaults = Settings.from_env()
+    key_path: Path = args.key or defaults.key_file
     if key_path.exists() and not args.force:
         raise ConfigError(
             f"{key_path} exists; pass --force to replace it (old checkpoints stay "
@@ -67,7 +70,7 @@ def cmd_keygen(args: argparse.Namespace) -> int:
     signer = Ed25519Signer.generate(args.name)
     key_path.parent.mkdir(parents=True, exist_ok=True)
     signer.to_file(key_path)
-    trust_path: Path = args.trust
+    trust_path: Path = args.trust or defaults.trust_file
     lines = trust_path.read_text().splitlines() if trust_path.exists() else []
     verifier = signer.verifier_key()
     if verifier not in lines:
@@ -242,8 +245,12 @@ def build_parser() -> argparse.ArgumentParser:
         "key to the trust file. Rotate by creating a new key and keeping the old verifier line.",
     )
     keygen.add_argument("--name", default="coexarchive.local", help="key name (no spaces or '+')")
-    keygen.add_argument("--key", type=Path, default=Path("var/keys/signing.key"))
-    keygen.add_argument("--trust", type=Path, default=Path("var/keys/trust.txt"))
+    keygen.add_argument(
+        "--key", type=Path, help="key file (default: $COEXARCHIVE_SIGNING_KEY or config home)"
+    )
+    keygen.add_argument(
+        "--trust", type=Path, help="trust file (default: $COEXARCHIVE_TRUST or config home)"
+    )
     keygen.add_argument("--force", action="store_true", help="replace an existing key file")
     keygen.set_defaults(handler=cmd_keygen)
 

@@ -17,8 +17,37 @@ from coexarchive.store.s3 import S3Store
 
 DEFAULT_BUCKET = "coexarchive"
 DEFAULT_ARCHIVE_NAME = "coexarchive.local"
-DEFAULT_KEY_FILE = Path("var/keys/signing.key")
-DEFAULT_TRUST_FILE = Path("var/keys/trust.txt")
+HOME_ENV = "COEXARCHIVE_HOME"
+KEY_FILE_NAME = "signing.key"
+TRUST_FILE_NAME = "trust.txt"
+
+
+def config_home(env: Mapping[str, str] | None = None) -> Path:
+    """The one place keys and the trust file live unless an option or variable says otherwise.
+
+    ``$COEXARCHIVE_HOME``, else ``$XDG_CONFIG_HOME/coexarchive``, else ``~/.config/coexarchive``:
+    never the working directory, so every command finds the same files wherever it is run.
+    """
+    env = os.environ if env is None else env
+    if env.get(HOME_ENV):
+        return Path(env[HOME_ENV]).expanduser().absolute()
+    if env.get("XDG_CONFIG_HOME"):
+        return Path(env["XDG_CONFIG_HOME"]).expanduser().absolute() / "coexarchive"
+    home = Path(env["HOME"]) if env.get("HOME") else Path.home()
+    return home.absolute() / ".config" / "coexarchive"
+
+
+def default_key_file(env: Mapping[str, str] | None = None) -> Path:
+    return config_home(env) / KEY_FILE_NAME
+
+
+def default_trust_file(env: Mapping[str, str] | None = None) -> Path:
+    return config_home(env) / TRUST_FILE_NAME
+
+
+def _path(env: Mapping[str, str], name: str, default: Path) -> Path:
+    value = env.get(name)
+    return Path(value).expanduser().absolute() if value else default
 
 
 @dataclass(frozen=True)
@@ -31,11 +60,11 @@ class Settings:
     region_name: str | None = None
     sse_kms_key_id: str | None = None
     archive_name: str = DEFAULT_ARCHIVE_NAME
-    key_file: Path = DEFAULT_KEY_FILE
+    key_file: Path = field(default_factory=default_key_file)
     # Signs the access-log and hold-register chains, which auditors and legal write: kept apart
     # from the ingest key so those roles never hold the key that seals the archive itself.
     audit_key_file: Path | None = None
-    trust_file: Path = DEFAULT_TRUST_FILE
+    trust_file: Path = field(default_factory=default_trust_file)
     retention: str = "COMPLIANCE:7"
     extra: Mapping[str, str] = field(default_factory=dict)
 
@@ -49,11 +78,13 @@ class Settings:
             "region_name": env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION"),
             "sse_kms_key_id": env.get("COEXARCHIVE_KMS_KEY_ID"),
             "archive_name": env.get("COEXARCHIVE_NAME", DEFAULT_ARCHIVE_NAME),
-            "key_file": Path(env.get("COEXARCHIVE_SIGNING_KEY", str(DEFAULT_KEY_FILE))),
+            "key_file": _path(env, "COEXARCHIVE_SIGNING_KEY", default_key_file(env)),
             "audit_key_file": (
-                Path(env["COEXARCHIVE_AUDIT_KEY"]) if env.get("COEXARCHIVE_AUDIT_KEY") else None
+                _path(env, "COEXARCHIVE_AUDIT_KEY", Path())
+                if env.get("COEXARCHIVE_AUDIT_KEY")
+                else None
             ),
-            "trust_file": Path(env.get("COEXARCHIVE_TRUST", str(DEFAULT_TRUST_FILE))),
+            "trust_file": _path(env, "COEXARCHIVE_TRUST", default_trust_file(env)),
             "retention": env.get("COEXARCHIVE_RETENTION", "COMPLIANCE:7"),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
@@ -83,15 +114,40 @@ class Settings:
         return Ed25519Signer.from_file(self.key_file)
 
     def audit_signer(self) -> Ed25519Signer:
-        """The key for the access log and hold register; the archive key if none is set."""
+        """The key for the access log and hold register; the archive key if none is set.
+
+        Fails closed: a key whose public key the trust file does not list is refused, so no
+        entry is ever signed that ``coexarchive verify`` would then reject.
+        """
         if self.audit_key_file is None:
-            return self.signer()
-        if not self.audit_key_file.exists():
+            signer, variable = self.signer(), "COEXARCHIVE_SIGNING_KEY"
+        elif not self.audit_key_file.exists():
             raise ConfigError(
                 f"audit key {self.audit_key_file} not found: create one with "
                 "`coexarchive keygen --key FILE` and add its verifier line to the trust file"
             )
-        return Ed25519Signer.from_file(self.audit_key_file)
+        else:
+            signer = Ed25519Signer.from_file(self.audit_key_file)
+            variable = "COEXARCHIVE_AUDIT_KEY"
+        self._check_trusted(signer, variable)
+        return signer
+
+    def _check_trusted(self, signer: Ed25519Signer, variable: str) -> None:
+        if not self.trust_file.exists():
+            raise ConfigError(
+                f"refusing to sign with key {signer.name} {signer.key_id.hex()}: trust file "
+                f"{self.trust_file} not found, so nothing could verify what it signs "
+                "(pass --trust FILE or set COEXARCHIVE_TRUST)"
+            )
+        trust = TrustStore.from_file(self.trust_file)
+        known = trust.find(signer.name, signer.key_id)
+        if known is None or known.public_key != signer.public_key:
+            trusted = ", ".join(f"{v.name} {v.key_id.hex()}" for v in trust.verifiers) or "none"
+            raise ConfigError(
+                f"refusing to sign with key {signer.name} {signer.key_id.hex()}: it is not in "
+                f"trust file {self.trust_file} (trusted: {trusted}); use the archive's key "
+                f"({variable}) or add its verifier line to the trust file"
+            )
 
     def trust(self) -> TrustStore:
         if not self.trust_file.exists():

@@ -7,6 +7,7 @@ write access to the archive. Each test names the attack and asserts the refusal.
 
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 
@@ -14,8 +15,12 @@ import duckdb
 import pytest
 from query._archive import Fixture, build_archive
 
+from coexarchive.cli import main
+from coexarchive.errors import ConfigError
 from coexarchive.query.session import AuditSession, QueryError, SandboxError
 from coexarchive.query.views import ArchiveCatalog, connect
+from coexarchive.seal.keys import Ed25519Signer
+from coexarchive.settings import Settings
 from coexarchive.store import MemoryStore
 
 # --- the SQL sandbox: no statement reads or writes a file ----------------------------------------
@@ -154,3 +159,97 @@ def test_redefining_a_view_is_refused(fixture: Fixture, workdir: Path) -> None:
     with pytest.raises(SandboxError):
         session.query("SELECT 1; DROP VIEW messages")
     assert session.query("SELECT count(*) AS n FROM messages").table.num_rows == 1
+
+
+# --- signing: only a key the trust file lists signs the access log -------------------------------
+
+
+def _keys(directory: Path) -> tuple[Path, Path, Path]:
+    """An archive key with its trust file, and a stray key the trust file does not list."""
+    directory.mkdir(parents=True, exist_ok=True)
+    archive_key, stray = Ed25519Signer.generate("archive.key"), Ed25519Signer.generate("stray")
+    archive_key.to_file(directory / "signing.key")
+    stray.to_file(directory / "stray.key")
+    (directory / "trust.txt").write_text(archive_key.verifier_key() + "\n")
+    return directory / "signing.key", directory / "stray.key", directory / "trust.txt"
+
+
+def test_a_key_missing_from_the_trust_file_does_not_sign(tmp_path: Path) -> None:
+    _, stray, trust = _keys(tmp_path)
+    settings = Settings(key_file=stray, trust_file=trust)
+    with pytest.raises(ConfigError) as caught:
+        settings.audit_signer()
+    message = str(caught.value)
+    stray_id = Ed25519Signer.from_file(stray).key_id.hex()
+    assert f"stray {stray_id}" in message and str(trust) in message
+    assert "archive.key" in message  # which keys are trusted
+    assert "\n" not in message
+
+
+def test_an_untrusted_audit_key_does_not_sign(tmp_path: Path) -> None:
+    key, stray, trust = _keys(tmp_path)
+    settings = Settings(key_file=key, audit_key_file=stray, trust_file=trust)
+    with pytest.raises(ConfigError, match="COEXARCHIVE_AUDIT_KEY"):
+        settings.audit_signer()
+
+
+def test_no_trust_file_means_no_signing(tmp_path: Path) -> None:
+    key, _, trust = _keys(tmp_path)
+    trust.unlink()
+    with pytest.raises(ConfigError, match=r"trust file .* not found"):
+        Settings(key_file=key, trust_file=trust).audit_signer()
+
+
+def test_the_trusted_key_signs(tmp_path: Path) -> None:
+    key, _, trust = _keys(tmp_path)
+    signer = Settings(key_file=key, trust_file=trust).audit_signer()
+    assert signer.name == "archive.key"
+
+
+@pytest.mark.parametrize("command", [["query", "SELECT 1"], ["report", "volume"], ["shell"]])
+def test_auditor_commands_refuse_a_stray_key_before_touching_the_archive(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    command: list[str],
+) -> None:
+    _, stray, trust = _keys(tmp_path / "keys")
+    monkeypatch.setenv("COEXARCHIVE_SIGNING_KEY", str(stray))
+    monkeypatch.setenv("COEXARCHIVE_TRUST", str(trust))
+    monkeypatch.setenv("COEXARCHIVE_ENDPOINT_URL", "http://127.0.0.1:9")  # nothing listens
+    monkeypatch.setattr("sys.stdin", io.StringIO("SELECT 1;\n"))
+    assert main(command) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "refusing to sign with key stray" in err
+
+
+def test_keys_are_found_in_the_config_home_not_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "var" / "keys").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    home = {"HOME": str(tmp_path / "home")}
+    assert Settings.from_env(home).key_file == tmp_path / "home/.config/coexarchive/signing.key"
+    xdg = {**home, "XDG_CONFIG_HOME": str(tmp_path / "xdg")}
+    assert Settings.from_env(xdg).trust_file == tmp_path / "xdg/coexarchive/trust.txt"
+    pinned = {**xdg, "COEXARCHIVE_HOME": str(tmp_path / "pinned")}
+    assert Settings.from_env(pinned).key_file == tmp_path / "pinned/signing.key"
+    explicit = {**pinned, "COEXARCHIVE_TRUST": "relative/trust.txt"}
+    assert Settings.from_env(explicit).trust_file == tmp_path / "relative/trust.txt"
+    monkeypatch.chdir(tmp_path / "var")
+    assert Settings.from_env(explicit).trust_file == tmp_path / "var/relative/trust.txt"
+    assert Settings.from_env(pinned).key_file == tmp_path / "pinned/signing.key"
+
+
+def test_keygen_writes_to_the_config_home(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    for name in ("COEXARCHIVE_SIGNING_KEY", "COEXARCHIVE_TRUST"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("COEXARCHIVE_HOME", str(tmp_path / "conf"))
+    assert main(["keygen", "--name", "archive.key"]) == 0
+    assert (tmp_path / "conf" / "signing.key").exists()
+    assert (tmp_path / "conf" / "trust.txt").exists()
+    assert not (tmp_path / "var").exists()
+    assert Settings.from_env().audit_signer().name == "archive.key"
