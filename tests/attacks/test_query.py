@@ -1,3 +1,5 @@
+# SQL in these tests is the attacker's, built from the fixture's constants.
+# ruff: noqa: S608
 """Attacks by an auditor: SQL that escapes the sandbox, "verified" answers that prove nothing,
 and access-log entries signed by a key nobody trusts.
 
@@ -9,17 +11,25 @@ from __future__ import annotations
 
 import io
 import os
+from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pytest
-from query._archive import Fixture, build_archive
+from query._archive import ALICE, CHAIN_A, CHAIN_B, Fixture, build_archive
+from query.test_verify_rows import manifest_of, rewrite_segment, set_column
 
 from coexarchive.cli import main
-from coexarchive.errors import ConfigError
+from coexarchive.errors import ConfigError, VerificationError
+from coexarchive.query.reports import Params
 from coexarchive.query.session import AuditSession, QueryError, SandboxError
+from coexarchive.query.verify_rows import RowVerification
 from coexarchive.query.views import ArchiveCatalog, connect
-from coexarchive.seal.keys import Ed25519Signer
+from coexarchive.seal.checkpoint import Checkpoint, open_checkpoint
+from coexarchive.seal.keys import Ed25519Signer, TrustStore
+from coexarchive.segments import Manifest, list_manifests
 from coexarchive.settings import Settings
 from coexarchive.store import MemoryStore
 
@@ -253,3 +263,200 @@ def test_keygen_writes_to_the_config_home(
     assert (tmp_path / "conf" / "trust.txt").exists()
     assert not (tmp_path / "var").exists()
     assert Settings.from_env().audit_signer().name == "archive.key"
+
+
+# --- "verified" must mean the values shown were proven -------------------------------------------
+
+
+def _verify(fixture: Fixture, sql: str, **options: Any) -> RowVerification:
+    result = fixture.session().query(sql, verify=True, **options)
+    assert result.verification is not None
+    return result.verification
+
+
+def _value_failures(caught: pytest.ExceptionInfo[VerificationError]) -> list[str]:
+    return [f.message for f in caught.value.failures if f.step == "values"]
+
+
+def test_a_constant_shown_as_a_sealed_field_is_not_verified(fixture: Fixture) -> None:
+    with pytest.raises(VerificationError) as caught:
+        _verify(fixture, "SELECT chain_id, seq, 'I consent to everything' AS text FROM messages")
+    assert _value_failures(caught) and "column text" in _value_failures(caught)[0]
+
+
+def test_a_substituted_value_beside_the_real_one_is_caught(fixture: Fixture) -> None:
+    with pytest.raises(VerificationError, match="column text"):
+        _verify(fixture, "SELECT chain_id, seq, text, upper(text) AS text FROM messages")
+
+
+def test_a_forged_row_under_a_real_key_is_caught(fixture: Fixture) -> None:
+    sql = (
+        f"SELECT chain_id, seq, text FROM messages WHERE customer_id = '{ALICE}' UNION ALL "
+        f"SELECT '{CHAIN_A}', 1, 'I never said that'"
+    )
+    with pytest.raises(VerificationError) as caught:
+        _verify(fixture, sql)
+    assert [f.seq for f in caught.value.failures if f.step == "values"] == [1]
+
+
+def test_rows_without_a_key_are_not_passed_off_as_verified(fixture: Fixture) -> None:
+    sql = "SELECT NULL::VARCHAR AS chain_id, NULL::BIGINT AS seq, 'I consent' AS note"
+    with pytest.raises(VerificationError, match="no chain_id or seq"):
+        _verify(fixture, sql)
+
+
+def test_a_shifted_timestamp_is_caught(fixture: Fixture) -> None:
+    sql = "SELECT chain_id, seq, event_time + INTERVAL 1 HOUR AS event_time FROM messages"
+    with pytest.raises(VerificationError, match="column event_time"):
+        _verify(fixture, sql)
+
+
+def test_a_forged_joined_message_text_is_caught(fixture: Fixture) -> None:
+    sql = "SELECT chain_id, seq, msg_seq, 'Your order is cancelled' AS msg_text FROM statuses"
+    with pytest.raises(VerificationError, match="column msg_text differs from the joined record"):
+        _verify(fixture, sql)
+
+
+def test_a_status_joined_to_another_message_is_caught(fixture: Fixture) -> None:
+    sql = (
+        "SELECT s.chain_id, s.seq, s.wamid, m.seq AS msg_seq, m.text AS msg_text "
+        "FROM statuses s JOIN messages m ON m.chain_id = s.chain_id AND m.wamid <> s.wamid "
+        "AND m.kind = 'message' WHERE s.msg_seq IS NOT NULL"
+    )
+    with pytest.raises(VerificationError, match="does not belong to this row"):
+        _verify(fixture, sql)
+
+
+def test_joined_text_shown_without_its_record_is_caught(fixture: Fixture) -> None:
+    sql = "SELECT chain_id, seq, NULL::BIGINT AS msg_seq, 'hello' AS msg_text FROM statuses"
+    with pytest.raises(VerificationError, match="shown without a joined record"):
+        _verify(fixture, sql)
+
+
+def test_a_tampered_joined_message_fails_the_status_row(fixture: Fixture) -> None:
+    store = fixture.store
+    assert isinstance(store, MemoryStore)
+    (msg_seq,) = {
+        r["msg_seq"]
+        for r in fixture.session()
+        .query("SELECT msg_seq FROM statuses WHERE status = 'failed'")
+        .table.to_pylist()
+    }
+    manifest = manifest_of(store, CHAIN_A, msg_seq)
+    rewrite_segment(store, manifest, lambda t: set_column(t, "text", msg_seq, "cancelled"))
+    with pytest.raises(VerificationError) as caught:
+        fixture.session().report("failed-deliveries", Params(), verify=True)
+    assert any(f.seq == msg_seq and f.step == "rows" for f in caught.value.failures)
+
+
+def test_columns_that_are_not_sealed_fields_are_listed_as_not_verified(fixture: Fixture) -> None:
+    verification = _verify(
+        fixture, "SELECT chain_id, seq, text, upper(text) AS shout, 42 AS answer FROM messages"
+    )
+    summary = verification.summary()
+    assert verification.not_verified == ["shout", "answer"]
+    assert "not verified (computed or renamed, not sealed fields): shout, answer" in summary
+    assert "values shown equal the proven records" in summary and "text" in verification.compared
+
+
+def test_joined_columns_without_their_seq_are_not_verified(fixture: Fixture) -> None:
+    verification = _verify(fixture, "SELECT chain_id, seq, msg_text FROM statuses")
+    assert verification.not_verified == ["msg_text"]
+
+
+def test_honest_status_rows_prove_their_joined_message(fixture: Fixture) -> None:
+    result = fixture.session().report("failed-deliveries", Params(), verify=True)
+    verification = result.verification
+    assert verification is not None and verification.joined == 1
+    assert {"msg_text", "msg_kind", "msg_seq", "customer_id"} <= set(verification.compared)
+    assert verification.not_verified == []
+
+
+def test_aggregates_say_their_columns_are_computed(fixture: Fixture) -> None:
+    result = fixture.session().report("volume", Params(), verify=True)
+    assert result.verification is not None
+    assert "records" in result.verification.not_verified
+
+
+def test_quarantined_rows_are_named_not_verified_in_capture_gaps(fixture: Fixture) -> None:
+    result = fixture.session().report("capture-gaps", Params(), verify=True)
+    assert result.verification is not None
+    assert "not verified: 1 row(s) (quarantined input" in result.verification.summary()
+
+
+def test_derived_view_columns_are_recomputed_from_the_proven_row(fixture: Fixture) -> None:
+    verification = _verify(fixture, "SELECT chain_id, seq, new_state FROM consent_events")
+    assert verification.compared == ["new_state"] and verification.not_verified == []
+    with pytest.raises(VerificationError, match="column new_state"):
+        _verify(fixture, "SELECT chain_id, seq, 'opted_in' AS new_state FROM consent_events")
+
+
+# --- time ranges: "complete" only against a trusted head -----------------------------------------
+
+
+def _truncate_tail(store: MemoryStore, chain: str) -> None:
+    """Someone with delete rights removes the chain's last segment, manifest and checkpoint."""
+    last = list_manifests(store, chain)[-1]
+    manifest = Manifest.from_bytes(store.get(last), key=last)
+    for key in (manifest.segment.key, manifest.checkpoint_key, last):
+        store.unsafe_delete(key)
+
+
+def _last_day(fixture: Fixture, heads: dict[str, Checkpoint] | None) -> str:
+    params = Params(
+        customer=ALICE,
+        since=datetime(2026, 1, 7, tzinfo=UTC),
+        until=datetime(2026, 1, 8, tzinfo=UTC),
+    )
+    result = fixture.session().report("transcript", params, verify=True, heads=heads)
+    assert result.verification is not None
+    return result.verification.summary()
+
+
+def _heads(fixture: Fixture) -> dict[str, Checkpoint]:
+    heads = {}
+    for chain in (CHAIN_A, CHAIN_B):
+        last = list_manifests(fixture.store, chain)[-1]
+        manifest = Manifest.from_bytes(fixture.store.get(last), key=last)
+        heads[chain] = open_checkpoint(fixture.store.get(manifest.checkpoint_key), fixture.trust)
+    return heads
+
+
+def test_after_a_tail_truncation_the_range_is_not_called_complete(fixture: Fixture) -> None:
+    store = fixture.store
+    assert isinstance(store, MemoryStore)
+    _truncate_tail(store, CHAIN_A)
+    summary = _last_day(fixture, None)
+    assert "time range complete" not in summary and "NOT proven complete" in summary
+
+
+def test_a_tail_truncation_fails_against_the_head_saved_before(fixture: Fixture) -> None:
+    store = fixture.store
+    assert isinstance(store, MemoryStore)
+    heads = _heads(fixture)
+    _truncate_tail(store, CHAIN_A)
+    with pytest.raises(VerificationError) as caught:
+        _last_day(fixture, heads)
+    (failure,) = [f for f in caught.value.failures if f.step == "head"]
+    assert failure.chain_id == CHAIN_A and "removed from its end" in failure.message
+
+
+def test_a_rewritten_chain_fails_against_the_head(fixture: Fixture) -> None:
+    heads = _heads(fixture)
+    # The head the auditor kept names another root than the chain now holds at that size.
+    heads[CHAIN_A] = Checkpoint(heads[CHAIN_A].origin, heads[CHAIN_A].size, b"\x01" * 32)
+    with pytest.raises(VerificationError, match="differ from those the trusted head vouches"):
+        _last_day(fixture, heads)
+
+
+def test_a_wrong_trust_file_is_said_first_in_one_line(fixture: Fixture) -> None:
+    stranger = Ed25519Signer.generate("someone.else")
+    wrong = replace(fixture, trust=TrustStore([stranger.verifier()]))
+    with pytest.raises(VerificationError) as caught:
+        wrong.session().query(
+            f"SELECT chain_id, seq FROM messages WHERE customer_id = '{ALICE}'", verify=True
+        )
+    first = caught.value.failures[0]
+    assert first.step == "trust" and "someone.else" in first.message
+    assert fixture.key.key_id.hex() in first.message
+    assert sum(f.step == "trust" for f in caught.value.failures) == 1

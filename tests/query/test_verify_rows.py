@@ -9,12 +9,13 @@ from datetime import UTC, datetime
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
-from query._archive import ALICE, CHAIN_A, Fixture, build_archive
+from query._archive import ALICE, CHAIN_A, CHAIN_B, Fixture, build_archive
 
 from coexarchive.errors import FormatError, VerificationError
 from coexarchive.query.reports import Params
 from coexarchive.records import RECORD_SCHEMA
 from coexarchive.seal.chain import chain_step, genesis, recompute_leaf_hashes
+from coexarchive.seal.checkpoint import Checkpoint, open_checkpoint
 from coexarchive.segments import ChainWriter, Manifest, list_manifests, parquet_bytes, read_segment
 from coexarchive.store import MemoryStore
 from support.archive import ARCHIVE, short_policy, signer
@@ -64,11 +65,31 @@ def fixture() -> Fixture:
     return build_archive(MemoryStore())
 
 
-def transcript(fixture: Fixture, **params: object) -> str:
+def transcript(
+    fixture: Fixture, heads: dict[str, Checkpoint] | None = None, **params: object
+) -> str:
     session = fixture.session()
-    result = session.report("transcript", Params(customer=ALICE, **params), verify=True)  # type: ignore[arg-type]
+    result = session.report(
+        "transcript",
+        Params(customer=ALICE, **params),  # type: ignore[arg-type]
+        verify=True,
+        heads=heads,
+    )
     assert result.verification is not None
     return result.verification.summary()
+
+
+def heads_now(fixture: Fixture) -> dict[str, Checkpoint]:
+    """Each chain's newest checkpoint, as an auditor would have saved it with `coexarchive head`."""
+    heads = {}
+    for chain in (CHAIN_A, CHAIN_B):
+        last = list_manifests(fixture.store, chain)[-1]
+        manifest = Manifest.from_bytes(fixture.store.get(last), key=last)
+        heads[chain] = open_checkpoint(fixture.store.get(manifest.checkpoint_key), fixture.trust)
+    return heads
+
+
+DAY_TWO = {"since": datetime(2026, 1, 6, tzinfo=UTC), "until": datetime(2026, 1, 7, tzinfo=UTC)}
 
 
 # --- honest archive ----------------------------------------------------------------------------
@@ -80,11 +101,23 @@ def test_honest_rows_are_proven_against_the_signed_checkpoints(fixture: Fixture)
     assert f"{CHAIN_A} (checkpoint size 13)" in summary
 
 
-def test_a_time_range_is_also_proven_complete(fixture: Fixture) -> None:
-    summary = transcript(
-        fixture, since=datetime(2026, 1, 6, tzinfo=UTC), until=datetime(2026, 1, 7, tzinfo=UTC)
-    )
-    assert "time range complete: 1 segment(s), 5 record(s) re-hashed" in summary
+def test_a_time_range_is_proven_complete_against_trusted_heads(fixture: Fixture) -> None:
+    summary = transcript(fixture, heads_now(fixture), **DAY_TWO)
+    assert f"time range complete against the trusted head ({CHAIN_A} at size 13" in summary
+    assert "1 segment(s), 5 record(s) re-hashed" in summary
+
+
+def test_without_a_head_a_time_range_is_not_called_complete(fixture: Fixture) -> None:
+    summary = transcript(fixture, **DAY_TWO)
+    assert "time range NOT proven complete" in summary and "--expect-head" in summary
+    assert "time range complete" not in summary
+
+
+def test_a_head_for_one_chain_leaves_the_other_not_complete(fixture: Fixture) -> None:
+    heads = heads_now(fixture)
+    del heads[CHAIN_B]
+    summary = transcript(fixture, heads, **DAY_TWO)
+    assert f"NOT proven complete ({CHAIN_B}: no trusted head)" in summary
 
 
 def test_free_sql_needs_chain_and_seq_to_verify(fixture: Fixture) -> None:

@@ -41,6 +41,8 @@ class Report:
     needs_customer: bool = False
     uses_customer: bool = True
     extra_sql: Callable[[Params], tuple[str, dict[str, Any]]] | None = field(default=None)
+    # Why some rows carry no chain_id/seq (and --verify lists them as not verified).
+    unkeyed_rows: str | None = None
 
 
 _MESSAGE_COLUMNS = (
@@ -134,9 +136,9 @@ REPORTS: dict[str, Report] = {
         Report(
             "failed-deliveries",
             "failed delivery statuses with their error code and the message they concern",
-            "SELECT event_time, chain_id, seq, record_id, wamid, error_code, "
-            "coalesce(customer_id, msg_customer_id) AS customer_id, msg_kind, msg_seq, "
-            "msg_text, msg_template_name FROM statuses WHERE status = 'failed'"
+            "SELECT event_time, chain_id, seq, record_id, wamid, error_code, customer_id, "
+            "msg_customer_id, msg_kind, msg_seq, msg_text, msg_template_name "
+            "FROM statuses WHERE status = 'failed'"
             "{where} ORDER BY event_time, chain_id, seq",
         ),
         Report(
@@ -144,6 +146,7 @@ REPORTS: dict[str, Report] = {
             "capture gaps (coexistence disconnected, history declined, statuses without a "
             "message) and quarantined input",
             _CAPTURE_GAPS,
+            unkeyed_rows="quarantined input, which is kept but never sealed",
         ),
         Report(
             "volume",

@@ -30,7 +30,7 @@ from coexarchive.query.views import (
     register_records,
     utc_ms,
 )
-from coexarchive.seal.checkpoint import checkpoint_origin, open_checkpoint
+from coexarchive.seal.checkpoint import Checkpoint, checkpoint_origin, open_checkpoint
 from coexarchive.seal.keys import TrustStore
 from coexarchive.segments import Manifest
 from coexarchive.store.base import ObjectStore
@@ -101,6 +101,8 @@ class AuditSession:
         window: Window | None = None,
         verify_sql: tuple[str, Mapping[str, Any]] | None = None,
         chains: list[str] | None = None,
+        heads: Mapping[str, Checkpoint] | None = None,
+        unkeyed_note: str | None = None,
         _customer: str | None = None,
         _table: pa.Table | None = None,
     ) -> QueryResult:
@@ -152,16 +154,32 @@ class AuditSession:
         access = self._log(sql, values, report, rows=table.num_rows, digest=digest)
         verification = None
         if verify:
-            evidence = table
+            evidence, computed = table, ()
             if verify_sql is not None:
+                # An aggregate: the rows it was computed from are proven, its columns are not.
                 rows_sql, rows_params = verify_sql
                 evidence = self.con.sql(rows_sql, params=dict(rows_params) or None).to_arrow_table()
+                computed = tuple(table.column_names)
             verification = verify_rows(
-                self.catalog, self._trust(), evidence, window=window, chains=chains
+                self.catalog,
+                self._trust(),
+                evidence,
+                window=window,
+                chains=chains,
+                heads=heads,
+                unkeyed_note=unkeyed_note,
+                computed=computed,
             )
         return QueryResult(table, sql, digest, access, verification)
 
-    def report(self, name: str, params: Params, *, verify: bool = False) -> QueryResult:
+    def report(
+        self,
+        name: str,
+        params: Params,
+        *,
+        verify: bool = False,
+        heads: Mapping[str, Checkpoint] | None = None,
+    ) -> QueryResult:
         definition = REPORTS.get(name)
         if definition is None:
             raise ConfigError(f"no report {name!r}; `coexarchive report --list` shows them all")
@@ -192,6 +210,8 @@ class AuditSession:
             window=window,
             verify_sql=verify_sql,
             chains=[params.chain] if params.chain else None,
+            heads=heads,
+            unkeyed_note=definition.unkeyed_rows,
             _customer=params.customer if definition.needs_customer and not verify else None,
             _table=computed[1] if computed is not None else None,
         )
