@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from query._archive import ALICE, CHAIN_A, Fixture, build_archive
+from query._archive import ALICE, CHAIN_A, CHAIN_B, Fixture, build_archive
 
 from coexarchive import cli
-from coexarchive.errors import StorageError, VerificationError
+from coexarchive.errors import ConfigError, StorageError, VerificationError
 from coexarchive.query.access_log import AccessEntry, AccessLog, auditor_identity
 from coexarchive.query.cli import register, run_shell
 from coexarchive.query.session import AuditSession
@@ -79,7 +79,7 @@ def test_report_formats_for_filing(
     assert len(csv_text.splitlines()) == 7
     assert run("report", "failed-deliveries", "--format", "json", "--as", "dave") == 0
     (row,) = json.loads(capsys.readouterr().out)
-    assert row["error_code"] == 131047 and row["event_time"] == "2026-01-06T00:51:00+00:00"
+    assert row["error_code"] == 131047 and row["event_time"] == "2026-01-06T00:51:00.000Z"
     out = tmp_path / "gaps.parquet"
     assert run("report", "capture-gaps", "--format", "parquet", "--out", str(out)) == 0
     assert pq.read_table(out).num_rows == 4
@@ -179,3 +179,43 @@ def test_session_sees_its_own_access_log() -> None:
     assert session.query("SELECT count(*) AS n FROM access_log").table.column("n").to_pylist() == [
         1
     ]
+
+
+def test_argument_errors_are_caught_before_anything_is_logged(
+    archive: Fixture, tmp_path: Path
+) -> None:
+    with pytest.raises(ConfigError, match="--format parquet needs --out"):
+        run("query", "SELECT * FROM messages", "--format", "parquet")
+    kept = tmp_path / "filed.csv"
+    kept.write_text("filed\n")
+    with pytest.raises(ConfigError, match="exists; pass --force"):
+        run("report", "volume", "--format", "csv", "--out", str(kept))
+    with pytest.raises(ConfigError, match="needs --customer"):
+        run("report", "transcript")
+    assert access_entries(archive.store) == []  # type: ignore[arg-type]
+    assert kept.read_text() == "filed\n"
+
+
+def test_verify_of_a_substituted_value_exits_non_zero_and_prints_no_rows(
+    archive: Fixture, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sql = "SELECT chain_id, seq, 'I consent to everything' AS text FROM messages"
+    assert cli.main(["query", sql, "--verify"]) == 2
+    captured = capsys.readouterr()
+    assert "I consent" not in captured.out and "verified" not in captured.out
+    assert "[values]" in captured.err and "column text" in captured.err
+
+
+def test_a_period_is_complete_only_against_a_saved_head(
+    archive: Fixture, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    heads = []
+    for chain in (CHAIN_A, CHAIN_B):
+        heads += ["--expect-head", str(tmp_path / f"{chain}.head")]
+        assert cli.main(["head", "--chain", chain, "--out", heads[-1]]) == 0
+    period = ["--customer", ALICE, "--since", "2026-01-06", "--until", "2026-01-07", "--verify"]
+    assert run("report", "transcript", *period) == 0
+    assert "time range NOT proven complete" in capsys.readouterr().out
+    assert run("report", "transcript", *period, *heads) == 0
+    out = capsys.readouterr().out
+    assert "time range complete against the trusted head" in out

@@ -8,29 +8,67 @@ from __future__ import annotations
 
 import argparse
 import io
+import shutil
 import sys
-from collections.abc import Callable
+import textwrap
+import unicodedata
+from collections.abc import Callable, Sequence
+from datetime import UTC, date, datetime, time
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, TextIO
 
 import orjson
 import pyarrow as pa
-import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
+from rich import box
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
 
 from coexarchive._internal.cliutil import AddOptions, MakeSettings, parse_moment
 from coexarchive.errors import CoexArchiveError, ConfigError
 from coexarchive.query import reports, views
-from coexarchive.query.access_log import AccessLog, _plain, auditor_identity
+from coexarchive.query.access_log import AccessLog, auditor_identity
 from coexarchive.query.reports import Params
 from coexarchive.query.session import AuditSession, QueryResult, check_params
 from coexarchive.query.views import Window, utc_ms
+from coexarchive.seal.checkpoint import Checkpoint
 from coexarchive.settings import Settings
 
-__all__ = ["format_table", "open_session", "register", "write_result"]
+__all__ = [
+    "format_table",
+    "iso_utc",
+    "open_session",
+    "register",
+    "to_csv",
+    "to_json",
+    "write_result",
+]
 
 FORMATS = ("table", "csv", "json", "parquet")
-_CELL = 60
+# Shown shortened in a terminal table unless --full-ids: long, and rarely what is read first.
+_ID_COLUMNS = frozenset(
+    {
+        "record_id",
+        "msg_record_id",
+        "ref_record_id",
+        "wamid",
+        "context_wamid",
+        "media_id",
+        "result_sha256",
+        "raw_key",
+        "leaf_hash",
+        "chain_hash",
+    }
+)
+_ID_WIDTH = 12
+# Read first: put right after the leading time column in a terminal table.
+_TEXT_COLUMNS = ("text", "msg_text", "sql", "reason", "finding")
+# Columns that hold JSON documents: objects in JSON output, not strings.
+_JSON_COLUMNS = frozenset({"detail", "params"})
+# A spreadsheet runs a cell starting with one of these as a formula (CSV injection).
+_FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
 
 def open_session(settings: Settings, who: str) -> AuditSession:
@@ -49,89 +87,276 @@ def open_session(settings: Settings, who: str) -> AuditSession:
 # --- output --------------------------------------------------------------------------------------
 
 
-def _jsonable(table: pa.Table) -> list[dict[str, Any]]:
-    return [{k: _plain(v) for k, v in row.items()} for row in table.to_pylist()]
+def iso_utc(moment: datetime) -> str:
+    """The one time format of every output: ISO 8601 in UTC to the millisecond, ``Z`` suffix."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    moment = moment.astimezone(UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
-def _flat(table: pa.Table) -> pa.Table:
-    """Lists and structs as JSON text, binary as hex: what CSV and a terminal can hold."""
-    columns = []
-    for column in table.columns:
-        if (
-            pa.types.is_nested(column.type)
-            or pa.types.is_binary(column.type)
-            or pa.types.is_fixed_size_binary(column.type)
-        ):
-            values = [None if v is None else _text(v) for v in column.to_pylist()]
-            columns.append(pa.array(values, pa.string()))
+def _value(value: Any) -> Any:
+    """A result value as plain JSON-able data, times in the one output format."""
+    if isinstance(value, datetime):
+        return iso_utc(value)
+    if isinstance(value, date | time):
+        return value.isoformat()
+    if isinstance(value, bytes):
+        return value.hex()
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, list | tuple):
+        return [_value(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _value(v) for k, v in value.items()}
+    return value
+
+
+def _rows(table: pa.Table) -> list[list[Any]]:
+    columns = [column.to_pylist() for column in table.columns]
+    return [[_value(c[i]) for c in columns] for i in range(table.num_rows)]
+
+
+def _json_document(name: str, value: Any) -> Any:
+    if name in _JSON_COLUMNS and isinstance(value, str):
+        try:
+            return orjson.loads(value)
+        except orjson.JSONDecodeError:
+            return value
+    return value
+
+
+def to_json(table: pa.Table) -> str:
+    names = table.column_names
+    rows = [
+        {name: _json_document(name, v) for name, v in zip(names, row, strict=True)}
+        for row in _rows(table)
+    ]
+    return orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode() + "\n"
+
+
+def _csv_cell(value: Any, raw: bool) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    text = value if isinstance(value, str) else orjson.dumps(value).decode()
+    if not raw and text.startswith(_FORMULA_PREFIXES):
+        text = "'" + text  # shown as text by every spreadsheet, never run
+    return '"' + text.replace('"', '""') + '"'
+
+
+def to_csv(table: pa.Table, *, raw: bool = False) -> str:
+    """RFC 4180 CSV; cells a spreadsheet would run as a formula get a leading ``'`` unless raw."""
+    lines = [",".join(_csv_cell(name, raw) for name in table.column_names)]
+    lines += [",".join(_csv_cell(v, raw) for v in row) for row in _rows(table)]
+    return "\n".join(lines) + "\n"
+
+
+def _safe_text(text: str, *, keep_newlines: bool) -> str:
+    """Control and bidi-override characters made visible: a cell cannot move the cursor."""
+    out = []
+    for char in text:
+        if char == "\n" and keep_newlines:
+            out.append(char)
+        elif unicodedata.category(char) in ("Cc", "Cf"):
+            out.append(f"\\u{ord(char):04x}" if ord(char) > 0xFF else f"\\x{ord(char):02x}")
         else:
-            columns.append(column)
-    return pa.table(columns, names=table.column_names)
+            out.append(char)
+    return "".join(out)
 
 
-def _text(value: Any) -> str:
-    plain = _plain(value)
-    return plain if isinstance(plain, str) else orjson.dumps(plain).decode()
+def _display(name: str, value: Any, full_ids: bool) -> str:
+    if value is None:
+        return ""
+    if name == "sql" and isinstance(value, str):
+        return _safe_text(textwrap.dedent(value).strip(), keep_newlines=True)
+    text = value if isinstance(value, str) else orjson.dumps(value).decode()
+    if isinstance(value, bool):
+        text = "true" if value else "false"
+    elif isinstance(value, int | float):
+        text = str(value)
+    text = _safe_text(text, keep_newlines=name in _TEXT_COLUMNS)
+    if name in _ID_COLUMNS and not full_ids and len(text) > _ID_WIDTH:
+        text = text[: _ID_WIDTH - 1] + "…"
+    return text
 
 
-def format_table(table: pa.Table) -> str:
-    flat = _flat(table)
-    header = flat.column_names
-    rows = [["" if v is None else _cell(v) for v in row.values()] for row in flat.to_pylist()]
-    widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(header)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True))]
-    lines.append("  ".join("-" * w for w in widths))
-    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
-    lines.append(f"({table.num_rows} row{'s' if table.num_rows != 1 else ''})")
-    return "\n".join(line.rstrip() for line in lines)
+def _display_order(names: Sequence[str]) -> list[int]:
+    """Column positions with the text columns right after the leading time column."""
+    order = list(range(len(names)))
+    texts = [i for i in order if names[i] in _TEXT_COLUMNS]
+    rest = [i for i in order if i not in texts]
+    lead = 1 if rest and names[rest[0]] in ("event_time", "time", "day", "first_time") else 0
+    return rest[:lead] + texts + rest[lead:]
 
 
-def _cell(value: Any) -> str:
-    text = _text(value) if not isinstance(value, str) else value
-    text = text.replace("\r", "\\r").replace("\n", "\\n").replace("\t", "\\t")
-    return text if len(text) <= _CELL else text[: _CELL - 1] + "…"
+def terminal_width() -> int:
+    return shutil.get_terminal_size((120, 24)).columns
 
 
-def write_result(table: pa.Table, fmt: str, out: Path | None, stdout: TextIO) -> None:
+def format_table(table: pa.Table, *, width: int | None = None, full_ids: bool = False) -> str:
+    """The result laid out for a terminal ``width`` columns wide.
+
+    A table when it fits (long text wrapped in its column, every other column at its own width);
+    otherwise one block per row, a field a line, as ``psql``'s expanded display. Text comes right
+    after the time either way; ids are shortened unless ``full_ids``.
+    """
+    width = width or terminal_width()
+    names = table.column_names
+    order = _display_order(names)
+    cells = [[_display(names[i], row[i], full_ids) for i in order] for row in _rows(table)]
+    heads = [names[i] for i in order]
+    count = f"({table.num_rows} row{'s' if table.num_rows != 1 else ''})"
+    if not names:
+        return count
+    natural = [max([len(h), *(_longest_line(r[k]) for r in cells)]) for k, h in enumerate(heads)]
+    wide = [k for k, h in enumerate(heads) if h in _TEXT_COLUMNS]
+    narrow = sum(w for k, w in enumerate(natural) if k not in wide)
+    needed = narrow + 2 * (len(heads) - 1) + sum(min(natural[k], 30) for k in wide)
+    sink = io.StringIO()
+    console = Console(
+        file=sink,
+        width=width,
+        color_system=None,
+        force_terminal=False,
+        highlight=False,
+        emoji=False,
+        markup=False,
+    )
+    if needed <= width:
+        grid = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, highlight=False)
+        for k, head in enumerate(heads):
+            if k in wide:
+                grid.add_column(Text(head), overflow="fold", ratio=1, min_width=min(natural[k], 30))
+            else:
+                grid.add_column(Text(head), no_wrap=True, min_width=natural[k])
+        for row in cells:
+            grid.add_row(*(Text(c) for c in row))
+        console.print(grid)
+    else:
+        label = max(len(h) for h in heads)
+        for number, row in enumerate(cells, start=1):
+            console.print(Text(f"-[ row {number} ]" + "-" * max(0, min(width, 60) - 12)))
+            block = Table.grid(padding=(0, 2))
+            block.add_column(no_wrap=True, min_width=label)
+            block.add_column(overflow="fold")
+            for head, cell in zip(heads, row, strict=True):
+                block.add_row(Text(head), Text(cell))
+            console.print(block)
+    text = "\n".join(line.rstrip() for line in sink.getvalue().splitlines())
+    return f"{text}\n{count}"
+
+
+def _longest_line(text: str) -> int:
+    return max((len(line) for line in text.splitlines()), default=0)
+
+
+def check_output(args: argparse.Namespace) -> None:
+    """Refuse output options that cannot work, before any statement runs or is logged."""
+    out: Path | None = args.out
+    if args.format == "parquet" and out is None:
+        raise ConfigError("--format parquet needs --out FILE (Parquet is not for a terminal)")
+    if out is not None:
+        if out.exists() and not args.force:
+            raise ConfigError(f"{out} exists; pass --force to replace it")
+        if not out.parent.is_dir():
+            raise ConfigError(f"cannot write {out}: folder {out.parent} does not exist")
+    if args.expect_head and not args.verify:
+        raise ConfigError("--expect-head checks a --verify run; add --verify")
+
+
+def write_result(
+    table: pa.Table,
+    fmt: str,
+    out: Path | None,
+    stdout: TextIO,
+    *,
+    force: bool = False,
+    raw_csv: bool = False,
+    full_ids: bool = False,
+) -> None:
     if fmt == "parquet":
         if out is None:
             raise ConfigError("--format parquet needs --out FILE")
-        pq.write_table(table, out, compression="zstd")
+        with _open_out(out, force, binary=True) as sink:
+            pq.write_table(table, sink, compression="zstd")
         return
     if fmt == "csv":
-        sink = io.BytesIO()
-        pacsv.write_csv(_flat(table), sink)
-        text = sink.getvalue().decode("utf-8")
+        text = to_csv(table, raw=raw_csv)
     elif fmt == "json":
-        text = orjson.dumps(_jsonable(table), option=orjson.OPT_INDENT_2).decode() + "\n"
+        text = to_json(table)
     else:
-        text = format_table(table) + "\n"
+        text = format_table(table, full_ids=full_ids, width=None if out is None else 200) + "\n"
     if out is None:
         stdout.write(text)
     else:
-        out.write_text(text, encoding="utf-8")
+        with _open_out(out, force, binary=False) as sink:
+            sink.write(text)
+
+
+def _open_out(out: Path, force: bool, *, binary: bool) -> Any:
+    mode = ("w" if force else "x") + ("b" if binary else "")
+    try:
+        return out.open(mode) if binary else out.open(mode, encoding="utf-8")
+    except FileExistsError:
+        raise ConfigError(f"{out} exists; pass --force to replace it") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot write {out}: {exc.strerror}") from None
 
 
 def _show(result: QueryResult, args: argparse.Namespace) -> None:
-    write_result(result.table, args.format, args.out, sys.stdout)
+    write_result(
+        result.table,
+        args.format,
+        args.out,
+        sys.stdout,
+        force=args.force,
+        raw_csv=args.raw_csv,
+        full_ids=args.full_ids,
+    )
     note = sys.stderr if args.format != "table" or args.out else sys.stdout
     print(
         f"-- {result.table.num_rows} row(s), result sha256 {result.result_sha256}, "
         f"logged as access-log seq {result.access.last_seq}",
         file=note,
     )
+    if args.out is not None:
+        print(f"-- written to {args.out}", file=note)
     if result.verification is not None:
         print("-- " + result.verification.summary(), file=note)
+
+
+def _heads(args: argparse.Namespace, settings: Settings) -> dict[str, Checkpoint] | None:
+    if not args.expect_head:
+        return None
+    from coexarchive.verify import parse_head
+
+    trust = settings.trust()
+    heads: dict[str, Checkpoint] = {}
+    for path in args.expect_head:
+        try:
+            note = Path(path).read_bytes()
+        except OSError as exc:
+            raise ConfigError(f"cannot read head {path}: {exc.strerror}") from None
+        head = parse_head(note, trust)
+        heads[head.chain_id] = head.checkpoint
+    return heads
 
 
 # --- handlers ------------------------------------------------------------------------------------
 
 
 def cmd_query(args: argparse.Namespace, make_settings: MakeSettings) -> int:
-    session = open_session(make_settings(args), auditor_identity(args.as_))
+    check_output(args)
     params = dict(_param(p) for p in args.param or ())
     window = _window(args)
-    result = session.query(args.sql, params, verify=args.verify, window=window)
+    settings = make_settings(args)
+    heads = _heads(args, settings)
+    session = open_session(settings, auditor_identity(args.as_))
+    result = session.query(args.sql, params, verify=args.verify, window=window, heads=heads)
     _show(result, args)
     return 0
 
@@ -142,27 +367,42 @@ def cmd_report(args: argparse.Namespace, make_settings: MakeSettings) -> int:
         for name, summary in reports.describe().items():
             print(f"{name.ljust(width)}  {summary}")
         return 0
+    check_output(args)
     params = Params(customer=args.customer, chain=args.chain, since=args.since, until=args.until)
     check_params(params)
-    session = open_session(make_settings(args), auditor_identity(args.as_))
-    result = session.report(args.name, params, verify=args.verify)
+    reports.build_sql(reports.REPORTS[args.name], params)  # a missing --customer, say, fails here
+    settings = make_settings(args)
+    heads = _heads(args, settings)
+    session = open_session(settings, auditor_identity(args.as_))
+    result = session.report(args.name, params, verify=args.verify, heads=heads)
     _show(result, args)
     return 0
 
 
 def cmd_shell(args: argparse.Namespace, make_settings: MakeSettings) -> int:
     session = open_session(make_settings(args), auditor_identity(args.as_))
-    return run_shell(session, sys.stdin, sys.stdout)
+    return run_shell(session, sys.stdin, sys.stdout, full_ids=args.full_ids)
 
 
-def run_shell(session: AuditSession, stdin: TextIO, stdout: TextIO) -> int:
-    """A small REPL: statements end with ``;``; ``.views`` lists views, ``.quit`` leaves."""
+_SHELL_HELP = """\
+Statements end with ';' and may span lines. Each is sealed in the access log before its
+result is shown. Only SELECT (with DESCRIBE, SUMMARIZE, EXPLAIN) runs: no files, no settings.
+  .help           this text
+  .tables         the views and tables, one line each (also .views)
+  .schema VIEW    the columns of VIEW and their types
+  .quit           leave (also .exit, Ctrl-D)"""
+
+
+def run_shell(
+    session: AuditSession, stdin: TextIO, stdout: TextIO, *, full_ids: bool = False
+) -> int:
+    """A small REPL: statements end with ``;``; dot commands as in ``.help``."""
     interactive = stdin.isatty()
     if interactive:
         import readline  # noqa: F401  (line editing and history for input())
     print(
         f"coexarchive shell as {session.who}: every statement is sealed in the access log. "
-        "End statements with ';'. .views lists the views, .quit leaves.",
+        "End statements with ';'. .help lists the commands.",
         file=stdout,
     )
     buffer: list[str] = []
@@ -174,12 +414,10 @@ def run_shell(session: AuditSession, stdin: TextIO, stdout: TextIO) -> int:
         if not interactive and line == "":
             break
         stripped = line.strip()
-        if not buffer and stripped in (".quit", ".exit", "\\q"):
+        if not buffer and stripped.startswith((".", "\\")):
+            if _dot_command(session, stripped, stdout):
+                continue
             break
-        if not buffer and stripped == ".views":
-            for name, text in views.describe().items():
-                print(f"{name:<15} {text}", file=stdout)
-            continue
         if stripped:
             buffer.append(line.rstrip("\n"))
         if buffer and stripped.endswith(";"):
@@ -190,9 +428,42 @@ def run_shell(session: AuditSession, stdin: TextIO, stdout: TextIO) -> int:
             except CoexArchiveError as exc:
                 print(f"error: {exc.diagnostics()}", file=stdout)
                 continue
-            print(format_table(result.table), file=stdout)
+            print(format_table(result.table, full_ids=full_ids), file=stdout)
             print(f"-- logged as access-log seq {result.access.last_seq}", file=stdout)
     return 0
+
+
+def _dot_command(session: AuditSession, command: str, stdout: TextIO) -> bool:
+    """Run a dot command; False when it asks to leave."""
+    name, _, rest = command.partition(" ")
+    if name in (".quit", ".exit", "\\q"):
+        return False
+    if name == ".help":
+        print(_SHELL_HELP, file=stdout)
+    elif name in (".tables", ".views"):
+        described = views.describe()
+        width = max(len(n) for n in described)
+        for view, text in described.items():
+            print(f"{view:<{width}}  {text}", file=stdout)
+    elif name == ".schema":
+        print(_schema(session, rest.strip().rstrip(";")), file=stdout)
+    else:
+        print(f"unknown command {name}; .help lists the commands", file=stdout)
+    return True
+
+
+def _schema(session: AuditSession, view: str) -> str:
+    if not view:
+        return "usage: .schema VIEW (.tables lists them)"
+    if view not in views.describe():
+        return f"no view named {view!r}{views.suggest(view)}; .tables lists them"
+    columns = session.con.execute(
+        "SELECT column_name, data_type FROM information_schema.columns "
+        "WHERE table_name = ? ORDER BY ordinal_position",
+        [view],
+    ).fetchall()
+    width = max(len(name) for name, _ in columns)
+    return "\n".join(f"{name:<{width}}  {kind}" for name, kind in columns)
 
 
 def _param(text: str) -> tuple[str, str]:
@@ -205,6 +476,8 @@ def _param(text: str) -> tuple[str, str]:
 def _window(args: argparse.Namespace) -> Window | None:
     if args.since is None and args.until is None:
         return None
+    if args.since is not None and args.until is not None and args.since >= args.until:
+        raise ConfigError("--since must be before --until")
     return Window(
         utc_ms(args.since) if args.since else None, utc_ms(args.until) if args.until else None
     )
@@ -227,12 +500,29 @@ def _common(parser: argparse.ArgumentParser, add_archive_options: AddOptions) ->
 
 def _output(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--format", choices=FORMATS, default="table")
-    parser.add_argument("--out", type=Path, help="write the result to FILE")
+    parser.add_argument("--out", type=Path, help="write the result to FILE (never replaced...)")
+    parser.add_argument("--force", action="store_true", help="...unless --force")
+    parser.add_argument(
+        "--raw-csv",
+        action="store_true",
+        help="keep cells starting with = + - @ as they are (by default they get a leading ' so "
+        "a spreadsheet shows them as text instead of running them)",
+    )
+    parser.add_argument(
+        "--full-ids", action="store_true", help="show ids and hashes whole in a terminal table"
+    )
     parser.add_argument(
         "--verify",
         action="store_true",
-        help="prove the returned rows against the signed checkpoints (and, with --since/--until, "
-        "that the time range is complete)",
+        help="prove every value shown against the signed checkpoints (and, with --since/--until "
+        "and --expect-head, that the time range is complete)",
+    )
+    parser.add_argument(
+        "--expect-head",
+        action="append",
+        metavar="FILE",
+        help="a chain's checkpoint saved earlier (`coexarchive head --out`): with --verify, a "
+        "time range is called complete only for chains checked against one (repeatable)",
     )
     parser.add_argument(
         "--since", type=parse_moment, help="from this time (ISO, UTC unless stated)"
@@ -282,4 +572,7 @@ def register(sub: Any, add_archive_options: AddOptions, make_settings: MakeSetti
         epilog=epilog,
     )
     _common(shell, add_archive_options)
+    shell.add_argument(
+        "--full-ids", action="store_true", help="show ids and hashes whole in result tables"
+    )
     shell.set_defaults(handler=bind(cmd_shell))

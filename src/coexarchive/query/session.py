@@ -6,6 +6,7 @@ the result handed back for display. If the entry cannot be sealed, the result is
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -15,7 +16,7 @@ import duckdb
 import pyarrow as pa
 
 from coexarchive.errors import CoexArchiveError, ConfigError, FormatError
-from coexarchive.query import summary
+from coexarchive.query import summary, views
 from coexarchive.query.access_log import AccessEntry, AccessLog, result_digest
 from coexarchive.query.reports import REPORTS, Params, build_sql
 from coexarchive.query.verify_rows import RowVerification, verify_rows
@@ -137,6 +138,13 @@ class AuditSession:
                     f"statement refused by the SQL sandbox: {exc}. Queries run over the "
                     "archive's views only: no file can be read or written, no extension loaded "
                     "and no setting changed; use --format/--out to save a result"
+                ) from None
+            missing = _MISSING_TABLE.search(str(exc))
+            if isinstance(exc, duckdb.CatalogException) and missing:
+                name = missing.group(1)
+                raise QueryError(
+                    f"query failed: no view or table named {name!r}{views.suggest(name)} "
+                    "(`coexarchive query --help` lists the views; in the shell, .tables)"
                 ) from None
             if isinstance(exc, duckdb.OutOfMemoryException):
                 raise QueryError(
@@ -364,6 +372,8 @@ class AuditSession:
     def access_chain(self) -> str:
         return ACCESS_LOG_CHAIN
 
+
+_MISSING_TABLE = re.compile(r"Table with name (\S+) does not exist")
 
 # What an auditor's statement may be: reads of the views, and plans of reads. Everything else
 # (COPY, ATTACH, EXPORT, INSTALL/LOAD, SET/RESET, PRAGMA, CALL, CREATE/DROP, secrets) is refused

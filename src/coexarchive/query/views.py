@@ -16,6 +16,7 @@ read-only pyarrow filesystem so the memory twin behaves the same.
 from __future__ import annotations
 
 import bisect
+import difflib
 import itertools
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -547,6 +548,12 @@ def _dataset_or_empty(
     if manifests:
         return catalog.dataset(manifests, whole_row_groups=whole_row_groups)
     return RECORD_SCHEMA.empty_table()
+
+
+def suggest(name: str) -> str:
+    """``"; did you mean X?"`` from the archive's views and tables, or nothing."""
+    close = difflib.get_close_matches(name.lower(), list(describe()), n=3, cutoff=0.6)
+    return f"; did you mean {' or '.join(close)}?" if close else ""
 
 
 def describe() -> Mapping[str, str]:
