@@ -460,3 +460,20 @@ def test_a_wrong_trust_file_is_said_first_in_one_line(fixture: Fixture) -> None:
     assert first.step == "trust" and "someone.else" in first.message
     assert fixture.key.key_id.hex() in first.message
     assert sum(f.step == "trust" for f in caught.value.failures) == 1
+
+
+def test_a_view_derived_name_over_another_kind_of_record_is_not_verified(fixture: Fixture) -> None:
+    verification = _verify(fixture, "SELECT chain_id, seq, 42 AS rows, 'x' AS who FROM messages")
+    assert verification.not_verified == ["rows", "who"] and verification.compared == []
+
+
+def test_access_log_columns_are_recomputed_from_the_sealed_detail(fixture: Fixture) -> None:
+    session = fixture.session()
+    session.query("SELECT 1")
+    result = session.query(
+        "SELECT chain_id, seq, who, sql, rows, params FROM access_log", verify=True
+    )
+    assert result.verification is not None
+    assert result.verification.compared == ["who", "sql", "rows", "params"]
+    with pytest.raises(VerificationError, match="column who"):
+        session.query("SELECT chain_id, seq, 'nobody' AS who FROM access_log", verify=True)

@@ -63,6 +63,14 @@ KEY_COLUMNS = ("chain_id", "seq")
 _SEALED = frozenset(RECORD_SCHEMA.names)
 
 
+# A derived column's value for a record it does not apply to (not the view's kind of record).
+_NOT_DERIVED = object()
+
+
+def _of_kind(kind: str, derive: Callable[[Row], Any]) -> Callable[[Row], Any]:
+    return lambda row: derive(row) if row["kind"] == kind else _NOT_DERIVED
+
+
 def _new_state(row: Row) -> Any:
     if row["consent_state"] is not None:
         return row["consent_state"]
@@ -83,16 +91,14 @@ def _detail(name: str) -> Callable[[Row], Any]:
 
 # Columns the views compute from one record's sealed fields, recomputed here from the proven row.
 DERIVED: dict[str, Callable[[Row], Any]] = {
-    "new_state": _new_state,  # consent_events
-    "state": _new_state,  # consent_state
-    "purpose": lambda row: row["msg_type"],  # consent_state
-    "since": lambda row: row["event_time"],  # consent_state
-    "who": _detail("who"),  # access_log
-    "report": _detail("report"),
-    "sql": _detail("sql"),
-    "params": _detail("params"),
-    "rows": _detail("rows"),
-    "result_sha256": _detail("result_sha256"),
+    "new_state": _of_kind("consent_event", _new_state),  # consent_events
+    "state": _of_kind("consent_event", _new_state),  # consent_state
+    "purpose": _of_kind("consent_event", lambda row: row["msg_type"]),  # consent_state
+    "since": _of_kind("consent_event", lambda row: row["event_time"]),  # consent_state
+    **{
+        name: _of_kind("access", _detail(name))  # access_log
+        for name in ("who", "report", "sql", "params", "rows", "result_sha256")
+    },
 }
 # ``flags`` unnests a record's flags: each row's ``flag`` must be one of the sealed flags.
 _MEMBER_OF = {"flag": "flags"}
@@ -235,7 +241,7 @@ def verify_rows(
     for chain_id, seqs in sorted(wanted.items()):
         proofs[chain_id] = proof = _ChainProof(catalog, trust, chain_id, failures, outcome)
         proof.prove(seqs)
-    _compare(names, columns, (chain_at, seq_at), joins, proofs, failures, outcome)
+    _compare(names, columns, (chain_at, seq_at), joins, proofs, outcome)
     outcome.not_verified += [c for c in computed if c not in outcome.not_verified]
     if window is not None:
         # Every chain in scope, not only those with rows: an empty answer must be complete too.
@@ -272,13 +278,13 @@ def _compare(
     keys: tuple[int, int],
     joins: Sequence[Join],
     proofs: Mapping[str, _ChainProof],
-    failures: list[Failure],
     outcome: RowVerification,
 ) -> None:
     """Step 5: each shown value equals the proven record's (or the joined record's) value."""
     joined_columns = {column: join for join in joins for column in join.fields}
     compared: set[str] = set()
     not_verified: set[str] = set()
+    not_derived: set[str] = set()
     joined_seen: set[tuple[str, int]] = set()
     for at, name in enumerate(names):
         if at in keys:
@@ -298,9 +304,9 @@ def _compare(
         if chain_id is None or seq is None:
             continue
         proof = proofs.get(str(chain_id))
-        sealed = proof.sealed.get(int(seq)) if proof else None
-        if sealed is None:
+        if proof is None or int(seq) not in proof.sealed:
             continue  # not proven: already a failure
+        sealed = proof.sealed[int(seq)]
         for at, name in enumerate(names):
             if at in keys or name in not_verified or name in joined_columns:
                 continue
@@ -309,6 +315,9 @@ def _compare(
                 expected, ok = sealed[name], _same(shown, sealed[name])
             elif name in DERIVED:
                 expected = DERIVED[name](sealed)
+                if expected is _NOT_DERIVED:
+                    not_derived.add(name)  # e.g. an alias `rows` over a message: unproven
+                    continue
                 ok = _same(shown, expected)
             elif name in _MEMBER_OF:
                 expected = sealed[_MEMBER_OF[name]]
@@ -317,19 +326,21 @@ def _compare(
                 continue
             compared.add(name)
             if not ok:
-                proof.fail(  # type: ignore[union-attr]
+                proof.fail(
                     "values",
                     f"record {sealed['record_id']}: column {name} shows a value the sealed record "
                     "does not hold (computed, substituted or altered after reading)",
                     int(seq),
                 )
         for join in joins:
-            _compare_join(names, columns, index, join, sealed, proof, compared, joined_seen)  # type: ignore[arg-type]
-    outcome.compared = [n for n in names if n in compared and n not in KEY_COLUMNS]
-    outcome.compared = list(dict.fromkeys(outcome.compared))
-    outcome.not_verified = [n for n in dict.fromkeys(names) if n in not_verified]
+            _compare_join(names, columns, index, join, sealed, proof, compared, joined_seen)
+    not_verified |= not_derived
+    shown = dict.fromkeys(names)
+    outcome.compared = [
+        n for n in shown if n in compared and n not in not_verified and n not in KEY_COLUMNS
+    ]
+    outcome.not_verified = [n for n in shown if n in not_verified]
     outcome.joined = len(joined_seen)
-    del failures  # failures are recorded through the proofs
 
 
 def _compare_join(
