@@ -216,7 +216,16 @@ def test_the_trusted_key_signs(tmp_path: Path) -> None:
     assert signer.name == "archive.key"
 
 
-@pytest.mark.parametrize("command", [["query", "SELECT 1"], ["report", "volume"], ["shell"]])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["query", "SELECT 1"],
+        ["report", "volume"],
+        ["shell"],
+        ["hold", "place", "--matter", "m-1", "--customer", ALICE],
+        ["export", "--matter", "m-1", "--customer", ALICE, "--out", "bundle.zip"],
+    ],
+)
 def test_auditor_commands_refuse_a_stray_key_before_touching_the_archive(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
@@ -228,9 +237,11 @@ def test_auditor_commands_refuse_a_stray_key_before_touching_the_archive(
     monkeypatch.setenv("COEXARCHIVE_TRUST", str(trust))
     monkeypatch.setenv("COEXARCHIVE_ENDPOINT_URL", "http://127.0.0.1:9")  # nothing listens
     monkeypatch.setattr("sys.stdin", io.StringIO("SELECT 1;\n"))
+    monkeypatch.chdir(tmp_path)
     assert main(command) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "refusing to sign with key stray" in err
+    assert not (tmp_path / "bundle.zip").exists()
 
 
 def test_keys_are_found_in_the_config_home_not_the_working_directory(
@@ -477,3 +488,15 @@ def test_access_log_columns_are_recomputed_from_the_sealed_detail(fixture: Fixtu
     assert result.verification.compared == ["who", "sql", "rows", "params"]
     with pytest.raises(VerificationError, match="column who"):
         session.query("SELECT chain_id, seq, 'nobody' AS who FROM access_log", verify=True)
+
+
+def test_the_verification_report_says_first_that_the_trust_file_is_wrong(
+    fixture: Fixture,
+) -> None:
+    stranger = Ed25519Signer.generate("someone.else")
+    wrong = replace(fixture, trust=TrustStore([stranger.verifier()]))
+    table = wrong.session().report("verification", Params()).table
+    for row in table.to_pylist():
+        assert row["status"] == "FAILED"
+        assert row["problems"].startswith(f"signed by key {fixture.key.name}")
+        assert "someone.else" in row["problems"].split(";")[0]

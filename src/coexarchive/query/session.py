@@ -19,7 +19,7 @@ from coexarchive.errors import CoexArchiveError, ConfigError, FormatError
 from coexarchive.query import summary, views
 from coexarchive.query.access_log import AccessEntry, AccessLog, result_digest
 from coexarchive.query.reports import REPORTS, Params, build_sql
-from coexarchive.query.verify_rows import RowVerification, verify_rows
+from coexarchive.query.verify_rows import RowVerification, verify_rows, wrong_trust_file
 from coexarchive.query.views import (
     ACCESS_LOG_CHAIN,
     ArchiveCatalog,
@@ -317,20 +317,24 @@ class AuditSession:
             expected = manifest.last_seq + 1
         verified = 0
         trust = self._trust()
+        wrong_trust: str | None = None
         for manifest in manifests:
+            note = b""
             try:
+                note = self.store.get(manifest.checkpoint_key)
                 checkpoint = open_checkpoint(
-                    self.store.get(manifest.checkpoint_key),
-                    trust,
-                    origin=checkpoint_origin(manifest.archive, chain_id),
+                    note, trust, origin=checkpoint_origin(manifest.archive, chain_id)
                 )
             except CoexArchiveError as exc:
+                wrong_trust = wrong_trust or wrong_trust_file(note, trust)
                 problems.append(f"checkpoint {manifest.tree_size}: {exc}")
                 continue
             if checkpoint.size != manifest.tree_size or checkpoint.root_hash != manifest.root_hash:
                 problems.append(f"checkpoint {manifest.tree_size}: differs from its manifest")
                 continue
             verified += 1
+        if wrong_trust is not None:
+            problems.insert(0, wrong_trust)  # explains the rest: said first
         return {
             "chain_id": chain_id,
             "segments": len(manifests),

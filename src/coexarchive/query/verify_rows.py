@@ -56,7 +56,7 @@ from coexarchive.segments import ChainState, Manifest
 from coexarchive.store.base import sha256_hex
 from coexarchive.verify import check_segment
 
-__all__ = ["DERIVED", "JOINS", "Join", "RowVerification", "verify_rows"]
+__all__ = ["DERIVED", "JOINS", "Join", "RowVerification", "verify_rows", "wrong_trust_file"]
 
 Row = Mapping[str, Any]
 KEY_COLUMNS = ("chain_id", "seq")
@@ -434,6 +434,7 @@ class _ChainProof:
 
     # Step 1: the latest checkpoint is signed by a trusted key and matches its manifest.
     def _checkpoint(self, last: Manifest) -> tuple[int, bytes | None]:
+        note = b""
         try:
             note = self.catalog.store.get(last.checkpoint_key)
             checkpoint = open_checkpoint(
@@ -443,7 +444,7 @@ class _ChainProof:
             self.fail("checkpoint", "latest segment has no checkpoint", key=last.checkpoint_key)
             return last.tree_size, None
         except CoexArchiveError as exc:
-            wrong = _wrong_trust(note, self.trust)
+            wrong = wrong_trust_file(note, self.trust)
             if wrong is not None:
                 self.fail("trust", wrong, key=last.checkpoint_key)
             self.fail("checkpoint", f"checkpoint does not verify: {exc}", key=last.checkpoint_key)
@@ -605,7 +606,7 @@ def _check_range(
         outcome.records_rehashed += result.rows
 
 
-def _wrong_trust(note: bytes, trust: TrustStore) -> str | None:
+def wrong_trust_file(note: bytes, trust: TrustStore) -> str | None:
     """One line when a checkpoint is signed only by keys the trust file does not list."""
     signers = []
     for line in note.decode("utf-8", "replace").splitlines():
