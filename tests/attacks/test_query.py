@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import os
+from collections.abc import Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,9 +26,10 @@ from coexarchive.cli import main
 from coexarchive.errors import ConfigError, VerificationError
 from coexarchive.query.reports import Params
 from coexarchive.query.session import AuditSession, QueryError, SandboxError
-from coexarchive.query.verify_rows import RowVerification
+from coexarchive.query.verify_rows import HeadLike, RowVerification
 from coexarchive.query.views import ArchiveCatalog, connect
 from coexarchive.seal.checkpoint import Checkpoint, open_checkpoint
+from coexarchive.seal.head import ChainHead
 from coexarchive.seal.keys import Ed25519Signer, TrustStore
 from coexarchive.segments import Manifest, list_manifests
 from coexarchive.settings import Settings
@@ -413,7 +415,7 @@ def _truncate_tail(store: MemoryStore, chain: str) -> None:
         store.unsafe_delete(key)
 
 
-def _last_day(fixture: Fixture, heads: dict[str, Checkpoint] | None) -> str:
+def _last_day(fixture: Fixture, heads: Mapping[str, HeadLike] | None) -> str:
     params = Params(
         customer=ALICE,
         since=datetime(2026, 1, 7, tzinfo=UTC),
@@ -500,3 +502,13 @@ def test_the_verification_report_says_first_that_the_trust_file_is_wrong(
         assert row["status"] == "FAILED"
         assert row["problems"].startswith(f"signed by key {fixture.key.name}")
         assert "someone.else" in row["problems"].split(";")[0]
+
+
+def test_a_chain_that_vanished_fails_against_the_head(fixture: Fixture) -> None:
+    heads: dict[str, HeadLike] = dict(_heads(fixture))
+    heads["900000000000009"] = ChainHead("900000000000009", 3, b"\x02" * 32)
+    with pytest.raises(VerificationError) as caught:
+        _last_day(fixture, heads)
+    (failure,) = [f for f in caught.value.failures if f.step == "head"]
+    assert failure.chain_id == "900000000000009"
+    assert "holds 0 record(s) where the trusted head vouches for 3" in failure.message

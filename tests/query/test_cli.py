@@ -12,6 +12,7 @@ import pytest
 from query._archive import ALICE, CHAIN_A, CHAIN_B, Fixture, build_archive
 
 from coexarchive import cli
+from coexarchive.archive_head import write_head_after
 from coexarchive.errors import ConfigError, StorageError, VerificationError
 from coexarchive.query.access_log import AccessEntry, AccessLog, auditor_identity
 from coexarchive.query.cli import register, run_shell
@@ -219,3 +220,20 @@ def test_a_period_is_complete_only_against_a_saved_head(
     assert run("report", "transcript", *period, *heads) == 0
     out = capsys.readouterr().out
     assert "time range complete against the trusted head" in out
+
+
+def test_an_archive_head_pins_every_chain_at_once(
+    archive: Fixture, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    lasts = []
+    for chain in (CHAIN_A, CHAIN_B):
+        key = list_manifests(archive.store, chain)[-1]
+        lasts.append(Manifest.from_bytes(archive.store.get(key), key=key))
+    write_head_after(archive.store, lasts, signer=archive.key, archive_name=ARCHIVE)
+    kept = tmp_path / "archive.head"
+    assert cli.main(["head", "--out", str(kept)]) == 0
+    period = ["--customer", ALICE, "--since", "2026-01-06", "--until", "2026-01-07", "--verify"]
+    capsys.readouterr()
+    assert run("report", "transcript", *period, "--expect-head", str(kept)) == 0
+    out = capsys.readouterr().out
+    assert f"time range complete against the trusted head ({CHAIN_A} at size 13" in out

@@ -32,8 +32,8 @@ from coexarchive.query import reports, views
 from coexarchive.query.access_log import AccessLog, auditor_identity
 from coexarchive.query.reports import Params
 from coexarchive.query.session import AuditSession, QueryResult, check_params
+from coexarchive.query.verify_rows import HeadLike
 from coexarchive.query.views import Window, utc_ms
-from coexarchive.seal.checkpoint import Checkpoint
 from coexarchive.settings import Settings
 
 __all__ = [
@@ -329,20 +329,27 @@ def _show(result: QueryResult, args: argparse.Namespace) -> None:
         print("-- " + result.verification.summary(), file=note)
 
 
-def _heads(args: argparse.Namespace, settings: Settings) -> dict[str, Checkpoint] | None:
+def _heads(args: argparse.Namespace, settings: Settings) -> dict[str, HeadLike] | None:
+    """Trusted sizes and roots per chain from kept archive heads or chain checkpoints."""
     if not args.expect_head:
         return None
+    from coexarchive.archive_head import parse_pinned_head
+    from coexarchive.seal.head import is_head_note
     from coexarchive.verify import parse_head
 
     trust = settings.trust()
-    heads: dict[str, Checkpoint] = {}
+    heads: dict[str, HeadLike] = {}
     for path in args.expect_head:
         try:
             note = Path(path).read_bytes()
         except OSError as exc:
             raise ConfigError(f"cannot read head {path}: {exc.strerror}") from None
-        head = parse_head(note, trust)
-        heads[head.chain_id] = head.checkpoint
+        if is_head_note(note):
+            for chain in parse_pinned_head(note, trust).head.chains:
+                heads[chain.chain_id] = chain
+        else:
+            head = parse_head(note, trust)
+            heads[head.chain_id] = head.checkpoint
     return heads
 
 
@@ -521,8 +528,9 @@ def _output(parser: argparse.ArgumentParser) -> None:
         "--expect-head",
         action="append",
         metavar="FILE",
-        help="a chain's checkpoint saved earlier (`coexarchive head --out`): with --verify, a "
-        "time range is called complete only for chains checked against one (repeatable)",
+        help="an archive head or a chain's checkpoint kept earlier (`coexarchive head --out`): "
+        "with --verify, a time range is called complete only for chains checked against one "
+        "(repeatable)",
     )
     parser.add_argument(
         "--since", type=parse_moment, help="from this time (ISO, UTC unless stated)"

@@ -19,7 +19,12 @@ from coexarchive.errors import CoexArchiveError, ConfigError, FormatError
 from coexarchive.query import summary, views
 from coexarchive.query.access_log import AccessEntry, AccessLog, result_digest
 from coexarchive.query.reports import REPORTS, Params, build_sql
-from coexarchive.query.verify_rows import RowVerification, verify_rows, wrong_trust_file
+from coexarchive.query.verify_rows import (
+    HeadLike,
+    RowVerification,
+    verify_rows,
+    wrong_trust_file,
+)
 from coexarchive.query.views import (
     ACCESS_LOG_CHAIN,
     ArchiveCatalog,
@@ -31,7 +36,7 @@ from coexarchive.query.views import (
     register_records,
     utc_ms,
 )
-from coexarchive.seal.checkpoint import Checkpoint, checkpoint_origin, open_checkpoint
+from coexarchive.seal.checkpoint import checkpoint_origin, open_checkpoint
 from coexarchive.seal.keys import TrustStore
 from coexarchive.segments import Manifest
 from coexarchive.store.base import ObjectStore
@@ -102,7 +107,7 @@ class AuditSession:
         window: Window | None = None,
         verify_sql: tuple[str, Mapping[str, Any]] | None = None,
         chains: list[str] | None = None,
-        heads: Mapping[str, Checkpoint] | None = None,
+        heads: Mapping[str, HeadLike] | None = None,
         unkeyed_note: str | None = None,
         _customer: str | None = None,
         _table: pa.Table | None = None,
@@ -186,7 +191,7 @@ class AuditSession:
         params: Params,
         *,
         verify: bool = False,
-        heads: Mapping[str, Checkpoint] | None = None,
+        heads: Mapping[str, HeadLike] | None = None,
     ) -> QueryResult:
         definition = REPORTS.get(name)
         if definition is None:

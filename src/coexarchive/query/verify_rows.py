@@ -33,7 +33,7 @@ import binascii
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import orjson
@@ -49,16 +49,36 @@ from coexarchive.errors import (
 from coexarchive.query.views import ACCESS_LOG_CHAIN, ArchiveCatalog, Window
 from coexarchive.records import RECORD_SCHEMA
 from coexarchive.seal.chain import recompute_leaf_hashes
-from coexarchive.seal.checkpoint import Checkpoint, checkpoint_origin, open_checkpoint
+from coexarchive.seal.checkpoint import checkpoint_origin, open_checkpoint
 from coexarchive.seal.keys import TrustStore
 from coexarchive.seal.merkle import Frontier, MerkleTree, verify_inclusion
 from coexarchive.segments import ChainState, Manifest
 from coexarchive.store.base import sha256_hex
 from coexarchive.verify import check_segment
 
-__all__ = ["DERIVED", "JOINS", "Join", "RowVerification", "verify_rows", "wrong_trust_file"]
+__all__ = [
+    "DERIVED",
+    "JOINS",
+    "HeadLike",
+    "Join",
+    "RowVerification",
+    "verify_rows",
+    "wrong_trust_file",
+]
 
 Row = Mapping[str, Any]
+
+
+class HeadLike(Protocol):
+    """A chain's size and root from something trusted: a kept checkpoint or an archive head."""
+
+    @property
+    def size(self) -> int: ...
+
+    @property
+    def root_hash(self) -> bytes: ...
+
+
 KEY_COLUMNS = ("chain_id", "seq")
 _SEALED = frozenset(RECORD_SCHEMA.names)
 
@@ -200,7 +220,7 @@ def verify_rows(
     *,
     window: Window | None = None,
     chains: Sequence[str] | None = None,
-    heads: Mapping[str, Checkpoint] | None = None,
+    heads: Mapping[str, HeadLike] | None = None,
     unkeyed_note: str | None = None,
     computed: Sequence[str] = (),
 ) -> RowVerification:
@@ -245,10 +265,10 @@ def verify_rows(
     outcome.not_verified += [c for c in computed if c not in outcome.not_verified]
     if window is not None:
         # Every chain in scope, not only those with rows: an empty answer must be complete too.
-        scope = (
-            chains if chains is not None else [c for c in catalog.chains() if c != ACCESS_LOG_CHAIN]
-        )
-        for chain_id in sorted(set(scope) | set(wanted)):
+        scope = set(chains) if chains is not None else set(catalog.chains()) | set(heads or {})
+        # A chain the head names but the archive lacks is in scope: it vanished.
+        scope.discard(ACCESS_LOG_CHAIN)
+        for chain_id in sorted(scope | set(wanted)):
             _check_range(catalog, chain_id, window, failures, outcome)
             _check_complete(
                 catalog, trust, chain_id, (heads or {}).get(chain_id), failures, outcome
@@ -633,7 +653,7 @@ def _check_complete(
     catalog: ArchiveCatalog,
     trust: TrustStore,
     chain_id: str,
-    head: Checkpoint | None,
+    head: HeadLike | None,
     failures: list[Failure],
     outcome: RowVerification,
 ) -> None:
