@@ -227,7 +227,14 @@ def format_table(table: pa.Table, *, width: int | None = None, full_ids: bool = 
         markup=False,
     )
     if needed <= width:
-        grid = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, highlight=False)
+        multi_line = any("\n" in cell for row in cells for cell in row)
+        grid = Table(
+            box=box.SIMPLE_HEAD,
+            show_edge=False,
+            pad_edge=False,
+            highlight=False,
+            show_lines=multi_line,  # rows of several lines (SQL, messages) stay apart
+        )
         for k, head in enumerate(heads):
             if k in wide:
                 grid.add_column(Text(head), overflow="fold", ratio=1, min_width=min(natural[k], 30))
