@@ -512,3 +512,10 @@ def test_a_chain_that_vanished_fails_against_the_head(fixture: Fixture) -> None:
     (failure,) = [f for f in caught.value.failures if f.step == "head"]
     assert failure.chain_id == "900000000000009"
     assert "holds 0 record(s) where the trusted head vouches for 3" in failure.message
+
+
+def test_joined_records_are_not_counted_as_result_rows(fixture: Fixture) -> None:
+    result = fixture.session().report("failed-deliveries", Params(), verify=True)
+    assert result.verification is not None and result.table.num_rows == 1
+    summary = result.verification.summary()
+    assert summary.startswith("verified 1 row(s)") and "and 1 joined record(s)" in summary

@@ -262,6 +262,15 @@ def verify_rows(
         proofs[chain_id] = proof = _ChainProof(catalog, trust, chain_id, failures, outcome)
         proof.prove(seqs)
     _compare(names, columns, (chain_at, seq_at), joins, proofs, outcome)
+    # Result rows proven (joined records are counted apart, in the values line).
+    outcome.rows = sum(
+        1
+        for chain_id, seq in zip(columns[chain_at], columns[seq_at], strict=True)
+        if chain_id is not None
+        and seq is not None
+        and str(chain_id) in proofs
+        and int(seq) in proofs[str(chain_id)].sealed
+    )
     outcome.not_verified += [c for c in computed if c not in outcome.not_verified]
     if window is not None:
         # Every chain in scope, not only those with rows: an empty answer must be complete too.
@@ -566,7 +575,6 @@ class _ChainProof:
                 self.sealed[seq] = {
                     name: rows.column(name)[index].as_py() for name in rows.column_names
                 }
-                self.outcome.rows += 1
         unknown = {s for s in seqs if s >= size or s < 0}
         for seq in sorted(unknown):
             self.fail("rows", f"seq {seq} is beyond the signed tree of size {size}", seq)
