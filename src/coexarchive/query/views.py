@@ -483,6 +483,7 @@ def connect(
         "autoload_known_extensions": False,
         "allow_community_extensions": False,
         "allow_unsigned_extensions": False,
+        "allow_persistent_secrets": False,
     }
     if memory_limit:
         config["memory_limit"] = memory_limit
