@@ -508,14 +508,20 @@ def _common(parser: argparse.ArgumentParser, add_archive_options: AddOptions) ->
         metavar="NAME",
         help="who is asking (env COEXARCHIVE_AUDITOR, else OS user)",
     )
-    parser.add_argument("--key", type=Path, help="signing key for the access log")
-    parser.add_argument("--trust", type=Path, help="trust file (needed for --verify)")
+    parser.add_argument(
+        "--key", type=Path, help="signing key for the access log (listed in the trust file)"
+    )
+    parser.add_argument(
+        "--trust", type=Path, help="trust file: vouches for the access-log key; used by --verify"
+    )
 
 
 def _output(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--format", choices=FORMATS, default="table")
-    parser.add_argument("--out", type=Path, help="write the result to FILE (never replaced...)")
-    parser.add_argument("--force", action="store_true", help="...unless --force")
+    parser.add_argument(
+        "--out", type=Path, help="write the result to FILE (an existing file only with --force)"
+    )
+    parser.add_argument("--force", action="store_true", help="replace an existing --out FILE")
     parser.add_argument(
         "--raw-csv",
         action="store_true",
