@@ -230,9 +230,9 @@ def _read_directory(root: Path, budget: Budget) -> dict[str, bytes]:
     for relative, size in found:
         check.take(size, where, relative)
     files: dict[str, bytes] = {}
-    for relative, _size in sorted(found):
+    for relative, size in sorted(found):
         with (root / relative).open("rb") as handle:
-            data = handle.read(budget.limits.max_member_bytes + 1)
+            data = handle.read(size + 1)  # a file that grew since it was listed shows as such
         budget.take(len(data), where, relative)
         files[relative] = data
     return files
