@@ -153,6 +153,22 @@ def test_forged_bundle_with_its_own_keys_is_untrusted_when_its_keys_are_opted_in
     assert document["result"] == "UNTRUSTED" and document["trusted"] is False
 
 
+def test_emptied_bundle_that_proves_nothing_is_not_ok(evidence: Evidence, pristine: Files) -> None:
+    files = {k: v for k, v in pristine.items() if not k.startswith(("rsmf/", "transcripts/"))}
+    files["records/records.jsonl"] = b""
+    description = orjson.loads(files["BUNDLE.json"])
+    description["chains"] = []
+    files["BUNDLE.json"] = orjson.dumps(description)
+    custody = orjson.loads(files["CUSTODY.json"])
+    custody["counts"]["records"] = 0
+    files["CUSTODY.json"] = orjson.dumps(custody)
+    with pytest.raises(BundleVerificationError) as caught:
+        verify_bundle(reseal(files), trust=evidence.trust)
+    found = {(f.step, f.key) for f in caught.value.report.failures}
+    assert {("records", "records/records.jsonl"), ("checkpoints", "BUNDLE.json")} <= found
+    assert caught.value.report.result == "FAILED"
+
+
 # --- hostile zips ---------------------------------------------------------------------------
 
 

@@ -201,10 +201,15 @@ def read_bundle_files(path: Path, limits: ReadLimits = DEFAULT_LIMITS) -> dict[s
     return read_zip(path, budget, where=str(path))
 
 
+def _unreadable(error: OSError) -> None:
+    # A folder that cannot be listed is not skipped: its files would be silently missing.
+    raise BundleReadError(f"{error.filename}: cannot list this part of the bundle ({error})")
+
+
 def _read_directory(root: Path, budget: Budget) -> dict[str, bytes]:
     where = str(root)
     found: list[tuple[str, int]] = []
-    for directory, subdirectories, names in os.walk(root, followlinks=False):
+    for directory, subdirectories, names in os.walk(root, onerror=_unreadable, followlinks=False):
         base = Path(directory)
         for name in sorted([*subdirectories, *names]):
             item = base / name
