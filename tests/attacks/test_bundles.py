@@ -235,18 +235,23 @@ def test_dotdot_and_absolute_paths_in_zip_are_refused(
     assert repr(name) in message and problem in message
 
 
-def test_dotdot_path_in_manifest_is_named(evidence: Evidence, pristine: Files) -> None:
+def test_dotdot_absolute_and_repeated_paths_in_manifest_are_named(
+    evidence: Evidence, pristine: Files
+) -> None:
     files = dict(pristine)
     for planted in ("../outside.txt", "/etc/passwd", "records/./records.csv"):
         digest = hashlib.sha256(b"x").hexdigest()
         files["MANIFEST"] += f"{digest}  {planted}\n".encode()
+    readme = next(line for line in files["MANIFEST"].splitlines() if line.endswith(b"README.txt"))
+    files["MANIFEST"] += readme + b"\n"  # listed twice: which hash counts would be ambiguous
     custody = orjson.loads(files["CUSTODY.json"])
     custody["manifest_sha256"] = hashlib.sha256(files["MANIFEST"]).hexdigest()
     files["CUSTODY.json"] = orjson.dumps(custody)
     with pytest.raises(BundleVerificationError) as caught:
         verify_bundle(files, trust=evidence.trust)
     found = [(f.step, f.key, f.message) for f in caught.value.report.failures]
-    assert [(s, k) for s, k, _ in found] == [("files", "MANIFEST")] * 3
+    assert [(s, k) for s, k, _ in found] == [("files", "MANIFEST")] * 4
+    assert "'README.txt' is listed twice" in found[3][2]
     assert "'../outside.txt' has a path that climbs out" in found[0][2]
     assert "'/etc/passwd' has an absolute path" in found[1][2]
     assert "'records/./records.csv' has a path that is not normalised" in found[2][2]
