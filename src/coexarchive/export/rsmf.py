@@ -15,12 +15,12 @@ sorted entries, fixed MIME boundary.
 
 from __future__ import annotations
 
+import base64
 import binascii
 import functools
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from email.header import Header
 from typing import Any
 
 import orjson
@@ -310,7 +310,7 @@ def _attachment(row: Row) -> tuple[str, bytes]:
 _UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\u2028\u2029]")
 # Written as is: short values of printable ASCII without "=?" (which would read as an encoded
 # word); in an address's display name (a phrase) only atext and spaces. Anything else becomes
-# RFC 2047 encoded words, folded to 76 characters.
+# RFC 2047 encoded words, folded so no line passes 76 characters.
 _PLAIN_TEXT = re.compile(r"[\x20-\x7e]{1,60}")
 _PLAIN_PHRASE = re.compile(r"[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~ ]{1,60}")
 
@@ -327,8 +327,30 @@ def _header(name: str, value: str, *, phrase: bool = False) -> str:
     plain = _PLAIN_PHRASE if phrase else _PLAIN_TEXT
     if plain.fullmatch(text) and "=?" not in text and text == text.strip() and "  " not in text:
         return f"{name}: {text}"
-    encoded = Header(text, "utf-8", header_name=name).encode(linesep="\r\n")
-    return f"{name}: {encoded}"
+    return f"{name}: {_encoded_words(text, first=len(name) + 2)}"
+
+
+def _encoded_words(text: str, *, first: int) -> str:
+    """``text`` as RFC 2047 "B" encoded words (UTF-8), folded so no line passes 76 characters.
+
+    ``first`` characters of the first line are taken already (the header's name and ": ").
+    Words split between characters, never inside one; a decoder joins adjacent encoded words
+    without the folding whitespace between them (RFC 2047 section 6.2).
+    """
+    room = (76 - first - 12) // 4 * 3  # bytes per word: 12 characters of "=?utf-8?b?" and "?="
+    whole = text.encode("utf-8")
+    if len(whole) <= room:
+        return f"=?utf-8?b?{base64.b64encode(whole).decode('ascii')}?="
+    words: list[bytes] = []
+    chunk = b""
+    for char in text:
+        data = char.encode("utf-8")
+        if len(chunk) + len(data) > room:
+            words.append(chunk)
+            chunk, room = b"", 45  # a continuation line: one space and 72 characters
+        chunk += data
+    words.append(chunk)
+    return "\r\n ".join(f"=?utf-8?b?{base64.b64encode(w).decode('ascii')}?=" for w in words)
 
 
 def _wrapped_b64(data: bytes) -> bytes:
