@@ -39,6 +39,14 @@ ALICE = "447700900001"
 BOB = "447700900002"
 MIN = 60_000
 HOSTILE = '<script>alert("x")</script><img src=https://evil.example/p.png>'
+MALLORY = "447700900666"
+# A WhatsApp profile name is whatever the customer typed: here one that tries to end the RSMF
+# header it lands in and add its own (Bcc:, a second Subject:), with a NUL, a right-to-left
+# override that would show "txt.exe" reversed, a C1 control, and far more than a header line holds.
+HOSTILE_PROFILE = (
+    "Mallory\r\nBcc: victims@evil.example\r\nSubject: pwned\nX-Injected: 1\x00"
+    " \u202eexe.txt\x85 Zoë " + "long" * 300
+)
 AS_OF = START_MS + 10 * DAY_MS
 
 
@@ -206,13 +214,30 @@ class Evidence:
     trust: TrustStore
 
 
+def hostile_profile_records() -> list[Record]:
+    """Messages from a customer whose profile name attacks the headers it is written into."""
+    return [
+        customer(
+            CHAIN_B,
+            3,
+            0,
+            50,
+            MALLORY,
+            "hello",
+            detail=_detail(contact={"profile": {"name": HOSTILE_PROFILE}}),
+        ),
+        business(CHAIN_B, 4, 0, 51, MALLORY, text="Hello, how can we help?"),
+    ]
+
+
 def build_evidence(
     store: ObjectStore,
     *,
     policy: RetentionPolicy | None = None,
     extra: Sequence[Record] = (),
+    key: Ed25519Signer | None = None,
 ) -> Evidence:
-    key = signer()
+    key = key or signer()
     for chain, records in ((CHAIN_A, chain_a()), (CHAIN_B, chain_b())):
         writer = ChainWriter(
             store, chain, signer=key, archive_name=ARCHIVE, policy=policy or short_policy()

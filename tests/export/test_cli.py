@@ -14,6 +14,7 @@ from coexarchive.errors import ConfigError
 from coexarchive.export.bundle import read_bundle
 from coexarchive.export.cli import register
 from coexarchive.export.holds import held_keys
+from coexarchive.seal.keys import TrustStore
 from coexarchive.store import EmbeddedS3, S3Store
 from support.archive import use_cli_environment
 
@@ -62,10 +63,20 @@ def test_hold_export_and_verify_bundle_end_to_end(
     assert out.read_bytes() == again.read_bytes()
 
     assert run("verify-bundle", str(out), "--trust", str(trust_file)) == 0
-    assert "OK: every file" in capsys.readouterr().out
+    key = TrustStore.from_file(trust_file).verifiers[0]
+    assert (
+        f"OK: every file, record, proof and checkpoint verified against trusted key(s) "
+        f"{key.name}+{key.key_id.hex()}" in capsys.readouterr().out
+    )
+    with pytest.raises(SystemExit) as usage:
+        run("verify-bundle", str(out))  # no trust chosen: a usage error, never a silent default
+    assert usage.value.code == 2
+    assert "--trust" in capsys.readouterr().err
     report = tmp_path / "report.jsonl"
-    assert run("verify-bundle", str(out), "--report", str(report)) == 0
-    assert "NOT who signed them" in capsys.readouterr().err
+    assert run("verify-bundle", str(out), "--trust-bundle-keys", "--report", str(report)) == 3
+    captured = capsys.readouterr()
+    assert "NOT who signed them" in captured.err
+    assert "UNTRUSTED: every check held" in captured.out and "OK:" not in captured.out
     rows = [json.loads(line) for line in report.read_text().splitlines()]
     assert rows and all(row["ok"] for row in rows)
 

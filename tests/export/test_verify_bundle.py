@@ -63,11 +63,22 @@ def test_untouched_bundle_verifies_against_the_archive_trust_file(evidence, pris
     assert len(report.records) == orjson.loads(pristine["CUSTODY.json"])["counts"]["records"]
 
 
-def test_bundle_keys_alone_verify_but_the_report_says_origin_is_unproven(pristine) -> None:  # type: ignore[no-untyped-def]
-    report = verify_bundle(pristine)
-    assert report.ok
+def test_bundle_keys_are_used_only_when_asked_for_and_never_give_ok(evidence, pristine) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(ConfigError, match="no trust given"):
+        verify_bundle(pristine)
+    with pytest.raises(ConfigError, match="not both"):
+        verify_bundle(pristine, trust=evidence.trust, trust_bundle_keys=True)
+    report = verify_bundle(pristine, trust_bundle_keys=True)
+    assert report.ok and not report.trusted and report.result == "UNTRUSTED"
     assert report.warnings == [BUNDLE_KEYS_WARNING]
     assert "bundle's own" in report.trust_source
+    assert report.to_json()["result"] == "UNTRUSTED"
+
+
+def test_ok_names_the_trusted_key_ids_it_was_checked_against(evidence, pristine) -> None:  # type: ignore[no-untyped-def]
+    report = verify_bundle(pristine, trust=evidence.trust)
+    assert report.result == "OK" and report.trusted
+    assert report.key_ids == [f"{v.name}+{v.key_id.hex()}" for v in evidence.trust.verifiers]
 
 
 def test_written_directory_and_zip_verify(evidence, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -323,7 +334,8 @@ def test_custody_naming_another_manifest_is_named(evidence, pristine) -> None:  
 
 def test_missing_bundle_description_stops_early(pristine) -> None:  # type: ignore[no-untyped-def]
     files = {k: v for k, v in pristine.items() if k != "BUNDLE.json"}
-    assert ("layout", "BUNDLE.json") in [(s, k) for s, k, _, _ in failures_of(files)]
+    found = failures_of(files, trust_bundle_keys=True)
+    assert ("layout", "BUNDLE.json") in [(s, k) for s, k, _, _ in found]
 
 
 def test_unreadable_bundle_path_is_a_config_error(tmp_path: Path) -> None:

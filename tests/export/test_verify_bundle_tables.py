@@ -105,7 +105,7 @@ def test_row_by_row_comparison_settles_when_arrow_refuses_the_records(  # type: 
     def refuse(*args: object, **kwargs: object) -> None:
         raise pa.ArrowInvalid("refused")
 
-    monkeypatch.setattr(verify_module.pa_json, "read_json", refuse)
+    monkeypatch.setattr(verify_module.tables.pa_json, "read_json", refuse)
     # No false alarm: every column is compared row by row and found equal ...
     assert verify_bundle(pristine, trust=evidence.trust).ok
     # ... and a real difference is still named.
@@ -119,7 +119,7 @@ def test_a_worker_that_dies_is_replaced_by_rendering_here(  # type: ignore[no-un
     evidence, pristine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     parent = os.getpid()
-    real_run = verify_module._Worker._run
+    real_run = verify_module.worker.Worker._run
     ran_here = []
 
     def dying_run(self, parsed, *, rendered: bool):  # type: ignore[no-untyped-def]
@@ -128,7 +128,7 @@ def test_a_worker_that_dies_is_replaced_by_rendering_here(  # type: ignore[no-un
         ran_here.append(rendered)
         return real_run(self, parsed, rendered=rendered)
 
-    monkeypatch.setattr(verify_module._Worker, "_run", dying_run)
+    monkeypatch.setattr(verify_module.worker.Worker, "_run", dying_run)
     files = dict(pristine)
     files[TRANSCRIPT] = files[TRANSCRIPT].replace(b"Yes, ready for pickup", b"No, not ready")
     assert failures(reseal(files), evidence.trust, workers=2) == [("transcripts", TRANSCRIPT, None)]
@@ -187,15 +187,15 @@ def test_a_stuck_worker_is_replaced_by_rendering_here(  # type: ignore[no-untype
     evidence, pristine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     parent = os.getpid()
-    real_run = verify_module._Worker._run
+    real_run = verify_module.worker.Worker._run
 
     def stuck_run(self, parsed, *, rendered: bool):  # type: ignore[no-untyped-def]
         if os.getpid() != parent:
             time.sleep(60)
         return real_run(self, parsed, rendered=rendered)
 
-    monkeypatch.setattr(verify_module._Worker, "_run", stuck_run)
-    monkeypatch.setattr(verify_module, "WORKER_PATIENCE_S", 0.5)
+    monkeypatch.setattr(verify_module.worker.Worker, "_run", stuck_run)
+    monkeypatch.setattr(verify_module.worker, "WORKER_PATIENCE_S", 0.5)
     files = dict(pristine)
     files[TRANSCRIPT] = files[TRANSCRIPT].replace(b"Yes, ready for pickup", b"No, not ready")
     started = time.monotonic()

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import zipfile
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -38,7 +37,7 @@ import pyarrow.parquet as pq
 
 from coexarchive import __version__
 from coexarchive._internal.gcpause import cyclic_gc_paused
-from coexarchive.errors import ConfigError, FormatError, ProofError
+from coexarchive.errors import ConfigError, ProofError
 from coexarchive.export._rows import (
     Row,
     canonical_line,
@@ -53,6 +52,12 @@ from coexarchive.export.holds import INTERNAL_CHAINS
 from coexarchive.export.proofs import ChainTree, chain_tree
 from coexarchive.export.rsmf import render_rsmf
 from coexarchive.export.transcript import load_zone, render_transcripts
+from coexarchive.export.zipfiles import (
+    DEFAULT_LIMITS,
+    ReadLimits,
+    read_bundle_files,
+    zip_bytes,
+)
 from coexarchive.query.access_log import AccessEntry, AccessLog
 from coexarchive.query.views import ACCESS_LOG_CHAIN, ArchiveCatalog
 from coexarchive.records import RECORD_SCHEMA
@@ -70,11 +75,12 @@ __all__ = [
     "build_bundle",
     "export_bundle",
     "manifest_text",
+    "read_bundle",
+    "zip_bytes",
 ]
 
 BUNDLE_FORMAT = "coexarchive.bundle/v1"
 CUSTODY_FORMAT = "coexarchive.custody/v1"
-ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 NOT_IN_MANIFEST = frozenset({"MANIFEST", "CUSTODY.json"})
 _TS = pa.timestamp("ms", tz="UTC")
 _WRITERS = 4
@@ -90,9 +96,10 @@ To verify with coexarchive (offline, from the bundle alone):
 
     coexarchive verify-bundle <this directory or zip> --trust <the archive's trust file>
 
-Without --trust the keys in keys/trust.txt are used: that proves the bundle was not altered
-after signing, not who signed it. Obtain the archive's public key from its owner by another
-channel and pass it with --trust.
+Obtain the archive's public key from its owner by another channel and pass it with --trust;
+only then does verify-bundle print OK. The keys in keys/trust.txt can be trusted explicitly
+(--trust-bundle-keys): that proves the bundle was not altered after signing, not who signed it,
+so the result is UNTRUSTED and the exit status non-zero.
 
 To verify without coexarchive: `sha256sum -c MANIFEST` checks every file; then, for each line L
 of records/records.jsonl, SHA-256(0x00 || L) is the leaf hash; the matching line of
@@ -185,19 +192,6 @@ class Bundle:
 class ExportResult:
     bundle: Bundle
     access: Manifest  # the access-log segment sealing the custody entry
-
-
-def zip_bytes(files: Mapping[str, bytes]) -> bytes:
-    """A zip of ``files`` that depends on nothing but their names and bytes."""
-    sink = io.BytesIO()
-    with zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        for name in sorted(files):
-            info = zipfile.ZipInfo(name, date_time=ZIP_TIME)
-            info.compress_type = zipfile.ZIP_DEFLATED
-            info.external_attr = 0o644 << 16
-            info.create_system = 3
-            archive.writestr(info, files[name], compresslevel=1)
-    return sink.getvalue()
 
 
 def records_parquet(table: pa.Table) -> bytes:
@@ -534,22 +528,10 @@ def export_bundle(
     return ExportResult(bundle, access)
 
 
-def read_bundle(path: Path) -> dict[str, bytes]:
-    """Every file of a bundle directory or zip, by its path inside the bundle."""
-    if path.is_dir():
-        return {
-            item.relative_to(path).as_posix(): item.read_bytes()
-            for item in sorted(path.rglob("*"))
-            if item.is_file()
-        }
-    if not path.is_file():
-        raise ConfigError(f"{path}: no such bundle directory or zip")
-    try:
-        with zipfile.ZipFile(path) as archive:
-            return {
-                info.filename: archive.read(info)
-                for info in archive.infolist()
-                if not info.is_dir()
-            }
-    except (zipfile.BadZipFile, OSError) as exc:
-        raise FormatError(f"{path}: not a readable bundle zip ({exc})") from None
+def read_bundle(path: Path, limits: ReadLimits = DEFAULT_LIMITS) -> dict[str, bytes]:
+    """Every file of a bundle directory or zip, by its path inside the bundle.
+
+    Refuses, naming the member, what would make the reader allocate more than ``limits`` or
+    write outside the bundle (see :mod:`coexarchive.export.zipfiles`).
+    """
+    return read_bundle_files(path, limits)

@@ -21,6 +21,7 @@ from coexarchive._internal.cliutil import AddOptions, MakeSettings, parse_time
 from coexarchive.export.bundle import ExportRequest, Selection, export_bundle, read_bundle
 from coexarchive.export.holds import HoldRegister, HoldScope, active_holds, read_register
 from coexarchive.export.verify_bundle import BundleReport, BundleVerificationError, verify_bundle
+from coexarchive.export.zipfiles import DEFAULT_LIMITS, ReadLimits
 from coexarchive.query.access_log import AccessLog, auditor_identity
 from coexarchive.query.session import AuditSession
 from coexarchive.query.views import ArchiveCatalog
@@ -175,11 +176,26 @@ def cmd_export(args: argparse.Namespace, make_settings: MakeSettings) -> int:
 # --- verify-bundle -------------------------------------------------------------------------------
 
 
+# Exit status of verify-bundle: every check held but only against the bundle's own keys.
+EXIT_UNTRUSTED = 3
+
+
 def cmd_verify_bundle(args: argparse.Namespace) -> int:
-    files = read_bundle(args.path)
+    limits = ReadLimits(
+        max_members=args.max_members,
+        max_member_bytes=args.max_member_bytes,
+        max_total_bytes=args.max_bundle_bytes,
+    )
     trust = TrustStore.from_file(args.trust) if args.trust else None
+    files = read_bundle(args.path, limits)
     try:
-        report = verify_bundle(files, trust=trust, workers=args.workers)
+        report = verify_bundle(
+            files,
+            trust=trust,
+            trust_bundle_keys=args.trust_bundle_keys,
+            workers=args.workers,
+            limits=limits,
+        )
     except BundleVerificationError as exc:
         report = exc.report
     if args.report:
@@ -191,7 +207,9 @@ def cmd_verify_bundle(args: argparse.Namespace) -> int:
         print(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode())
     else:
         _print_report(report, verbose=args.verbose)
-    return 0 if report.ok else 1
+    if not report.ok:
+        return 1
+    return 0 if report.trusted else EXIT_UNTRUSTED
 
 
 def _print_report(report: BundleReport, *, verbose: bool) -> None:
@@ -207,10 +225,19 @@ def _print_report(report: BundleReport, *, verbose: bool) -> None:
             state = "ok" if record.ok else "FAILED: " + "; ".join(record.problems)
             print(f"  record line {record.line} chain {record.chain_id} seq {record.seq}: {state}")
     print("checks: " + ", ".join(f"{i}. {step}" for i, step in enumerate(report.steps, 1)))
-    if report.ok:
-        print("OK: every file, record, proof and checkpoint verified")
-    else:
+    keys = ", ".join(report.key_ids) or "none"
+    if not report.ok:
         print(str(BundleVerificationError(report)))
+    elif report.trusted:
+        print(
+            f"OK: every file, record, proof and checkpoint verified against trusted key(s) {keys}"
+        )
+    else:
+        print(
+            "UNTRUSTED: every check held, but only against the keys the bundle itself carries "
+            f"({keys}): this proves the bundle is intact, NOT who made it; verify with --trust "
+            "and the archive's trust file, obtained from its owner, for OK"
+        )
 
 
 # --- registration --------------------------------------------------------------------------------
@@ -308,14 +335,44 @@ def register(sub: Any, add_archive_options: AddOptions, make_settings: MakeSetti
         help="verify an evidence bundle offline, from the bundle alone",
         description="Check every file hash, then each record's canonical bytes -> leaf hash -> "
         "inclusion proof -> checkpoint -> signature, and re-render the tables, transcripts and "
-        "RSMF from the proven records. Exit 0 only when everything holds.",
+        "RSMF from the proven records, against the keys of --trust. Exit 0 (OK) only when "
+        f"everything holds against them; 1 when a check fails; {EXIT_UNTRUSTED} (UNTRUSTED) when "
+        "everything holds against --trust-bundle-keys. A bundle past the size and count limits, "
+        "or with a duplicate, absolute, '..' or linked member, is refused before it is read.",
     )
     check.add_argument("path", type=Path, help="bundle directory or zip")
-    check.add_argument(
+    trusted = check.add_mutually_exclusive_group(required=True)
+    trusted.add_argument(
         "--trust",
         type=Path,
-        help="the archive's trust file, obtained independently (default: the bundle's own keys, "
-        "which prove integrity but not origin)",
+        help="the archive's trust file, obtained from its owner by another channel than the "
+        "bundle; only a bundle verified against it is OK",
+    )
+    trusted.add_argument(
+        "--trust-bundle-keys",
+        action="store_true",
+        help="check integrity only, against the keys the bundle itself carries: anyone can make "
+        f"such a bundle, so the result is UNTRUSTED and the exit status {EXIT_UNTRUSTED}",
+    )
+    defaults = DEFAULT_LIMITS
+    check.add_argument(
+        "--max-members",
+        type=int,
+        default=defaults.max_members,
+        help="refuse a bundle (or an rsmf.zip) of more files than this (default: %(default)s)",
+    )
+    check.add_argument(
+        "--max-member-bytes",
+        type=int,
+        default=defaults.max_member_bytes,
+        help="refuse a file that expands to more bytes than this (default: %(default)s)",
+    )
+    check.add_argument(
+        "--max-bundle-bytes",
+        type=int,
+        default=defaults.max_total_bytes,
+        help="refuse a bundle that expands to more bytes than this in all, rsmf.zip members "
+        "included (default: %(default)s)",
     )
     check.add_argument(
         "--workers",

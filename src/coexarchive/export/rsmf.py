@@ -15,13 +15,12 @@ sorted entries, fixed MIME boundary.
 
 from __future__ import annotations
 
+import base64
 import binascii
 import functools
-import io
-import zipfile
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from email.header import Header
 from typing import Any
 
 import orjson
@@ -35,6 +34,7 @@ from coexarchive.export._rows import (
     iso_utc_many,
     safe_name,
 )
+from coexarchive.export.zipfiles import zip_bytes
 
 __all__ = [
     "MAX_EVENTS",
@@ -48,7 +48,6 @@ __all__ = [
 RSMF_VERSION = "2.0.0"
 MAX_EVENTS = 10_000
 BOUNDARY = "coexarchive-rsmf-boundary"
-ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 _MESSAGE_KINDS = frozenset({"message", "echo", "outbound", "history_message", "unsupported"})
 _RECEIPTS = {"delivered": "delivered", "read": "read", "played": "read"}
 _ORIGINS = {
@@ -81,7 +80,7 @@ class RsmfParts:
     after: bytes
 
     def message(self) -> bytes:
-        return b"%s%s%s" % (self.before, _wrapped_b64(_zip(self.members)), self.after)
+        return b"%s%s%s" % (self.before, _wrapped_b64(zip_bytes(self.members)), self.after)
 
 
 Groups = Mapping[ConversationKey, Sequence[int]]
@@ -305,21 +304,53 @@ def _attachment(row: Row) -> tuple[str, bytes]:
     return f"media-{safe_name(row['media_id'])}.txt", ("\n".join(lines) + "\n").encode("utf-8")
 
 
-def _zip(files: dict[str, bytes]) -> bytes:
-    sink = io.BytesIO()
-    with zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
-        for name in sorted(files):
-            info = zipfile.ZipInfo(name, date_time=ZIP_TIME)
-            info.compress_type = zipfile.ZIP_DEFLATED
-            info.external_attr = 0o644 << 16
-            info.create_system = 3
-            archive.writestr(info, files[name])
-    return sink.getvalue()
+# Removed from every header value: C0 and C1 controls (CR and LF would start a header of the
+# reader's choosing), DEL, and the bidirectional marks, embeddings, overrides and isolates that
+# make a name display in another order than it is written (the manifest keeps the value as sent).
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\u2028\u2029]")
+# Written as is: short values of printable ASCII without "=?" (which would read as an encoded
+# word); in an address's display name (a phrase) only atext and spaces. Anything else becomes
+# RFC 2047 encoded words, folded so no line passes 76 characters.
+_PLAIN_TEXT = re.compile(r"[\x20-\x7e]{1,60}")
+_PLAIN_PHRASE = re.compile(r"[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~ ]{1,60}")
+
+
+def header_text(value: str) -> str:
+    """What a header says of ``value``: it with every character of ``_UNSAFE`` removed."""
+    return _UNSAFE.sub("", value)
 
 
 @functools.lru_cache(maxsize=4096)
-def _header(value: str) -> str:
-    return value if value.isascii() else Header(value, "utf-8").encode()
+def _header(name: str, value: str, *, phrase: bool = False) -> str:
+    """``name: value`` as one RFC 5322 header field (CRLF-folded), safe for any ``value``."""
+    text = header_text(value)
+    plain = _PLAIN_PHRASE if phrase else _PLAIN_TEXT
+    if plain.fullmatch(text) and "=?" not in text and text == text.strip() and "  " not in text:
+        return f"{name}: {text}"
+    return f"{name}: {_encoded_words(text, first=len(name) + 2)}"
+
+
+def _encoded_words(text: str, *, first: int) -> str:
+    """``text`` as RFC 2047 "B" encoded words (UTF-8), folded so no line passes 76 characters.
+
+    ``first`` characters of the first line are taken already (the header's name and ": ").
+    Words split between characters, never inside one; a decoder joins adjacent encoded words
+    without the folding whitespace between them (RFC 2047 section 6.2).
+    """
+    room = (76 - first - 12) // 4 * 3  # bytes per word: 12 characters of "=?utf-8?b?" and "?="
+    whole = text.encode("utf-8")
+    if len(whole) <= room:
+        return f"=?utf-8?b?{base64.b64encode(whole).decode('ascii')}?="
+    words: list[bytes] = []
+    chunk = b""
+    for char in text:
+        data = char.encode("utf-8")
+        if len(chunk) + len(data) > room:
+            words.append(chunk)
+            chunk, room = b"", 45  # a continuation line: one space and 72 characters
+        chunk += data
+    words.append(chunk)
+    return "\r\n ".join(f"=?utf-8?b?{base64.b64encode(w).decode('ascii')}?=" for w in words)
 
 
 def _wrapped_b64(data: bytes) -> bytes:
@@ -343,9 +374,9 @@ def _parts(
     to = participants[1]["display"] if len(participants) > 1 else business
     subject = f"WhatsApp conversation {key[1] or '(account events)'} on {day}"
     headers = [
-        f"From: {_header(business)} <>",
-        f"To: {_header(to)} <>",
-        f"Subject: {_header(subject)}",
+        _header("From", business, phrase=True) + " <>",
+        _header("To", to, phrase=True) + " <>",
+        _header("Subject", subject),
         f"X-RSMF-Version: {RSMF_VERSION}",
         f"X-RSMF-Generator: coexarchive {__version__}",
         "X-RSMF-Application: WhatsApp",
@@ -353,9 +384,9 @@ def _parts(
         f"X-RSMF-EndDate: {events[-1]['timestamp']}",
         f"X-RSMF-EventCount: {len(events)}",
         f"X-RSMF-AttachmentCount: {len(attachments)}",
-        f"X-RSMF-EventCollectionID: {_header(manifest['eventcollectionid'])}",
-        f"X-RSMF-Custodian: {_header(business)}",
-        f"X-RSMF-Participants: {_header('; '.join(p['display'] for p in participants))}",
+        _header("X-RSMF-EventCollectionID", manifest["eventcollectionid"]),
+        _header("X-RSMF-Custodian", business),
+        _header("X-RSMF-Participants", "; ".join(p["display"] for p in participants)),
         "MIME-Version: 1.0",
         f'Content-Type: multipart/mixed; boundary="{BOUNDARY}"',
     ]
@@ -381,6 +412,6 @@ def _parts(
 def _extracted_text(
     events: Sequence[dict[str, Any]], participants: Sequence[dict[str, Any]]
 ) -> Iterator[str]:
-    names = {p["id"]: p["display"] for p in participants}
+    names = {p["id"]: header_text(p["display"]) for p in participants}
     for event in events:
         yield f"{event['timestamp']} {names.get(event['participant'], '?')}: {event['body']}"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 from coexarchive.errors import FormatError, ProofError
 
@@ -19,6 +19,7 @@ __all__ = [
     "HASH_SIZE",
     "Frontier",
     "MerkleTree",
+    "inclusion_fold",
     "leaf_hash",
     "node_hash",
     "root_from_leaves",
@@ -242,18 +243,26 @@ class MerkleTree:
             raise ValueError(f"size {size} is outside 0..{self.size}")
 
 
-def verify_inclusion(
-    leaf_hash: bytes, index: int, size: int, proof: Sequence[bytes], root: bytes
-) -> None:
-    """Check an inclusion proof (RFC 9162 §2.1.3.2); raise :class:`ProofError` if it fails."""
-    # 1. The index must lie inside the tree and every hash must be a SHA-256 digest.
-    if not 0 <= index < size:
-        raise ProofError(f"leaf index {index} is outside a tree of size {size}")
-    _check_hashes(leaf_hash, root, *proof)
-    # 2. Fold the path from the leaf upwards, taking each sibling from the side the index says.
-    fn, sn = index, size - 1
-    result = leaf_hash
-    for sibling in proof:
+def inclusion_fold(
+    leaf_hash: bytes, index: int, size: int, path: Iterable[bytes]
+) -> Iterator[tuple[int, int, bytes]]:
+    """The states ``(fn, sn, hash)`` of folding an inclusion proof (RFC 9162 §2.1.3.2).
+
+    The one fold of the project: :func:`verify_inclusion` and the evidence-bundle verifier both
+    run it. It yields the state before each hash of ``path`` is folded in and once after the last
+    (``len(path) + 1`` states); the proof holds exactly when the last state has ``sn == 0`` and
+    its hash is the root. ``path`` is read lazily, one hash per state, so a caller may stop early
+    (as the bundle verifier does where a proof joins one already folded to the root). Raises
+    :class:`ProofError` when ``path`` is longer than the tree is deep. The caller checks that
+    ``0 <= index < size`` first.
+    """
+    fn, sn, result = index, size - 1, leaf_hash
+    siblings = iter(path)
+    while True:
+        yield fn, sn, result
+        sibling = next(siblings, None)
+        if sibling is None:
+            return
         if sn == 0:
             raise ProofError(f"inclusion proof for leaf {index} of {size} is too long")
         if fn & 1 or fn == sn:
@@ -265,6 +274,21 @@ def verify_inclusion(
             result = node_hash(result, sibling)
         fn >>= 1
         sn >>= 1
+
+
+def verify_inclusion(
+    leaf_hash: bytes, index: int, size: int, proof: Sequence[bytes], root: bytes
+) -> None:
+    """Check an inclusion proof (RFC 9162 §2.1.3.2); raise :class:`ProofError` if it fails."""
+    # 1. The index must lie inside the tree and every hash must be a SHA-256 digest.
+    if not 0 <= index < size:
+        raise ProofError(f"leaf index {index} is outside a tree of size {size}")
+    _check_hashes(leaf_hash, root, *proof)
+    # 2. Fold the path from the leaf upwards, taking each sibling from the side the index says.
+    state = (index, size - 1, leaf_hash)
+    for state in inclusion_fold(leaf_hash, index, size, proof):  # noqa: B007 (the last one)
+        pass
+    _fn, sn, result = state
     # 3. The path must end at the root, with no level left over.
     if sn != 0:
         raise ProofError(f"inclusion proof for leaf {index} of {size} is too short")

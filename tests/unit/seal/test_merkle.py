@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import random
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from coexarchive.errors import FormatError, ProofError
+from coexarchive.export.verify_bundle.proofs import ProofChecker  # the fold's second caller
 from coexarchive.seal.merkle import (
     EMPTY_ROOT,
     Frontier,
@@ -262,3 +266,98 @@ def test_tree_rejects_out_of_range_requests() -> None:
         TREE.inclusion_proof(8, 8)
     with pytest.raises(ValueError, match="outside"):
         TREE.consistency_proof(5, 4)
+
+
+# --- one fold: the archive's check and the evidence-bundle verifier's agree -----------------
+
+
+def _archive_accepts(leaf: bytes, index: int, size: int, proof: list[bytes], root: bytes) -> bool:
+    try:
+        verify_inclusion(leaf, index, size, proof, root)
+    except ProofError:
+        return False
+    return True
+
+
+def _bundle_accepts(
+    checker: ProofChecker, leaf: bytes, index: int, size: int, proof: list[bytes], root: bytes
+) -> bool:
+    lines = [b"c2sp.org/tlog-proof@v1", b"index %d" % index]
+    lines += [base64.b64encode(sibling) for sibling in proof]
+    return checker.fold("chain", leaf, index, size, lines, root) is None
+
+
+@pytest.mark.parametrize(
+    "vector", RFC["inclusion_proofs"], ids=lambda v: f"{v['index']}/{v['size']}"
+)
+def test_both_folds_accept_the_published_proofs_and_refuse_each_altered_hash(
+    vector: dict[str, Any],
+) -> None:
+    index, size, proof = vector["index"], vector["size"], _hexes(vector["proof_hex"])
+    leaf, root = LEAVES[index], ROOTS[size - 1]
+    assert _archive_accepts(leaf, index, size, proof, root)
+    assert _bundle_accepts(ProofChecker(), leaf, index, size, proof, root)
+    for position in range(len(proof)):
+        altered = list(proof)
+        altered[position] = bytes([altered[position][0] ^ 1]) + altered[position][1:]
+        assert not _archive_accepts(leaf, index, size, altered, root)
+        assert not _bundle_accepts(ProofChecker(), leaf, index, size, altered, root)
+
+
+_MUTATIONS = ("none", "flip", "drop", "extend", "index", "size", "leaf")
+
+
+@st.composite
+def _proofs_of_a_tree(draw: st.DrawFn) -> tuple[int, list[tuple[int, str, int]]]:
+    size = draw(st.integers(min_value=1, max_value=70))
+    picks = st.tuples(
+        st.integers(min_value=0, max_value=size - 1),
+        st.sampled_from(_MUTATIONS),
+        st.integers(min_value=0, max_value=10),
+    )
+    return size, draw(st.lists(picks, min_size=1, max_size=40))
+
+
+def _mutated(
+    tree: MerkleTree, leaves: list[bytes], size: int, index: int, mutation: str, at: int
+) -> tuple[bytes, int, int, list[bytes]]:
+    leaf, proof = leaves[index], tree.inclusion_proof(index, size)
+    if mutation == "flip" and proof:
+        proof[at % len(proof)] = (
+            bytes([proof[at % len(proof)][0] ^ 0x80]) + proof[at % len(proof)][1:]
+        )
+    elif mutation == "drop" and proof:
+        proof.pop()
+    elif mutation == "extend":
+        proof.append(SOME_HASH)
+    elif mutation == "index":
+        index = (index + 1 + at) % size
+    elif mutation == "size" and size < tree.size:
+        size += 1
+    elif mutation == "leaf":
+        leaf = SOME_HASH
+    return leaf, index, size, proof
+
+
+@settings(max_examples=150, deadline=None)
+@given(_proofs_of_a_tree())
+def test_both_folds_decide_alike_on_random_trees(
+    case: tuple[int, list[tuple[int, str, int]]],
+) -> None:
+    size, picks = case
+    leaves = [leaf_hash(b"leaf %d" % i) for i in range(size + 1)]
+    tree = MerkleTree(leaves)
+    root = tree.root(size)
+    shared = ProofChecker()  # remembers folded paths between proofs, as for a whole bundle
+    for index, mutation, at in picks:
+        leaf, used_index, used_size, proof = _mutated(tree, leaves, size, index, mutation, at)
+        used_root = tree.root(used_size)
+        archive = _archive_accepts(leaf, used_index, used_size, proof, used_root)
+        assert (
+            _bundle_accepts(ProofChecker(), leaf, used_index, used_size, proof, used_root)
+            == archive
+        )
+        if used_size == size:
+            assert _bundle_accepts(shared, leaf, used_index, size, proof, root) == archive
+        if mutation == "none":
+            assert archive
