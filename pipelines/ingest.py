@@ -37,17 +37,20 @@ from coexarchive import quarantine as quarantine_store
 from coexarchive.archive_head import write_head_after
 from coexarchive.dedup import DedupIndex
 from coexarchive.enrich import EnrichConfig, collect_side_events, enrich_for_seal
+from coexarchive.errors import SealError
 from coexarchive.normalize import Quarantined, normalize_delivery
 from coexarchive.raw import decode_landing
 from coexarchive.records import RECORD_FIELDS, Record
 from coexarchive.retention import RetentionPolicy
 from coexarchive.seal.keys import Ed25519Signer, TrustStore
-from coexarchive.segments import ChainWriter
+from coexarchive.segments import ChainWriter, UnsignedTailError
 from coexarchive.store import layout
 from coexarchive.store.base import ObjectStore
 from coexarchive.store.s3 import S3Store
 
 NAMESPACE = "coexarchive.ingest"
+# One counter per chain that ends in an unsigned tail, named by its error line (keys, no content).
+UNSIGNED_TAIL_NAMESPACE = "coexarchive.ingest.unsigned_tail"
 QUARANTINE_TAG = "quarantine"
 SIDE_EVENTS_TAG = "side_events"
 log = logging.getLogger(__name__)
@@ -77,7 +80,8 @@ class SealSpec:
     archive_name: str
     retention: str = "COMPLIANCE:7"
     max_segment_records: int = 100_000
-    # Trust file the archive head writer opens the previous head with (default: the key itself).
+    # Keys besides the signing key's own whose checkpoints, intents and archive heads a resume
+    # accepts (the previous archive head, a chain signed before a key rotation).
     trust_file: str | None = None
 
 
@@ -96,6 +100,13 @@ class IngestSummary:
     segments: int = 0
     chains: int = 0
     extra: dict[str, int] = field(default_factory=dict)
+    # One line per chain left unsealed because it ends in objects no trusted key signed.
+    unsigned_tails: list[str] = field(default_factory=list)
+
+    def check(self) -> None:
+        """Raise :class:`SealError` naming every chain this run refused to seal (if any)."""
+        if self.unsigned_tails:
+            raise SealError("\n".join(self.unsigned_tails))
 
     def lines(self) -> list[str]:
         return [
@@ -247,6 +258,9 @@ class SealChain(beam.DoFn):
         self.store = self.store_spec.open()
         self.signer = Ed25519Signer.from_file(Path(self.seal_spec.key_file))
         self.policy = RetentionPolicy.parse(self.seal_spec.retention)
+        self.trust = (
+            TrustStore.from_file(self.seal_spec.trust_file) if self.seal_spec.trust_file else None
+        )
 
     def process(
         self,
@@ -264,7 +278,10 @@ class SealChain(beam.DoFn):
             policy=self.policy,
             side_events=[record for batch in side_events for record in unpack_records(batch)],
             enrich=self.enrich,
+            trust=self.trust,
         )
+        if summary.get("unsigned_tail"):
+            Metrics.counter(UNSIGNED_TAIL_NAMESPACE, summary["unsigned_tail"]).inc()
         self.chains.inc()
         self.sealed.inc(summary["sealed"])
         self.observations.inc(summary["observations"])
@@ -283,11 +300,15 @@ def seal_chain(
     policy: RetentionPolicy,
     side_events: Sequence[Record] = (),
     enrich: EnrichConfig | None = None,
+    trust: TrustStore | None = None,
 ) -> dict[str, Any]:
     """De-duplicate ``records`` against the chain, enrich what is new, and seal it.
 
     ``side_events`` are this run's consent and template events from every chain: template events
     live on the WABA's chain, which may be sealed after the chains whose sends they govern.
+
+    A chain that ends in objects no trusted key signed (:class:`UnsignedTailError`) is left
+    unsealed and named in the summary's ``unsigned_tail``; the other chains of the run still seal.
     """
     writer = ChainWriter(
         store,
@@ -296,8 +317,21 @@ def seal_chain(
         archive_name=spec.archive_name,
         policy=policy,
         max_segment_records=spec.max_segment_records,
+        trust=trust,
     )
-    state = writer.state()
+    try:
+        state = writer.state()
+    except UnsignedTailError as exc:
+        log.warning("%s", exc)
+        return {
+            "chain_id": chain_id,
+            "sealed": 0,
+            "observations": 0,
+            "duplicates": 0,
+            "segments": 0,
+            "tree_size": None,
+            "unsigned_tail": str(exc),
+        }
     # A chain's batch is hundreds of thousands of acyclic records: the cyclic collector would
     # re-traverse all of them every few thousand allocations (a quarter of the time).
     with _cyclic_gc_paused():
@@ -424,7 +458,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--signing_key", required=True, help="Ed25519 note key file")
     parser.add_argument("--archive_name", required=True)
     parser.add_argument(
-        "--trust_file", default=None, help="trust file for the previous archive head"
+        "--trust_file",
+        default=None,
+        help="trust file: keys besides the signing key whose checkpoints, intents and archive "
+        "heads a resume accepts",
     )
     parser.add_argument("--retention", default="COMPLIANCE:7")
     parser.add_argument("--max_segment_records", type=int, default=100_000)
@@ -480,6 +517,10 @@ def summary_from(result: Any) -> IngestSummary:
             setattr(summary, name, getattr(summary, name) + value)
         else:
             summary.extra[name] = summary.extra.get(name, 0) + value
+    tails = result.metrics().query(MetricsFilter().with_namespace(UNSIGNED_TAIL_NAMESPACE))
+    summary.unsigned_tails = sorted(
+        {c.key.metric.name for c in tails["counters"] if c.committed or c.attempted}
+    )
     return summary
 
 

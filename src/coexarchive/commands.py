@@ -119,6 +119,7 @@ def cmd_ingest(args: argparse.Namespace, make_settings: MakeSettings) -> int:
     summary = run(ingest_argv(settings, prefix=args.prefix, workers=args.workers, extra=args.beam))
     print("\n".join(summary.lines()))
     print(f"took {time.monotonic() - started:.1f}s")
+    summary.check()  # a chain ending in an unsigned tail was refused: exit non-zero, naming it
     return 0
 
 

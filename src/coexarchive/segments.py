@@ -4,11 +4,19 @@ Write order per segment (each object create-only, each under Object Lock):
 
 1. the Parquet segment,
 2. its record-id index (used for de-duplication),
-3. the manifest that names both with their SHA-256, the chain head and the Merkle frontier,
-4. the signed checkpoint — the commit point.
+3. the signed intent naming the SHA-256 of the manifest about to be written (``intents``),
+4. the manifest that names both with their SHA-256, the chain head and the Merkle frontier,
+5. the signed checkpoint — the commit point.
 
-A crash before 3 leaves unreferenced objects that nothing reads; a crash between 3 and 4 leaves a
-manifest that the next writer checks and commits (roll-forward). Two writers racing on one chain
+The invariant (``schemas/SEALING.md``): the signer signs only a tree whose every new leaf it
+derived itself, in this run, from authenticated raw evidence, or that a signed note of a trusted
+key already covers (a checkpoint, or its own intent for exactly those manifest bytes). So a
+resuming writer trusts the chain head only through a checkpoint that verifies, and commits a
+crashed run's manifest only if a trusted intent names its bytes; anything else past the last
+checkpoint is an *unsigned tail*, possibly forged by someone with write access to the bucket,
+and the writer stops on that chain (:class:`UnsignedTailError`).
+
+A crash before 4 leaves unreferenced objects that nothing reads. Two writers racing on one chain
 both try to create the same manifest key; the store lets one win and the other fails.
 """
 
@@ -18,6 +26,7 @@ import base64
 import bisect
 import calendar
 import hashlib
+import hmac
 import io
 import operator
 from collections import Counter
@@ -32,8 +41,15 @@ import pyarrow.parquet as pq
 import zstandard
 
 from coexarchive.customer_filter import CustomerFilter
-from coexarchive.errors import FormatError, ObjectExistsError, SealError
+from coexarchive.errors import (
+    CoexArchiveError,
+    FormatError,
+    ObjectExistsError,
+    ObjectMissingError,
+    SealError,
+)
 from coexarchive.findings import Finding, findings_from_json, findings_json, findings_of
+from coexarchive.intents import Intent, intent_key, intent_origin, open_intent
 from coexarchive.records import (
     RECORD_FIELDS,
     RECORD_SCHEMA,
@@ -43,8 +59,8 @@ from coexarchive.records import (
 )
 from coexarchive.retention import RetentionPolicy
 from coexarchive.seal.chain import genesis, seal_records
-from coexarchive.seal.checkpoint import Checkpoint, checkpoint_origin, sign_note
-from coexarchive.seal.keys import Signer
+from coexarchive.seal.checkpoint import Checkpoint, checkpoint_origin, open_checkpoint, sign_note
+from coexarchive.seal.keys import Signer, TrustStore, Verifier
 from coexarchive.seal.merkle import Frontier
 from coexarchive.store import layout
 from coexarchive.store.base import ObjectStore, Retention, sha256_hex
@@ -341,6 +357,7 @@ class ChainWriter:
         archive_name: str,
         policy: RetentionPolicy | None = None,
         max_segment_records: int = DEFAULT_SEGMENT_RECORDS,
+        trust: TrustStore | None = None,
     ) -> None:
         self.store = store
         self.chain_id = layout.check_chain_id(chain_id)
@@ -348,12 +365,22 @@ class ChainWriter:
         self.archive_name = archive_name
         self.policy = policy or RetentionPolicy()
         self.max_segment_records = max_segment_records
+        # Whose checkpoints and intents a resume accepts: the writer's own key, plus the trust
+        # file's keys when given (so a chain signed by a rotated-out key can be continued).
+        self.trust = own_trust(signer, trust)
         self._state: ChainState | None = None
 
     def state(self) -> ChainState:
-        """The chain's committed state, committing a crashed run's last manifest if needed."""
+        """The chain's committed state, committing a crashed run's last manifest if its intent
+        verifies; :class:`UnsignedTailError` if the chain ends in anything unsigned."""
         if self._state is None:
-            self._state = load_state(self.store, self.chain_id, roll_forward=self._commit)
+            self._state = load_state(
+                self.store,
+                self.chain_id,
+                trust=self.trust,
+                archive_name=self.archive_name,
+                commit=self._commit,
+            )
         return self._state
 
     def append(self, records: Sequence[Record]) -> list[SegmentResult]:
@@ -411,10 +438,17 @@ class ChainWriter:
             ),
             findings=findings_of(chunk),
         )
+        manifest_bytes = manifest.to_bytes()
+        # The intent before the manifest: a manifest without a checkpoint is committed later only
+        # if this signed note names its exact bytes.
+        intent = Intent.for_manifest(self.archive_name, self.chain_id, first, last, manifest_bytes)
+        self.store.put(
+            intent_key(self.chain_id, first, intent.manifest_sha256),
+            intent.sign(self.signer),
+            retention=retention,
+        )
         try:
-            created = (
-                self.store.put(manifest.key, manifest.to_bytes(), retention=retention) and created
-            )
+            created = self.store.put(manifest.key, manifest_bytes, retention=retention) and created
         except ObjectExistsError as exc:
             raise SealError(
                 f"chain {self.chain_id}: another writer committed seq {first} first; "
@@ -506,31 +540,144 @@ def list_manifests(store: ObjectStore, chain_id: str) -> list[str]:
     return [k for k in store.list(layout.manifest_prefix(chain_id)) if k.endswith(".json")]
 
 
-def load_state(store: ObjectStore, chain_id: str, *, roll_forward: Any = None) -> ChainState:
-    """Read the chain head from its last manifest; commit that manifest first if it lacks one."""
+class UnsignedTailError(SealError):
+    """A chain ends in objects no trusted key signed: the writer will not sign past them."""
+
+    def __init__(self, chain_id: str, key: str, reason: str) -> None:
+        self.chain_id = chain_id
+        self.key = key
+        super().__init__(
+            f"chain {chain_id}: {key} is past the last signed checkpoint and is not signed "
+            f"({reason}); it may be forged, so nothing was sealed on this chain. Run "
+            "`coexarchive verify` and find out who wrote it before sealing more on this chain"
+        )
+
+
+def own_trust(signer: Signer, trust: TrustStore | None = None) -> TrustStore:
+    """``trust`` plus the signer's own verifier key (once)."""
+    own = Verifier(signer.name, signer.public_key)
+    verifiers = list(trust.verifiers) if trust is not None else []
+    if trust is None or trust.find(own.name, own.key_id) is None:
+        verifiers.append(own)
+    return TrustStore(verifiers)
+
+
+def load_state(
+    store: ObjectStore,
+    chain_id: str,
+    *,
+    trust: TrustStore,
+    archive_name: str,
+    commit: Any = None,
+) -> ChainState:
+    """The chain head, trusted only through a checkpoint that verifies against ``trust``.
+
+    When the last manifest has no checkpoint (a crash between manifest and checkpoint) and
+    ``commit`` is given, it is committed if a trusted intent names its bytes and it continues the
+    signed chain; otherwise :class:`UnsignedTailError`.
+    """
     keys = list_manifests(store, chain_id)
     if not keys:
         return ChainState.empty(chain_id)
-    manifest = Manifest.from_bytes(store.get(keys[-1]), key=keys[-1])
-    if not store.exists(manifest.checkpoint_key):
-        if roll_forward is None:
-            raise SealError(f"chain {chain_id}: {keys[-1]} has no checkpoint yet")
-        _check_uncommitted(store, manifest, keys)
-        roll_forward(manifest)
+    data = store.get(keys[-1])
+    manifest = _parse_own(data, keys[-1], chain_id, archive_name)
+    if store.exists(manifest.checkpoint_key):
+        _check_signed(store, manifest, trust, keys[-1])
+        return ChainState.after(manifest)
+    if commit is None:
+        raise UnsignedTailError(chain_id, keys[-1], "it has no checkpoint")
+    _check_intent(store, manifest, data, trust, keys[-1])
+    previous = ChainState.empty(chain_id)
+    if len(keys) > 1:
+        before = _parse_own(store.get(keys[-2]), keys[-2], chain_id, archive_name)
+        _check_signed(store, before, trust, keys[-2])
+        previous = ChainState.after(before)
+    _check_continues(store, manifest, previous)
+    commit(manifest)
     return ChainState.after(manifest)
 
 
-def _check_uncommitted(store: ObjectStore, manifest: Manifest, keys: Sequence[str]) -> None:
-    """Before committing a crashed run's manifest, check it continues the chain it claims to."""
-    segment = store.get(manifest.segment.key)
+def _parse_own(data: bytes, key: str, chain_id: str, archive_name: str) -> Manifest:
+    try:
+        manifest = Manifest.from_bytes(data, key=key)
+    except FormatError as exc:
+        raise UnsignedTailError(chain_id, key, f"not a valid manifest: {exc}") from None
+    if manifest.key != key or manifest.chain_id != chain_id or manifest.archive != archive_name:
+        raise UnsignedTailError(chain_id, key, "it names another chain, seq or archive")
+    if manifest.checkpoint_key != layout.checkpoint_key(chain_id, manifest.tree_size):
+        raise UnsignedTailError(chain_id, key, "it names a checkpoint of another size")
+    return manifest
+
+
+def _check_signed(store: ObjectStore, manifest: Manifest, trust: TrustStore, key: str) -> None:
+    """The manifest's chain head, root and frontier are the ones its checkpoint signs."""
+    try:
+        checkpoint = open_checkpoint(
+            store.get(manifest.checkpoint_key),
+            trust,
+            origin=checkpoint_origin(manifest.archive, manifest.chain_id),
+        )
+    except ObjectMissingError:
+        raise UnsignedTailError(manifest.chain_id, key, "its checkpoint is missing") from None
+    except CoexArchiveError as exc:
+        raise UnsignedTailError(
+            manifest.chain_id,
+            key,
+            f"its checkpoint does not verify against the writer's keys: {exc}; if the signing "
+            "key was rotated, give the writer the trust file holding the old key",
+        ) from None
+    head = f"{CHAIN_HASH_EXTENSION} {b64(manifest.chain_hash)}"
+    if (
+        checkpoint.size != manifest.tree_size
+        or checkpoint.root_hash != manifest.root_hash
+        or Frontier(manifest.tree_size, manifest.frontier).root() != manifest.root_hash
+        or head not in checkpoint.extensions
+    ):
+        raise UnsignedTailError(
+            manifest.chain_id, key, "its root, frontier or chain head differ from its checkpoint's"
+        )
+
+
+def _check_intent(
+    store: ObjectStore, manifest: Manifest, data: bytes, trust: TrustStore, key: str
+) -> None:
+    """A trusted intent names exactly these manifest bytes and this seq range."""
+    digest = sha256_hex(data)
+    ikey = intent_key(manifest.chain_id, manifest.first_seq, digest)
+    try:
+        note = store.get(ikey)
+    except ObjectMissingError:
+        raise UnsignedTailError(
+            manifest.chain_id, key, f"it has no checkpoint and no signed intent at {ikey}"
+        ) from None
+    try:
+        intent = open_intent(note, trust, origin=intent_origin(manifest.archive, manifest.chain_id))
+    except CoexArchiveError as exc:
+        raise UnsignedTailError(
+            manifest.chain_id, key, f"its intent {ikey} does not verify: {exc}"
+        ) from None
+    if not hmac.compare_digest(intent.manifest_sha256, digest) or (
+        intent.first_seq,
+        intent.last_seq,
+    ) != (manifest.first_seq, manifest.last_seq):
+        raise UnsignedTailError(
+            manifest.chain_id, key, f"its intent {ikey} names other manifest bytes"
+        )
+
+
+def _check_continues(store: ObjectStore, manifest: Manifest, previous: ChainState) -> None:
+    """Before committing a crashed run's manifest, check it continues the signed chain."""
+    chain_id, key = manifest.chain_id, manifest.key
+    try:
+        segment = store.get(manifest.segment.key)
+    except ObjectMissingError:
+        raise UnsignedTailError(chain_id, key, "its segment is missing") from None
     if sha256_hex(segment) != manifest.segment.sha256:
-        raise SealError(f"{manifest.key}: segment bytes do not match; not committing it")
-    previous = (
-        ChainState.after(Manifest.from_bytes(store.get(keys[-2]), key=keys[-2]))
-        if len(keys) > 1
-        else ChainState.empty(manifest.chain_id)
-    )
-    table = read_segment(segment, key=manifest.segment.key).sort_by("seq")
+        raise UnsignedTailError(chain_id, key, "its segment bytes do not match it")
+    try:
+        table = read_segment(segment, key=manifest.segment.key).sort_by("seq")
+    except FormatError as exc:
+        raise UnsignedTailError(chain_id, key, str(exc)) from None
     leaves = [bytes(v) for v in table.column("leaf_hash").to_pylist()]
     frontier = previous.frontier.copy()
     frontier.extend(leaves)
@@ -539,7 +686,7 @@ def _check_uncommitted(store: ObjectStore, manifest: Manifest, keys: Sequence[st
         or manifest.prev_chain_hash != previous.chain_hash
         or frontier.root() != manifest.root_hash
     ):
-        raise SealError(f"{manifest.key}: does not continue the committed chain; not committing it")
+        raise UnsignedTailError(chain_id, key, "it does not continue the signed chain")
 
 
 def checkpoint_hash(note: bytes) -> str:

@@ -177,7 +177,12 @@ def test_segment_replaced_and_resigned_with_untrusted_key(built: Built) -> None:
         attacker.hide(key)
     # Rebuild the last day from the committed head with different content, signed by the rogue key.
     writer = ChainWriter(
-        built.store, built.chain_id, signer=rogue, archive_name=ARCHIVE, policy=short_policy()
+        built.store,
+        built.chain_id,
+        signer=rogue,
+        archive_name=ARCHIVE,
+        policy=short_policy(),
+        trust=built.trust,  # the genuine verifier key is public
     )
     forged = [
         dataclasses.replace(r, text="forged") for r in make_records(built.chain_id, 20, day=2)

@@ -135,17 +135,23 @@ def test_key_rotation_keeps_old_checkpoints_verifiable() -> None:
 
     store = MemoryStore()
     old, new = signer("coexarchive.test", b"2025"), signer("coexarchive.test", b"2026")
-    for key, day in ((old, 0), (new, 1)):
-        results = ChainWriter(
-            store, CHAIN, signer=key, archive_name=ARCHIVE, policy=short_policy()
-        ).append(make_records(CHAIN, 3, day=day))
-        write_head_after(
-            store,
-            [r.manifest for r in results],
-            signer=key,
-            archive_name=ARCHIVE,
-            trust=trust_for(old, new),
-        )
+    results = ChainWriter(
+        store, CHAIN, signer=old, archive_name=ARCHIVE, policy=short_policy()
+    ).append(make_records(CHAIN, 3))
+    write_head_after(store, [r.manifest for r in results], signer=old, archive_name=ARCHIVE)
+    # The new key continues the chain only if told to trust the old key's checkpoints.
+    with pytest.raises(SealError, match="rotated"):
+        ChainWriter(store, CHAIN, signer=new, archive_name=ARCHIVE, policy=short_policy()).state()
+    results = ChainWriter(
+        store, CHAIN, signer=new, archive_name=ARCHIVE, policy=short_policy(), trust=trust_for(old)
+    ).append(make_records(CHAIN, 3, day=1))
+    write_head_after(
+        store,
+        [r.manifest for r in results],
+        signer=new,
+        archive_name=ARCHIVE,
+        trust=trust_for(old, new),
+    )
     assert verify_archive(store, trust_for(old, new)).records_checked == 6
     with pytest.raises(ArchiveVerificationError):
         verify_archive(store, trust_for(new))
