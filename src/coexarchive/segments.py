@@ -138,6 +138,11 @@ class Manifest:
     def key(self) -> str:
         return layout.manifest_key(self.chain_id, self.first_seq)
 
+    @property
+    def intent_key(self) -> str:
+        """Where the writer's signed intent for exactly these manifest bytes lives."""
+        return intent_key(self.chain_id, self.first_seq, sha256_hex(self.to_bytes()))
+
     def to_bytes(self) -> bytes:
         document = {
             "format": MANIFEST_FORMAT,

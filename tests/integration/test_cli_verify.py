@@ -39,7 +39,8 @@ def test_clean_archive_exits_zero_with_a_json_report(
     report = json.loads(capsys.readouterr().out)
     assert report["ok"] is True
     assert report["chains"][0]["records_checked"] == 20
-    assert report["steps"][0] == "manifests" and len(report["steps"]) == 10
+    steps = report["steps"]
+    assert steps[0] == "manifests" and steps[-2:] == ["tail", "archive-head"] and len(steps) == 11
     assert report["archive_head"]["seq"] == 1 and report["archive_head"]["chains"] == 1
 
 
@@ -60,7 +61,14 @@ def test_pinned_head_catches_a_later_truncation(
     assert main(["head", "--chain", archive.chain_id, "--out", str(head)]) == 0
     last = archive.manifests[-1]
     # The cut goes back to an archive head, which the attacker deletes with the segment.
-    cut = (last.segment.key, last.record_index.key, last.key, last.checkpoint_key, head_key(1))
+    cut = (
+        last.segment.key,
+        last.record_index.key,
+        last.intent_key,
+        last.key,
+        last.checkpoint_key,
+        head_key(1),
+    )
     for key in cut:
         archive.store.client.delete_object(Bucket=archive.store.bucket, Key=key)
     capsys.readouterr()
@@ -86,4 +94,6 @@ def test_untrusted_key_fails_every_checkpoint(
     other.write_text("")
     assert main(["verify", "--trust", str(other), "--json"]) == 1
     report = json.loads(capsys.readouterr().out)
-    assert {f["step"] for f in report["failures"]} == {"checkpoint", "archive-head"}
+    # Every checkpoint and head fails, so everything is an unsigned tail and nothing was verified.
+    assert {f["step"] for f in report["failures"]} == {"checkpoint", "tail", "archive-head"}
+    assert any("nothing was verified" in f["message"] for f in report["failures"])

@@ -159,7 +159,13 @@ def test_tail_truncated_is_caught_against_a_pinned_head(built: Built) -> None:
     pinned = Head(built.chain_id, _checkpoint_of(built, 2))
     attacker = Attacker(built)
     last = built.manifests[-1]
-    for key in (last.segment.key, last.record_index.key, last.key, last.checkpoint_key):
+    for key in (
+        last.segment.key,
+        last.record_index.key,
+        last.intent_key,
+        last.key,
+        last.checkpoint_key,
+    ):
         attacker.hide(key)
     attacker.hide(head_key(2))  # the archive head of the last day's commit
     # Without an outside anchor a clean cut at a commit boundary is invisible: that is why heads
@@ -167,6 +173,16 @@ def test_tail_truncated_is_caught_against_a_pinned_head(built: Built) -> None:
     verify_archive(built.store, built.trust)
     failures = failures_of(built, heads=[pinned])
     assert any(f.step == "head" and "tail truncated" in f.message for f in failures)
+
+
+def test_tail_cut_that_leaves_objects_behind_is_an_unsigned_tail(built: Built) -> None:
+    attacker = Attacker(built)
+    last = built.manifests[-1]
+    for key in (last.key, last.checkpoint_key):
+        attacker.hide(key)
+    failures = failures_of(built)
+    tail = {f.key for f in failures if f.step == "tail"}
+    assert tail == {last.segment.key, last.record_index.key, last.intent_key}
 
 
 def test_segment_replaced_and_resigned_with_untrusted_key(built: Built) -> None:

@@ -127,7 +127,9 @@ def test_verify_with_an_empty_trust_file_fails_every_checkpoint() -> None:
     with pytest.raises(ArchiveVerificationError) as caught:
         verify_archive(store, TrustStore.parse(""))
     # Nothing is trusted: neither the checkpoints nor the archive heads.
-    assert {f.step for f in caught.value.report.failures} == {"checkpoint", "archive-head"}
+    failures = caught.value.report.failures
+    assert {f.step for f in failures} == {"checkpoint", "tail", "archive-head"}
+    assert any("nothing was verified" in f.message for f in failures)
 
 
 def test_key_rotation_keeps_old_checkpoints_verifiable() -> None:

@@ -26,6 +26,11 @@ class MemoryStore:
         self._version_ids: dict[str, str] = {}
         self._versions = itertools.count(1)
         self._lock = threading.Lock()
+        self.object_lock = True  # tests set False to play a bucket without Object Lock
+
+    def require_object_lock(self) -> None:
+        if not self.object_lock:
+            raise RetentionError("in-memory store has Object Lock switched off")
 
     def put(
         self,

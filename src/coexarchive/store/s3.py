@@ -131,6 +131,10 @@ class S3Store:
         """The boto3 S3 client in use (for callers that need raw S3, e.g. tests)."""
         return self._client
 
+    def require_object_lock(self) -> None:
+        """Raise :class:`RetentionError` unless the bucket has Object Lock enabled."""
+        _require_object_lock(self._client, self.bucket)
+
     def close(self) -> None:
         """Close the HTTP connections of a client this store created."""
         if self._owns_client:

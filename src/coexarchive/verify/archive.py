@@ -1,0 +1,116 @@
+"""``verify_archive``: which chains to verify, and the checks that come before and after them.
+
+Verification fails closed: a store without Object Lock is refused before anything else (its
+objects could have been rewritten at will), and a verification that verified no signed checkpoint
+is a failure, never "OK".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Executor, ProcessPoolExecutor
+
+from coexarchive.archive_head import PinnedHead, check_archive_heads
+from coexarchive.errors import Failure, StorageError
+from coexarchive.intents import INTENT_PREFIX
+from coexarchive.seal.keys import TrustStore
+from coexarchive.segments import list_manifests
+from coexarchive.store import layout
+from coexarchive.store.base import ObjectStore
+from coexarchive.verify.chain import ChainVerifier
+from coexarchive.verify.report import ArchiveVerificationError, Head, Report
+
+# Where a chain leaves objects: a chain with any of them is verified (and fails if unsigned).
+CHAIN_PREFIXES = (
+    layout.MANIFEST_PREFIX,
+    layout.CHECKPOINT_PREFIX,
+    layout.ARCHIVE_PREFIX,
+    f"{layout.DEDUP_PREFIX}v1/",
+    INTENT_PREFIX,
+)
+
+
+def chains_in(store: ObjectStore) -> list[str]:
+    """Every chain that has a manifest, checkpoint, segment, record index or intent."""
+    found: set[str] = set()
+    for prefix in CHAIN_PREFIXES:
+        for key in store.list(prefix):
+            chain = layout.chain_of(key)
+            if chain:
+                found.add(chain)
+    return sorted(found)
+
+
+def verify_archive(
+    store: ObjectStore,
+    trust: TrustStore,
+    *,
+    chains: Sequence[str] | None = None,
+    since: int | None = None,
+    until: int | None = None,
+    heads: Sequence[Head] = (),
+    held_keys: Iterable[str] = (),
+    executor: Executor | None = None,
+    on_segment: Callable[[int], None] | None = None,
+    archive_heads: Sequence[PinnedHead] = (),
+    archive_name: str | None = None,
+) -> Report:
+    """Verify the archive (or ``chains``); ``since``/``until`` (ms) limit the row checks."""
+    report = Report()
+    lock_failure = object_lock_failure(store)
+    if lock_failure is not None:
+        report.failures.append(lock_failure)
+        raise ArchiveVerificationError(report)
+    held = set(held_keys)
+    for chain_id in chains if chains is not None else chains_in(store):
+        chain_heads = [head for head in heads if head.chain_id == chain_id]
+        verifier = ChainVerifier(store, trust, chain_id, report, since, until, chain_heads, held)
+        verifier.run(executor, on_segment)
+        report.chains.append(verifier.chain)
+    for head in heads:
+        if chains is not None and head.chain_id not in chains:
+            continue
+        if not any(chain.chain_id == head.chain_id for chain in report.chains):
+            report.failures.append(Failure("head", "pinned chain is missing", head.chain_id))
+    report.archive_head = check_archive_heads(
+        store, trust, report, archive_name=archive_name, chains=chains, pins=archive_heads
+    )
+    if not report.chains:
+        report.failures.append(_nothing_verified(store))
+    if report.failures:
+        raise ArchiveVerificationError(report)
+    return report
+
+
+def object_lock_failure(store: ObjectStore) -> Failure | None:
+    """Why the store cannot hold evidence (no Object Lock, or it cannot say), or None."""
+    require = getattr(store, "require_object_lock", None)
+    if require is None:
+        return Failure("retention", "the store cannot show that it enforces Object Lock")
+    try:
+        require()
+    except StorageError as exc:
+        return Failure(
+            "retention",
+            f"{exc}: without Object Lock any object could have been rewritten, so nothing in "
+            "this bucket was verified",
+        )
+    return None
+
+
+def _nothing_verified(store: ObjectStore) -> Failure:
+    if next(iter(store.list("")), None) is None:
+        return Failure("archive", "nothing to verify: the archive is empty; nothing was verified")
+    return Failure(
+        "archive",
+        "nothing was verified: the bucket holds objects but no sealed chain (run `coexarchive "
+        "ingest` to seal raw/ objects; check --bucket and COEXARCHIVE_BUCKET)",
+    )
+
+
+def count_segments(store: ObjectStore, chains: Sequence[str] | None = None) -> int:
+    return sum(len(list_manifests(store, c)) for c in (chains or chains_in(store)))
+
+
+def default_executor(workers: int) -> Executor | None:
+    return ProcessPoolExecutor(max_workers=workers) if workers > 1 else None

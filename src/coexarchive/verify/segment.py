@@ -1,0 +1,195 @@
+"""Steps 3-5 for one segment: rows, chain and Merkle root, recomputed from the segment's bytes.
+
+Pure functions of the segment bytes, its manifest and the committed state before it, so they run
+in worker processes (and in ``query --verify``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from coexarchive.errors import Failure, FormatError
+from coexarchive.findings import findings_of_table
+from coexarchive.seal.chain import chain_step, recompute_leaf_hashes
+from coexarchive.segments import ChainState, Manifest, read_segment
+
+_sha256 = hashlib.sha256
+
+
+@dataclass(frozen=True)
+class SegmentOutcome:
+    failures: list[Failure]
+    rows: int
+    # Root of the tree at each pinned-head size that falls inside this segment.
+    head_roots: dict[int, bytes]
+
+
+def check_segment(
+    data: bytes,
+    manifest: Manifest,
+    start: ChainState,
+    head_sizes: Sequence[int] = (),
+) -> SegmentOutcome:
+    """Steps 3-5 for one segment, given the committed state before it (pure; runs in workers).
+
+    Whole-column comparisons decide the common case; only a segment that fails one goes through
+    the row-by-row pass that names every offending ``seq``.
+    """
+    chain_id, key = manifest.chain_id, manifest.segment.key
+    failures: list[Failure] = []
+
+    def fail(step: str, message: str, seq: int | None = None) -> None:
+        failures.append(Failure(step, message, chain_id, key, seq))
+
+    try:
+        table = read_segment(data, key=key)
+    except FormatError as exc:
+        fail("rows", str(exc))
+        return SegmentOutcome(failures, 0, {})
+    table = table.sort_by("seq")
+    rows = table.num_rows
+    recomputed = recompute_leaf_hashes(table)
+
+    # Step 3: rows — seq contiguous within the manifest's range, right chain, leaf recomputes.
+    seq_column = table.column("seq")
+    seqs_ok = (
+        rows == manifest.record_count
+        and rows > 0
+        and seq_column[0].as_py() == manifest.first_seq
+        and bool(np.all(np.diff(seq_column.to_numpy()) == 1))
+    )
+    chain_ok = bool(pc.all(pc.equal(table.column("chain_id"), chain_id)).as_py())
+    leaves_ok = _fixed_bytes(table.column("leaf_hash")) == b"".join(recomputed)
+    seqs: list[int] = seq_column.to_pylist()
+    if not seqs_ok:
+        _seq_failures(seqs, manifest, fail)
+    if not chain_ok:
+        for seq, row_chain in zip(seqs, table.column("chain_id").to_pylist(), strict=True):
+            if row_chain != chain_id:
+                fail("rows", f"row belongs to chain {row_chain!r}", seq)
+    if not leaves_ok:
+        stored_leaves = [bytes(v) for v in table.column("leaf_hash").to_pylist()]
+        for seq, stored, actual in zip(seqs, stored_leaves, recomputed, strict=True):
+            if stored != actual:
+                fail("rows", "row content does not match its leaf hash (field edited?)", seq)
+
+    # The manifest's event times and date are the rows' (period queries skip files by them).
+    if rows:
+        times = pc.min_max(table.column("event_time").cast(pa.int64())).as_py()
+        low, high = times["min"], times["max"]
+        if (low, high) != (manifest.min_event_time, manifest.max_event_time):
+            fail(
+                "manifests",
+                "event-time range differs from the segment's rows: a period query would skip "
+                "or count the segment wrongly",
+            )
+        if {_utc_date(low), _utc_date(high)} != {manifest.date}:
+            fail("manifests", f"date {manifest.date} is not the UTC date of the segment's events")
+
+    # The manifest's customer filter holds every customer of the segment (queries rely on it;
+    # writers leave empty ids out, as no report can ask for one).
+    if manifest.customers is not None:
+        ids = table.column("customer_id").drop_null()
+        customers = pc.unique(ids.filter(pc.not_equal(ids, ""))).to_pylist()
+        absent = manifest.customers.missing(customers)
+        if absent:
+            fail(
+                "manifests",
+                f"customer filter lacks {len(absent)} customer(s) the segment holds: a "
+                "customer's report would skip their records",
+            )
+
+    # The manifest's compliance findings are the segment's (the compliance summary sums them).
+    if manifest.findings is not None and findings_of_table(table) != dict(manifest.findings):
+        fail(
+            "manifests",
+            "findings differ from the segment's records: the compliance summary would "
+            "misstate them",
+        )
+
+    # Step 4: chain — each chain hash links the previous one to this row's recomputed leaf.
+    if manifest.prev_chain_hash != start.chain_hash:
+        fail("chain", "manifest's prev_chain_hash is not the previous segment's head")
+    linked = []
+    previous = start.chain_hash
+    for leaf in recomputed:
+        previous = _sha256(previous + leaf).digest()
+        linked.append(previous)
+    stored_chain_bytes = _fixed_bytes(table.column("chain_hash"))
+    if stored_chain_bytes != b"".join(linked):
+        stored_chain = [bytes(v) for v in table.column("chain_hash").to_pylist()]
+        previous = start.chain_hash
+        for seq, leaf, stored in zip(seqs, recomputed, stored_chain, strict=True):
+            previous = chain_step(previous, leaf)
+            if stored != previous:
+                fail("chain", "chain hash does not link to the previous row", seq)
+                previous = stored  # report each break once, not every row after it
+    if linked and stored_chain_bytes[-32:] != manifest.chain_hash:
+        fail("chain", "manifest's chain head differs from the segment's last row")
+
+    # Step 5: merkle — the recomputed leaves extend the previous frontier to the manifest root.
+    frontier = start.frontier.copy()
+    head_roots: dict[int, bytes] = {}
+    pending = sorted(size for size in head_sizes if start.size < size <= start.size + rows)
+    if not pending:
+        frontier.extend(recomputed)
+    for leaf in recomputed if pending else ():
+        frontier.append(leaf)
+        if pending and frontier.size == pending[0]:
+            head_roots[pending.pop(0)] = frontier.root()
+    if frontier.root() != manifest.root_hash or tuple(frontier.hashes) != manifest.frontier:
+        fail("merkle", "segment leaves do not produce the manifest's Merkle root")
+    return SegmentOutcome(failures, rows, head_roots)
+
+
+def _utc_date(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d")
+
+
+def _fixed_bytes(column: pa.ChunkedArray) -> bytes:
+    """The concatenated values of a non-null fixed-size binary column."""
+    array = column.combine_chunks()
+    if array.null_count:
+        return b""
+    width = array.type.byte_width
+    buffer = array.buffers()[1]
+    data: bytes = buffer.to_pybytes()
+    return data[array.offset * width : (array.offset + len(array)) * width]
+
+
+def _seq_failures(seqs: Sequence[int], manifest: Manifest, fail: Callable[..., None]) -> None:
+    expected = list(range(manifest.first_seq, manifest.last_seq + 1))
+    if seqs == expected:
+        return
+    missing = sorted(set(expected) - set(seqs))
+    extra = sorted(set(seqs) - set(expected))
+    dupes = len(seqs) - len(set(seqs))
+    parts = []
+    if missing:
+        parts.append(f"rows missing at seq {_ranges(missing)}")
+    if extra:
+        parts.append(f"rows outside the manifest's range at seq {_ranges(extra)}")
+    if dupes:
+        parts.append(f"{dupes} duplicated seq value(s)")
+    located = missing or extra
+    fail("rows", "; ".join(parts) or "seq values out of order", located[0] if located else None)
+
+
+def _ranges(values: Sequence[int]) -> str:
+    spans: list[str] = []
+    start = prev = values[0]
+    for value in [*values[1:], None]:
+        if value is not None and value == prev + 1:
+            prev = value
+            continue
+        spans.append(str(start) if start == prev else f"{start}..{prev}")
+        if value is not None:
+            start = prev = value
+    return ", ".join(spans[:5]) + (" …" if len(spans) > 5 else "")
