@@ -661,6 +661,7 @@ def test_ingest_cannot_write_raw_or_the_access_log(enforced: RoleClient) -> None
         for key in (
             f"archive/v1/chain={chain}/date=2026-01-02/forged.parquet",
             f"manifests/chain={chain}/00000000000000000000.json",
+            f"intents/chain={chain}/00000000000000000000-0123456789abcdef",
             f"checkpoints/chain={chain}/00000000000000000001",
             f"dedup/v1/chain={chain}/date=2026-01-02/forged.ids.zst",
         ):
@@ -689,7 +690,11 @@ def test_ingest_puts_sealed_objects_with_their_retention(enforced: RoleClient) -
     ingest = enforced("ingest")
     assert ingest.get_object(Bucket=IAM_RAW, Key=RAW_OBJECT)["Body"].read() == b"sealed"
     retain = datetime.now(UTC) + timedelta(days=7 * 366)
-    for key in (SEGMENT.replace("00099", "00199"), CHECKPOINT.replace("0100", "0200")):
+    for key in (
+        SEGMENT.replace("00099", "00199"),
+        "intents/chain=100200300/00000000000000000100-0123456789abcdef",
+        CHECKPOINT.replace("0100", "0200"),
+    ):
         ingest.put_object(
             Bucket=IAM_ARCHIVE,
             Key=key,
@@ -787,6 +792,7 @@ def test_auditor_reads_everything_and_appends_to_the_access_log(enforced: RoleCl
     for key in (
         "archive/v1/chain=access-log/date=2026-01-02/00000000000000000000-00000000000000000000-ab.parquet",
         "manifests/chain=access-log/00000000000000000000.json",
+        "intents/chain=access-log/00000000000000000000-0123456789abcdef",
         "checkpoints/chain=access-log/00000000000000000001",
         "dedup/v1/chain=access-log/date=2026-01-02/00000000000000000000-ab.ids.zst",
     ):
@@ -824,9 +830,11 @@ def test_legal_places_and_releases_holds(enforced: RoleClient) -> None:
         legal.put_object_legal_hold(Bucket=bucket, Key=key, LegalHold={"Status": "ON"})
         assert legal.get_object_legal_hold(Bucket=bucket, Key=key)["LegalHold"] == {"Status": "ON"}
         legal.put_object_legal_hold(Bucket=bucket, Key=key, LegalHold={"Status": "OFF"})
-    legal.put_object(
-        Bucket=IAM_ARCHIVE, Key="manifests/chain=holds/00000000000000000000.json", Body=b"{}"
-    )
+    for key in (
+        "manifests/chain=holds/00000000000000000000.json",
+        "intents/chain=holds/00000000000000000000-0123456789abcdef",
+    ):
+        legal.put_object(Bucket=IAM_ARCHIVE, Key=key, Body=b"{}")
 
 
 # every role
