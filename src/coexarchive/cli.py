@@ -183,7 +183,11 @@ def _print_report(report: object) -> None:
         print(report.archive_head.line())
     print("checks: " + ", ".join(f"{i}. {step}" for i, step in enumerate(report.steps, 1)))
     if report.ok:
-        print(f"OK: {len(report.chains)} chain(s) verified, every check held")
+        warnings = sum(len(chain.warnings) for chain in report.chains)
+        print(
+            f"OK: {len(report.chains)} chain(s) verified, every check held"
+            + (f" ({warnings} warning(s) above)" if warnings else "")
+        )
     else:
         print(str(VerificationError(failures=report.failures)))
 

@@ -155,6 +155,7 @@ def cmd_redrive(args: argparse.Namespace, make_settings: MakeSettings) -> int:
     print(
         "events already sealed were recognised as duplicates; only newly parseable ones were sealed"
     )
+    summary.check()  # a chain ending in an unsigned tail was refused: exit non-zero, naming it
     return 0
 
 

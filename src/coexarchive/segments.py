@@ -607,8 +607,13 @@ def _parse_own(data: bytes, key: str, chain_id: str, archive_name: str) -> Manif
         manifest = Manifest.from_bytes(data, key=key)
     except FormatError as exc:
         raise UnsignedTailError(chain_id, key, f"not a valid manifest: {exc}") from None
-    if manifest.key != key or manifest.chain_id != chain_id or manifest.archive != archive_name:
-        raise UnsignedTailError(chain_id, key, "it names another chain, seq or archive")
+    if manifest.key != key or manifest.chain_id != chain_id:
+        raise UnsignedTailError(chain_id, key, "it names another chain or seq than its key")
+    if manifest.archive != archive_name:
+        raise SealError(
+            f"chain {chain_id}: {key} belongs to archive {manifest.archive!r}, but this writer "
+            f"seals {archive_name!r}; check COEXARCHIVE_NAME (--archive-name)"
+        )
     if manifest.checkpoint_key != layout.checkpoint_key(chain_id, manifest.tree_size):
         raise UnsignedTailError(chain_id, key, "it names a checkpoint of another size")
     return manifest

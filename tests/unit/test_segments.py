@@ -203,3 +203,136 @@ def test_worker_processes_find_the_same_failures_as_one_process() -> None:
     failures = caught.value.report.failures
     assert [f.seq for f in failures if f.step == "rows"] == [22]
     assert {f.step for f in failures} == {"rows", "chain", "merkle"}
+
+
+# --- intents and the resume rule (the attacks on a real S3 server are in tests/attacks) ----------
+
+
+def test_intent_round_trips_and_parses_strictly() -> None:
+    from coexarchive.intents import Intent
+
+    intent = Intent.for_manifest(ARCHIVE, CHAIN, 20, 29, b"manifest bytes")
+    assert Intent.parse(intent.body()) == intent
+    body = intent.body()
+    for bad in (
+        body + b"extra line\n",
+        body.replace(b"first-seq 20", b"first-seq 020"),
+        body.replace(b"last-seq 29", b"last-seq 19"),
+        body.replace(intent.manifest_sha256.encode(), intent.manifest_sha256.upper().encode()),
+        body.rstrip(b"\n"),
+    ):
+        with pytest.raises(FormatError):
+            Intent.parse(bad)
+
+
+def test_an_intent_is_never_a_checkpoint_nor_a_checkpoint_an_intent() -> None:
+    from coexarchive.intents import Intent, intent_origin, open_intent
+
+    store = MemoryStore()
+    built = build(store, days=(0,), per_day=3)
+    manifest = built.manifests[0]
+    note = store.get(manifest.intent_key)
+    assert open_intent(note, built.trust, origin=intent_origin(ARCHIVE, CHAIN)).last_seq == 2
+    with pytest.raises(FormatError):
+        open_checkpoint(note, built.trust)
+    with pytest.raises(FormatError):
+        open_intent(
+            store.get(manifest.checkpoint_key), built.trust, origin=intent_origin(ARCHIVE, CHAIN)
+        )
+    other = Intent.for_manifest("other.archive", CHAIN, 0, 2, manifest.to_bytes()).sign(signer())
+    from coexarchive.errors import SignatureError
+
+    with pytest.raises(SignatureError, match="origin"):
+        open_intent(other, built.trust, origin=intent_origin(ARCHIVE, CHAIN))
+
+
+def test_an_intent_of_another_archive_does_not_commit_a_manifest() -> None:
+    from coexarchive.intents import Intent
+    from coexarchive.segments import UnsignedTailError
+
+    store = MemoryStore()
+    built = build(store, days=(0,), per_day=3)
+    crashing = ChainWriter(
+        store, CHAIN, signer=built.signer, archive_name=ARCHIVE, policy=short_policy()
+    )
+    crashing._commit = lambda manifest: None  # type: ignore[method-assign]
+    pending = crashing.append(make_records(CHAIN, 2, day=1))[0].manifest
+    # Swap the genuine intent for one the same key signed for another archive.
+    data = pending.to_bytes()
+    store.unsafe_objects[pending.intent_key] = Intent.for_manifest(
+        "other.archive", CHAIN, pending.first_seq, pending.last_seq, data
+    ).sign(built.signer)
+    with pytest.raises(UnsignedTailError, match="does not verify"):
+        ChainWriter(
+            store, CHAIN, signer=built.signer, archive_name=ARCHIVE, policy=short_policy()
+        ).state()
+
+
+def test_a_writer_of_another_archive_name_is_told_so() -> None:
+    store = MemoryStore()
+    build(store, days=(0,), per_day=3)
+    writer = ChainWriter(
+        store, CHAIN, signer=signer(), archive_name="renamed", policy=short_policy()
+    )
+    with pytest.raises(SealError, match="COEXARCHIVE_NAME"):
+        writer.state()
+
+
+def test_verify_refuses_a_store_without_object_lock() -> None:
+    store = MemoryStore()
+    built = build(store, days=(0,), per_day=3)
+    store.object_lock = False
+    with pytest.raises(ArchiveVerificationError) as caught:
+        verify_archive(store, built.trust)
+    (failure,) = caught.value.report.failures
+    assert failure.step == "retention" and "Object Lock" in failure.message
+    assert caught.value.report.chains == []
+
+
+def test_verify_refuses_a_store_that_cannot_show_object_lock() -> None:
+    class Plain:
+        def __init__(self, store: MemoryStore) -> None:
+            self.store = store
+
+        def __getattr__(self, name: str) -> object:
+            if name == "require_object_lock":
+                raise AttributeError(name)
+            return getattr(self.store, name)
+
+    store = MemoryStore()
+    built = build(store, days=(0,), per_day=3)
+    with pytest.raises(ArchiveVerificationError, match="Object Lock"):
+        verify_archive(Plain(store), built.trust)  # type: ignore[arg-type]
+
+
+def test_ingest_leaves_a_chain_with_an_unsigned_tail_unsealed_and_says_so() -> None:
+    from pipelines.ingest import IngestSummary, SealSpec, seal_chain
+
+    store = MemoryStore()
+    built = build(store, days=(0,), per_day=3)
+    # Someone without the key writes a manifest continuing the chain (no intent, no checkpoint).
+    forger = ChainWriter(
+        store,
+        CHAIN,
+        signer=signer("coexarchive.test", b"rogue"),
+        archive_name=ARCHIVE,
+        policy=short_policy(),
+        trust=built.trust,
+    )
+    forger._commit = lambda manifest: None  # type: ignore[method-assign]
+    forged = forger.append(make_records(CHAIN, 1, day=3))[0].manifest
+    store.unsafe_delete(forged.intent_key)
+    summary = seal_chain(
+        store,
+        CHAIN,
+        make_records(CHAIN, 2, day=4),
+        signer=built.signer,
+        spec=SealSpec("unused", ARCHIVE),
+        policy=short_policy(),
+    )
+    assert summary["segments"] == 0 and forged.key in summary["unsigned_tail"]
+    assert not store.exists(forged.checkpoint_key)
+    with pytest.raises(SealError, match="may be forged") as caught:
+        IngestSummary(unsigned_tails=[summary["unsigned_tail"]]).check()
+    assert forged.key in str(caught.value)
+    IngestSummary().check()  # nothing refused: no error

@@ -193,7 +193,10 @@ def pipeline_runner(store_spec: Any, seal_spec: Any, beam_args: Sequence[str] = 
         from pipelines.ingest import run_pipeline
 
         options = PipelineOptions(list(beam_args) or ["--runner=FnApiRunner"])
-        return run_pipeline(list(keys), store_spec, seal_spec, options)
+        summary = run_pipeline(list(keys), store_spec, seal_spec, options)
+        # A chain refused for an unsigned tail must not have its raw objects marked as ingested.
+        summary.check()
+        return summary
 
     return run_batch
 
