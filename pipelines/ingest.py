@@ -41,9 +41,10 @@ from coexarchive.errors import SealError
 from coexarchive.normalize import Quarantined, normalize_delivery
 from coexarchive.raw import decode_landing
 from coexarchive.records import RECORD_FIELDS, Record
+from coexarchive.resume import UnsignedTailError
 from coexarchive.retention import RetentionPolicy
 from coexarchive.seal.keys import Ed25519Signer, TrustStore
-from coexarchive.segments import ChainWriter, UnsignedTailError
+from coexarchive.segments import ChainWriter
 from coexarchive.store import layout
 from coexarchive.store.base import ObjectStore
 from coexarchive.store.s3 import S3Store

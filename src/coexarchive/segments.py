@@ -14,7 +14,7 @@ key already covers (a checkpoint, or its own intent for exactly those manifest b
 resuming writer trusts the chain head only through a checkpoint that verifies, and commits a
 crashed run's manifest only if a trusted intent names its bytes; anything else past the last
 checkpoint is an *unsigned tail*, possibly forged by someone with write access to the bucket,
-and the writer stops on that chain (:class:`UnsignedTailError`).
+and the writer stops on that chain (``coexarchive.resume``).
 
 A crash before 4 leaves unreferenced objects that nothing reads. Two writers racing on one chain
 both try to create the same manifest key; the store lets one win and the other fails.
@@ -26,7 +26,6 @@ import base64
 import bisect
 import calendar
 import hashlib
-import hmac
 import io
 import operator
 from collections import Counter
@@ -42,14 +41,12 @@ import zstandard
 
 from coexarchive.customer_filter import CustomerFilter
 from coexarchive.errors import (
-    CoexArchiveError,
     FormatError,
     ObjectExistsError,
-    ObjectMissingError,
     SealError,
 )
 from coexarchive.findings import Finding, findings_from_json, findings_json, findings_of
-from coexarchive.intents import Intent, intent_key, intent_origin, open_intent
+from coexarchive.intents import Intent, intent_key
 from coexarchive.records import (
     RECORD_FIELDS,
     RECORD_SCHEMA,
@@ -59,7 +56,7 @@ from coexarchive.records import (
 )
 from coexarchive.retention import RetentionPolicy
 from coexarchive.seal.chain import genesis, seal_records
-from coexarchive.seal.checkpoint import Checkpoint, checkpoint_origin, open_checkpoint, sign_note
+from coexarchive.seal.checkpoint import Checkpoint, checkpoint_origin, sign_note
 from coexarchive.seal.keys import Signer, TrustStore, Verifier
 from coexarchive.seal.merkle import Frontier
 from coexarchive.store import layout
@@ -372,13 +369,15 @@ class ChainWriter:
         self.max_segment_records = max_segment_records
         # Whose checkpoints and intents a resume accepts: the writer's own key, plus the trust
         # file's keys when given (so a chain signed by a rotated-out key can be continued).
-        self.trust = own_trust(signer, trust)
+        self.trust = _own_trust(signer, trust)
         self._state: ChainState | None = None
 
     def state(self) -> ChainState:
         """The chain's committed state, committing a crashed run's last manifest if its intent
         verifies; :class:`UnsignedTailError` if the chain ends in anything unsigned."""
         if self._state is None:
+            from coexarchive.resume import load_state  # resume reads manifests: imported late
+
             self._state = load_state(
                 self.store,
                 self.chain_id,
@@ -545,158 +544,13 @@ def list_manifests(store: ObjectStore, chain_id: str) -> list[str]:
     return [k for k in store.list(layout.manifest_prefix(chain_id)) if k.endswith(".json")]
 
 
-class UnsignedTailError(SealError):
-    """A chain ends in objects no trusted key signed: the writer will not sign past them."""
-
-    def __init__(self, chain_id: str, key: str, reason: str) -> None:
-        self.chain_id = chain_id
-        self.key = key
-        super().__init__(
-            f"chain {chain_id}: {key} is past the last signed checkpoint and is not signed "
-            f"({reason}); it may be forged, so nothing was sealed on this chain. Run "
-            "`coexarchive verify` and find out who wrote it before sealing more on this chain"
-        )
-
-
-def own_trust(signer: Signer, trust: TrustStore | None = None) -> TrustStore:
+def _own_trust(signer: Signer, trust: TrustStore | None = None) -> TrustStore:
     """``trust`` plus the signer's own verifier key (once)."""
     own = Verifier(signer.name, signer.public_key)
     verifiers = list(trust.verifiers) if trust is not None else []
     if trust is None or trust.find(own.name, own.key_id) is None:
         verifiers.append(own)
     return TrustStore(verifiers)
-
-
-def load_state(
-    store: ObjectStore,
-    chain_id: str,
-    *,
-    trust: TrustStore,
-    archive_name: str,
-    commit: Any = None,
-) -> ChainState:
-    """The chain head, trusted only through a checkpoint that verifies against ``trust``.
-
-    When the last manifest has no checkpoint (a crash between manifest and checkpoint) and
-    ``commit`` is given, it is committed if a trusted intent names its bytes and it continues the
-    signed chain; otherwise :class:`UnsignedTailError`.
-    """
-    keys = list_manifests(store, chain_id)
-    if not keys:
-        return ChainState.empty(chain_id)
-    data = store.get(keys[-1])
-    manifest = _parse_own(data, keys[-1], chain_id, archive_name)
-    if store.exists(manifest.checkpoint_key):
-        _check_signed(store, manifest, trust, keys[-1])
-        return ChainState.after(manifest)
-    if commit is None:
-        raise UnsignedTailError(chain_id, keys[-1], "it has no checkpoint")
-    _check_intent(store, manifest, data, trust, keys[-1])
-    previous = ChainState.empty(chain_id)
-    if len(keys) > 1:
-        before = _parse_own(store.get(keys[-2]), keys[-2], chain_id, archive_name)
-        _check_signed(store, before, trust, keys[-2])
-        previous = ChainState.after(before)
-    _check_continues(store, manifest, previous)
-    commit(manifest)
-    return ChainState.after(manifest)
-
-
-def _parse_own(data: bytes, key: str, chain_id: str, archive_name: str) -> Manifest:
-    try:
-        manifest = Manifest.from_bytes(data, key=key)
-    except FormatError as exc:
-        raise UnsignedTailError(chain_id, key, f"not a valid manifest: {exc}") from None
-    if manifest.key != key or manifest.chain_id != chain_id:
-        raise UnsignedTailError(chain_id, key, "it names another chain or seq than its key")
-    if manifest.archive != archive_name:
-        raise SealError(
-            f"chain {chain_id}: {key} belongs to archive {manifest.archive!r}, but this writer "
-            f"seals {archive_name!r}; check COEXARCHIVE_NAME (--archive-name)"
-        )
-    if manifest.checkpoint_key != layout.checkpoint_key(chain_id, manifest.tree_size):
-        raise UnsignedTailError(chain_id, key, "it names a checkpoint of another size")
-    return manifest
-
-
-def _check_signed(store: ObjectStore, manifest: Manifest, trust: TrustStore, key: str) -> None:
-    """The manifest's chain head, root and frontier are the ones its checkpoint signs."""
-    try:
-        checkpoint = open_checkpoint(
-            store.get(manifest.checkpoint_key),
-            trust,
-            origin=checkpoint_origin(manifest.archive, manifest.chain_id),
-        )
-    except ObjectMissingError:
-        raise UnsignedTailError(manifest.chain_id, key, "its checkpoint is missing") from None
-    except CoexArchiveError as exc:
-        raise UnsignedTailError(
-            manifest.chain_id,
-            key,
-            f"its checkpoint does not verify against the writer's keys: {exc}; if the signing "
-            "key was rotated, give the writer the trust file holding the old key",
-        ) from None
-    head = f"{CHAIN_HASH_EXTENSION} {b64(manifest.chain_hash)}"
-    if (
-        checkpoint.size != manifest.tree_size
-        or checkpoint.root_hash != manifest.root_hash
-        or Frontier(manifest.tree_size, manifest.frontier).root() != manifest.root_hash
-        or head not in checkpoint.extensions
-    ):
-        raise UnsignedTailError(
-            manifest.chain_id, key, "its root, frontier or chain head differ from its checkpoint's"
-        )
-
-
-def _check_intent(
-    store: ObjectStore, manifest: Manifest, data: bytes, trust: TrustStore, key: str
-) -> None:
-    """A trusted intent names exactly these manifest bytes and this seq range."""
-    digest = sha256_hex(data)
-    ikey = intent_key(manifest.chain_id, manifest.first_seq, digest)
-    try:
-        note = store.get(ikey)
-    except ObjectMissingError:
-        raise UnsignedTailError(
-            manifest.chain_id, key, f"it has no checkpoint and no signed intent at {ikey}"
-        ) from None
-    try:
-        intent = open_intent(note, trust, origin=intent_origin(manifest.archive, manifest.chain_id))
-    except CoexArchiveError as exc:
-        raise UnsignedTailError(
-            manifest.chain_id, key, f"its intent {ikey} does not verify: {exc}"
-        ) from None
-    if not hmac.compare_digest(intent.manifest_sha256, digest) or (
-        intent.first_seq,
-        intent.last_seq,
-    ) != (manifest.first_seq, manifest.last_seq):
-        raise UnsignedTailError(
-            manifest.chain_id, key, f"its intent {ikey} names other manifest bytes"
-        )
-
-
-def _check_continues(store: ObjectStore, manifest: Manifest, previous: ChainState) -> None:
-    """Before committing a crashed run's manifest, check it continues the signed chain."""
-    chain_id, key = manifest.chain_id, manifest.key
-    try:
-        segment = store.get(manifest.segment.key)
-    except ObjectMissingError:
-        raise UnsignedTailError(chain_id, key, "its segment is missing") from None
-    if sha256_hex(segment) != manifest.segment.sha256:
-        raise UnsignedTailError(chain_id, key, "its segment bytes do not match it")
-    try:
-        table = read_segment(segment, key=manifest.segment.key).sort_by("seq")
-    except FormatError as exc:
-        raise UnsignedTailError(chain_id, key, str(exc)) from None
-    leaves = [bytes(v) for v in table.column("leaf_hash").to_pylist()]
-    frontier = previous.frontier.copy()
-    frontier.extend(leaves)
-    if (
-        manifest.first_seq != previous.size
-        or manifest.prev_chain_hash != previous.chain_hash
-        or frontier.root() != manifest.root_hash
-    ):
-        raise UnsignedTailError(chain_id, key, "it does not continue the signed chain")
 
 
 def checkpoint_hash(note: bytes) -> str:

@@ -17,10 +17,11 @@ import pytest
 from coexarchive.cli import main
 from coexarchive.commands import upload_raw
 from coexarchive.intents import parse_intent_key
+from coexarchive.resume import UnsignedTailError
 from coexarchive.retention import RetentionPolicy
 from coexarchive.seal.checkpoint import open_checkpoint
 from coexarchive.seal.keys import Ed25519Signer
-from coexarchive.segments import ChainWriter, Manifest, UnsignedTailError, list_manifests
+from coexarchive.segments import ChainWriter, Manifest, list_manifests
 from coexarchive.simulate import SimulationConfig, simulate
 from coexarchive.store import layout
 from coexarchive.store.s3 import S3Store

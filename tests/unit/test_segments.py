@@ -248,7 +248,7 @@ def test_an_intent_is_never_a_checkpoint_nor_a_checkpoint_an_intent() -> None:
 
 def test_an_intent_of_another_archive_does_not_commit_a_manifest() -> None:
     from coexarchive.intents import Intent
-    from coexarchive.segments import UnsignedTailError
+    from coexarchive.resume import UnsignedTailError
 
     store = MemoryStore()
     built = build(store, days=(0,), per_day=3)
