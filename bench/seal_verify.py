@@ -60,7 +60,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _records
 
-from coexarchive import verify as verify_mod
 from coexarchive.records import (
     RECORD_SCHEMA,
     RECORD_VERSION,
@@ -86,6 +85,7 @@ from coexarchive.segments import (
     records_table,
 )
 from coexarchive.store.base import Retention
+from coexarchive.verify import segment as verify_mod
 
 SEGMENT_RECORDS = 100_000
 _sha256 = hashlib.sha256
