@@ -66,7 +66,7 @@ class StorageAdmin:
             self._delete(f"{key}.versions", missing_ok=True)
 
     def delete_chain(self, chain_id: str) -> None:
-        for prefix in ("archive/v1", "dedup/v1", "manifests", "checkpoints"):
+        for prefix in ("archive/v1", "dedup/v1", "intents", "manifests", "checkpoints"):
             self._delete(f"{prefix}/chain={chain_id}/", missing_ok=False)
 
     def _delete(self, path: str, *, missing_ok: bool) -> None:

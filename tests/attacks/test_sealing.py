@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from coexarchive.archive_head import write_head_after
 from coexarchive.cli import main
 from coexarchive.commands import upload_raw
 from coexarchive.intents import parse_intent_key
@@ -21,7 +22,7 @@ from coexarchive.resume import UnsignedTailError
 from coexarchive.retention import RetentionPolicy
 from coexarchive.seal.checkpoint import open_checkpoint
 from coexarchive.seal.keys import Ed25519Signer
-from coexarchive.segments import ChainWriter, Manifest, list_manifests
+from coexarchive.segments import ChainWriter, Manifest, SegmentResult, list_manifests
 from coexarchive.simulate import SimulationConfig, simulate
 from coexarchive.store import layout
 from coexarchive.store.s3 import S3Store
@@ -87,6 +88,13 @@ def genuine_writer(built: Built, store: Any = None) -> ChainWriter:
         signer=built.signer,
         archive_name=ARCHIVE,
         policy=short_policy(),
+    )
+
+
+def commit_head(built: Built, results: list[SegmentResult]) -> None:
+    """End the commit as ingest does: an archive head stating the chain's new size."""
+    write_head_after(
+        built.store, [r.manifest for r in results], signer=built.signer, archive_name=ARCHIVE
     )
 
 
@@ -298,7 +306,8 @@ def test_crash_between_manifest_and_checkpoint_is_recovered(built: Built) -> Non
     resumed = genuine_writer(built)
     assert resumed.state().size == 25
     assert built.store.exists(pending.checkpoint_key)
-    resumed.append(make_records(built.chain_id, 3, day=6))
+    results = resumed.append(make_records(built.chain_id, 3, day=6))
+    commit_head(built, results)
     report = verify_archive(built.store, built.trust)
     assert report.records_checked == 28 and report.chains[0].warnings == []
 
@@ -310,7 +319,7 @@ def test_crash_before_the_manifest_leaves_only_warnings_once_sealed_past(built: 
     # Until a later run seals past it, the leftover is an unsigned tail ...
     assert len(tail_failures(built)) == 3  # segment, record index, intent
     # ... afterwards, a warning: its seq range is sealed by a signed segment.
-    genuine_writer(built).append(make_records(built.chain_id, 6, day=6))
+    commit_head(built, genuine_writer(built).append(make_records(built.chain_id, 6, day=6)))
     report = verify_archive(built.store, built.trust)
     assert len(report.chains[0].warnings) == 3
     assert all("unreferenced, never signed" in w for w in report.chains[0].warnings)
