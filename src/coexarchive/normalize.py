@@ -16,13 +16,14 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, TypeGuard
 
 import orjson
 from pydantic import BaseModel, ValidationError
 
+from coexarchive.jsonstrict import duplicate_key, skeleton
 from coexarchive.records import Direction, Kind, Origin, Record, RecordId, stable_id
 from coexarchive.webhooks._base import MAX_ID_LENGTH, NumberText
 from coexarchive.webhooks.account import AccountUpdate
@@ -66,6 +67,7 @@ MAX_DETAIL_CHARS: Final = 1024 * 1024
 MAX_SECONDS: Final = 253_402_300_799
 
 _CHAIN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
+_DECIMAL = re.compile(r"-?[0-9]+(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?")
 # After strings are removed: a fraction, an exponent, or an integer orjson may turn into a float.
 _INEXACT_NUMBER = re.compile(rb"[0-9][.eE]|[0-9]{19}")
 _BRACKETS = bytes(range(256)).translate(None, b"{}[]")
@@ -114,13 +116,16 @@ def normalize_delivery(
     raw_line: int,
     received_time: int,
     source: str = "webhook",
+    auth: Mapping[str, str] | None = None,
 ) -> NormalizeResult:
     """Normalise one landed body; ``received_time`` is in ms since the epoch.
 
     ``source`` is the landing line's: ``"webhook"`` for Meta's POSTs, ``"outbound"`` for a captured
-    Cloud API send (``schemas/RAW_LANDING.md`` §4).
+    Cloud API send (``schemas/RAW_LANDING.md`` §4). ``auth`` holds the ``detail`` members that say
+    how the delivery was authenticated (``coexarchive.raw.DeliveryAuth.check``); every record of
+    the delivery carries them.
     """
-    sink = _Sink(raw_key, raw_line, received_time)
+    sink = _Sink(raw_key, raw_line, received_time, auth or {})
     try:
         tree = _parse_body(body)
         if source == "outbound":
@@ -155,6 +160,7 @@ class _Sink:
     raw_key: str
     raw_line: int
     received_time: int
+    auth: Mapping[str, str]
     records: list[Record] = field(default_factory=list)
     quarantined: list[Quarantined] = field(default_factory=list)
 
@@ -180,27 +186,70 @@ def _reserialise(item: Any) -> bytes:
         return repr(item).encode("utf-8", "backslashreplace")
 
 
+class _Missing:
+    """What ``.get`` returns for an absent member, so that "missing" and "null" are told apart."""
+
+    def __repr__(self) -> str:
+        return "<missing>"
+
+
+_MISSING: Final[Any] = _Missing()
+_TYPE_PHRASES: Final = {
+    dict: "an object", list: "an array", str: "a string", bool: "a boolean", int: "an integer",
+    float: "a number", type(None): "null",
+}  # fmt: skip
+
+
 def _type_name(value: Any) -> str:
-    if value is None:
-        return "null"
-    return {dict: "object", list: "array", str: "string", bool: "boolean"}.get(
-        type(value), "number"
-    )
+    """What a JSON value is, as a phrase: "missing", "null", "an array", "a string", …"""
+    if value is _MISSING:
+        return "missing"
+    if type(value) is NumberText:
+        # Kept as source text (module docstring): it is a number, not a string.
+        if value.lstrip("-").isdigit():
+            return "an integer beyond 64 bits"
+        return "a number with a fraction or exponent"
+    return _TYPE_PHRASES.get(type(value), type(value).__name__)
+
+
+def _not_a(name: str, value: Any, wanted: str) -> str:
+    """``"<name> is missing"`` or ``"<name> is <what it is>, not <wanted>"``."""
+    if value is _MISSING:
+        return f"{name} is missing (expected {wanted})"
+    return f"{name} is {_type_name(value)}, not {wanted}"
 
 
 def _validation_reason(exc: ValidationError) -> str:
-    parts = []
-    for error in exc.errors(include_url=False, include_input=False, include_context=False)[:3]:
-        where = ".".join(str(part) for part in error["loc"]) or "item"
-        parts.append(f"{where}: {error['msg']}")
-    more = exc.error_count() - len(parts)
-    return "; ".join(parts) + (f" (and {more} more)" if more > 0 else "")
+    # A union (``str | int``) reports one error per member, each at "<field>.<member type>":
+    # they are said once, as "expected a string or an integer".
+    merged: dict[str, tuple[list[str], str]] = {}
+    for error in exc.errors(include_url=False, include_context=False):
+        loc = [str(part) for part in error["loc"]]
+        member = _UNION_MEMBERS.get(loc[-1]) if loc else None
+        where = ".".join(loc[:-1] if member else loc) or "item"
+        # The input's type says what was wrong; its content never enters a reason.
+        found = error.get("input", _MISSING) if error["type"] != "missing" else _MISSING
+        got = "" if found is _MISSING else f" (got {_type_name(found)})"
+        if member is None:
+            merged.setdefault(f"{where}\x00{len(merged)}", ([], f"{where}: {error['msg']}{got}"))
+        else:
+            merged.setdefault(where, ([], got))[0].append(member)
+    parts = [
+        f"{key}: expected {' or '.join(members)}{got}" if members else got
+        for key, (members, got) in merged.items()
+    ]
+    shown = parts[:3]
+    more = len(parts) - len(shown)
+    return "; ".join(shown) + (f" (and {more} more)" if more > 0 else "")
+
+
+_UNION_MEMBERS: Final = {"str": "a string", "int": "an integer", "bool": "a boolean"}
 
 
 def _each(sink: _Sink, items: Any, path: str, handle: Callable[[Any, str], Record | None]) -> None:
     """Run ``handle`` on every element of ``items``; a failing element is quarantined alone."""
     if not isinstance(items, list):
-        sink.reject(f"{path.rsplit('.', 1)[-1]} is {_type_name(items)}, not an array", path, items)
+        sink.reject(_not_a(path.rsplit(".", 1)[-1], items, "an array"), path, items)
         return
     for index, item in enumerate(items):
         _one(sink, item, f"{path}[{index}]", handle)
@@ -210,7 +259,7 @@ def _one(sink: _Sink, item: Any, path: str, handle: Callable[[Any, str], Record 
     """Run ``handle`` on one item; if it fails, only that item is quarantined."""
     try:
         if type(item) is not dict:
-            raise _Rejected(f"item is {_type_name(item)}, not an object")
+            raise _Rejected(_not_a("item", item, "an object"))
         record = handle(item, path)
     except ValidationError as exc:
         sink.reject(_validation_reason(exc), path, item)
@@ -240,27 +289,24 @@ def _parse_body(body: bytes) -> Any:
             body.decode("utf-8")
         except UnicodeDecodeError as bad:
             raise _Rejected(f"body is not valid UTF-8 (at byte {bad.start})") from None
+        if "depth" in exc.msg:
+            # orjson stops at 1024 levels; the body's own limit is far lower.
+            raise _Rejected(f"body nests deeper than {MAX_DEPTH} levels") from None
         raise _Rejected(f"body is not valid JSON (at character {exc.pos})") from None
     if type(tree) is not dict:
-        raise _Rejected(f"body is a JSON {_type_name(tree)}, not an object")
-    skeleton = _skeleton(body)
-    if _depth_exceeds(skeleton, MAX_DEPTH):
+        raise _Rejected(_not_a("body", tree, "an object"))
+    text_skeleton = skeleton(body)
+    if _depth_exceeds(text_skeleton, MAX_DEPTH):
         raise _Rejected(f"body nests deeper than {MAX_DEPTH} levels")
-    if _INEXACT_NUMBER.search(skeleton):
+    duplicate = duplicate_key(body, tree, text_skeleton)
+    if duplicate is not None:
+        raise _Rejected(
+            f"duplicate key {duplicate}: JSON parsers disagree on which value counts, "
+            "so the body is ambiguous"
+        )
+    if _INEXACT_NUMBER.search(text_skeleton):
         tree = json.loads(body.decode("utf-8"), parse_float=NumberText, parse_int=_exact_int)
     return tree
-
-
-def _skeleton(body: bytes) -> bytes:
-    """A valid JSON body without its strings (what a regex removing every string token gives).
-
-    Backslashes occur only inside strings. Dropping escaped backslashes and then escaped quotes
-    (left to right, as JSON pairs them) leaves every remaining quote a string delimiter, so the
-    even-numbered pieces between quotes are exactly the text outside strings.
-    """
-    if b"\\" in body:
-        body = body.replace(b"\\\\", b"").replace(b'\\"', b"")
-    return b"".join(body.split(b'"')[::2])
 
 
 def _depth_exceeds(skeleton: bytes, limit: int) -> bool:
@@ -283,13 +329,16 @@ def _walk_body(tree: dict[str, Any], sink: _Sink) -> None:
         # Meta documents the history decline as a bare ``value``; accept that form too.
         _change(sink, "history", tree, "$", waba_id=None, entry_time=None)
         return
-    if tree.get("object") != WHATSAPP_OBJECT:
-        found = tree.get("object")
-        shown = "missing" if found is None else f"not {WHATSAPP_OBJECT!r}"
-        raise _Rejected(f"object is {shown} (got a {_type_name(found)})")
-    entries = tree.get("entry")
+    found = tree.get("object", _MISSING)
+    if found != WHATSAPP_OBJECT:
+        if found is _MISSING:
+            raise _Rejected(f"object is missing (expected {WHATSAPP_OBJECT!r})")
+        if type(found) is str:
+            raise _Rejected(f"object is not {WHATSAPP_OBJECT!r} (got another name)")
+        raise _Rejected(f"object is {_type_name(found)}, not the string {WHATSAPP_OBJECT!r}")
+    entries = tree.get("entry", _MISSING)
     if not isinstance(entries, list):
-        raise _Rejected(f"entry is {_type_name(entries)}, not an array")
+        raise _Rejected(_not_a("entry", entries, "an array"))
     for index, entry in enumerate(entries):
         path = f"entry[{index}]"
         try:
@@ -300,25 +349,27 @@ def _walk_body(tree: dict[str, Any], sink: _Sink) -> None:
 
 def _entry(sink: _Sink, entry: Any, path: str) -> None:
     if type(entry) is not dict:
-        raise _Rejected(f"entry is {_type_name(entry)}, not an object")
+        raise _Rejected(_not_a("entry", entry, "an object"))
     waba_id = _id_text(entry.get("id"), "entry.id")
     if waba_id is None:
         raise _Rejected("entry.id missing")
     entry_time = _seconds(entry.get("time"), "entry.time")
-    changes = entry.get("changes")
+    changes = entry.get("changes", _MISSING)
     if not isinstance(changes, list):
-        raise _Rejected(f"entry.changes is {_type_name(changes)}, not an array")
+        raise _Rejected(_not_a("entry.changes", changes, "an array"))
     for index, change in enumerate(changes):
         change_path = f"{path}.changes[{index}]"
         try:
             if type(change) is not dict:
-                raise _Rejected(f"change is {_type_name(change)}, not an object")
-            name = change.get("field")
-            if type(name) is not str or not name or len(name) > 128:
-                raise _Rejected(f"change.field is {_type_name(name)}, not a field name")
-            value = change.get("value")
+                raise _Rejected(_not_a("change", change, "an object"))
+            name = change.get("field", _MISSING)
+            if type(name) is not str:
+                raise _Rejected(_not_a("change.field", name, "a field name"))
+            if not name or len(name) > 128:
+                raise _Rejected(f"change.field is {len(name)} characters long, not 1 to 128")
+            value = change.get("value", _MISSING)
             if type(value) is not dict:
-                raise _Rejected(f"change.value is {_type_name(value)}, not an object")
+                raise _Rejected(_not_a("change.value", value, "an object"))
             _change(sink, name, value, f"{change_path}.value", waba_id, entry_time)
         except _Rejected as rejected:
             sink.reject(rejected.reason, change_path, change)
@@ -367,6 +418,7 @@ class _Change:
         extra["path"] = path
         extra["time_source"] = source
         extra["raw"] = raw
+        extra.update(self.sink.auth)
         detail = orjson.dumps(extra, option=orjson.OPT_SORT_KEYS).decode()
         if len(detail) > MAX_DETAIL_CHARS:
             raise _Rejected(f"item is larger than {MAX_DETAIL_CHARS} characters")
@@ -480,11 +532,22 @@ def _seconds(value: Any, where: str) -> int | None:
         seconds = value
     elif type(value) is str and 0 < len(value) <= 12 and value.isascii() and value.isdigit():
         seconds = int(value)
+    elif type(value) is str:
+        raise _Rejected(f"{where} is not unix seconds (got {_string_shape(value)})")
     else:
-        raise _Rejected(f"{where} is not unix seconds (got a {_type_name(value)})")
+        raise _Rejected(f"{where} is not unix seconds (got {_type_name(value)})")
     if not 0 <= seconds <= MAX_SECONDS:
-        raise _Rejected(f"{where} is out of range")
+        raise _Rejected(f"{where} is out of range (unix seconds up to the year 9999)")
     return seconds
+
+
+def _string_shape(value: str) -> str:
+    """What is wrong with a timestamp string, without its content."""
+    if value.isascii() and value.isdigit():
+        return f"{len(value)} digits, more than unix seconds up to the year 9999 have"
+    if _DECIMAL.fullmatch(value):
+        return "a negative number, or one with a fraction or exponent"
+    return "a string that is not decimal digits"
 
 
 def _id_text(value: Any, where: str) -> str | None:
@@ -494,7 +557,7 @@ def _id_text(value: Any, where: str) -> str | None:
         return str(value)
     if type(value) is str and 0 < len(value) <= 512:
         return value
-    raise _Rejected(f"{where} is not an identifier (got a {_type_name(value)})")
+    raise _Rejected(f"{where} is not an identifier (got {_type_name(value)})")
 
 
 def _phone(number: str | None) -> str | None:
@@ -1026,7 +1089,7 @@ def _history_chunk(sink: _Sink, change: _Change, raw: dict[str, Any], path: str)
     }
     threads = raw.get("threads")
     if threads is not None and not isinstance(threads, list):
-        raise _Rejected(f"threads is {_type_name(threads)}, not an array")
+        raise _Rejected(_not_a("threads", threads, "an array"))
     found = False
     if "errors" in raw:
         found = True
@@ -1044,7 +1107,7 @@ def _history_chunk(sink: _Sink, change: _Change, raw: dict[str, Any], path: str)
 
 def _thread(sink: _Sink, change: _Change, thread: Any, path: str, chunk: dict[str, Any]) -> bool:
     if type(thread) is not dict:
-        raise _Rejected(f"thread is {_type_name(thread)}, not an object")
+        raise _Rejected(_not_a("thread", thread, "an object"))
     thread_id = _phone(_id_text(thread.get("id"), "thread.id"))
     try:
         context = ThreadContext.model_validate(thread.get("context") or {})
@@ -1400,6 +1463,7 @@ def _outbound(tree: dict[str, Any], sink: _Sink) -> Record:
         "path": "$",
         "time_source": "sent_at" if event_time == sent_at else "received",
         "raw": tree,
+        **sink.auth,
     }
     return Record(
         chain_id=chain_id,

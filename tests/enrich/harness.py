@@ -21,7 +21,7 @@ from coexarchive.records import Kind, Record
 from coexarchive.segments import ChainWriter
 from coexarchive.store.base import ObjectStore
 from pipelines.ingest import normalize_object
-from support.archive import ARCHIVE, short_policy, signer
+from support.archive import ARCHIVE, SIM_AUTH, short_policy, signer
 
 SIGNER = signer()
 POLICY = short_policy()
@@ -49,7 +49,7 @@ def ingest(
     ``waba-…``: template events are sealed after the messages that use them)."""
     by_chain: dict[str, list[Record]] = defaultdict(list)
     for key, data in objects:
-        chains, bad = normalize_object(key, data)
+        chains, bad = normalize_object(key, data, auth=SIM_AUTH)
         assert not bad, bad
         for chain_id, records in chains.items():
             by_chain[chain_id].extend(records)

@@ -18,7 +18,7 @@ from coexarchive.segments import Manifest, list_manifests, read_segment
 from coexarchive.simulate import SimulationConfig, simulate
 from coexarchive.store.s3 import S3Store
 from pipelines.ingest import SealSpec, StoreSpec, run_pipeline
-from support.archive import signer
+from support.archive import SIM_AUTH, signer
 
 pytestmark = pytest.mark.integration
 
@@ -57,7 +57,11 @@ def test_redrive_seals_what_the_fixed_parser_understands(
     spec = StoreSpec(s3_store.bucket, endpoint_url=seaweed.endpoint_url, region_name="us-east-1")
     seal = SealSpec(str(key_file), "coexarchive.test", "GOVERNANCE:1")
     first = run_pipeline(
-        [k for k, _ in sim.objects], spec, seal, PipelineOptions(["--runner=FnApiRunner"])
+        [k for k, _ in sim.objects],
+        spec,
+        seal,
+        PipelineOptions(["--runner=FnApiRunner"]),
+        auth=SIM_AUTH,
     )
     reactions = sum(1 for e in quarantine.entries(s3_store) if e.item.location == "reaction")
     assert reactions > 0 and first.quarantined >= reactions

@@ -13,7 +13,7 @@ from apache_beam.testing.util import assert_that, equal_to
 from moto import mock_aws
 
 from coexarchive.commands import upload_raw
-from coexarchive.raw import Delivery, encode_landing, landing_key, signature_header
+from coexarchive.raw import Delivery, DeliveryAuth, encode_landing, landing_key, signature_header
 from coexarchive.retention import RetentionPolicy
 from coexarchive.store.s3 import S3Store, create_locked_bucket
 from pipelines.ingest import Ingest, SealSpec, StoreSpec, normalize_object
@@ -21,6 +21,7 @@ from support.archive import signer
 
 BUCKET = "ingest-unit"
 SECRET = b"unit-secret"
+AUTH = DeliveryAuth((SECRET,))
 T0 = 1_767_607_200  # 2026-01-05T10:00:00Z
 
 
@@ -81,6 +82,7 @@ def run(keys: list[str], key_file: str, expected: list[tuple[str, int, int]]) ->
             | Ingest(
                 StoreSpec(BUCKET, region_name="us-east-1"),
                 SealSpec(key_file, "coexarchive.test", "GOVERNANCE:1"),
+                auth=AUTH,
             )
         )
         assert_that(
@@ -111,6 +113,6 @@ def test_rerun_changes_nothing(s3: S3Store, key_file: str) -> None:
 
 def test_normalize_object_keeps_bad_lines_and_valid_siblings() -> None:
     key, data = landing(0, body("wamid.X"), b"\xff\xfe not utf-8")
-    by_chain, bad = normalize_object(key, data)
+    by_chain, bad = normalize_object(key, data, auth=AUTH)
     assert [r.wamid for r in by_chain["900000000000001"]] == ["wamid.X"]
     assert len(bad) == 1 and bad[0].raw_line == 1 and bad[0].payload == b"\xff\xfe not utf-8"

@@ -22,7 +22,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from coexarchive import normalize
+from coexarchive import jsonstrict, normalize
 from coexarchive.normalize import NormalizeResult, message_record_id, normalize_delivery
 from coexarchive.records import RECORD_FIELDS, Record, stable_id
 from coexarchive.webhooks._base import NumberText
@@ -227,7 +227,7 @@ def test_the_fast_paths_are_taken() -> None:
             "pricing": {"billable": True, "category": "service"},
             "conversation": {"id": "c", "origin": {"type": "service"}}}  # fmt: skip
     change = normalize._Change(
-        normalize._Sink("k", 0, 0), "messages", "900", None, None, None, {}, None
+        normalize._Sink("k", 0, 0, {}), "messages", "900", None, None, None, {}, None
     )
     assert normalize._fast_text(change, text, "$") is not None
     assert normalize._fast_status(change, sent, "$") is not None
@@ -324,7 +324,49 @@ def deep_typed(value: Any) -> Any:
 def test_skeleton_is_the_body_without_strings(value: Any, ascii_only: bool) -> None:
     body = json.dumps({"v": value, "s": ["\\", '\\"', '"', '\\\\"']}, ensure_ascii=ascii_only)
     encoded = body.encode("utf-8", "surrogatepass")
-    assert normalize._skeleton(encoded) == _JSON_STRING.sub(b"", encoded)
+    assert jsonstrict.skeleton(encoded) == _JSON_STRING.sub(b"", encoded)
+
+
+def _first_duplicate(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    seen: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in seen:
+            raise KeyError(key)
+        seen[key] = value
+    return seen
+
+
+# Keys from a small alphabet, so that generated objects often repeat one, at any depth.
+_pair_lists = st.recursive(
+    st.one_of(st.none(), st.integers(-5, 5), st.text(alphabet='a"\\:', max_size=3)),
+    lambda children: (
+        st.lists(children, max_size=3)
+        | st.lists(st.tuples(st.sampled_from(["a", "b", 'a"', "a:", "\\"]), children), max_size=3)
+    ),
+    max_leaves=30,
+)
+
+
+def _render(node: Any) -> str:
+    """JSON text for a tree in which a list of (key, value) tuples is an object, keys repeated."""
+    if isinstance(node, list) and node and all(isinstance(item, tuple) for item in node):
+        return "{" + ",".join(f"{json.dumps(k)}:{_render(v)}" for k, v in node) + "}"
+    if isinstance(node, list):
+        return "[" + ",".join(_render(item) for item in node) + "]"
+    return json.dumps(node)
+
+
+@SETTINGS
+@given(_pair_lists)
+def test_duplicate_check_agrees_with_a_pairwise_parse(node: Any) -> None:
+    text = ("{" + '"top":' + _render(node) + "}").encode()
+    try:
+        json.loads(text, object_pairs_hook=_first_duplicate)
+        has_duplicate = False
+    except KeyError:
+        has_duplicate = True
+    found = jsonstrict.duplicate_key(text, orjson.loads(text))
+    assert (found is not None) == has_duplicate
 
 
 @given(texts, st.one_of(texts, long_ids))
