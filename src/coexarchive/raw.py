@@ -39,6 +39,7 @@ __all__ = [
     "landing_key",
     "matching_secret",
     "parse_landing_key",
+    "receiver_id_problem",
     "secret_id",
     "secrets_from",
     "signature_header",
@@ -151,6 +152,16 @@ def landing_key(receiver_id: str, first_seq: int, received_at: int) -> str:
     if first_seq < 0 or received_at < 0:
         raise ValueError("first_seq and received_at must not be negative")
     return f"{RAW_PREFIX}date={utc_date(received_at)}/{receiver_id}-{pad(first_seq)}.jsonl.zst"
+
+
+def receiver_id_problem(receiver_id: object) -> str | None:
+    """Why ``receiver_id`` cannot name a spool and its raw objects, or None if it can."""
+    if isinstance(receiver_id, str) and _RECEIVER_ID.fullmatch(receiver_id):
+        return None
+    return (
+        f"receiver id {receiver_id!r} is not usable: it names raw/ objects, so use 1 to 63 "
+        "characters of a-z, 0-9 and '-', starting with a letter or a digit"
+    )
 
 
 def parse_landing_key(key: str) -> tuple[str, str, int] | None:
