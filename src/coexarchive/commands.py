@@ -101,6 +101,12 @@ def cmd_simulate(args: argparse.Namespace, make_settings: MakeSettings) -> int:
         upload_raw(settings.raw_store(), sim.objects, policy=settings.policy(), progress=progress)
         progress.close()
         print(f"landed them in s3://{settings.raw_bucket or settings.bucket}/raw/")
+    # Ingest checks every signature: say which secret it needs (a demo value, not a secret).
+    secret = config.app_secret.decode()
+    print(
+        f"signed with the demo app secret: ingest with COEXARCHIVE_APP_SECRETS={secret} "
+        f"COEXARCHIVE_OUTBOUND_TOKEN={secret}"
+    )
     return 0
 
 
