@@ -22,15 +22,16 @@ _PLAIN_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 
 
 def skeleton(text: bytes) -> bytes:
-    """Valid JSON text without its strings (what a regex removing every string token gives).
+    """Valid JSON text with every string emptied: what replacing each string token by ``""`` gives.
 
     Backslashes occur only inside strings. Dropping escaped backslashes and then escaped quotes
     (left to right, as JSON pairs them) leaves every remaining quote a string delimiter, so the
-    even-numbered pieces between quotes are exactly the text outside strings.
+    even-numbered pieces between quotes are exactly the text outside strings. The emptied strings
+    stay, so that ``[""]`` still shows a non-empty array.
     """
     if b"\\" in text:
         text = text.replace(b"\\\\", b"").replace(b'\\"', b"")
-    return b"".join(text.split(b'"')[::2])
+    return b'""'.join(text.split(b'"')[::2])
 
 
 def duplicate_key(text: bytes, tree: Any, text_skeleton: bytes | None = None) -> str | None:
