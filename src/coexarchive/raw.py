@@ -20,6 +20,7 @@ import orjson
 import zstandard
 
 from coexarchive.errors import ConfigError, FormatError
+from coexarchive.jsonstrict import duplicate_key
 from coexarchive.store.layout import RAW_PREFIX, pad, utc_date
 
 __all__ = [
@@ -366,6 +367,13 @@ def _parse_line(raw: bytes) -> Delivery:
         raise _LineError(f"invalid JSON: {error}") from None
     if not isinstance(obj, dict):
         raise _LineError("line is not a JSON object")
+    # Re-serialising the parsed line gives each member once: when that reproduces the line byte
+    # for byte (as this module writes lines), no member repeats. Any other spelling is checked.
+    if orjson.dumps(obj) != raw:
+        duplicate = duplicate_key(raw, obj)
+        if duplicate is not None:
+            # Two readers could take two different bodies (or seqs) from this line.
+            raise _LineError(f"duplicate member {duplicate}: the line is ambiguous")
     version = obj.get("v")
     if type(version) is not int or version != RAW_FORMAT_VERSION:
         raise _LineError(f"unknown format version {version!r} (this reader knows v1)")

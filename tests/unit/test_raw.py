@@ -454,3 +454,35 @@ def test_receiver_id_problem_names_the_alphabet() -> None:
     assert receiver_id_problem("rcv-a") is None
     for bad in ("RCV", "", "a" * 64, "-a", 7):
         assert "a-z, 0-9 and '-'" in str(receiver_id_problem(bad))
+
+
+# -- ambiguous lines -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("member", "first", "second"),
+    [("body", '"{}"', '"{\\"x\\":1}"'), ("seq", "7", "8"), ("source", '"webhook"', '"outbound"')],
+)
+def test_a_line_that_repeats_a_member_is_unreadable(member: str, first: str, second: str) -> None:
+    line = line_of(body="{}")
+    doubled = line.replace(
+        f'"{member}":{first}'.encode(), f'"{member}":{first},"{member}":{second}'.encode()
+    )
+    assert doubled != line
+    found, error = decode_one(doubled)
+    assert found is None
+    assert error == f'duplicate member "{member}": the line is ambiguous'
+
+
+def test_a_repeated_header_inside_a_line_is_unreadable() -> None:
+    line = line_of(headers={"content-type": "a"}).replace(
+        b'"content-type":"a"', b'"content-type":"a","content-type":"b"'
+    )
+    expected = 'duplicate member "headers["content-type"]": the line is ambiguous'
+    assert decode_one(line) == (None, expected)
+
+
+def test_a_line_written_by_another_writer_still_reads() -> None:
+    spaced = json.dumps(json.loads(line_of()), indent=1).replace("\n", " ").encode()
+    found, error = decode_one(spaced)
+    assert error is None and found is not None and found.body == b"{}"
