@@ -74,6 +74,22 @@ def ingest_argv(
     return argv + list(extra)
 
 
+def auth_lines(counters: dict[str, int]) -> list[str]:
+    """What authentication refused or could not check in a run, said plainly."""
+    lines = []
+    if refused := counters.get("signature_invalid", 0):
+        lines.append(
+            f"not authenticated:   {refused:>10,}  deliveries quarantined, not sealed "
+            "(signature_invalid or signature_unverifiable: reasons under quarantine/v1/)"
+        )
+    if unchecked := counters.get("unverified_deliveries", 0):
+        lines.append(
+            f"UNVERIFIED:          {unchecked:>10,}  deliveries sealed without a secret to check "
+            'them; their records say "delivery_auth": "unverified_no_secret"'
+        )
+    return lines
+
+
 # --- handlers ------------------------------------------------------------------------------------
 
 
@@ -130,6 +146,7 @@ def cmd_ingest(args: argparse.Namespace, make_settings: MakeSettings) -> int:
         auth=auth,
     )
     print("\n".join(summary.lines()))
+    print("\n".join(auth_lines(summary.extra)))
     print(f"took {time.monotonic() - started:.1f}s")
     return 0
 

@@ -170,3 +170,13 @@ def test_ingest_without_secrets_refuses_in_one_line(
     assert len(err) == 1 and "set COEXARCHIVE_APP_SECRETS" in err[0]
     with pytest.raises(ConfigError, match="COEXARCHIVE_APP_SECRETS"):
         ingest_run(["--bucket", BUCKET, "--signing_key", "k", "--archive_name", "a"], env={})
+
+
+def test_the_ingest_command_says_what_authentication_refused_or_left_unchecked() -> None:
+    from coexarchive.commands import auth_lines
+
+    assert auth_lines({}) == []
+    refused, unchecked = auth_lines({"signature_invalid": 3, "unverified_deliveries": 1200})
+    assert refused.startswith("not authenticated:") and " 3  deliveries quarantined" in refused
+    assert unchecked.startswith("UNVERIFIED:") and "1,200" in unchecked
+    assert '"delivery_auth": "unverified_no_secret"' in unchecked
