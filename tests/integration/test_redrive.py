@@ -75,6 +75,9 @@ def test_redrive_seals_what_the_fixed_parser_understands(
     monkeypatch.setenv("COEXARCHIVE_SIGNING_KEY", str(key_file))
     monkeypatch.setenv("COEXARCHIVE_NAME", "coexarchive.test")
     monkeypatch.setenv("COEXARCHIVE_RETENTION", "GOVERNANCE:1")
+    # The simulator's traffic is signed with the demo secret; redrive checks it again.
+    monkeypatch.setenv("COEXARCHIVE_APP_SECRETS", "coexarchive-demo-app-secret")
+    monkeypatch.setenv("COEXARCHIVE_OUTBOUND_TOKEN", "coexarchive-demo-app-secret")
     assert main(["redrive"]) == 0
     after = record_ids(s3_store)
     assert len(after) == len(before) + reactions
