@@ -39,7 +39,7 @@ from coexarchive.archive_head import write_head_after
 from coexarchive.dedup import DedupIndex
 from coexarchive.enrich import EnrichConfig, collect_side_events, enrich_for_seal
 from coexarchive.normalize import Quarantined, normalize_delivery
-from coexarchive.raw import DeliveryAuth, decode_landing
+from coexarchive.raw import AUTH_MEMBER, VERIFIED, DeliveryAuth, decode_landing
 from coexarchive.records import RECORD_FIELDS, Record
 from coexarchive.retention import RetentionPolicy
 from coexarchive.seal.keys import Ed25519Signer, TrustStore
@@ -235,7 +235,7 @@ def _normalize_lines(
             if counters is not None:
                 counters.signature_invalid.inc()
             continue
-        if counters is not None and "delivery_key_id" not in verdict:
+        if counters is not None and verdict.get(AUTH_MEMBER) != VERIFIED:
             counters.unverified.inc()
         result = normalize_delivery(
             line.delivery.body,

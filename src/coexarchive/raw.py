@@ -25,12 +25,16 @@ from coexarchive.store.layout import RAW_PREFIX, pad, utc_date
 
 __all__ = [
     "APP_SECRETS_ENV",
+    "AUTH_MEMBER",
     "CAPTURE_SECRETS_ENV",
     "KEPT_HEADERS",
+    "KEY_ID_MEMBER",
     "RAW_FORMAT_VERSION",
     "SIGNATURE_HEADER",
     "SIGNATURE_INVALID",
     "SOURCES",
+    "UNVERIFIED_NO_SECRET",
+    "VERIFIED",
     "Delivery",
     "DeliveryAuth",
     "RawLine",
