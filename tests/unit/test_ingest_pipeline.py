@@ -180,3 +180,38 @@ def test_the_ingest_command_says_what_authentication_refused_or_left_unchecked()
     assert refused.startswith("not authenticated:") and " 3  deliveries quarantined" in refused
     assert unchecked.startswith("UNVERIFIED:") and "1,200" in unchecked
     assert '"delivery_auth": "unverified_no_secret"' in unchecked
+
+
+# What each of the simulator's malformations is, as a quarantine reason (prefixes: positions vary).
+MALFORMATION_REASONS = {
+    "truncated JSON": "body is not valid JSON (at character ",
+    "invalid UTF-8": "body is not valid UTF-8 (at byte ",
+    "entry is an object, not a list": "entry is an object, not an array",
+    "metadata missing": "value.metadata is missing (expected an object with phone_number_id)",
+    "one item: id is a list": "id: Input should be a valid string (got an array)",
+    "one item: timestamp is an object": (
+        "timestamp: expected a string or an integer (got an object)"
+    ),
+    "one item: text is a string": (
+        "text: Input should be a valid dictionary or instance of Text (got a string)"
+    ),
+    "one item: id is missing": "id missing",
+}
+
+
+def test_every_simulated_malformation_is_quarantined_saying_what_is_wrong() -> None:
+    from coexarchive.simulate import SimulationConfig, simulate
+    from support.archive import SIM_AUTH
+
+    sim = simulate(SimulationConfig(seed=3, customers=8, days=3, malformed_rate=0.4))
+    reasons: dict[tuple[str, int], list[str]] = {}
+    for key, data in sim.objects:
+        _, bad = normalize_object(key, data, auth=SIM_AUTH)
+        for item in bad:
+            reasons.setdefault((key, item.raw_line), []).append(item.reason)
+    seen = set()
+    for key, line, what in sim.malformed_at:
+        [reason] = reasons[key, line]
+        assert reason.startswith(MALFORMATION_REASONS[what]), (what, reason)
+        seen.add(what)
+    assert len(seen) >= 6, seen

@@ -202,6 +202,10 @@ def _change(
 ) -> None:
     metadata = value.get("metadata")
     if name in _MESSAGE_FIELDS or (name not in _MANAGEMENT and metadata is not None):
+        if "metadata" not in value:
+            raise _Rejected("value.metadata is missing (expected an object with phone_number_id)")
+        if type(metadata) is not dict:
+            raise _Rejected(_not_a("value.metadata", metadata, "an object"))
         try:
             meta = Metadata.model_validate(metadata)
         except ValidationError as exc:
