@@ -63,15 +63,18 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from coexarchive.commands import upload_raw
 from coexarchive.errors import StorageError
+from coexarchive.raw import DeliveryAuth
 from coexarchive.retention import RetentionPolicy
 from coexarchive.seal.keys import Ed25519Signer, TrustStore
-from coexarchive.simulate import SimulationConfig, bulk_objects
+from coexarchive.simulate import DEMO_APP_SECRET, SimulationConfig, bulk_objects
 from coexarchive.store.seaweed import EmbeddedS3
 from coexarchive.verify import verify_archive
 from pipelines.ingest import IngestSummary, SealSpec, StoreSpec, run_pipeline
 
 POLICY = RetentionPolicy.parse("GOVERNANCE:1")
 ARCHIVE_NAME = "bench.coexarchive"
+# The bulk objects are signed with the demo app secret; ingest checks every signature.
+AUTH = DeliveryAuth((DEMO_APP_SECRET,))
 TARGET_EVENTS_PER_SECOND = 100_000
 TARGET_NAIVE_RATIO = 4.0
 SEED = 17
@@ -308,7 +311,7 @@ def ingest(
     spec = dataclasses.replace(raw, bucket=bucket)
     seal = SealSpec(str(key_file), ARCHIVE_NAME, "GOVERNANCE:1")
     started = time.perf_counter()
-    summary = run_pipeline(keys, spec, seal, options, raw_spec=raw)
+    summary = run_pipeline(keys, spec, seal, options, auth=AUTH, raw_spec=raw)
     return time.perf_counter() - started, summary
 
 
@@ -351,6 +354,7 @@ def probe(argv: Sequence[str]) -> None:
         dataclasses.replace(raw, bucket=request["bucket"]),
         SealSpec(request["key_file"], ARCHIVE_NAME, "GOVERNANCE:1"),
         PipelineOptions(TWO_WORKERS),
+        auth=AUTH,
         raw_spec=raw,
     )
     seconds = time.perf_counter() - started

@@ -19,9 +19,10 @@ import gc
 import logging
 import marshal
 import operator
+import os
 import pickle
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,7 +40,7 @@ from coexarchive.dedup import DedupIndex
 from coexarchive.enrich import EnrichConfig, collect_side_events, enrich_for_seal
 from coexarchive.errors import SealError
 from coexarchive.normalize import Quarantined, normalize_delivery
-from coexarchive.raw import decode_landing
+from coexarchive.raw import AUTH_MEMBER, VERIFIED, DeliveryAuth, decode_landing
 from coexarchive.records import RECORD_FIELDS, Record
 from coexarchive.resume import UnsignedTailError
 from coexarchive.retention import RetentionPolicy
@@ -131,21 +132,27 @@ def _counter(name: str) -> Any:
 
 
 class NormalizeObject(beam.DoFn):
-    """One raw object → one (chain, records) element per chain it touches, plus quarantine."""
+    """One raw object → one (chain, records) element per chain it touches, plus quarantine.
 
-    def __init__(self, store_spec: StoreSpec) -> None:
+    Every delivery is authenticated first (``auth``); one that fails is quarantined, never sealed.
+    """
+
+    def __init__(self, store_spec: StoreSpec, auth: DeliveryAuth) -> None:
         self.store_spec = store_spec
+        self.auth = auth
         self.objects = _counter("raw_objects")
         self.deliveries = _counter("deliveries")
         self.unreadable = _counter("unreadable_lines")
         self.events = _counter("events")
         self.quarantined = _counter("quarantined")
+        self.signature_invalid = _counter("signature_invalid")
+        self.unverified = _counter("unverified_deliveries")
 
     def setup(self) -> None:
         self.store = self.store_spec.open()
 
     def process(self, key: str) -> Iterator[Any]:
-        by_chain, bad = normalize_object(key, self.store.get(key), self)
+        by_chain, bad = normalize_object(key, self.store.get(key), self, auth=self.auth)
         self.objects.inc()
         for chain_id, records in sorted(by_chain.items()):
             self.events.inc(len(records))
@@ -184,13 +191,17 @@ def unpack_records(data: bytes) -> list[Record]:
 
 
 def normalize_object(
-    key: str, data: bytes, counters: Any = None
+    key: str, data: bytes, counters: Any = None, *, auth: DeliveryAuth
 ) -> tuple[dict[str, list[Record]], list[Quarantined]]:
-    """Decode a landing object and normalise every delivery in it (pure apart from counters)."""
+    """Decode a landing object, authenticate and normalise every delivery in it.
+
+    Pure apart from counters. A delivery whose signature does not verify under ``auth`` is
+    quarantined whole, as its exact landing line, and gives no record.
+    """
     by_chain: dict[str, list[Record]] = defaultdict(list)
     bad: list[Quarantined] = []
     with _cyclic_gc_paused():
-        _normalize_lines(key, data, by_chain, bad, counters)
+        _normalize_lines(key, data, by_chain, bad, counters, auth)
     return by_chain, bad
 
 
@@ -217,6 +228,7 @@ def _normalize_lines(
     by_chain: dict[str, list[Record]],
     bad: list[Quarantined],
     counters: Any,
+    auth: DeliveryAuth,
 ) -> None:
     for line in decode_landing(data, key=key):
         if line.delivery is None:
@@ -228,12 +240,22 @@ def _normalize_lines(
             continue
         if counters is not None:
             counters.deliveries.inc()
+        verdict = auth.check(line.delivery)
+        if isinstance(verdict, str):
+            # Not proven to come from Meta (or from a capturing sender): kept, never sealed.
+            bad.append(Quarantined(key, line.line, verdict, "$", line.raw))
+            if counters is not None:
+                counters.signature_invalid.inc()
+            continue
+        if counters is not None and verdict.get(AUTH_MEMBER) != VERIFIED:
+            counters.unverified.inc()
         result = normalize_delivery(
             line.delivery.body,
             raw_key=key,
             raw_line=line.line,
             received_time=line.delivery.received_at,
             source=line.delivery.source,
+            auth=verdict,
         )
         for record in result.records:
             by_chain[record.chain_id].append(record)
@@ -407,16 +429,22 @@ class Ingest(beam.PTransform):
     """Raw object keys → sealed archive; outputs per-chain summaries."""
 
     def __init__(
-        self, store_spec: StoreSpec, seal_spec: SealSpec, *, raw_spec: StoreSpec | None = None
+        self,
+        store_spec: StoreSpec,
+        seal_spec: SealSpec,
+        *,
+        auth: DeliveryAuth,
+        raw_spec: StoreSpec | None = None,
     ) -> None:
         super().__init__()
         self.store_spec = store_spec
         self.raw_spec = raw_spec or store_spec
         self.seal_spec = seal_spec
+        self.auth = auth
 
     def expand(self, keys: Any) -> Any:
         normalized = keys | "ReadAndNormalize" >> beam.ParDo(
-            NormalizeObject(self.raw_spec)
+            NormalizeObject(self.raw_spec, self.auth)
         ).with_outputs(QUARANTINE_TAG, SIDE_EVENTS_TAG, main="records")
         _ = normalized[QUARANTINE_TAG] | "WriteQuarantine" >> beam.ParDo(
             WriteQuarantine(self.store_spec, self.seal_spec.retention)
@@ -466,12 +494,33 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--retention", default="COMPLIANCE:7")
     parser.add_argument("--max_segment_records", type=int, default=100_000)
+    parser.add_argument(
+        "--allow_unauthenticated",
+        action="store_true",
+        help="without COEXARCHIVE_APP_SECRETS, seal deliveries marked "
+        '"delivery_auth": "unverified_no_secret" instead of refusing to run',
+    )
     return parser
 
 
-def run(argv: Sequence[str] | None = None, *, save_main_session: bool = False) -> IngestSummary:
-    """Parse arguments (ours + Beam's), run the pipeline to completion, return its summary."""
+def run(
+    argv: Sequence[str] | None = None,
+    *,
+    save_main_session: bool = False,
+    env: Mapping[str, str] | None = None,
+    auth: DeliveryAuth | None = None,
+) -> IngestSummary:
+    """Parse arguments (ours + Beam's), run the pipeline to completion, return its summary.
+
+    The secrets that authenticate raw deliveries are ``auth``, else read from ``env`` (default:
+    the process environment) as the receiver reads them; without any, this refuses to run
+    unless ``--allow_unauthenticated`` is given.
+    """
     args, beam_args = build_parser().parse_known_args(argv)
+    if auth is None:
+        auth = DeliveryAuth.from_env(
+            os.environ if env is None else env, allow_unauthenticated=args.allow_unauthenticated
+        )
     store_spec = StoreSpec(args.bucket, args.endpoint_url, args.region_name, args.sse_kms_key_id)
     seal_spec = SealSpec(
         args.signing_key,
@@ -486,7 +535,7 @@ def run(argv: Sequence[str] | None = None, *, save_main_session: bool = False) -
     )
     options = PipelineOptions(beam_args or ["--runner=FnApiRunner"])
     options.view_as(SetupOptions).save_main_session = save_main_session
-    return run_pipeline(keys, store_spec, seal_spec, options, raw_spec=raw_spec)
+    return run_pipeline(keys, store_spec, seal_spec, options, auth=auth, raw_spec=raw_spec)
 
 
 def run_pipeline(
@@ -495,13 +544,14 @@ def run_pipeline(
     seal_spec: SealSpec,
     options: PipelineOptions,
     *,
+    auth: DeliveryAuth,
     raw_spec: StoreSpec | None = None,
 ) -> IngestSummary:
     pipeline = beam.Pipeline(options=options)
     _ = (
         pipeline
         | "RawObjects" >> beam.Create(list(keys))
-        | "Ingest" >> Ingest(store_spec, seal_spec, raw_spec=raw_spec)
+        | "Ingest" >> Ingest(store_spec, seal_spec, auth=auth, raw_spec=raw_spec)
     )
     result = pipeline.run()
     result.wait_until_finish()
@@ -530,5 +580,13 @@ def summary_json(summary: IngestSummary) -> bytes:
 
 
 if __name__ == "__main__":
+    import sys
+
+    from coexarchive.errors import CoexArchiveError
+
     logging.basicConfig(level=logging.WARNING)
-    print("\n".join(run().lines()))
+    try:
+        print("\n".join(run().lines()))
+    except CoexArchiveError as error:
+        print(f"python -m pipelines.ingest: {error.diagnostics()}", file=sys.stderr)
+        sys.exit(2)

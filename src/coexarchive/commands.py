@@ -74,6 +74,22 @@ def ingest_argv(
     return argv + list(extra)
 
 
+def auth_lines(counters: dict[str, int]) -> list[str]:
+    """What authentication refused or could not check in a run, said plainly."""
+    lines = []
+    if refused := counters.get("signature_invalid", 0):
+        lines.append(
+            f"not authenticated:   {refused:>10,}  deliveries quarantined, not sealed "
+            "(signature_invalid or signature_unverifiable: reasons under quarantine/v1/)"
+        )
+    if unchecked := counters.get("unverified_deliveries", 0):
+        lines.append(
+            f"UNVERIFIED:          {unchecked:>10,}  deliveries sealed without a secret to check "
+            'them; their records say "delivery_auth": "unverified_no_secret"'
+        )
+    return lines
+
+
 # --- handlers ------------------------------------------------------------------------------------
 
 
@@ -101,23 +117,36 @@ def cmd_simulate(args: argparse.Namespace, make_settings: MakeSettings) -> int:
         upload_raw(settings.raw_store(), sim.objects, policy=settings.policy(), progress=progress)
         progress.close()
         print(f"landed them in s3://{settings.raw_bucket or settings.bucket}/raw/")
+    # Ingest checks every signature: say which secret it needs (a demo value, not a secret).
+    secret = config.app_secret.decode()
+    print(
+        f"signed with the demo app secret: ingest with COEXARCHIVE_APP_SECRETS={secret} "
+        f"COEXARCHIVE_OUTBOUND_TOKEN={secret}"
+    )
     return 0
 
 
 def cmd_ingest(args: argparse.Namespace, make_settings: MakeSettings) -> int:
+    from coexarchive.raw import DeliveryAuth
     from pipelines.ingest import run
 
+    # Fail early, with one clear line, without the secrets that authenticate raw deliveries.
+    auth = DeliveryAuth.from_env(os.environ, allow_unauthenticated=args.allow_unauthenticated)
     settings = make_settings(args, retention=args.retention)
     settings.signer()  # fail early, with a clear message, if the key is missing
     if args.follow:
         from coexarchive.receive.continuous import follow_from_settings
 
-        follower = follow_from_settings(settings, poll=args.poll, beam_args=args.beam)
+        follower = follow_from_settings(settings, auth=auth, poll=args.poll, beam_args=args.beam)
         print(f"stopped: {follower.objects} raw objects, p95 200→sealed {follower.p95_ms()} ms")
         return 0
     started = time.monotonic()
-    summary = run(ingest_argv(settings, prefix=args.prefix, workers=args.workers, extra=args.beam))
+    summary = run(
+        ingest_argv(settings, prefix=args.prefix, workers=args.workers, extra=args.beam),
+        auth=auth,
+    )
     print("\n".join(summary.lines()))
+    print("\n".join(auth_lines(summary.extra)))
     print(f"took {time.monotonic() - started:.1f}s")
     summary.check()  # a chain ending in an unsigned tail was refused: exit non-zero, naming it
     return 0
@@ -125,8 +154,10 @@ def cmd_ingest(args: argparse.Namespace, make_settings: MakeSettings) -> int:
 
 def cmd_redrive(args: argparse.Namespace, make_settings: MakeSettings) -> int:
     from coexarchive import quarantine
+    from coexarchive.raw import DeliveryAuth
     from pipelines.ingest import SealSpec, StoreSpec, run_pipeline
 
+    auth = DeliveryAuth.from_env(os.environ, allow_unauthenticated=args.allow_unauthenticated)
     settings = make_settings(args)
     store = settings.store()
     raw_keys = sorted({entry.item.raw_key for entry in quarantine.entries(store)})
@@ -149,7 +180,7 @@ def cmd_redrive(args: argparse.Namespace, make_settings: MakeSettings) -> int:
         raw_bucket, settings.endpoint_url, settings.region_name, settings.sse_kms_key_id
     )
     options = PipelineOptions(["--runner=FnApiRunner"])
-    summary = run_pipeline(raw_keys, spec, seal, options, raw_spec=raw_spec)
+    summary = run_pipeline(raw_keys, spec, seal, options, auth=auth, raw_spec=raw_spec)
     print(f"re-drove {len(raw_keys)} raw object(s) that had quarantined input")
     print("\n".join(summary.lines()))
     print(
@@ -162,6 +193,7 @@ def cmd_redrive(args: argparse.Namespace, make_settings: MakeSettings) -> int:
 def cmd_demo(args: argparse.Namespace, make_settings: MakeSettings) -> int:
     """Embedded S3 → a week of traffic → ingest → verify → what was archived, and where."""
     from coexarchive._internal.progress import Progress
+    from coexarchive.raw import DeliveryAuth
     from coexarchive.seal.keys import Ed25519Signer
     from coexarchive.simulate import SimulationConfig, simulate
     from coexarchive.store.seaweed import EmbeddedS3
@@ -195,7 +227,8 @@ def cmd_demo(args: argparse.Namespace, make_settings: MakeSettings) -> int:
             f"generating {args.days} days of traffic for {args.customers} customers "
             f"(seed {args.seed})"
         )
-        sim = simulate(SimulationConfig(seed=args.seed, customers=args.customers, days=args.days))
+        config = SimulationConfig(seed=args.seed, customers=args.customers, days=args.days)
+        sim = simulate(config)
         progress = Progress("  landing raw objects", len(sim.objects))
         upload_raw(store, sim.objects, policy=settings.policy(), progress=progress)
         progress.close()
@@ -206,7 +239,9 @@ def cmd_demo(args: argparse.Namespace, make_settings: MakeSettings) -> int:
         step("running the ingest pipeline (Apache Beam, FnApiRunner)")
         from pipelines.ingest import run
 
-        summary = run(ingest_argv(settings, prefix="raw/", workers=args.workers))
+        # The simulated traffic is signed with the demo app secret, captures included.
+        demo_auth = DeliveryAuth((config.app_secret,), (config.app_secret,))
+        summary = run(ingest_argv(settings, prefix="raw/", workers=args.workers), auth=demo_auth)
         print("\n".join("  " + line for line in summary.lines()))
         step("verifying the archive")
         report = verify_archive(store, settings.trust())
@@ -286,6 +321,7 @@ def register(sub: Any, add_archive_options: AddOptions, make_settings: MakeSetti
     ingest.add_argument(
         "--poll", type=float, default=5.0, help="seconds between passes with --follow"
     )
+    _add_auth_option(ingest)
     ingest.add_argument("beam", nargs="*", help=argparse.SUPPRESS)
     ingest.set_defaults(handler=bind(cmd_ingest))
 
@@ -297,6 +333,7 @@ def register(sub: Any, add_archive_options: AddOptions, make_settings: MakeSetti
     )
     add_archive_options(redrive)
     redrive.add_argument("--key", type=Path, help="signing key file")
+    _add_auth_option(redrive)
     redrive.set_defaults(handler=bind(cmd_redrive))
 
     demo = sub.add_parser(
@@ -319,3 +356,13 @@ def register(sub: Any, add_archive_options: AddOptions, make_settings: MakeSetti
         "production uses COMPLIANCE",
     )
     demo.set_defaults(handler=bind(cmd_demo))
+
+
+def _add_auth_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--allow-unauthenticated",
+        action="store_true",
+        help="without COEXARCHIVE_APP_SECRETS, seal raw deliveries marked "
+        '"delivery_auth": "unverified_no_secret" instead of refusing (the secrets, like the '
+        "receiver's, come from COEXARCHIVE_APP_SECRETS and COEXARCHIVE_OUTBOUND_TOKEN)",
+    )

@@ -14,26 +14,40 @@ import hmac
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 import orjson
 import zstandard
 
-from coexarchive.errors import FormatError
+from coexarchive.errors import ConfigError, FormatError
+from coexarchive.jsonstrict import duplicate_key
 from coexarchive.store.layout import RAW_PREFIX, pad, utc_date
 
 __all__ = [
+    "APP_SECRETS_ENV",
+    "AUTH_MEMBER",
+    "CAPTURE_SECRETS_ENV",
     "KEPT_HEADERS",
+    "KEY_ID_MEMBER",
     "RAW_FORMAT_VERSION",
     "SIGNATURE_HEADER",
+    "SIGNATURE_INVALID",
+    "SIGNATURE_UNVERIFIABLE",
     "SOURCES",
+    "UNVERIFIED_NO_SECRET",
+    "VERIFIED",
     "Delivery",
+    "DeliveryAuth",
     "RawLine",
     "decode_landing",
     "encode_landing",
     "kept_headers",
     "landing_key",
+    "matching_secret",
     "parse_landing_key",
+    "receiver_id_problem",
+    "secret_id",
+    "secrets_from",
     "signature_header",
     "verify_signature",
 ]
@@ -57,6 +71,19 @@ _LANDING_KEY = re.compile(
     r"\.jsonl(?:\.zst)?"
 )
 _SIG_PREFIX = "sha256="
+
+# Where the receiver and ingest read their secrets (comma- or newline-separated, several for
+# rotation): Meta's app secret(s) for webhooks, the capture secret(s) for /outbound sends.
+APP_SECRETS_ENV = "COEXARCHIVE_APP_SECRETS"
+CAPTURE_SECRETS_ENV = "COEXARCHIVE_OUTBOUND_TOKEN"
+# The quarantine reason of a delivery whose signature does not verify (RAW_LANDING.md §3).
+SIGNATURE_INVALID = "signature_invalid"
+SIGNATURE_UNVERIFIABLE = "signature_unverifiable"
+# ``detail`` members a sealed record carries about the delivery it came from (RECORD_KINDS.md).
+AUTH_MEMBER = "delivery_auth"
+KEY_ID_MEMBER = "delivery_key_id"
+VERIFIED = "signature_verified"
+UNVERIFIED_NO_SECRET = "unverified_no_secret"  # noqa: S105 (a marker, not a secret)
 
 
 @dataclass(frozen=True)
@@ -133,6 +160,16 @@ def landing_key(receiver_id: str, first_seq: int, received_at: int) -> str:
     return f"{RAW_PREFIX}date={utc_date(received_at)}/{receiver_id}-{pad(first_seq)}.jsonl.zst"
 
 
+def receiver_id_problem(receiver_id: object) -> str | None:
+    """Why ``receiver_id`` cannot name a spool and its raw objects, or None if it can."""
+    if isinstance(receiver_id, str) and _RECEIVER_ID.fullmatch(receiver_id):
+        return None
+    return (
+        f"receiver id {receiver_id!r} is not usable: it names raw/ objects, so use 1 to 63 "
+        "characters of a-z, 0-9 and '-', starting with a letter or a digit"
+    )
+
+
 def parse_landing_key(key: str) -> tuple[str, str, int] | None:
     """``(date, receiver_id, first_seq)`` of a landing key, or None if the key is not one."""
     match = _LANDING_KEY.fullmatch(key)
@@ -151,20 +188,123 @@ def verify_signature(body: bytes, header: str | None, app_secrets: Sequence[byte
 
     Several secrets allow rotation. Garbage headers give False, never an exception.
     """
+    return matching_secret(body, header, app_secrets) is not None
+
+
+def matching_secret(body: bytes, header: str | None, secrets: Sequence[bytes]) -> int | None:
+    """The index of the first secret under which ``header`` signs ``body``, or None."""
     if not isinstance(header, str) or not header.startswith(_SIG_PREFIX):
-        return False
+        return None
     try:
         claimed = bytes.fromhex(header[len(_SIG_PREFIX) :])
     except ValueError:
-        return False
+        return None
     if len(claimed) != hashlib.sha256().digest_size:
-        return False
-    valid = False
+        return None
+    found: int | None = None
     # Every secret is tried, so the time taken does not reveal which one matched.
-    for secret in app_secrets:
+    for index, secret in enumerate(secrets):
         expected = hmac.new(secret, body, hashlib.sha256).digest()
-        valid |= hmac.compare_digest(expected, claimed)
-    return valid
+        if hmac.compare_digest(expected, claimed) and found is None:
+            found = index
+    return found
+
+
+def secret_id(secret: bytes) -> str:
+    """A short name for a secret that reveals nothing usable: 8 hex digits of its SHA-256."""
+    return hashlib.sha256(secret).hexdigest()[:8]
+
+
+def secrets_from(text: str) -> tuple[bytes, ...]:
+    """Comma- or newline-separated secrets; surrounding blanks and empty entries are dropped."""
+    return tuple(part.strip().encode() for part in re.split(r"[,\n]", text) if part.strip())
+
+
+@dataclass(frozen=True)
+class DeliveryAuth:
+    """The secrets ingest authenticates landed deliveries with (``RAW_LANDING.md`` §3).
+
+    ``app_secrets`` check webhooks (Meta's ``X-Hub-Signature-256``), ``capture_secrets`` check
+    outbound captures. Without app secrets, ingest refuses to run unless
+    ``allow_unauthenticated`` says explicitly that deliveries are to be sealed unchecked; each
+    record made from such a delivery then says ``"delivery_auth": "unverified_no_secret"``.
+    """
+
+    app_secrets: tuple[bytes, ...] = ()
+    capture_secrets: tuple[bytes, ...] = ()
+    allow_unauthenticated: bool = False
+    _verified: dict[str, tuple[Mapping[str, str], ...]] = field(
+        init=False, repr=False, compare=False, default_factory=dict
+    )
+
+    def __post_init__(self) -> None:
+        for name, secrets in (
+            ("app", self.app_secrets),
+            ("capture", self.capture_secrets),
+        ):
+            if not all(isinstance(secret, bytes) and secret for secret in secrets):
+                raise ConfigError(f"every {name} secret must be non-empty bytes")
+        if not self.app_secrets and not self.allow_unauthenticated:
+            raise ConfigError(
+                f"no app secret to authenticate raw deliveries with: set {APP_SECRETS_ENV} "
+                "(comma-separated, as for the receiver), or pass --allow-unauthenticated to seal "
+                "them marked unverified"
+            )
+        # One shared detail addition per secret, built once (callers only read it).
+        for source, secrets in (("webhook", self.app_secrets), ("outbound", self.capture_secrets)):
+            self._verified[source] = tuple(
+                {AUTH_MEMBER: VERIFIED, KEY_ID_MEMBER: secret_id(secret)} for secret in secrets
+            )
+
+    def __repr__(self) -> str:
+        # A config printed in a traceback or a log must not leak secrets.
+        return (
+            f"DeliveryAuth(app_secrets=<{len(self.app_secrets)} hidden>, "
+            f"capture_secrets=<{len(self.capture_secrets)} hidden>, "
+            f"allow_unauthenticated={self.allow_unauthenticated})"
+        )
+
+    @classmethod
+    def from_env(
+        cls, env: Mapping[str, str], *, allow_unauthenticated: bool = False
+    ) -> DeliveryAuth:
+        """The secrets from the receiver's variables; refuses without one unless allowed."""
+        return cls(
+            app_secrets=secrets_from(env.get(APP_SECRETS_ENV, "")),
+            capture_secrets=secrets_from(env.get(CAPTURE_SECRETS_ENV, "")),
+            allow_unauthenticated=allow_unauthenticated,
+        )
+
+    def check(self, delivery: Delivery) -> Mapping[str, str] | str:
+        """The ``detail`` members that say how ``delivery`` was authenticated, or why it fails.
+
+        A failure is a quarantine reason starting with ``signature_invalid`` (the signature is
+        missing or does not verify) or ``signature_unverifiable`` (no secret for its source).
+        """
+        if delivery.source == "webhook":
+            secrets, header, variable = self.app_secrets, "app", APP_SECRETS_ENV
+        else:
+            secrets, header, variable = self.capture_secrets, "capture", CAPTURE_SECRETS_ENV
+        if not secrets:
+            if self.allow_unauthenticated:
+                return _UNVERIFIED
+            return (
+                f"{SIGNATURE_UNVERIFIABLE}: no {header} secret configured for {delivery.source} "
+                f"deliveries; set {variable} and re-drive"
+            )
+        signature = delivery.headers.get(SIGNATURE_HEADER)
+        if signature is None:
+            return f"{SIGNATURE_INVALID}: the {SIGNATURE_HEADER} header is missing"
+        index = matching_secret(delivery.body, signature, secrets)
+        if index is None:
+            return (
+                f"{SIGNATURE_INVALID}: {SIGNATURE_HEADER} does not sign the body under any of "
+                f"the {len(secrets)} configured {header} secret(s)"
+            )
+        return self._verified[delivery.source][index]
+
+
+_UNVERIFIED: Final[Mapping[str, str]] = {AUTH_MEMBER: UNVERIFIED_NO_SECRET}
 
 
 def _encode_line(delivery: Delivery) -> bytes:
@@ -232,6 +372,13 @@ def _parse_line(raw: bytes) -> Delivery:
         raise _LineError(f"invalid JSON: {error}") from None
     if not isinstance(obj, dict):
         raise _LineError("line is not a JSON object")
+    # Re-serialising the parsed line gives each member once: when that reproduces the line byte
+    # for byte (as this module writes lines), no member repeats. Any other spelling is checked.
+    if orjson.dumps(obj) != raw:
+        duplicate = duplicate_key(raw, obj)
+        if duplicate is not None:
+            # Two readers could take two different bodies (or seqs) from this line.
+            raise _LineError(f"duplicate member {duplicate}: the line is ambiguous")
     version = obj.get("v")
     if type(version) is not int or version != RAW_FORMAT_VERSION:
         raise _LineError(f"unknown format version {version!r} (this reader knows v1)")

@@ -22,7 +22,7 @@ from coexarchive.simulate import Simulation, SimulationConfig, redelivery, simul
 from coexarchive.store.s3 import S3Store
 from coexarchive.verify import chains_in, verify_archive
 from pipelines.ingest import IngestSummary, SealSpec, StoreSpec, run_pipeline
-from support.archive import signer, trust_for
+from support.archive import SIM_AUTH, signer, trust_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -51,7 +51,11 @@ def world(
 
 def ingest(world: dict[str, Any], keys: list[str]) -> IngestSummary:
     return run_pipeline(
-        sorted(keys), world["spec"], world["seal"], PipelineOptions(["--runner=FnApiRunner"])
+        sorted(keys),
+        world["spec"],
+        world["seal"],
+        PipelineOptions(["--runner=FnApiRunner"]),
+        auth=SIM_AUTH,
     )
 
 

@@ -18,7 +18,7 @@ from coexarchive.segments import Manifest, list_manifests, read_segment
 from coexarchive.simulate import SimulationConfig, simulate
 from coexarchive.store.s3 import S3Store
 from pipelines.ingest import SealSpec, StoreSpec, run_pipeline
-from support.archive import signer
+from support.archive import SIM_AUTH, signer
 
 pytestmark = pytest.mark.integration
 
@@ -57,7 +57,11 @@ def test_redrive_seals_what_the_fixed_parser_understands(
     spec = StoreSpec(s3_store.bucket, endpoint_url=seaweed.endpoint_url, region_name="us-east-1")
     seal = SealSpec(str(key_file), "coexarchive.test", "GOVERNANCE:1")
     first = run_pipeline(
-        [k for k, _ in sim.objects], spec, seal, PipelineOptions(["--runner=FnApiRunner"])
+        [k for k, _ in sim.objects],
+        spec,
+        seal,
+        PipelineOptions(["--runner=FnApiRunner"]),
+        auth=SIM_AUTH,
     )
     reactions = sum(1 for e in quarantine.entries(s3_store) if e.item.location == "reaction")
     assert reactions > 0 and first.quarantined >= reactions
@@ -71,6 +75,9 @@ def test_redrive_seals_what_the_fixed_parser_understands(
     monkeypatch.setenv("COEXARCHIVE_SIGNING_KEY", str(key_file))
     monkeypatch.setenv("COEXARCHIVE_NAME", "coexarchive.test")
     monkeypatch.setenv("COEXARCHIVE_RETENTION", "GOVERNANCE:1")
+    # The simulator's traffic is signed with the demo secret; redrive checks it again.
+    monkeypatch.setenv("COEXARCHIVE_APP_SECRETS", "coexarchive-demo-app-secret")
+    monkeypatch.setenv("COEXARCHIVE_OUTBOUND_TOKEN", "coexarchive-demo-app-secret")
     assert main(["redrive"]) == 0
     after = record_ids(s3_store)
     assert len(after) == len(before) + reactions

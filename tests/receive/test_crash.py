@@ -25,7 +25,7 @@ import httpx
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from coexarchive.raw import Delivery, decode_landing, signature_header
+from coexarchive.raw import Delivery, DeliveryAuth, decode_landing, signature_header
 from coexarchive.receive.continuous import ContinuousIngest, pipeline_runner
 from coexarchive.segments import Manifest, list_manifests, read_segment
 from coexarchive.store.s3 import S3Store
@@ -233,7 +233,8 @@ def test_sigkill_under_load_loses_and_duplicates_nothing(
     spec = StoreSpec(s3_store.bucket, endpoint_url=seaweed.endpoint_url, region_name="us-east-1")
     seal = SealSpec(key_file, "coexarchive.test", "GOVERNANCE:1")
     keys = sorted(s3_store.list("raw/"))
-    run_pipeline(keys, spec, seal, PipelineOptions(["--runner=FnApiRunner"]))
+    auth = DeliveryAuth((b"old-secret", SECRET))
+    run_pipeline(keys, spec, seal, PipelineOptions(["--runner=FnApiRunner"]), auth=auth)
     wamids = sealed_wamids(s3_store)
     wamid_of = {
         digest(message_body(f"wamid.crash.{n:05d}")): f"wamid.crash.{n:05d}" for n in range(2_000)
@@ -330,7 +331,9 @@ def test_continuous_ingest_seals_within_a_bounded_delay_and_never_reprocesses(
 ) -> None:
     spec = StoreSpec(s3_store.bucket, endpoint_url=seaweed.endpoint_url, region_name="us-east-1")
     seal = SealSpec(key_file, "coexarchive.test", "GOVERNANCE:1")
-    follower = ContinuousIngest(s3_store, pipeline_runner(spec, seal), poll=1.0)
+    follower = ContinuousIngest(
+        s3_store, pipeline_runner(spec, seal, auth=DeliveryAuth((b"old-secret", SECRET))), poll=1.0
+    )
     stop = threading.Event()
     thread = threading.Thread(target=follower.follow, args=(stop,), daemon=True)
     thread.start()

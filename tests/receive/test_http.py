@@ -444,3 +444,9 @@ def test_capture_helper_raises_when_not_confirmed(running: Running) -> None:
     with pytest.raises(CaptureError, match="not confirmed"):
         unreachable.record("900000000000001", {}, {"messages": [{"id": "wamid.X"}]})
     assert "wrong" not in repr(OutboundCapture(running.url, "wrong"))
+
+
+@pytest.mark.parametrize("token", ["", "  "])
+def test_capture_helper_refuses_an_empty_secret_at_construction(token: str) -> None:
+    with pytest.raises(ValueError, match="COEXARCHIVE_OUTBOUND_TOKEN"):
+        OutboundCapture("http://127.0.0.1:9/outbound", token)

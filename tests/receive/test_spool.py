@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from coexarchive.errors import ConfigError
 from coexarchive.receive.spool import (
     MAGIC,
     Spool,
@@ -207,3 +208,13 @@ def test_read_segment_ignores_trailing_noise(tmp_path: Path) -> None:
         "outbound",
         b"\xff\x00binary",
     )
+
+
+@pytest.mark.parametrize("receiver_id", ["RCV", "rcv_1", "", "-x", "a" * 64])
+def test_a_spool_refuses_a_receiver_id_its_raw_objects_could_not_carry(
+    tmp_path: Path, receiver_id: str
+) -> None:
+    # Accepted, it would fail every upload later while the receiver kept answering 200.
+    with pytest.raises(ConfigError, match="a-z, 0-9 and '-'"):
+        Spool(tmp_path / "spool", receiver_id)
+    assert not (tmp_path / "spool").exists()

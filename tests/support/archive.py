@@ -12,6 +12,7 @@ import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from coexarchive.archive_head import write_head_after
+from coexarchive.raw import DeliveryAuth
 from coexarchive.records import Direction, Kind, Origin, Record, stable_id
 from coexarchive.retention import ClassRetention, RetentionPolicy
 from coexarchive.seal.keys import Ed25519Signer, TrustStore
@@ -19,6 +20,8 @@ from coexarchive.segments import ChainWriter, Manifest, SegmentResult
 from coexarchive.store.base import ObjectStore
 
 ARCHIVE = "coexarchive.test"
+# The simulator signs webhooks and outbound captures with its demo app secret.
+SIM_AUTH = DeliveryAuth((b"coexarchive-demo-app-secret",), (b"coexarchive-demo-app-secret",))
 DAY_MS = 86_400_000
 START_MS = 1_767_571_200_000  # 2026-01-05T00:00:00Z
 

@@ -2,25 +2,37 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
 import apache_beam as beam
 import boto3
 import pytest
+import zstandard
 from apache_beam.testing import test_pipeline
 from apache_beam.testing.util import assert_that, equal_to
 from moto import mock_aws
 
 from coexarchive.commands import upload_raw
-from coexarchive.raw import Delivery, encode_landing, landing_key, signature_header
+from coexarchive.errors import ConfigError
+from coexarchive.raw import (
+    Delivery,
+    DeliveryAuth,
+    encode_landing,
+    landing_key,
+    secret_id,
+    signature_header,
+)
 from coexarchive.retention import RetentionPolicy
 from coexarchive.store.s3 import S3Store, create_locked_bucket
 from pipelines.ingest import Ingest, SealSpec, StoreSpec, normalize_object
+from pipelines.ingest import run as ingest_run
 from support.archive import signer
 
 BUCKET = "ingest-unit"
 SECRET = b"unit-secret"
+AUTH = DeliveryAuth((SECRET,))
 T0 = 1_767_607_200  # 2026-01-05T10:00:00Z
 
 
@@ -81,6 +93,7 @@ def run(keys: list[str], key_file: str, expected: list[tuple[str, int, int]]) ->
             | Ingest(
                 StoreSpec(BUCKET, region_name="us-east-1"),
                 SealSpec(key_file, "coexarchive.test", "GOVERNANCE:1"),
+                auth=AUTH,
             )
         )
         assert_that(
@@ -111,6 +124,94 @@ def test_rerun_changes_nothing(s3: S3Store, key_file: str) -> None:
 
 def test_normalize_object_keeps_bad_lines_and_valid_siblings() -> None:
     key, data = landing(0, body("wamid.X"), b"\xff\xfe not utf-8")
-    by_chain, bad = normalize_object(key, data)
+    by_chain, bad = normalize_object(key, data, auth=AUTH)
     assert [r.wamid for r in by_chain["900000000000001"]] == ["wamid.X"]
     assert len(bad) == 1 and bad[0].raw_line == 1 and bad[0].payload == b"\xff\xfe not utf-8"
+
+
+def test_a_delivery_that_fails_its_signature_is_quarantined_as_its_landing_line() -> None:
+    forged_body = body("wamid.FORGED")
+    genuine = Delivery(
+        "unit", 0, (T0 + 5) * 1000, "webhook",
+        {"x-hub-signature-256": signature_header(SECRET, body("wamid.OK"))}, body("wamid.OK"),
+    )  # fmt: skip
+    forged = Delivery("unit", 1, (T0 + 5) * 1000, "webhook", {}, forged_body)
+    key = landing_key("unit", 0, (T0 + 5) * 1000)
+    data = encode_landing([genuine, forged])
+    by_chain, bad = normalize_object(key, data, auth=AUTH)
+    [record] = by_chain["900000000000001"]
+    assert record.wamid == "wamid.OK"
+    assert json.loads(record.detail)["delivery_key_id"] == secret_id(SECRET)
+    [item] = bad
+    assert item.reason == "signature_invalid: the x-hub-signature-256 header is missing"
+    assert (item.raw_line, item.location) == (1, "$")
+    assert item.payload == zstandard.ZstdDecompressor().decompress(data).split(b"\n")[1]
+
+
+def test_unauthenticated_ingest_marks_every_record_it_could_not_check() -> None:
+    key, data = landing(0, body("wamid.A", "wamid.B"))
+    allowed = DeliveryAuth(allow_unauthenticated=True)
+    by_chain, bad = normalize_object(key, data, auth=allowed)
+    assert bad == []
+    details = [json.loads(r.detail) for r in by_chain["900000000000001"]]
+    assert [d["delivery_auth"] for d in details] == ["unverified_no_secret"] * 2
+    assert all("delivery_key_id" not in d for d in details)
+
+
+def test_ingest_without_secrets_refuses_in_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from coexarchive import cli
+
+    monkeypatch.delenv("COEXARCHIVE_APP_SECRETS", raising=False)
+    monkeypatch.delenv("COEXARCHIVE_OUTBOUND_TOKEN", raising=False)
+    assert cli.main(["ingest", "--bucket", BUCKET]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "set COEXARCHIVE_APP_SECRETS" in err[0]
+    with pytest.raises(ConfigError, match="COEXARCHIVE_APP_SECRETS"):
+        ingest_run(["--bucket", BUCKET, "--signing_key", "k", "--archive_name", "a"], env={})
+
+
+def test_the_ingest_command_says_what_authentication_refused_or_left_unchecked() -> None:
+    from coexarchive.commands import auth_lines
+
+    assert auth_lines({}) == []
+    refused, unchecked = auth_lines({"signature_invalid": 3, "unverified_deliveries": 1200})
+    assert refused.startswith("not authenticated:") and " 3  deliveries quarantined" in refused
+    assert unchecked.startswith("UNVERIFIED:") and "1,200" in unchecked
+    assert '"delivery_auth": "unverified_no_secret"' in unchecked
+
+
+# What each of the simulator's malformations is, as a quarantine reason (prefixes: positions vary).
+MALFORMATION_REASONS = {
+    "truncated JSON": "body is not valid JSON (at character ",
+    "invalid UTF-8": "body is not valid UTF-8 (at byte ",
+    "entry is an object, not a list": "entry is an object, not an array",
+    "metadata missing": "value.metadata is missing (expected an object with phone_number_id)",
+    "one item: id is a list": "id: Input should be a valid string (got an array)",
+    "one item: timestamp is an object": (
+        "timestamp: expected a string or an integer (got an object)"
+    ),
+    "one item: text is a string": (
+        "text: Input should be a valid dictionary or instance of Text (got a string)"
+    ),
+    "one item: id is missing": "id missing",
+}
+
+
+def test_every_simulated_malformation_is_quarantined_saying_what_is_wrong() -> None:
+    from coexarchive.simulate import SimulationConfig, simulate
+    from support.archive import SIM_AUTH
+
+    sim = simulate(SimulationConfig(seed=3, customers=8, days=3, malformed_rate=0.4))
+    reasons: dict[tuple[str, int], list[str]] = {}
+    for key, data in sim.objects:
+        _, bad = normalize_object(key, data, auth=SIM_AUTH)
+        for item in bad:
+            reasons.setdefault((key, item.raw_line), []).append(item.reason)
+    seen = set()
+    for key, line, what in sim.malformed_at:
+        [reason] = reasons[key, line]
+        assert reason.startswith(MALFORMATION_REASONS[what]), (what, reason)
+        seen.add(what)
+    assert len(seen) >= 6, seen

@@ -563,25 +563,77 @@ def test_detail_is_canonical_and_float_free() -> None:
 
 # --- hostile bodies ------------------------------------------------------------------------------
 
+AMBIGUOUS = "JSON parsers disagree on which value counts, so the body is ambiguous"
+DUPLICATE_BODY = (
+    b'{"object":"whatsapp_business_account","entry":[{"id":"1","changes":[{"field":"messages",'
+    b'"value":{"metadata":{"phone_number_id":"1"},"messages":[{"id":"w","from":"1",'
+    b'"timestamp":"1","type":"text","text":{"body":"a","body":"b"}}]}}]}]}'
+)
+# Each reason says exactly what is wrong with the body, and nothing of its content.
 WHOLE_BODY_CASES = {
-    "invalid_utf8": (b'{"object":"whatsapp_business_account","entry":["\xff"]}', "UTF-8"),
-    "truncated": (fixture("messages_text")[:-40], "not valid JSON"),
-    "empty": (b"", "not valid JSON"),
-    "array": (b"[]", "not an object"),
-    "string": (b'"whatsapp_business_account"', "not an object"),
-    "wrong_object": (b'{"object":"page","entry":[]}', "object is not"),
-    "no_object": (b'{"entry":[]}', "object is missing"),
-    "no_entry": (b'{"object":"whatsapp_business_account"}', "entry is null"),
-    "entry_object": (b'{"object":"whatsapp_business_account","entry":{}}', "entry is object"),
+    "invalid_utf8": (
+        b'{"object":"whatsapp_business_account","entry":["\xff"]}',
+        "body is not valid UTF-8 (at byte 48)",
+    ),
+    "truncated": (fixture("messages_text")[:-40], "body is not valid JSON (at character"),
+    "empty": (b"", "body is not valid JSON (at character 0)"),
+    "array": (b"[]", "body is an array, not an object"),
+    "string": (b'"whatsapp_business_account"', "body is a string, not an object"),
+    "wrong_object": (
+        b'{"object":"page","entry":[]}',
+        "object is not 'whatsapp_business_account' (got another name)",
+    ),
+    "object_number": (
+        b'{"object":7,"entry":[]}',
+        "object is an integer, not the string 'whatsapp_business_account'",
+    ),
+    "no_object": (b'{"entry":[]}', "object is missing (expected 'whatsapp_business_account')"),
+    "no_entry": (b'{"object":"whatsapp_business_account"}', "entry is missing (expected an array)"),
+    "null_entry": (
+        b'{"object":"whatsapp_business_account","entry":null}',
+        "entry is null, not an array",
+    ),
+    "entry_object": (
+        b'{"object":"whatsapp_business_account","entry":{}}',
+        "entry is an object, not an array",
+    ),
     "deep_nesting": (
         b'{"object":"whatsapp_business_account","entry":[],"x":' + b"[" * 70 + b"]" * 70 + b"}",
-        "deeper than 64",
+        "body nests deeper than 64 levels",
     ),
-    "very_deep_nesting": (b"[" * 5000 + b"]" * 5000, "not valid JSON"),
-    "huge": (b'{"a":"' + b"x" * (MAX_BODY_BYTES + 1) + b'"}', "byte limit"),
-    "nan": (b'{"object":"whatsapp_business_account","entry":[],"x":NaN}', "not valid JSON"),
-    "lone_surrogate": (b'{"object":"whatsapp_business_account","x":"\\ud800"}', "not valid JSON"),
-    "infinite_number": (b'{"object":"whatsapp_business_account","x":1e999}', "not valid JSON"),
+    "very_deep_nesting": (b"[" * 5000 + b"]" * 5000, "body nests deeper than 64 levels"),
+    "huge": (
+        b'{"a":"' + b"x" * (MAX_BODY_BYTES + 1) + b'"}',
+        f"body is {MAX_BODY_BYTES + 9} bytes, over the {MAX_BODY_BYTES}-byte limit",
+    ),
+    "nan": (
+        b'{"object":"whatsapp_business_account","entry":[],"x":NaN}',
+        "body is not valid JSON (at character 53)",
+    ),
+    "lone_surrogate": (
+        b'{"object":"whatsapp_business_account","x":"\\ud800"}',
+        "body is not valid JSON (at character 43)",
+    ),
+    "infinite_number": (
+        b'{"object":"whatsapp_business_account","x":1e999}',
+        "body is not valid JSON (at character 42)",
+    ),
+    "duplicate_top_level_key": (
+        b'{"object":"whatsapp_business_account","entry":[],"entry":[{"id":"1","changes":[]}]}',
+        f'duplicate key "entry": {AMBIGUOUS}',
+    ),
+    "duplicate_escaped_key": (
+        b'{"object":"whatsapp_business_account","entry":[],"\\u0065ntry":[]}',
+        f'duplicate key "entry": {AMBIGUOUS}',
+    ),
+    "duplicate_deep_key": (
+        DUPLICATE_BODY,
+        f'duplicate key "entry[0].changes[0].value.messages[0].text.body": {AMBIGUOUS}',
+    ),
+    "duplicate_odd_key": (
+        b'{"object":"whatsapp_business_account","entry":[],"x":{"a b":1,"a b":1}}',
+        f'duplicate key "x["a b"]": {AMBIGUOUS}',
+    ),
 }
 
 
@@ -592,7 +644,7 @@ def test_whole_body_failures_are_quarantined_with_the_exact_bytes(body: bytes, r
     result = run(body)
     assert result.records == []
     [item] = result.quarantined
-    assert reason in item.reason
+    assert item.reason.startswith(reason)
     assert (item.location, item.payload) == ("$", body)
     assert (item.raw_key, item.raw_line) == ("raw/date=2026-01-05/r1-1.jsonl.zst", 7)
 
@@ -608,15 +660,46 @@ SECRET = "TOP-SECRET-CONTENT"
 def bad_items() -> list[tuple[str, Any, str]]:
     return [
         ("missing_id", {**text_message(1, SECRET), "id": None}, "id missing"),
-        ("id_list", {**text_message(1, SECRET), "id": [SECRET]}, "id"),
-        ("body_number", {**text_message(1), "text": {"body": 5}}, "text.body"),
-        ("timestamp_word", {**text_message(1, SECRET), "timestamp": "soon"}, "timestamp"),
-        ("timestamp_ms", {**text_message(1, SECRET), "timestamp": "1767607200000"}, "timestamp"),
-        ("timestamp_float", {**text_message(1, SECRET), "timestamp": 1.5}, "timestamp"),
-        ("not_object", SECRET, "not an object"),
-        ("type_missing", {"id": "wamid.X", "text": {"body": SECRET}}, "type"),
-        ("huge_item", text_message(1, SECRET * 70_000), "larger than"),
-        ("edit_without_ids", {**text_message(1), "id": None, "type": "edit", "edit": {}}, "id"),
+        (
+            "id_list",
+            {**text_message(1, SECRET), "id": [SECRET]},
+            "id: Input should be a valid string (got an array)",
+        ),
+        (
+            "body_number",
+            {**text_message(1), "text": {"body": 5}},
+            "text.body: Input should be a valid string (got an integer)",
+        ),
+        (
+            "timestamp_word",
+            {**text_message(1, SECRET), "timestamp": "soon"},
+            "timestamp is not unix seconds (got a string that is not decimal digits)",
+        ),
+        (
+            "timestamp_ms",
+            {**text_message(1, SECRET), "timestamp": "1767607200000"},
+            "timestamp is not unix seconds "
+            "(got 13 digits, more than unix seconds up to the year 9999 have)",
+        ),
+        (
+            "timestamp_float",
+            {**text_message(1, SECRET), "timestamp": 1.5},
+            "timestamp is not unix seconds "
+            "(got a negative number, or one with a fraction or exponent)",
+        ),
+        (
+            "timestamp_object",
+            {**text_message(1, SECRET), "timestamp": {"s": 1}},
+            "timestamp: expected a string or an integer (got an object)",
+        ),
+        ("not_object", SECRET, "item is a string, not an object"),
+        ("type_missing", {"id": "wamid.X", "text": {"body": SECRET}}, "type: Field required"),
+        ("huge_item", text_message(1, SECRET * 70_000), "item is larger than 1048576 characters"),
+        (
+            "edit_without_ids",
+            {**text_message(1), "id": None, "type": "edit", "edit": {}},
+            "id missing",
+        ),
     ]
 
 

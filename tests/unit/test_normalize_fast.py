@@ -1,10 +1,10 @@
 """The normaliser's fast paths produce exactly what the validated path produces.
 
-Plain text messages and statuses skip pydantic validation (``normalize._fast_text`` and
-``normalize._fast_status``). Every test here runs the same body through the normaliser twice, with
-the fast paths and with the validated handlers alone, and requires identical records (every field,
-value and type) and identical quarantine entries — over generated shapes that the fast paths take,
-over near-misses that they must hand back, and over every webhook fixture.
+Plain text messages and statuses skip pydantic validation (``normalize.fast._fast_text`` and
+``normalize.fast._fast_status``). Every test here runs the same body through the normaliser
+twice, with the fast paths and with the validated handlers alone, and requires identical records
+(every field, value and type) and identical quarantine entries — over generated shapes that the
+fast paths take, over near-misses that they must hand back, and over every webhook fixture.
 """
 
 from __future__ import annotations
@@ -22,16 +22,20 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from coexarchive import normalize
+from coexarchive import jsonstrict, normalize
 from coexarchive.normalize import NormalizeResult, message_record_id, normalize_delivery
+from coexarchive.normalize import _base as base
+from coexarchive.normalize import body as nbody
+from coexarchive.normalize import fast as nfast
+from coexarchive.normalize import messages as nmessages
 from coexarchive.records import RECORD_FIELDS, Record, stable_id
 from coexarchive.webhooks._base import NumberText
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "webhooks"
 FAST_KEYS = (("messages", "messages"), ("messages", "statuses"))
 SLOW_HANDLERS = {
-    ("messages", "messages"): lambda change: normalize._inbound(change, history=False),
-    ("messages", "statuses"): normalize._status,
+    ("messages", "messages"): lambda change: nmessages._inbound(change, history=False),
+    ("messages", "statuses"): nmessages._status,
 }
 SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -39,12 +43,12 @@ SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[Heal
 @contextmanager
 def validated_only() -> Iterator[None]:
     """Swap the fast handlers for the validated ones while the block runs."""
-    saved = {key: normalize._ITEM_HANDLERS[key] for key in FAST_KEYS}
-    normalize._ITEM_HANDLERS.update(SLOW_HANDLERS)
+    saved = {key: nbody._ITEM_HANDLERS[key] for key in FAST_KEYS}
+    nbody._ITEM_HANDLERS.update(SLOW_HANDLERS)
     try:
         yield
     finally:
-        normalize._ITEM_HANDLERS.update(saved)
+        nbody._ITEM_HANDLERS.update(saved)
 
 
 def typed(record: Record) -> tuple[tuple[str, Any], ...]:
@@ -226,13 +230,11 @@ def test_the_fast_paths_are_taken() -> None:
     sent = {"id": "wamid.B", "status": "sent", "timestamp": 1767607200, "recipient_id": "4477",
             "pricing": {"billable": True, "category": "service"},
             "conversation": {"id": "c", "origin": {"type": "service"}}}  # fmt: skip
-    change = normalize._Change(
-        normalize._Sink("k", 0, 0), "messages", "900", None, None, None, {}, None
-    )
-    assert normalize._fast_text(change, text, "$") is not None
-    assert normalize._fast_status(change, sent, "$") is not None
-    assert normalize._fast_text(change, {**text, "id": NumberText("1.5")}, "$") is None
-    assert normalize._fast_status(change, {**sent, "errors": []}, "$") is None
+    change = base._Change(base._Sink("k", 0, 0, {}), "messages", "900", None, None, None, {}, None)
+    assert nfast._fast_text(change, text, "$") is not None
+    assert nfast._fast_status(change, sent, "$") is not None
+    assert nfast._fast_text(change, {**text, "id": NumberText("1.5")}, "$") is None
+    assert nfast._fast_status(change, {**sent, "errors": []}, "$") is None
 
 
 def test_every_fixture_matches() -> None:
@@ -267,12 +269,10 @@ def reference_parse(body: bytes) -> Any:
     """The body checks as first written: always on the body without its strings."""
     tree = orjson.loads(body)
     skeleton = _JSON_STRING.sub(b"", body)
-    if normalize._depth_exceeds(skeleton, normalize.MAX_DEPTH):
+    if nbody._depth_exceeds(skeleton, normalize.MAX_DEPTH):
         return "too deep"
     if _INEXACT.search(skeleton):
-        tree = json.loads(
-            body.decode("utf-8"), parse_float=NumberText, parse_int=normalize._exact_int
-        )
+        tree = json.loads(body.decode("utf-8"), parse_float=NumberText, parse_int=nbody._exact_int)
     return tree
 
 
@@ -304,10 +304,10 @@ def test_body_checks_match_the_skeleton_reference(tree: dict[str, Any], depth: i
     body = json.dumps(tree).encode()
     expected = reference_parse(body)
     if expected == "too deep":
-        with pytest.raises(normalize._Rejected, match="nests deeper"):
-            normalize._parse_body(body)
+        with pytest.raises(base._Rejected, match="nests deeper"):
+            nbody._parse_body(body)
         return
-    found = normalize._parse_body(body)
+    found = nbody._parse_body(body)
     assert deep_typed(found) == deep_typed(expected)
 
 
@@ -321,10 +321,59 @@ def deep_typed(value: Any) -> Any:
 
 @SETTINGS
 @given(json_values, st.booleans())
-def test_skeleton_is_the_body_without_strings(value: Any, ascii_only: bool) -> None:
+def test_skeleton_is_the_body_with_every_string_emptied(value: Any, ascii_only: bool) -> None:
     body = json.dumps({"v": value, "s": ["\\", '\\"', '"', '\\\\"']}, ensure_ascii=ascii_only)
     encoded = body.encode("utf-8", "surrogatepass")
-    assert normalize._skeleton(encoded) == _JSON_STRING.sub(b"", encoded)
+    assert jsonstrict.skeleton(encoded) == _JSON_STRING.sub(b'""', encoded)
+
+
+def _first_duplicate(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    seen: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in seen:
+            raise KeyError(key)
+        seen[key] = value
+    return seen
+
+
+# Keys from a small alphabet, so that generated objects often repeat one, at any depth; strings
+# that look like JSON structure, to trip a count that does not skip them.
+_pair_lists = st.recursive(
+    st.one_of(st.none(), st.integers(-5, 5), st.text(alphabet='a"\\:{}[], ', max_size=3)),
+    lambda children: (
+        st.lists(children, max_size=3)
+        | st.lists(
+            st.tuples(st.sampled_from(["a", "b", 'a"', "a:", "\\", "{}", "[]"]), children),
+            max_size=3,
+        )
+    ),
+    max_leaves=30,
+)
+
+
+def _render(node: Any, space: str) -> str:
+    """JSON text for a tree in which a list of (key, value) tuples is an object, keys repeated."""
+    if isinstance(node, list) and node and all(isinstance(item, tuple) for item in node):
+        members = f",{space}".join(
+            f"{json.dumps(k)}{space}:{space}{_render(v, space)}" for k, v in node
+        )
+        return "{" + space + members + space + "}"
+    if isinstance(node, list):
+        return "[" + space + f",{space}".join(_render(item, space) for item in node) + space + "]"
+    return json.dumps(node)
+
+
+@SETTINGS
+@given(_pair_lists, st.sampled_from(["", " ", "\n  "]))
+def test_duplicate_check_agrees_with_a_pairwise_parse(node: Any, space: str) -> None:
+    text = ("{" + '"top":' + _render(node, space) + "}").encode()
+    try:
+        json.loads(text, object_pairs_hook=_first_duplicate)
+        has_duplicate = False
+    except KeyError:
+        has_duplicate = True
+    found = jsonstrict.duplicate_key(text, orjson.loads(text))
+    assert (found is not None) == has_duplicate
 
 
 @given(texts, st.one_of(texts, long_ids))

@@ -5,21 +5,25 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import pickle
 from pathlib import Path
 
 import orjson
 import pytest
 import zstandard
 
-from coexarchive.errors import FormatError
+from coexarchive.errors import ConfigError, FormatError
 from coexarchive.raw import (
     RAW_FORMAT_VERSION,
     Delivery,
+    DeliveryAuth,
     decode_landing,
     encode_landing,
     kept_headers,
     landing_key,
     parse_landing_key,
+    receiver_id_problem,
+    secret_id,
     signature_header,
     verify_signature,
 )
@@ -343,3 +347,142 @@ def test_parse_landing_key_rejects_other_keys(key: str) -> None:
 
 def test_format_version_is_one() -> None:
     assert RAW_FORMAT_VERSION == 1
+
+
+# -- authentication at ingest ---------------------------------------------------------------------
+
+OLD = b"previous-app-secret"
+CAPTURE_SECRET = b"capture-secret"
+
+
+def outbound(body: bytes = b'{"phone_number_id":"1"}', secret: bytes = CAPTURE_SECRET) -> Delivery:
+    headers = {"x-hub-signature-256": signature_header(secret, body)}
+    return Delivery("rcv-a", 8, 1767571200123, "outbound", headers, body)
+
+
+def test_a_verified_delivery_names_its_secret_by_a_short_digest() -> None:
+    auth = DeliveryAuth((SECRET, OLD), (CAPTURE_SECRET,))
+    assert auth.check(delivery()) == {
+        "delivery_auth": "signature_verified",
+        "delivery_key_id": hashlib.sha256(SECRET).hexdigest()[:8],
+    }
+    assert auth.check(outbound()) == {
+        "delivery_auth": "signature_verified",
+        "delivery_key_id": secret_id(CAPTURE_SECRET),
+    }
+    rotated = DeliveryAuth((b"new-secret", SECRET))
+    assert rotated.check(delivery())["delivery_key_id"] == secret_id(SECRET)  # type: ignore[index]
+
+
+@pytest.mark.parametrize(
+    ("headers", "reason"),
+    [
+        ({}, "signature_invalid: the x-hub-signature-256 header is missing"),
+        (
+            {"x-hub-signature-256": signature_header(b"other", b"{}")},
+            "signature_invalid: x-hub-signature-256 does not sign the body under any of the 2 "
+            "configured app secret(s)",
+        ),
+        (
+            {"x-hub-signature-256": "sha256=zz"},
+            "signature_invalid: x-hub-signature-256 does not sign the body",
+        ),
+    ],
+    ids=["missing", "other_secret", "garbage"],
+)
+def test_a_delivery_that_does_not_verify_gets_a_quarantine_reason(
+    headers: dict[str, str], reason: str
+) -> None:
+    forged = Delivery("rcv-a", 1, 1767571200123, "webhook", headers, b"{}")
+    verdict = DeliveryAuth((SECRET, OLD)).check(forged)
+    assert isinstance(verdict, str) and verdict.startswith(reason)
+
+
+def test_app_secrets_do_not_verify_captures_nor_capture_secrets_webhooks() -> None:
+    auth = DeliveryAuth((SECRET,), (CAPTURE_SECRET,))
+    assert isinstance(auth.check(outbound(secret=SECRET)), str)
+    signed_by_capture = Delivery(
+        "rcv-a", 1, 0, "webhook", {"x-hub-signature-256": signature_header(CAPTURE_SECRET, b"{}")}
+    )
+    assert isinstance(auth.check(signed_by_capture), str)
+
+
+def test_a_capture_without_a_configured_capture_secret_is_unverifiable() -> None:
+    verdict = DeliveryAuth((SECRET,)).check(outbound())
+    assert verdict == (
+        "signature_unverifiable: no capture secret configured for outbound deliveries; "
+        "set COEXARCHIVE_OUTBOUND_TOKEN and re-drive"
+    )
+
+
+def test_without_secrets_ingest_refuses_unless_explicitly_allowed() -> None:
+    with pytest.raises(ConfigError, match="set COEXARCHIVE_APP_SECRETS") as refused:
+        DeliveryAuth.from_env({})
+    assert "--allow-unauthenticated" in str(refused.value)
+    with pytest.raises(ConfigError, match="COEXARCHIVE_APP_SECRETS"):
+        DeliveryAuth.from_env({"COEXARCHIVE_APP_SECRETS": " , \n"})
+    with pytest.raises(ConfigError, match="non-empty"):
+        DeliveryAuth((b"",))
+    allowed = DeliveryAuth.from_env({}, allow_unauthenticated=True)
+    unmarked = {"delivery_auth": "unverified_no_secret"}
+    assert allowed.check(delivery()) == unmarked
+    assert allowed.check(outbound()) == unmarked
+
+
+def test_allowing_unauthenticated_input_does_not_excuse_a_bad_signature() -> None:
+    auth = DeliveryAuth((SECRET,), allow_unauthenticated=True)
+    forged = Delivery("rcv-a", 1, 0, "webhook", {}, b"{}")
+    assert str(auth.check(forged)).startswith("signature_invalid")
+
+
+def test_secrets_come_from_the_receivers_variables() -> None:
+    auth = DeliveryAuth.from_env(
+        {"COEXARCHIVE_APP_SECRETS": "a, b\nc", "COEXARCHIVE_OUTBOUND_TOKEN": "d"}
+    )
+    assert (auth.app_secrets, auth.capture_secrets) == ((b"a", b"b", b"c"), (b"d",))
+
+
+def test_auth_never_shows_its_secrets_and_survives_pickling() -> None:
+    auth = DeliveryAuth((SECRET,), (CAPTURE_SECRET,))
+    assert SECRET.decode() not in repr(auth) and CAPTURE_SECRET.decode() not in repr(auth)
+    # Beam pickles it into each worker.
+    copy = pickle.loads(pickle.dumps(auth))  # noqa: S301 (our own bytes)
+    assert copy.check(delivery()) == auth.check(delivery())
+
+
+def test_receiver_id_problem_names_the_alphabet() -> None:
+    assert receiver_id_problem("rcv-a") is None
+    for bad in ("RCV", "", "a" * 64, "-a", 7):
+        assert "a-z, 0-9 and '-'" in str(receiver_id_problem(bad))
+
+
+# -- ambiguous lines -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("member", "first", "second"),
+    [("body", '"{}"', '"{\\"x\\":1}"'), ("seq", "7", "8"), ("source", '"webhook"', '"outbound"')],
+)
+def test_a_line_that_repeats_a_member_is_unreadable(member: str, first: str, second: str) -> None:
+    line = line_of(body="{}")
+    doubled = line.replace(
+        f'"{member}":{first}'.encode(), f'"{member}":{first},"{member}":{second}'.encode()
+    )
+    assert doubled != line
+    found, error = decode_one(doubled)
+    assert found is None
+    assert error == f'duplicate member "{member}": the line is ambiguous'
+
+
+def test_a_repeated_header_inside_a_line_is_unreadable() -> None:
+    line = line_of(headers={"content-type": "a"}).replace(
+        b'"content-type":"a"', b'"content-type":"a","content-type":"b"'
+    )
+    expected = 'duplicate member "headers["content-type"]": the line is ambiguous'
+    assert decode_one(line) == (None, expected)
+
+
+def test_a_line_written_by_another_writer_still_reads() -> None:
+    spaced = json.dumps(json.loads(line_of()), indent=1).replace("\n", " ").encode()
+    found, error = decode_one(spaced)
+    assert error is None and found is not None and found.body == b"{}"

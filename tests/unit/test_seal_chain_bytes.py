@@ -4,7 +4,9 @@ The pinned digests cover every object key (segment keys carry their Merkle root,
 date and root) and every signed checkpoint, whose root and chain hash commit to each sealed
 record's canonical bytes and order. Segment and index bytes themselves depend on the pyarrow and
 zstd versions, so they are compared between runs instead of pinned. The digests were taken from
-the code before the per-chain step was optimised; a change to them is a change to sealed output.
+the code before the per-chain step was optimised, and re-taken when every record began to say
+which secret authenticated its delivery (``detail.delivery_auth``, ``detail.delivery_key_id``);
+a change to them is a change to sealed output.
 """
 
 from __future__ import annotations
@@ -24,11 +26,11 @@ from coexarchive.retention import RetentionPolicy
 from coexarchive.simulate import SimulationConfig, bulk_objects, redelivery, simulate
 from coexarchive.store.memory import MemoryStore
 from pipelines.ingest import SealSpec, normalize_object, seal_chain
-from support.archive import signer
+from support.archive import SIM_AUTH, signer
 
 POLICY = RetentionPolicy.parse("GOVERNANCE:1")
-SIM_DIGEST = "52bd59cfbe560b9825493e433c3e3426120fe8b6cbfa7ca3d6515171b135844c"
-BULK_DIGEST = "46c1277b44334e114292eaf12d3750e0f4e0494d47c2cbb2bb899fcc47c22c45"
+SIM_DIGEST = "2d36dd0cca9849256d40dfb6fe0c697d3209f92435a465873a99fe8d8160b63c"
+BULK_DIGEST = "3feebd121de0c53c9684377d7c88da53cee552c5501d3bb6eeb1173a7b11b90d"
 Objects = Sequence[tuple[str, bytes]]
 
 
@@ -36,7 +38,7 @@ def normalised(objects: Objects) -> tuple[dict[str, list[Record]], list[Record]]
     by_chain: dict[str, list[Record]] = defaultdict(list)
     side: list[Record] = []
     for key, data in objects:
-        found, _ = normalize_object(key, data)
+        found, _ = normalize_object(key, data, auth=SIM_AUTH)
         for chain_id, records in found.items():
             by_chain[chain_id].extend(records)
             side += collect_side_events(records)

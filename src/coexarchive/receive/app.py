@@ -12,7 +12,7 @@ import hmac
 import logging
 import re
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import orjson
@@ -21,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from coexarchive.raw import SIGNATURE_HEADER, verify_signature
+from coexarchive.raw import SIGNATURE_HEADER, secrets_from, verify_signature
 from coexarchive.receive._metrics import Metrics
 from coexarchive.receive.spool import Spool, SpoolError, SpoolFull
 
@@ -278,6 +278,5 @@ def _same_secret(given: str, expected: str) -> bool:
 
 
 def app_secrets_from(text: str) -> tuple[bytes, ...]:
-    """Comma- or newline-separated secrets; blanks ignored."""
-    parts: Sequence[str] = re.split(r"[,\n]", text)
-    return tuple(part.strip().encode() for part in parts if part.strip())
+    """Comma- or newline-separated secrets; blanks ignored (the same parser as ingest's)."""
+    return secrets_from(text)

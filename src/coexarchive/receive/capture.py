@@ -66,6 +66,11 @@ class OutboundCapture:
     ) -> None:
         if not url.startswith(("http://", "https://")):
             raise ValueError("the capture URL must be http:// or https://")
+        if not token.strip():
+            # The receiver refuses empty secrets, so every capture would be lost at the door.
+            raise ValueError(
+                "the capture secret is empty: use the receiver's COEXARCHIVE_OUTBOUND_TOKEN"
+            )
         self.url = url
         self._secret = token.encode("utf-8")
         self.timeout = timeout

@@ -184,8 +184,13 @@ class ContinuousIngest:
         }
 
 
-def pipeline_runner(store_spec: Any, seal_spec: Any, beam_args: Sequence[str] = ()) -> BatchRunner:
-    """A batch runner that runs the ingest pipeline (FnApiRunner by default) over given keys."""
+def pipeline_runner(
+    store_spec: Any, seal_spec: Any, beam_args: Sequence[str] = (), *, auth: Any
+) -> BatchRunner:
+    """A batch runner that runs the ingest pipeline (FnApiRunner by default) over given keys.
+
+    ``auth`` (a :class:`coexarchive.raw.DeliveryAuth`) authenticates every delivery.
+    """
 
     def run_batch(keys: Sequence[str]) -> Any:
         from apache_beam.options.pipeline_options import PipelineOptions
@@ -193,7 +198,7 @@ def pipeline_runner(store_spec: Any, seal_spec: Any, beam_args: Sequence[str] = 
         from pipelines.ingest import run_pipeline
 
         options = PipelineOptions(list(beam_args) or ["--runner=FnApiRunner"])
-        summary = run_pipeline(list(keys), store_spec, seal_spec, options)
+        summary = run_pipeline(list(keys), store_spec, seal_spec, options, auth=auth)
         # A chain refused for an unsigned tail must not have its raw objects marked as ingested.
         summary.check()
         return summary
@@ -202,7 +207,12 @@ def pipeline_runner(store_spec: Any, seal_spec: Any, beam_args: Sequence[str] = 
 
 
 def follow_from_settings(
-    settings: Any, *, poll: float = 5.0, beam_args: Sequence[str] = (), stop: Any = None
+    settings: Any,
+    *,
+    auth: Any,
+    poll: float = 5.0,
+    beam_args: Sequence[str] = (),
+    stop: Any = None,
 ) -> ContinuousIngest:
     """``coexarchive ingest --follow``: ingest new raw objects until interrupted."""
     from pipelines.ingest import SealSpec, StoreSpec
@@ -212,7 +222,7 @@ def follow_from_settings(
     )
     seal_spec = SealSpec(str(settings.key_file), settings.archive_name, settings.retention)
     follower = ContinuousIngest(
-        store_spec.open(), pipeline_runner(store_spec, seal_spec, beam_args), poll=poll
+        store_spec.open(), pipeline_runner(store_spec, seal_spec, beam_args, auth=auth), poll=poll
     )
     with contextlib.suppress(KeyboardInterrupt):
         follower.follow(stop)

@@ -22,7 +22,8 @@ from typing import Any
 
 import orjson
 
-from coexarchive.errors import ConfigError
+from coexarchive.errors import CoexArchiveError, ConfigError
+from coexarchive.raw import receiver_id_problem
 from coexarchive.receive.app import Receiver, ReceiverConfig, app_secrets_from, create_app
 from coexarchive.receive.shipper import RetentionFor, Shipper
 from coexarchive.receive.spool import Spool
@@ -32,6 +33,8 @@ __all__ = [
     "JsonFormatter",
     "Running",
     "build_parser",
+    "check_spool_dir",
+    "check_start",
     "config_from_env",
     "main",
     "start",
@@ -99,6 +102,52 @@ def default_receiver_id() -> str:
     return ("rcv-" + name)[:63].rstrip("-") or "rcv"
 
 
+def check_start(args: argparse.Namespace) -> str:
+    """Refuse, with one clear error, a receiver that could not work: before the port opens.
+
+    Returns the receiver id. A bad id would be accepted and answered 200 for, then fail every
+    upload until the spool filled; an unusable spool would fail every delivery.
+    """
+    # Only an absent --receiver-id takes the host name's; an empty one is a mistake.
+    receiver_id = default_receiver_id() if args.receiver_id is None else args.receiver_id
+    problem = receiver_id_problem(receiver_id)
+    if problem is not None:
+        raise ConfigError(f"--receiver-id: {problem}")
+    for name, value in (
+        ("--spool-max-bytes", args.spool_max_bytes),
+        ("--segment-bytes", args.segment_bytes),
+        ("--segment-age", args.segment_age),
+        ("--ship-max-backoff", args.ship_max_backoff),
+    ):
+        if not value > 0:
+            raise ConfigError(f"{name} must be greater than 0, got {value}")
+    if args.segment_bytes > args.spool_max_bytes:
+        raise ConfigError("--segment-bytes must not exceed --spool-max-bytes")
+    if not 0 <= args.port <= 65535:
+        raise ConfigError(f"--port must be 0 to 65535, got {args.port}")
+    check_spool_dir(Path(args.spool_dir))
+    return receiver_id
+
+
+def check_spool_dir(directory: Path) -> None:
+    """The spool directory exists or can be made, and a file in it can be written and synced."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        probe = directory / f".write-check-{os.getpid()}"
+        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.write(fd, b"x")
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+            probe.unlink(missing_ok=True)
+    except OSError as error:
+        raise ConfigError(
+            f"spool directory {directory} is not usable ({error.strerror or error}): "
+            "give --spool-dir a writable local directory"
+        ) from None
+
+
 def config_from_env(env: Mapping[str, str], secret_file: Path | None) -> ReceiverConfig:
     """Secrets from the environment or a file; never from the command line."""
     text = env.get("COEXARCHIVE_APP_SECRETS", "")
@@ -112,11 +161,14 @@ def config_from_env(env: Mapping[str, str], secret_file: Path | None) -> Receive
         raise ConfigError(
             "no app secret: set COEXARCHIVE_APP_SECRETS (comma-separated) or --app-secret-file"
         )
-    return ReceiverConfig(
-        app_secrets=secrets,
-        verify_token=env.get("COEXARCHIVE_VERIFY_TOKEN") or None,
-        capture_secrets=app_secrets_from(env.get("COEXARCHIVE_OUTBOUND_TOKEN", "")),
-    )
+    try:
+        return ReceiverConfig(
+            app_secrets=secrets,
+            verify_token=env.get("COEXARCHIVE_VERIFY_TOKEN") or None,
+            capture_secrets=app_secrets_from(env.get("COEXARCHIVE_OUTBOUND_TOKEN", "")),
+        )
+    except ValueError as error:
+        raise ConfigError(f"receiver secrets: {error}") from None
 
 
 @dataclass
@@ -188,10 +240,11 @@ def run(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> int:
 
     _configure_logging(args.log_level)
     env = os.environ if env is None else env
+    # Every check comes before the spool is opened and the port is bound.
     config = config_from_env(env, args.app_secret_file)
+    receiver_id = check_start(args)
     settings = Settings.from_env(env)
     policy = settings.policy()
-    receiver_id = args.receiver_id or default_receiver_id()
     spool = Spool(
         args.spool_dir,
         receiver_id,
@@ -250,6 +303,6 @@ def _configure_logging(level: str) -> None:
 if __name__ == "__main__":
     try:
         sys.exit(main())
-    except ConfigError as error:
-        print(f"coexarchive receive: {error}", file=sys.stderr)
+    except CoexArchiveError as error:
+        print(f"coexarchive receive: {error.diagnostics()}", file=sys.stderr)
         sys.exit(2)

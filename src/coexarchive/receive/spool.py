@@ -32,8 +32,8 @@ from pathlib import Path
 
 import orjson
 
-from coexarchive.errors import CoexArchiveError
-from coexarchive.raw import Delivery, kept_headers
+from coexarchive.errors import CoexArchiveError, ConfigError
+from coexarchive.raw import Delivery, kept_headers, receiver_id_problem
 
 __all__ = [
     "ClosedSegment",
@@ -215,6 +215,11 @@ class Spool:
         max_batch_bytes: int = 8 << 20,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        problem = receiver_id_problem(receiver_id)
+        if problem is not None:
+            # Refused here, not at the first upload: every shipping pass would fail, and the
+            # spool would fill while the receiver kept answering 200.
+            raise ConfigError(problem)
         self.directory = Path(directory)
         self.receiver_id = receiver_id
         self.max_bytes = max_bytes

@@ -49,6 +49,9 @@ IdText = Annotated[str, BeforeValidator(_number_to_text), Field(max_length=MAX_I
 DecimalText = Annotated[str, BeforeValidator(_decimal_to_text)]
 """A JSON number kept as its decimal text (never a float)."""
 
+Int64 = Annotated[int, Field(ge=-(2**63), le=2**63 - 1)]
+"""An integer that fits a 64-bit column (error codes): a larger one is refused, never cut."""
+
 Timestamp = str | int
 """Unix seconds as Meta sends them: a string on message fields, an integer on management fields."""
 

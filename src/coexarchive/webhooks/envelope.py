@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import Field
 
-from coexarchive.webhooks._base import IdText, WebhookModel
+from coexarchive.webhooks._base import IdText, Int64, WebhookModel
 
 WHATSAPP_OBJECT = "whatsapp_business_account"
 
@@ -56,7 +56,7 @@ class ErrorData(WebhookModel):
 class WebhookError(WebhookModel):
     """An error object (on a message, a status, a value or a history chunk)."""
 
-    code: int | None = None
+    code: Int64 | None = None
     title: str | None = None
     message: str | None = None
     error_data: ErrorData | None = None
