@@ -153,6 +153,9 @@ def use_cli_environment(
         "COEXARCHIVE_NAME": ARCHIVE,
         "COEXARCHIVE_RETENTION": "GOVERNANCE:1",
         "COEXARCHIVE_AUDITOR": auditor,
+        # Simulated traffic is signed with the demo secrets; ingest authenticates it with them.
+        "COEXARCHIVE_APP_SECRETS": SIM_AUTH.app_secrets[0].decode(),
+        "COEXARCHIVE_OUTBOUND_TOKEN": SIM_AUTH.capture_secrets[0].decode(),
     }
     for name, value in env.items():
         monkeypatch.setenv(name, value)
