@@ -265,7 +265,7 @@ class S3Store:
 
     def require_object_lock(self) -> None:
         """Raise :class:`RetentionError` unless the bucket has Object Lock enabled."""
-        _require_object_lock(self._client, self.bucket)
+        require_object_lock(self._client, self.bucket)
 
     def close(self) -> None:
         """Close the HTTP connections of a client this store created."""
