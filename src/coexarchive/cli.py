@@ -236,7 +236,10 @@ def cmd_head(args: argparse.Namespace) -> int:
         return _save_archive_head(store, args.out)
     keys = list_manifests(store, args.chain)
     if not keys:
-        raise ConfigError(f"chain {args.chain!r} has no sealed segments in this archive")
+        raise ConfigError(
+            f"chain {args.chain!r} has no sealed segments in this archive "
+            "(`coexarchive chains` lists those it has)"
+        )
     manifest = Manifest.from_bytes(store.get(keys[-1]), key=keys[-1])
     note = store.get(manifest.checkpoint_key)
     if args.out:

@@ -56,6 +56,7 @@ _NO_LOCK_CONFIG = frozenset(
 )
 _NO_LEGAL_HOLD = _NO_LOCK_CONFIG | {"NoSuchObjectLegalHold"}
 _REFUSED = frozenset({"AccessDenied", "InvalidRequest", "InvalidArgument"})
+_BAD_CREDENTIALS = frozenset({"InvalidAccessKeyId", "SignatureDoesNotMatch"})
 _PRECONDITION_FAILED = frozenset({"PreconditionFailed", "412"})
 _CONDITIONAL_CONFLICT = frozenset({"ConditionalRequestConflict", "409"})
 
@@ -545,6 +546,12 @@ class S3Store:
                 raise ObjectMissingError(key) from None
             if code == "NoSuchBucket":
                 raise StorageError(missing_bucket(self.bucket, endpoint)) from None
+            if code in _BAD_CREDENTIALS:
+                raise StorageError(
+                    f"S3 at {endpoint} does not accept these credentials ({code}, {operation} "
+                    f"{key!r}): check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_PROFILE "
+                    'and the endpoint (for the embedded server: eval "$(coexarchive s3 --env)")'
+                ) from None
         problem = connection_problem(error, endpoint, f"{operation} {key!r}")
         if problem is not None:
             raise StorageError(problem) from None
