@@ -296,10 +296,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     s3 = sub.add_parser(
         "s3",
-        help="run the embedded SeaweedFS S3 server on 127.0.0.1",
-        description="Run the embedded S3 server (SeaweedFS) in the foreground, bound to loopback "
-        "only. Its filer port can delete locked files: never expose it. Arguments after `s3` go "
-        "to the server helper; see `coexarchive s3 --help`.",
+        help="run the embedded SeaweedFS S3 server on 127.0.0.1 with a locked archive bucket",
+        description="Run the embedded S3 server (SeaweedFS), bound to loopback only, and create "
+        "the archive bucket with Object Lock. Its filer port can delete locked files: never "
+        "expose it. See `coexarchive s3 --help` (--background, --env, --stop, --port).",
         add_help=False,
     )
     s3.add_argument("rest", nargs=argparse.REMAINDER)

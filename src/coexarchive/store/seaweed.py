@@ -493,15 +493,20 @@ def _parser() -> argparse.ArgumentParser:
         "for their gRPC; all on 127.0.0.1. Buckets: COEXARCHIVE_BUCKET (default coexarchive) and "
         "COEXARCHIVE_RAW_BUCKET if set, unless --bucket is given.",
     )
-    parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=DEFAULT_DATA_DIR,
+        help=f"where the server keeps its data, log and server.json (default {DEFAULT_DATA_DIR})",
+    )
     parser.add_argument(
         "--port",
         type=int,
         default=default_port(),
         help=f"S3 port (env COEXARCHIVE_S3_PORT, default {DEFAULT_S3_PORT})",
     )
-    parser.add_argument("--access-key", default=DEFAULT_ACCESS_KEY)
-    parser.add_argument("--secret-key", default=DEFAULT_SECRET_KEY)
+    parser.add_argument("--access-key", default=DEFAULT_ACCESS_KEY, help="local-only credential")
+    parser.add_argument("--secret-key", default=DEFAULT_SECRET_KEY, help="local-only credential")
     parser.add_argument(
         "--bucket",
         action="append",
