@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
+import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -410,6 +412,10 @@ def _print_next_steps(
     print()
     flag = "" if data == Path("var/demo").resolve() else f" --data-dir {data}"
     print(f'Point this shell at it (or: eval "$(coexarchive demo --env{flag})"):')
+    scripts = Path(sys.argv[0]).resolve().parent
+    found = shutil.which("coexarchive")
+    if found is None or Path(found).resolve().parent != scripts:
+        print(f'  export PATH="{scripts}:$PATH"   # where this coexarchive is installed')
     for line in _exports(env):
         print(f"  {line}")
     print()
