@@ -82,3 +82,14 @@ def test_ingest_and_head_say_what_to_run(
     monkeypatch.setenv("COEXARCHIVE_BUCKET", "first-run")
     assert "coexarchive keygen" in one_line_error(capsys, "ingest")
     assert "coexarchive chains" in one_line_error(capsys, "head", "--chain", "900000000000001")
+
+
+def test_an_unlocked_bucket_made_by_hand(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, seaweed: EmbeddedS3
+) -> None:
+    for name, value in seaweed.environment().items():
+        monkeypatch.setenv(name, value)
+    seaweed.client().create_bucket(Bucket="made-by-hand")
+    err = one_line_error(capsys, "simulate", "--days", "1", "--bucket", "made-by-hand")
+    assert "bucket 'made-by-hand'" in err and "without Object Lock" in err
+    assert "--bucket NAME" in err

@@ -304,6 +304,9 @@ class S3Store:
                 code = _code(error)
                 if code in _PRECONDITION_FAILED:
                     return self._settle_existing(key, data)
+                if code in _REFUSED and retention is not None:
+                    # A put with a retention is refused by a bucket without Object Lock: say so.
+                    require_object_lock(self._client, self.bucket)
                 if code not in _CONDITIONAL_CONFLICT:
                     self._raise(error, "put", key)
             except BotoCoreError as error:

@@ -215,8 +215,9 @@ class EmbeddedS3:
         if running is not None:
             raise ConfigError(
                 f"an embedded S3 server already runs on {self.data_dir} (pid {running['pid']}, "
-                f"port {running['s3_port']}); use it, or stop it with "
-                f"`coexarchive s3 --stop --data-dir {self.data_dir}`"
+                f"port {running['s3_port']}): `coexarchive s3 --background --data-dir "
+                f"{self.data_dir}` uses it (and creates any --bucket), `coexarchive s3 --stop "
+                f"--data-dir {self.data_dir}` stops it"
             )
         taken = ports_in_use([self.s3_port, *self.ports.values()])
         if taken:

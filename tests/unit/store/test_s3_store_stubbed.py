@@ -240,3 +240,23 @@ def test_put_lock_date_is_the_normalised_one(client: Any, stub: Stubber) -> None
         ),
     )
     assert S3Store("b", client=client).put("k", b"x", retention=retention) is True
+
+
+def test_a_locked_put_refused_by_an_unlocked_bucket_says_why(client: Any, stub: Stubber) -> None:
+    stub.add_client_error("put_object", "InvalidRequest", "Invalid Request", http_status_code=400)
+    stub.add_client_error("get_object_lock_configuration", "ObjectLockConfigurationNotFoundError")
+    store = S3Store("b", client=client)
+    with pytest.raises(RetentionError) as caught:
+        store.put("raw/x", b"x", retention=Retention("COMPLIANCE", UNTIL))
+    message = str(caught.value)
+    assert "bucket 'b'" in message and "without Object Lock" in message
+    assert "\n" not in message
+
+
+def test_other_refusals_of_a_locked_put_keep_their_own_reason(client: Any, stub: Stubber) -> None:
+    locked = {"ObjectLockConfiguration": {"ObjectLockEnabled": "Enabled"}}
+    stub.add_client_error("put_object", "InvalidRequest", "bad date", http_status_code=400)
+    stub.add_response("get_object_lock_configuration", locked, {"Bucket": "b"})
+    store = S3Store("b", client=client)
+    with pytest.raises(StorageError, match="InvalidRequest: bad date"):
+        store.put("raw/x", b"x", retention=Retention("COMPLIANCE", UNTIL))
