@@ -99,6 +99,9 @@ def ports_in_use(ports: Iterable[int]) -> list[int]:
     taken = []
     for port in ports:
         with socket.socket() as sock:
+            # As Go's listeners do: connections of a stopped server lingering in TIME_WAIT do not
+            # make a port busy, a listener does.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 sock.bind((LOOPBACK, port))
             except OSError:

@@ -177,3 +177,12 @@ def test_an_unlocked_bucket_is_refused_in_one_line(seaweed: EmbeddedS3, tmp_path
     assert f"bucket {bucket!r}" in message and "without Object Lock" in message
     assert "--bucket NAME" in message and "COEXARCHIVE_BUCKET" in message
     assert "\n" not in message
+
+
+def test_a_stopped_server_can_start_again_at_once_on_its_ports(tmp_path: Path) -> None:
+    # Its closed connections linger in TIME_WAIT; they must not count as "port in use".
+    port = free_port_block()
+    with EmbeddedS3(tmp_path / "one", s3_port=port) as server:
+        server.store(fresh_bucket_name("tw")).put("k", b"v")
+    with EmbeddedS3(tmp_path / "two", s3_port=port) as again:
+        assert again.running
