@@ -56,6 +56,7 @@ _NO_LOCK_CONFIG = frozenset(
 )
 _NO_LEGAL_HOLD = _NO_LOCK_CONFIG | {"NoSuchObjectLegalHold"}
 _REFUSED = frozenset({"AccessDenied", "InvalidRequest", "InvalidArgument"})
+_INVALID = frozenset({"InvalidRequest", "InvalidArgument"})
 _BAD_CREDENTIALS = frozenset({"InvalidAccessKeyId", "SignatureDoesNotMatch"})
 _PRECONDITION_FAILED = frozenset({"PreconditionFailed", "412"})
 _CONDITIONAL_CONFLICT = frozenset({"ConditionalRequestConflict", "409"})
@@ -304,14 +305,23 @@ class S3Store:
                 code = _code(error)
                 if code in _PRECONDITION_FAILED:
                     return self._settle_existing(key, data)
-                if code in _REFUSED and retention is not None:
-                    # A put with a retention is refused by a bucket without Object Lock: say so.
-                    require_object_lock(self._client, self.bucket)
+                if code in _INVALID and retention is not None:
+                    self._explain_unlocked_bucket()
                 if code not in _CONDITIONAL_CONFLICT:
                     self._raise(error, "put", key)
             except BotoCoreError as error:
                 self._raise(error, "put", key)
         raise StorageError(f"put of {key!r} kept conflicting with concurrent writers; retry")
+
+    def _explain_unlocked_bucket(self) -> None:
+        """After a put with a retention was refused as invalid: RetentionError if the reason is a
+        bucket without Object Lock; otherwise return and let the put's own error speak."""
+        try:
+            require_object_lock(self._client, self.bucket)
+        except RetentionError:
+            raise
+        except StorageError:
+            return  # e.g. no permission to read the lock configuration: not evidence either way
 
     def _put_args(self, key: str, data: bytes, content_type: str) -> dict[str, Any]:
         args: dict[str, Any] = {

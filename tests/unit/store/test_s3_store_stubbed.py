@@ -260,3 +260,22 @@ def test_other_refusals_of_a_locked_put_keep_their_own_reason(client: Any, stub:
     store = S3Store("b", client=client)
     with pytest.raises(StorageError, match="InvalidRequest: bad date"):
         store.put("raw/x", b"x", retention=Retention("COMPLIANCE", UNTIL))
+
+
+def test_a_refused_locked_put_keeps_its_reason_when_the_lock_cannot_be_read(
+    client: Any, stub: Stubber
+) -> None:
+    stub.add_client_error("put_object", "InvalidRequest", "bad date", http_status_code=400)
+    stub.add_client_error("get_object_lock_configuration", "AccessDenied", http_status_code=403)
+    store = S3Store("b", client=client)
+    with pytest.raises(StorageError, match="InvalidRequest: bad date"):
+        store.put("raw/x", b"x", retention=Retention("COMPLIANCE", UNTIL))
+
+
+def test_an_access_denied_locked_put_is_not_blamed_on_the_bucket(
+    client: Any, stub: Stubber
+) -> None:
+    stub.add_client_error("put_object", "AccessDenied", "no", http_status_code=403)
+    store = S3Store("b", client=client)  # no lock-configuration call is queued: none may be made
+    with pytest.raises(StorageError, match="AccessDenied"):
+        store.put("raw/x", b"x", retention=Retention("COMPLIANCE", UNTIL))
