@@ -295,10 +295,8 @@ def cmd_demo(args: argparse.Namespace, make_settings: MakeSettings) -> int:
     try:
         customer = _run_demo(args, paths, server, bucket, step)
     except BaseException:
-        if started and not args.keep:
+        if started:  # a demo that failed leaves nothing running behind it
             server.stop()
-        elif started:
-            server.detach()
         raise
     env = paths.environment(server, bucket, args.retention)
     if args.keep or not started:
