@@ -241,6 +241,9 @@ class DemoPaths:
 
     def environment(self, server: Any, bucket: str, retention: str) -> dict[str, str]:
         """Every variable that points a shell's coexarchive commands at the demo archive."""
+        from coexarchive.simulate import SimulationConfig
+
+        demo_secret = SimulationConfig().app_secret.decode()  # a public demo value
         return {
             **server.environment(),
             "COEXARCHIVE_BUCKET": bucket,
@@ -249,6 +252,9 @@ class DemoPaths:
             "COEXARCHIVE_AUDIT_KEY": str(self.audit_key),
             "COEXARCHIVE_TRUST": str(self.trust),
             "COEXARCHIVE_RETENTION": retention,
+            # What the simulation signs with, so that ingest and redrive work here too.
+            "COEXARCHIVE_APP_SECRETS": demo_secret,
+            "COEXARCHIVE_OUTBOUND_TOKEN": demo_secret,
         }
 
 

@@ -59,6 +59,7 @@ def test_kept_demo_prints_its_settings_and_survives_reports(demo_dir: Path) -> N
         "COEXARCHIVE_SIGNING_KEY",
         "COEXARCHIVE_AUDIT_KEY",
         "COEXARCHIVE_TRUST",
+        "COEXARCHIVE_APP_SECRETS",
     ):
         assert f"export {variable}=" in out
     tries = re.findall(r"^  (coexarchive (?:report|export) .*?)\s+#", out, re.MULTILINE)

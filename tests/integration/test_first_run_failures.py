@@ -23,6 +23,8 @@ def fresh_shell(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")  # no instance-metadata lookups
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("HOME", str(tmp_path / "user"))  # no keys from a real config home
+    monkeypatch.delenv("XDG_CONFIG_HOME", raising=False)
     monkeypatch.chdir(tmp_path)
 
 
@@ -80,6 +82,8 @@ def test_ingest_and_head_say_what_to_run(
         monkeypatch.setenv(name, value)
     seaweed.store("first-run")
     monkeypatch.setenv("COEXARCHIVE_BUCKET", "first-run")
+    assert "COEXARCHIVE_APP_SECRETS" in one_line_error(capsys, "ingest")
+    monkeypatch.setenv("COEXARCHIVE_APP_SECRETS", "an-app-secret")
     assert "coexarchive keygen" in one_line_error(capsys, "ingest")
     assert "coexarchive chains" in one_line_error(capsys, "head", "--chain", "900000000000001")
 
