@@ -41,7 +41,7 @@ unit: $(STAMP)
 	$(BIN)/pytest -q
 
 demo: $(STAMP)
-	$(BIN)/coexarchive demo
+	$(BIN)/coexarchive demo --keep
 
 bench: $(STAMP)
 	$(BIN)/python bench/seal_verify.py

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -30,6 +31,7 @@ Where the archive lives comes from the environment unless given as options:
   COEXARCHIVE_AUDIT_KEY     key for the access log and hold register (default: the signing key)
   COEXARCHIVE_TRUST         trust file of verifier keys (default: $COEXARCHIVE_HOME/trust.txt)
   COEXARCHIVE_NAME          archive name, part of every checkpoint's origin line
+  COEXARCHIVE_S3_CONNECT_TIMEOUT / _READ_TIMEOUT / _MAX_ATTEMPTS: S3 timeouts (5 s, 10 s, 3 tries)
   AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_PROFILE: boto3's usual credential chain.
 
 Start with `coexarchive demo`: it runs the whole flow on a local SeaweedFS.
@@ -41,9 +43,40 @@ def _add_archive_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--bucket", help="bucket holding the archive (env COEXARCHIVE_BUCKET)")
     group.add_argument("--endpoint-url", help="S3 endpoint for non-AWS servers")
     group.add_argument("--archive-name", help="archive name used in checkpoint origins")
+    group.add_argument(
+        "--s3-connect-timeout",
+        type=float,
+        metavar="SECONDS",
+        help="give up connecting to S3 after this long (env COEXARCHIVE_S3_CONNECT_TIMEOUT, 5)",
+    )
+    group.add_argument(
+        "--s3-read-timeout",
+        type=float,
+        metavar="SECONDS",
+        help="give up waiting for an S3 answer after this long (env COEXARCHIVE_S3_READ_TIMEOUT, "
+        "10)",
+    )
+    group.add_argument(
+        "--s3-max-attempts",
+        type=int,
+        metavar="N",
+        help="tries per S3 request, the first included (env COEXARCHIVE_S3_MAX_ATTEMPTS, 3)",
+    )
+
+
+def _apply_s3_options(args: argparse.Namespace) -> None:
+    """S3 timeout options win over the environment; through it they reach worker processes."""
+    from coexarchive.store.s3 import S3Timeouts
+
+    for name, variable in S3Timeouts.ENV.items():
+        value = getattr(args, f"s3_{name}_timeout" if name != "max_attempts" else "s3_max_attempts")
+        if value is not None:
+            os.environ[variable] = str(value)
+    S3Timeouts.from_env()  # a bad value fails here, once, with the option's name
 
 
 def _settings(args: argparse.Namespace, **extra: object) -> Settings:
+    _apply_s3_options(args)
     return Settings.from_env(
         bucket=getattr(args, "bucket", None),
         endpoint_url=getattr(args, "endpoint_url", None),
@@ -203,7 +236,10 @@ def cmd_head(args: argparse.Namespace) -> int:
         return _save_archive_head(store, args.out)
     keys = list_manifests(store, args.chain)
     if not keys:
-        raise ConfigError(f"chain {args.chain!r} has no sealed segments in this archive")
+        raise ConfigError(
+            f"chain {args.chain!r} has no sealed segments in this archive "
+            "(`coexarchive chains` lists those it has)"
+        )
     manifest = Manifest.from_bytes(store.get(keys[-1]), key=keys[-1])
     note = store.get(manifest.checkpoint_key)
     if args.out:
@@ -260,10 +296,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     s3 = sub.add_parser(
         "s3",
-        help="run the embedded SeaweedFS S3 server on 127.0.0.1",
-        description="Run the embedded S3 server (SeaweedFS) in the foreground, bound to loopback "
-        "only. Its filer port can delete locked files: never expose it. Arguments after `s3` go "
-        "to the server helper; see `coexarchive s3 --help`.",
+        help="run the embedded SeaweedFS S3 server on 127.0.0.1 with a locked archive bucket",
+        description="Run the embedded S3 server (SeaweedFS), bound to loopback only, and create "
+        "the archive bucket with Object Lock. Its filer port can delete locked files: never "
+        "expose it. See `coexarchive s3 --help` (--background, --env, --stop, --port).",
         add_help=False,
     )
     s3.add_argument("rest", nargs=argparse.REMAINDER)
@@ -329,6 +365,9 @@ def _add_pipeline_commands(sub: argparse._SubParsersAction[argparse.ArgumentPars
     from coexarchive import commands
 
     commands.register(sub, _add_archive_options, _settings)
+    from coexarchive import chains
+
+    chains.register(sub, _add_archive_options, _settings)
     from coexarchive.enrich import cli as enrich_cli
 
     enrich_cli.register(sub, _add_archive_options, _settings)

@@ -287,6 +287,12 @@ def secret_stack(aws: None) -> Stack:
     return deploy(parameters | {"RequireConditionalWrites": "false"})
 
 
+@pytest.fixture(scope="module")
+def kms_stack(aws: None) -> Stack:
+    """The planned KMS signer's stack: its key policy is tested before the signer exists."""
+    return deploy({"NamePrefix": "coexkms", "SigningKeyStore": "kms"})
+
+
 # --------------------------------------------------------------------------------------------------
 # Buckets
 # --------------------------------------------------------------------------------------------------
@@ -438,7 +444,23 @@ def _actions(statement: dict[str, Any]) -> list[str]:
     return [actions] if isinstance(actions, str) else list(actions)
 
 
-def test_only_ingest_may_use_the_signing_key(stack: Stack) -> None:
+def test_the_default_signing_store_is_one_the_pipeline_can_sign_with(stack: Stack) -> None:
+    # coexarchive signs with a key file (fetched from the secret); it has no KMS signer yet, so a
+    # default that created a KMS signing key would deploy a key nothing signs with.
+    parameter = load_template()["Parameters"]["SigningKeyStore"]
+    assert parameter["Default"] == "secret"
+    assert "PLANNED" in parameter["Description"]
+    assert "SigningSecret" in stack.resolver.physical
+    assert "SigningKey" not in stack.resolver.physical
+    described = stack.secrets.describe_secret(SecretId=f"{PREFIX}/checkpoint-signing-key")
+    assert described["KmsKeyId"] != stack.resolver.physical["StorageKey"]
+    guide = (Path(__file__).resolve().parents[2] / "infra" / "README.md").read_text()
+    assert "| `SigningKeyStore` | `secret` |" in guide
+    assert "planned, not usable yet" in guide
+
+
+def test_only_ingest_may_use_the_signing_key(kms_stack: Stack) -> None:
+    stack = kms_stack
     template_key = load_template()["Resources"]["SigningKey"]["Properties"]
     assert (template_key["KeySpec"], template_key["KeyUsage"]) == (
         "ECC_NIST_EDWARDS25519",
@@ -880,7 +902,7 @@ def test_no_role_may_tamper_with_buckets_or_keys(iam_stack: Stack, role: str) ->
 
 @pytest.mark.parametrize("role", ["receiver", "auditor", "legal"])
 def test_storage_roles_get_no_signing_permission(iam_stack: Stack, role: str) -> None:
-    key = iam_stack.arn("SigningKey")
+    key = f"arn:aws:kms:{REGION}:{ACCOUNT}:key/any-signing-key"
     assert (
         decide(iam_stack, f"{IAM_PREFIX}-{role}", "kms:Sign", key) is not PermissionResult.PERMITTED
     )

@@ -47,6 +47,8 @@ class ObjectInfo:
     version_id: str | None
     retention: Retention | None
     legal_hold: bool
+    # When the store wrote it (S3 LastModified): the store's word, not part of anything signed.
+    last_modified: datetime | None = None
 
 
 @runtime_checkable

@@ -7,6 +7,7 @@ import builtins
 import itertools
 import threading
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
 from coexarchive.errors import ObjectExistsError, ObjectMissingError, RetentionError
 from coexarchive.store.base import ObjectInfo, Retention, sha256_hex
@@ -24,6 +25,7 @@ class MemoryStore:
         self._retention: dict[str, Retention] = {}
         self._legal_hold: dict[str, bool] = {}
         self._version_ids: dict[str, str] = {}
+        self._written: dict[str, datetime] = {}
         self._versions = itertools.count(1)
         self._lock = threading.Lock()
         self.object_lock = True  # tests set False to play a bucket without Object Lock
@@ -52,6 +54,7 @@ class MemoryStore:
                 )
             self.unsafe_objects[key] = data
             self._version_ids[key] = f"v{next(self._versions)}"
+            self._written[key] = datetime.now(UTC).replace(microsecond=0)
             if retention is not None:
                 self._retention[key] = retention
             return True
@@ -84,6 +87,7 @@ class MemoryStore:
                 version_id=self._version_ids.get(key),
                 retention=self._retention.get(key),
                 legal_hold=self._legal_hold.get(key, False),
+                last_modified=self._written.get(key),
             )
 
     def set_legal_hold(self, key: str, on: bool) -> None:

@@ -17,16 +17,29 @@ without default retention.
 from __future__ import annotations
 
 import builtins
+import math
+import os
 import random
 import time
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any, NoReturn
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar, NoReturn
 from urllib.parse import urlsplit
 
 import boto3
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.config import Config
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectionClosedError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    NoCredentialsError,
+    ReadTimeoutError,
+)
 
 from coexarchive.errors import (
+    ConfigError,
     ObjectExistsError,
     ObjectMissingError,
     RetentionError,
@@ -43,8 +56,67 @@ _NO_LOCK_CONFIG = frozenset(
 )
 _NO_LEGAL_HOLD = _NO_LOCK_CONFIG | {"NoSuchObjectLegalHold"}
 _REFUSED = frozenset({"AccessDenied", "InvalidRequest", "InvalidArgument"})
+_INVALID = frozenset({"InvalidRequest", "InvalidArgument"})
+_BAD_CREDENTIALS = frozenset({"InvalidAccessKeyId", "SignatureDoesNotMatch"})
 _PRECONDITION_FAILED = frozenset({"PreconditionFailed", "412"})
 _CONDITIONAL_CONFLICT = frozenset({"ConditionalRequestConflict", "409"})
+
+
+@dataclass(frozen=True)
+class S3Timeouts:
+    """How long one S3 request may take, and how often a failed one is retried.
+
+    ``connect`` bounds opening a connection, ``read`` each wait for the server's answer (per
+    socket read, so large objects stream without limit), ``max_attempts`` counts the first try.
+    Retries use botocore's ``standard`` mode: exponential back-off with jitter, on throttling,
+    5xx answers and connection errors. A server that accepts connections but never answers fails
+    after about ``max_attempts * read`` seconds; a closed port within a second or two.
+    """
+
+    connect: float = 5.0
+    read: float = 10.0
+    max_attempts: int = 3
+
+    ENV: ClassVar[Mapping[str, str]] = {
+        "connect": "COEXARCHIVE_S3_CONNECT_TIMEOUT",
+        "read": "COEXARCHIVE_S3_READ_TIMEOUT",
+        "max_attempts": "COEXARCHIVE_S3_MAX_ATTEMPTS",
+    }
+
+    def __post_init__(self) -> None:
+        for name, value in (("connect", self.connect), ("read", self.read)):
+            if not (math.isfinite(value) and value > 0):
+                raise ConfigError(
+                    f"S3 {name} timeout must be a positive number of seconds, got {value!r} "
+                    f"(option --s3-{name}-timeout or {self.ENV[name]})"
+                )
+        if not 1 <= self.max_attempts <= 20:
+            raise ConfigError(
+                f"S3 max attempts must be within 1..20, got {self.max_attempts!r} "
+                f"(option --s3-max-attempts or {self.ENV['max_attempts']})"
+            )
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> S3Timeouts:
+        """Defaults, overridden by ``COEXARCHIVE_S3_*`` variables that are set and non-empty."""
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for name, variable in cls.ENV.items():
+            text = env.get(variable, "").strip()
+            if not text:
+                continue
+            try:
+                values[name] = int(text) if name == "max_attempts" else float(text)
+            except ValueError:
+                raise ConfigError(f"{variable}={text!r} is not a number") from None
+        return cls(**values)
+
+    def botocore_config(self) -> Config:
+        return Config(
+            connect_timeout=self.connect,
+            read_timeout=self.read,
+            retries={"mode": "standard", "total_max_attempts": self.max_attempts},
+        )
 
 
 def _code(error: ClientError) -> str:
@@ -59,8 +131,54 @@ def _describe(error: ClientError | BotoCoreError) -> str:
     return type(error).__name__ + ": " + str(error)
 
 
+def endpoint_of(client: Any) -> str:
+    """Where ``client`` sends requests, for messages (no credentials in it)."""
+    return str(getattr(client.meta, "endpoint_url", None) or "AWS S3")
+
+
+def connection_problem(error: BaseException, endpoint: str, during: str = "") -> str | None:
+    """One line for an S3 server that cannot be reached or did not answer; None for others."""
+    at = f"{endpoint} ({during})" if during else endpoint
+    local = (urlsplit(endpoint).hostname or "") in ("127.0.0.1", "localhost", "::1")
+    start = (
+        "start it with `coexarchive s3 --background` or point COEXARCHIVE_ENDPOINT_URL at yours"
+        if local
+        else "check the endpoint (COEXARCHIVE_ENDPOINT_URL, --endpoint-url) and the network"
+    )
+    if isinstance(error, ReadTimeoutError):
+        return (
+            f"S3 at {at} accepted the connection but did not answer in time "
+            "(read timeout on every attempt); the server is stuck or overloaded: check it (the "
+            "embedded server logs to weed.log in its data directory) or raise "
+            f"{S3Timeouts.ENV['read']}"
+        )
+    if isinstance(error, ConnectTimeoutError):
+        return f"cannot reach S3 at {at}: connecting timed out; {start}"
+    if isinstance(error, EndpointConnectionError | ConnectionClosedError):
+        return f"cannot reach S3 at {at}: nothing answers there; {start}"
+    if isinstance(error, NoCredentialsError):
+        return (
+            f"no S3 credentials for {at}: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY "
+            'or AWS_PROFILE (for the embedded server: eval "$(coexarchive s3 --env)")'
+        )
+    return None
+
+
+def missing_bucket(bucket: str, endpoint: str) -> str:
+    return (
+        f"bucket {bucket!r} does not exist at {endpoint}: create it with Object Lock "
+        f"(`coexarchive s3 --bucket {bucket}` for the embedded server; infra/README.md on AWS) "
+        "or set COEXARCHIVE_BUCKET to the archive's bucket"
+    )
+
+
 def create_locked_bucket(client: Any, bucket: str) -> None:
-    """Create ``bucket`` with Object Lock (and so versioning) enabled; a no-op if it exists."""
+    """Create ``bucket`` with Object Lock (and so versioning) enabled; a no-op if it exists.
+
+    An existing bucket without Object Lock is refused with :class:`RetentionError`: S3 cannot add
+    the lock to a bucket that has objects on every server this project supports, and an archive in
+    an unlocked bucket would promise what it cannot keep.
+    """
     args: dict[str, Any] = {"Bucket": bucket, "ObjectLockEnabledForBucket": True}
     region = client.meta.region_name
     if region and region != "us-east-1":
@@ -72,26 +190,37 @@ def create_locked_bucket(client: Any, bucket: str) -> None:
         if _code(error) not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
             raise StorageError(f"cannot create bucket {bucket!r}: {_describe(error)}") from None
     except BotoCoreError as error:
-        raise StorageError(f"cannot create bucket {bucket!r}: {_describe(error)}") from None
-    _require_object_lock(client, bucket)
+        problem = connection_problem(error, endpoint_of(client))
+        raise StorageError(
+            problem or f"cannot create bucket {bucket!r}: {_describe(error)}"
+        ) from None
+    require_object_lock(client, bucket)
 
 
-def _require_object_lock(client: Any, bucket: str) -> None:
+def require_object_lock(client: Any, bucket: str) -> None:
+    """RetentionError unless ``bucket`` exists with Object Lock enabled."""
+    unlocked = (
+        f"bucket {bucket!r} at {endpoint_of(client)} exists without Object Lock, so nothing in it "
+        "could be locked; use another bucket name (`--bucket NAME` and COEXARCHIVE_BUCKET=NAME), "
+        "or on the embedded server start over with an empty --data-dir if the bucket holds "
+        "nothing you need"
+    )
     try:
         config = client.get_object_lock_configuration(Bucket=bucket)
     except BotoCoreError as error:
-        raise StorageError(f"cannot read bucket {bucket!r}: {_describe(error)}") from None
+        problem = connection_problem(error, endpoint_of(client))
+        detail = f"cannot read bucket {bucket!r}: {_describe(error)}"
+        raise StorageError(problem or detail) from None
     except ClientError as error:
+        if _code(error) == "NoSuchBucket":
+            raise StorageError(missing_bucket(bucket, endpoint_of(client))) from None
         if _code(error) not in _NO_LOCK_CONFIG:
             raise StorageError(
                 f"bucket {bucket!r} exists but cannot be used: {_describe(error)}"
             ) from None
-        raise RetentionError(
-            f"bucket {bucket!r} has no Object Lock configuration ({_describe(error)}); "
-            "create a new bucket with Object Lock enabled"
-        ) from None
+        raise RetentionError(unlocked) from None
     if config.get("ObjectLockConfiguration", {}).get("ObjectLockEnabled") != "Enabled":
-        raise RetentionError(f"bucket {bucket!r} exists without Object Lock enabled")
+        raise RetentionError(unlocked)
 
 
 class S3Store:
@@ -113,14 +242,19 @@ class S3Store:
         session: boto3.session.Session | None = None,
         page_size: int = 1000,
         conditional_create: bool = True,
+        timeouts: S3Timeouts | None = None,
     ) -> None:
         if not 1 <= page_size <= 1000:
             raise ValueError(f"page_size must be within 1..1000, got {page_size}")
         self.bucket = bucket
+        self.timeouts = timeouts or S3Timeouts.from_env()
         self._session = session or boto3.session.Session(region_name=region_name)
         self._owns_client = client is None
         self._client: Any = client or self._session.client(
-            "s3", endpoint_url=endpoint_url, region_name=region_name
+            "s3",
+            endpoint_url=endpoint_url,
+            region_name=region_name,
+            config=self.timeouts.botocore_config(),
         )
         self._sse_kms_key_id = sse_kms_key_id
         self._page_size = page_size
@@ -133,7 +267,7 @@ class S3Store:
 
     def require_object_lock(self) -> None:
         """Raise :class:`RetentionError` unless the bucket has Object Lock enabled."""
-        _require_object_lock(self._client, self.bucket)
+        require_object_lock(self._client, self.bucket)
 
     def close(self) -> None:
         """Close the HTTP connections of a client this store created."""
@@ -171,11 +305,23 @@ class S3Store:
                 code = _code(error)
                 if code in _PRECONDITION_FAILED:
                     return self._settle_existing(key, data)
+                if code in _INVALID and retention is not None:
+                    self._explain_unlocked_bucket()
                 if code not in _CONDITIONAL_CONFLICT:
                     self._raise(error, "put", key)
             except BotoCoreError as error:
                 self._raise(error, "put", key)
         raise StorageError(f"put of {key!r} kept conflicting with concurrent writers; retry")
+
+    def _explain_unlocked_bucket(self) -> None:
+        """After a put with a retention was refused as invalid: RetentionError if the reason is a
+        bucket without Object Lock; otherwise return and let the put's own error speak."""
+        try:
+            require_object_lock(self._client, self.bucket)
+        except RetentionError:
+            raise
+        except StorageError:
+            return  # e.g. no permission to read the lock configuration: not evidence either way
 
     def _put_args(self, key: str, data: bytes, content_type: str) -> dict[str, Any]:
         args: dict[str, Any] = {
@@ -327,6 +473,7 @@ class S3Store:
             version_id=version_id,
             retention=self._get_retention(key, version_id),
             legal_hold=self._get_legal_hold(key, version_id),
+            last_modified=head.get("LastModified"),
         )
 
     def _get_retention(self, key: str, version_id: str | None) -> Retention | None:
@@ -405,12 +552,22 @@ class S3Store:
         return target
 
     def _raise(self, error: ClientError | BotoCoreError, operation: str, key: str) -> NoReturn:
+        endpoint = endpoint_of(self._client)
         if isinstance(error, ClientError):
             code = _code(error)
             if code in _MISSING:
                 raise ObjectMissingError(key) from None
             if code == "NoSuchBucket":
-                raise StorageError(f"bucket {self.bucket!r} does not exist ({operation} {key!r})")
+                raise StorageError(missing_bucket(self.bucket, endpoint)) from None
+            if code in _BAD_CREDENTIALS:
+                raise StorageError(
+                    f"S3 at {endpoint} does not accept these credentials ({code}, {operation} "
+                    f"{key!r}): check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_PROFILE "
+                    'and the endpoint (for the embedded server: eval "$(coexarchive s3 --env)")'
+                ) from None
+        problem = connection_problem(error, endpoint, f"{operation} {key!r}")
+        if problem is not None:
+            raise StorageError(problem) from None
         raise StorageError(
             f"S3 {operation} {key!r} in bucket {self.bucket!r} failed: {_describe(error)}"
         ) from None
@@ -421,7 +578,14 @@ class S3Store:
 
         credentials = self._session.get_credentials()
         frozen = credentials.get_frozen_credentials() if credentials is not None else None
-        options: dict[str, Any] = {"region": self._client.meta.region_name or "us-east-1"}
+        from pyarrow.fs import AwsStandardS3RetryStrategy
+
+        options: dict[str, Any] = {
+            "region": self._client.meta.region_name or "us-east-1",
+            "connect_timeout": self.timeouts.connect,
+            "request_timeout": self.timeouts.read,
+            "retry_strategy": AwsStandardS3RetryStrategy(max_attempts=self.timeouts.max_attempts),
+        }
         if frozen is not None:
             options |= {
                 "access_key": frozen.access_key,

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import argparse
 import importlib.metadata
+import json
 import os
+import random
+import shlex
 import shutil
 import signal
 import socket
@@ -17,7 +20,8 @@ import subprocess
 import sys
 import sysconfig
 import time
-from contextlib import ExitStack, closing
+from collections.abc import Iterable, Mapping, Sequence
+from contextlib import closing, suppress
 from pathlib import Path
 from types import FrameType, TracebackType
 from typing import IO, Any
@@ -26,8 +30,8 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from coexarchive.errors import ConfigError, StorageError
-from coexarchive.store.s3 import S3Store, create_locked_bucket
+from coexarchive.errors import CoexArchiveError, ConfigError, StorageError
+from coexarchive.store.s3 import S3Store, S3Timeouts, create_locked_bucket
 
 LOOPBACK = "127.0.0.1"
 REGION = "us-east-1"
@@ -36,20 +40,18 @@ DEFAULT_ACCESS_KEY = "coexarchive-local"
 DEFAULT_SECRET_KEY = "coexarchive-local-secret"  # noqa: S105 (documented local-only default)
 DEFAULT_S3_PORT = 8333
 DEFAULT_DATA_DIR = Path("var/s3")
+STATE_FILE = "server.json"
 
-# Every listener ``weed mini`` opens with the flags below; each gets an explicit loopback port so
-# that two instances never collide on a default and nothing listens on 0.0.0.0.
-_PORT_FLAGS = (
-    "master.port",
-    "master.port.grpc",
-    "volume.port",
-    "volume.port.grpc",
-    "filer.port",
-    "filer.port.grpc",
-    "s3.port.grpc",
-    "admin.port",
-    "admin.port.grpc",
-)
+# The ports ``weed mini`` listens on, all derived from the S3 port P: the HTTP ports are P to P+4
+# and each gRPC port is its HTTP port + 10000 (SeaweedFS's own convention, which its admin worker
+# assumes whatever -admin.port.grpc says). Nothing is left to SeaweedFS's defaults or to chance.
+_HTTP_OFFSETS = {"s3": 0, "master": 1, "volume": 2, "filer": 3, "admin": 4}
+GRPC_OFFSET = 10000
+PORT_SPAN = len(_HTTP_OFFSETS)
+MAX_S3_PORT = 65535 - GRPC_OFFSET - (PORT_SPAN - 1)
+# Where tests look for a free block when no S3 port is given: below Linux's ephemeral range
+# (32768-60999) for the HTTP and the gRPC ports alike.
+_TEST_PORT_RANGE = (10000, 22000)
 _FIXED_FLAGS = (
     f"-ip={LOOPBACK}",
     f"-ip.bind={LOOPBACK}",
@@ -58,6 +60,9 @@ _FIXED_FLAGS = (
     "-admin.ui=false",
     "-s3.port.iceberg=0",
     "-s3.port.lance=0",
+    # A put to a missing bucket must fail: SeaweedFS would otherwise create the bucket without
+    # Object Lock, and an archive in it could never be locked.
+    "-s3.autoCreateBucket=false",
     # One node: there is no master to drain writes away from, so stop at once.
     "-volume.preStopSeconds=0",
     # Every bucket is a collection with volumes of its own. With the default 128 MB volumes the
@@ -68,6 +73,52 @@ _FIXED_FLAGS = (
 )
 # AF_UNIX paths are limited to 108 bytes on Linux.
 _MAX_SOCKET_PATH = 100
+
+
+def port_layout(s3_port: int) -> dict[str, int]:
+    """Every ``weed mini`` port flag and its port, for an S3 server on ``s3_port``."""
+    if not 1024 <= s3_port <= MAX_S3_PORT:
+        raise ConfigError(
+            f"S3 port {s3_port} is out of range: the embedded server uses the port, the next "
+            f"{PORT_SPAN - 1} and each + {GRPC_OFFSET}, so pick one within 1024..{MAX_S3_PORT}"
+        )
+    layout: dict[str, int] = {}
+    for role, offset in _HTTP_OFFSETS.items():
+        layout[f"{role}.port"] = s3_port + offset
+        layout[f"{role}.port.grpc"] = s3_port + offset + GRPC_OFFSET
+    return layout
+
+
+def describe_ports(s3_port: int) -> str:
+    last = s3_port + PORT_SPAN - 1
+    return f"{s3_port}-{last} and {s3_port + GRPC_OFFSET}-{last + GRPC_OFFSET} on {LOOPBACK}"
+
+
+def ports_in_use(ports: Iterable[int]) -> list[int]:
+    """Those of ``ports`` that cannot be bound on loopback right now."""
+    taken = []
+    for port in ports:
+        with socket.socket() as sock:
+            # As Go's listeners do: connections of a stopped server lingering in TIME_WAIT do not
+            # make a port busy, a listener does.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind((LOOPBACK, port))
+            except OSError:
+                taken.append(port)
+    return taken
+
+
+def free_port_block() -> int:
+    """An S3 port whose whole :func:`port_layout` is free now (for tests and throwaway servers)."""
+    low, high = _TEST_PORT_RANGE
+    # Spread concurrent test sessions over the range instead of all probing from its start.
+    first: int = low + random.randrange(0, (high - low) // PORT_SPAN) * PORT_SPAN  # noqa: S311
+    candidates: list[int] = [*range(first, high, PORT_SPAN), *range(low, first, PORT_SPAN)]
+    for base in candidates:
+        if not ports_in_use(port_layout(base).values()):
+            return base
+    raise StorageError(f"no free block of ports for the embedded S3 within {low}..{high}")
 
 
 def find_weed() -> Path:
@@ -98,17 +149,13 @@ def find_weed() -> Path:
     )
 
 
-def free_ports(count: int) -> list[int]:
-    """``count`` distinct ports free on loopback right now."""
-    with ExitStack() as stack:
-        sockets = [stack.enter_context(socket.socket()) for _ in range(count)]
-        for sock in sockets:
-            sock.bind((LOOPBACK, 0))
-        return [sock.getsockname()[1] for sock in sockets]
-
-
 class EmbeddedS3:
-    """A ``weed mini`` process serving S3 with Object Lock on 127.0.0.1."""
+    """A ``weed mini`` process serving S3 with Object Lock on 127.0.0.1.
+
+    ``s3_port=None`` picks a free block of ports (tests); the command line always passes one.
+    While it runs, ``<data_dir>/server.json`` names its process and port, so that another command
+    can find it (:meth:`attach`), stop it (:func:`stop_server`) or print its settings.
+    """
 
     def __init__(
         self,
@@ -121,17 +168,35 @@ class EmbeddedS3:
         self.data_dir = Path(data_dir).resolve()
         self.access_key = access_key
         self.secret_key = secret_key
-        ports = free_ports(len(_PORT_FLAGS) + 1)
-        self.s3_port = s3_port if s3_port is not None else ports.pop()
-        self.ports = dict(zip(_PORT_FLAGS, ports, strict=False))
+        self.s3_port = s3_port if s3_port is not None else free_port_block()
+        layout = port_layout(self.s3_port)
+        layout.pop("s3.port")
+        self.ports = layout
         self.endpoint_url = f"http://{LOOPBACK}:{self.s3_port}"
         self.log_path = self.data_dir / "weed.log"
+        self.state_path = self.data_dir / STATE_FILE
+        self.pid: int | None = None
         self._process: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
         self._session = boto3.session.Session(
             aws_access_key_id=access_key, aws_secret_access_key=secret_key, region_name=REGION
         )
         self._clients: list[Any] = []
+
+    @classmethod
+    def attach(cls, data_dir: Path) -> EmbeddedS3 | None:
+        """The server already running on ``data_dir`` (started by another command), if any."""
+        state = _read_state(Path(data_dir).resolve())
+        if state is None:
+            return None
+        server = cls(
+            data_dir,
+            s3_port=int(state["s3_port"]),
+            access_key=str(state["access_key"]),
+            secret_key=str(state["secret_key"]),
+        )
+        server.pid = int(state["pid"])
+        return server
 
     def command(self) -> list[str]:
         """The ``weed mini`` command line (no secrets: those go in the environment)."""
@@ -149,6 +214,21 @@ class EmbeddedS3:
         """Start the server and wait until S3 answers; StorageError if it does not."""
         if self._process is not None:
             return self
+        running = _read_state(self.data_dir)
+        if running is not None:
+            raise ConfigError(
+                f"an embedded S3 server already runs on {self.data_dir} (pid {running['pid']}, "
+                f"port {running['s3_port']}): `coexarchive s3 --background --data-dir "
+                f"{self.data_dir}` uses it (and creates any --bucket), `coexarchive s3 --stop "
+                f"--data-dir {self.data_dir}` stops it"
+            )
+        taken = ports_in_use([self.s3_port, *self.ports.values()])
+        if taken:
+            raise ConfigError(
+                f"port {taken[0]} on {LOOPBACK} is in use; the embedded S3 on port "
+                f"{self.s3_port} needs {describe_ports(self.s3_port)}: stop what holds it or "
+                "choose another S3 port with --port"
+            )
         self.data_dir.mkdir(parents=True, exist_ok=True)
         env = {
             **os.environ,
@@ -164,15 +244,41 @@ class EmbeddedS3:
             stderr=subprocess.STDOUT,
             env=env,
             cwd=self.data_dir,
-            # Its own process group: a terminal's Ctrl-C reaches us, and we stop it in order.
+            # Its own session: a terminal's Ctrl-C reaches us, and we stop it in order; and a
+            # server left running (``detach``) outlives the command that started it.
             start_new_session=True,
         )
+        self.pid = self._process.pid
         try:
             self._wait_ready(timeout)
+            self._write_state()
         except BaseException:
             self.stop()
             raise
         return self
+
+    def _write_state(self) -> None:
+        state = {
+            "pid": self.pid,
+            "s3_port": self.s3_port,
+            "endpoint_url": self.endpoint_url,
+            "access_key": self.access_key,
+            # Local-only credentials of a loopback server; the file is readable by its owner only.
+            "secret_key": self.secret_key,
+        }
+        descriptor = os.open(self.state_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w") as handle:
+            json.dump(state, handle)
+
+    def detach(self) -> None:
+        """Leave the server running after this process exits; :func:`stop_server` ends it."""
+        for client in self._clients:
+            client.close()
+        self._clients.clear()
+        self._process = None
+        if self._log is not None:
+            self._log.close()
+            self._log = None
 
     def _wait_ready(self, timeout: float) -> None:
         config = Config(connect_timeout=1, read_timeout=2, retries={"max_attempts": 1})
@@ -182,8 +288,8 @@ class EmbeddedS3:
                 assert self._process is not None
                 if self._process.poll() is not None:
                     raise StorageError(
-                        f"weed mini exited with status {self._process.returncode}; "
-                        f"see {self.log_path}:\n{self._log_tail()}"
+                        f"the embedded S3 server (weed mini) exited with status "
+                        f"{self._process.returncode} while starting; see {self.log_path}"
                     )
                 try:
                     probe.list_buckets()
@@ -192,11 +298,11 @@ class EmbeddedS3:
                     if time.monotonic() > deadline:
                         raise StorageError(
                             f"embedded S3 did not answer on {self.endpoint_url} within "
-                            f"{timeout:g}s; see {self.log_path}:\n{self._log_tail()}"
+                            f"{timeout:g}s; see {self.log_path}"
                         ) from None
                     time.sleep(0.1)
 
-    def _log_tail(self, lines: int = 20) -> str:
+    def log_tail(self, lines: int = 20) -> str:
         try:
             text = self.log_path.read_text(errors="replace")
         except OSError:
@@ -209,17 +315,29 @@ class EmbeddedS3:
             client.close()
         self._clients.clear()
         process, self._process = self._process, None
-        if process is not None and process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=grace)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stopped = False
+        if process is not None:
+            stopped = True
+            if process.poll() is None:
+                process.terminate()
+                try:
+                    process.wait(timeout=grace)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
+        elif self.pid is not None and _is_our_weed(self.pid, self.data_dir):
+            stopped = True
+            _terminate(self.pid, grace)
         if self._log is not None:
             self._log.close()
             self._log = None
-        self._remove_grpc_sockets()
+        if stopped:
+            state = _read_state(self.data_dir, check_alive=False)
+            if state is not None and state.get("pid") == self.pid:
+                self.state_path.unlink(missing_ok=True)
+            # Only after our own server stopped: another one may use the same ports' sockets.
+            self._remove_grpc_sockets()
+        self.pid = None
 
     def _remove_grpc_sockets(self) -> None:
         """Remove the gRPC sockets weed leaves in /tmp (named by port, so surely ours)."""
@@ -232,12 +350,17 @@ class EmbeddedS3:
 
     @property
     def running(self) -> bool:
-        return self._process is not None and self._process.poll() is None
+        if self._process is not None:
+            return self._process.poll() is None
+        return self.pid is not None and _is_our_weed(self.pid, self.data_dir)
 
     def client(self, *, config: Config | None = None, track: bool = True) -> Any:
         """A boto3 S3 client for this server; closed by :meth:`stop` unless ``track=False``."""
         client = self._session.client(
-            "s3", endpoint_url=self.endpoint_url, region_name=REGION, config=config
+            "s3",
+            endpoint_url=self.endpoint_url,
+            region_name=REGION,
+            config=config or S3Timeouts.from_env().botocore_config(),
         )
         if track:
             self._clients.append(client)
@@ -270,19 +393,141 @@ class EmbeddedS3:
         self.stop()
 
 
+# --- the state file and detached servers ---------------------------------------------------------
+
+
+def _read_state(data_dir: Path, *, check_alive: bool = True) -> dict[str, Any] | None:
+    """``server.json`` of a server on ``data_dir``; None if absent, unreadable or (by default)
+    its process is gone (a crash or a reboot leaves such a file behind)."""
+    try:
+        state = json.loads((data_dir / STATE_FILE).read_text())
+        int(state["pid"]), int(state["s3_port"]), str(state["access_key"])
+        str(state["secret_key"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if not isinstance(state, dict):
+        return None
+    if check_alive and not _is_our_weed(int(state["pid"]), data_dir):
+        return None
+    return state
+
+
+def _is_our_weed(pid: int, data_dir: Path) -> bool:
+    """Whether ``pid`` is a live ``weed mini`` on ``data_dir`` (never signal a reused pid)."""
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return b"mini" in argv and f"-dir={data_dir}".encode() in argv
+
+
+def _terminate(pid: int, grace: float) -> None:
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        if not Path(f"/proc/{pid}").exists() or _is_zombie(pid):
+            return
+        time.sleep(0.1)
+    with suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1].startswith("Z")
+    except (OSError, IndexError):
+        return True
+
+
+def stop_server(data_dir: Path) -> bool:
+    """Stop the server running on ``data_dir``; False if none runs there."""
+    server = EmbeddedS3.attach(data_dir)
+    if server is None:
+        return False
+    server.stop()
+    return True
+
+
+# --- the ``coexarchive s3`` command --------------------------------------------------------------
+
+
+def default_buckets(env: Mapping[str, str] | None = None) -> list[str]:
+    """The buckets the CLI's other commands will use: COEXARCHIVE_BUCKET and _RAW_BUCKET."""
+    from coexarchive.settings import DEFAULT_BUCKET
+
+    env = os.environ if env is None else env
+    buckets = [env.get("COEXARCHIVE_BUCKET") or DEFAULT_BUCKET]
+    raw = env.get("COEXARCHIVE_RAW_BUCKET")
+    if raw and raw not in buckets:
+        buckets.append(raw)
+    return buckets
+
+
+def default_port(env: Mapping[str, str] | None = None) -> int:
+    """The S3 port: COEXARCHIVE_S3_PORT if set, else 8333."""
+    env = os.environ if env is None else env
+    text = env.get("COEXARCHIVE_S3_PORT", "").strip()
+    if not text:
+        return DEFAULT_S3_PORT
+    try:
+        return int(text)
+    except ValueError:
+        raise ConfigError(f"COEXARCHIVE_S3_PORT={text!r} is not a port number") from None
+
+
+def export_lines(server: EmbeddedS3, buckets: Sequence[str]) -> list[str]:
+    """``export`` lines that point this shell's coexarchive commands at ``server``."""
+    values = dict(server.environment())
+    if buckets:
+        values["COEXARCHIVE_BUCKET"] = buckets[0]
+    return [f"export {name}={shlex.quote(value)}" for name, value in values.items()]
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="coexarchive s3",
-        description="Run the embedded S3 server (SeaweedFS, Object Lock) on 127.0.0.1. "
-        "Local development only: its filer port can delete locked files.",
+        description="Run the embedded S3 server (SeaweedFS, Object Lock) on 127.0.0.1 and create "
+        "its archive bucket(s) with Object Lock and versioning. Local development only: its "
+        "filer port can delete locked files.",
+        epilog=f"Ports: the S3 port P (default {DEFAULT_S3_PORT}), P+1..P+{PORT_SPAN - 1} for "
+        f"SeaweedFS's master, volume, filer and admin servers, and each of those + {GRPC_OFFSET} "
+        "for their gRPC; all on 127.0.0.1. Buckets: COEXARCHIVE_BUCKET (default coexarchive) and "
+        "COEXARCHIVE_RAW_BUCKET if set, unless --bucket is given.",
     )
-    parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
-    parser.add_argument("--port", type=int, default=DEFAULT_S3_PORT, help="S3 port")
-    parser.add_argument("--access-key", default=DEFAULT_ACCESS_KEY)
-    parser.add_argument("--secret-key", default=DEFAULT_SECRET_KEY)
     parser.add_argument(
-        "--bucket", action="append", default=[], help="create this Object Lock bucket (repeatable)"
+        "--data-dir",
+        type=Path,
+        default=DEFAULT_DATA_DIR,
+        help=f"where the server keeps its data, log and server.json (default {DEFAULT_DATA_DIR})",
     )
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=default_port(),
+        help=f"S3 port (env COEXARCHIVE_S3_PORT, default {DEFAULT_S3_PORT})",
+    )
+    parser.add_argument("--access-key", default=DEFAULT_ACCESS_KEY, help="local-only credential")
+    parser.add_argument("--secret-key", default=DEFAULT_SECRET_KEY, help="local-only credential")
+    parser.add_argument(
+        "--bucket",
+        action="append",
+        default=[],
+        help="create this Object Lock bucket (repeatable; default: COEXARCHIVE_BUCKET)",
+    )
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument(
+        "--background",
+        action="store_true",
+        help="start, create the buckets, print `export` lines on stdout and return; the server "
+        'keeps running (use: eval "$(coexarchive s3 --background)")',
+    )
+    mode.add_argument(
+        "--env", action="store_true", help="print the `export` lines of the running server"
+    )
+    mode.add_argument("--stop", action="store_true", help="stop the server running on --data-dir")
     return parser
 
 
@@ -291,19 +536,78 @@ def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the embedded S3 server in the foreground until Ctrl-C or SIGTERM."""
-    args = _parser().parse_args(argv)
+    """``coexarchive s3``: one line on stderr and exit 2 for every expected failure."""
+    try:
+        return _main(_parser().parse_args(argv))
+    except CoexArchiveError as exc:
+        print(f"coexarchive s3: error: {exc.diagnostics()}", file=sys.stderr)
+        return 2
+
+
+def _main(args: argparse.Namespace) -> int:
+    data_dir: Path = args.data_dir
+    buckets: list[str] = args.bucket or default_buckets()
+    if args.stop:
+        if not stop_server(data_dir):
+            print(f"no embedded S3 server runs on {data_dir}", file=sys.stderr)
+            return 1
+        print(f"stopped the embedded S3 server on {data_dir}", file=sys.stderr)
+        return 0
+    if args.env:
+        running = EmbeddedS3.attach(data_dir)
+        if running is None:
+            raise ConfigError(
+                f"no embedded S3 server runs on {data_dir}: start one with "
+                f"`coexarchive s3 --background --data-dir {data_dir}`"
+            )
+        print("\n".join(export_lines(running, buckets)))
+        return 0
+    if args.background:
+        return _background(args, data_dir, buckets)
+    return _foreground(args, data_dir, buckets)
+
+
+def _background(args: argparse.Namespace, data_dir: Path, buckets: list[str]) -> int:
+    server = EmbeddedS3.attach(data_dir)
+    reused = server is not None
+    if server is None:
+        server = EmbeddedS3(
+            data_dir, s3_port=args.port, access_key=args.access_key, secret_key=args.secret_key
+        )
+        server.start()
+    try:
+        for bucket in buckets:
+            create_locked_bucket(server.client(), bucket)
+    except BaseException:
+        if not reused:
+            server.stop()
+        raise
+    server.detach()
+    what = "already running" if reused else "started"
+    print(
+        f"# embedded S3 (local only) {what} on {server.endpoint_url}, pid {server.pid}, data in "
+        f"{server.data_dir}; bucket(s) {', '.join(buckets)} with Object Lock and versioning. "
+        f"Stop it with `coexarchive s3 --stop --data-dir {data_dir}`.",
+        file=sys.stderr,
+    )
+    print("\n".join(export_lines(server, buckets)), flush=True)
+    return 0
+
+
+def _foreground(args: argparse.Namespace, data_dir: Path, buckets: list[str]) -> int:
     server = EmbeddedS3(
-        args.data_dir, s3_port=args.port, access_key=args.access_key, secret_key=args.secret_key
+        data_dir, s3_port=args.port, access_key=args.access_key, secret_key=args.secret_key
     )
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         server.start()
-        for bucket in args.bucket:
+        for bucket in buckets:
             create_locked_bucket(server.client(), bucket)
-        print(f"# embedded S3 (local only) on {server.endpoint_url}, data in {server.data_dir}")
-        for name, value in server.environment().items():
-            print(f"export {name}={value}")
+        print(
+            f"# embedded S3 (local only) on {server.endpoint_url}, data in {server.data_dir}; "
+            f"bucket(s) {', '.join(buckets)} with Object Lock and versioning"
+        )
+        print("\n".join(export_lines(server, buckets)))
         print("# Ctrl-C to stop", flush=True)
         while server.running:
             time.sleep(0.5)

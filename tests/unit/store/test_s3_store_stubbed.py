@@ -240,3 +240,42 @@ def test_put_lock_date_is_the_normalised_one(client: Any, stub: Stubber) -> None
         ),
     )
     assert S3Store("b", client=client).put("k", b"x", retention=retention) is True
+
+
+def test_a_locked_put_refused_by_an_unlocked_bucket_says_why(client: Any, stub: Stubber) -> None:
+    stub.add_client_error("put_object", "InvalidRequest", "Invalid Request", http_status_code=400)
+    stub.add_client_error("get_object_lock_configuration", "ObjectLockConfigurationNotFoundError")
+    store = S3Store("b", client=client)
+    with pytest.raises(RetentionError) as caught:
+        store.put("raw/x", b"x", retention=Retention("COMPLIANCE", UNTIL))
+    message = str(caught.value)
+    assert "bucket 'b'" in message and "without Object Lock" in message
+    assert "\n" not in message
+
+
+def test_other_refusals_of_a_locked_put_keep_their_own_reason(client: Any, stub: Stubber) -> None:
+    locked = {"ObjectLockConfiguration": {"ObjectLockEnabled": "Enabled"}}
+    stub.add_client_error("put_object", "InvalidRequest", "bad date", http_status_code=400)
+    stub.add_response("get_object_lock_configuration", locked, {"Bucket": "b"})
+    store = S3Store("b", client=client)
+    with pytest.raises(StorageError, match="InvalidRequest: bad date"):
+        store.put("raw/x", b"x", retention=Retention("COMPLIANCE", UNTIL))
+
+
+def test_a_refused_locked_put_keeps_its_reason_when_the_lock_cannot_be_read(
+    client: Any, stub: Stubber
+) -> None:
+    stub.add_client_error("put_object", "InvalidRequest", "bad date", http_status_code=400)
+    stub.add_client_error("get_object_lock_configuration", "AccessDenied", http_status_code=403)
+    store = S3Store("b", client=client)
+    with pytest.raises(StorageError, match="InvalidRequest: bad date"):
+        store.put("raw/x", b"x", retention=Retention("COMPLIANCE", UNTIL))
+
+
+def test_an_access_denied_locked_put_is_not_blamed_on_the_bucket(
+    client: Any, stub: Stubber
+) -> None:
+    stub.add_client_error("put_object", "AccessDenied", "no", http_status_code=403)
+    store = S3Store("b", client=client)  # no lock-configuration call is queued: none may be made
+    with pytest.raises(StorageError, match="AccessDenied"):
+        store.put("raw/x", b"x", retention=Retention("COMPLIANCE", UNTIL))

@@ -2,18 +2,75 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
-from coexarchive.store.seaweed import EmbeddedS3, find_weed, free_ports
+import pytest
+
+from coexarchive.errors import ConfigError
+from coexarchive.store.seaweed import (
+    EmbeddedS3,
+    default_buckets,
+    default_port,
+    find_weed,
+    free_port_block,
+    port_layout,
+    ports_in_use,
+)
 
 
 def test_weed_binary_is_found() -> None:
     assert find_weed().name == "weed"
 
 
-def test_free_ports_are_distinct() -> None:
-    ports = free_ports(12)
-    assert len(set(ports)) == 12
+def test_port_layout_is_the_documented_one() -> None:
+    layout = port_layout(8333)
+    assert layout == {
+        "s3.port": 8333,
+        "s3.port.grpc": 18333,
+        "master.port": 8334,
+        "master.port.grpc": 18334,
+        "volume.port": 8335,
+        "volume.port.grpc": 18335,
+        "filer.port": 8336,
+        "filer.port.grpc": 18336,
+        "admin.port": 8337,
+        # SeaweedFS's worker dials admin port + 10000 whatever -admin.port.grpc says.
+        "admin.port.grpc": 18337,
+    }
+
+
+@pytest.mark.parametrize("port", [80, 1023, 55532, 65535])
+def test_ports_whose_layout_does_not_fit_are_refused(port: int) -> None:
+    with pytest.raises(ConfigError, match="out of range"):
+        port_layout(port)
+
+
+def test_free_port_block_is_wholly_free() -> None:
+    base = free_port_block()
+    assert ports_in_use(port_layout(base).values()) == []
+
+
+def test_ports_in_use_sees_a_bound_port() -> None:
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        port = squatter.getsockname()[1]
+        assert ports_in_use([port]) == [port]
+
+
+def test_default_port_and_buckets_come_from_the_environment() -> None:
+    assert default_port({}) == 8333
+    assert default_port({"COEXARCHIVE_S3_PORT": "9100"}) == 9100
+    with pytest.raises(ConfigError, match="COEXARCHIVE_S3_PORT"):
+        default_port({"COEXARCHIVE_S3_PORT": "eighty"})
+    assert default_buckets({}) == ["coexarchive"]
+    env = {"COEXARCHIVE_BUCKET": "arch", "COEXARCHIVE_RAW_BUCKET": "raw"}
+    assert default_buckets(env) == ["arch", "raw"]
+
+
+def test_a_put_to_a_missing_bucket_never_creates_it(tmp_path: Path) -> None:
+    # SeaweedFS would create it without Object Lock; nothing could be locked in it.
+    assert "-s3.autoCreateBucket=false" in EmbeddedS3(tmp_path).command()
 
 
 def test_command_binds_loopback_with_telemetry_off(tmp_path: Path) -> None:
