@@ -3,10 +3,14 @@
 Every expected failure raises a subclass of :class:`CoexArchiveError`; the CLI catches only the
 root, prints its message and exits non-zero.
 
+Every exception class coexarchive raises on purpose is defined here, so that this tree is the
+whole list; modules re-export the ones they raise (``coexarchive.verify.ArchiveVerificationError``
+is this module's class).
+
 ::
 
     CoexArchiveError
-    ├── ConfigError              bad settings, missing key or trust file
+    ├── ConfigError              bad settings, missing key or trust file, a bad option value
     ├── FormatError              bytes that do not follow a published format
     │   └── CanonicalizationError   a value that has no canonical encoding (e.g. a float)
     ├── StorageError             the object store failed or refused
@@ -16,12 +20,25 @@ root, prints its message and exits non-zero.
     ├── SealError                sealing cannot continue (e.g. a concurrent writer won the chain)
     ├── ProofError               an inclusion or consistency proof does not verify
     ├── SignatureError           a signed note does not verify against the trust file
+    ├── QueryError               DuckDB refused or failed an auditor's statement
+    ├── SpoolError               the receiver's spool cannot take a delivery (answer non-200)
+    │   ├── SpoolFull               the spool holds as many bytes as it may
+    │   └── SpoolUnavailable        writing or syncing the spool failed, or it is not open
+    ├── CaptureError             the receiver did not confirm an outbound capture
+    ├── PipelineError            an expected failure inside a Beam worker, known by its text
     └── VerificationError        an archive check failed; carries every failure found
+        ├── ArchiveVerificationError   ``verify`` failed; carries the full report
+        └── BundleVerificationError    ``verify-bundle`` failed; carries the full report
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from coexarchive.export.verify_bundle import BundleReport
+    from coexarchive.verify import Report
 
 
 class CoexArchiveError(Exception):
@@ -53,10 +70,15 @@ class ObjectExistsError(StorageError):
 
     def __init__(self, key: str, detail: str = "") -> None:
         self.key = key
+        self.detail = detail
         super().__init__(
             f"refusing to overwrite {key!r}: an object with different content exists"
             + (f" ({detail})" if detail else "")
         )
+
+    def __reduce__(self) -> tuple[type[ObjectExistsError], tuple[str, str]]:
+        # Pickled across processes (Beam workers): rebuilt from its fields, not its message.
+        return type(self), (self.key, self.detail)
 
 
 class ObjectMissingError(StorageError):
@@ -65,6 +87,9 @@ class ObjectMissingError(StorageError):
     def __init__(self, key: str) -> None:
         self.key = key
         super().__init__(f"object {key!r} does not exist")
+
+    def __reduce__(self) -> tuple[type[ObjectMissingError], tuple[str]]:
+        return type(self), (self.key,)
 
 
 class RetentionError(StorageError):
@@ -81,6 +106,37 @@ class ProofError(CoexArchiveError):
 
 class SignatureError(CoexArchiveError):
     """A signed note does not carry a valid signature from a trusted key."""
+
+
+class QueryError(CoexArchiveError):
+    """DuckDB refused or failed a statement (the attempt is still in the access log)."""
+
+
+class SpoolError(CoexArchiveError):
+    """The spool cannot take a delivery; the receiver answers non-200 so that Meta retries."""
+
+
+class SpoolFull(SpoolError):
+    """The spool holds as many bytes as it may (S3 is probably unreachable)."""
+
+
+class SpoolUnavailable(SpoolError):
+    """Writing or syncing the spool failed, or the spool is not open."""
+
+
+class CaptureError(CoexArchiveError):
+    """The receiver did not confirm the capture; the caller should retry or queue it."""
+
+
+class PipelineError(CoexArchiveError):
+    """An expected failure raised inside a pipeline worker process.
+
+    Beam hands it back only as text; ``error_type`` names the original class.
+    """
+
+    def __init__(self, message: str, *, error_type: str = "") -> None:
+        self.error_type = error_type
+        super().__init__(message)
 
 
 @dataclass(frozen=True)
@@ -118,3 +174,19 @@ class VerificationError(CoexArchiveError):
     def diagnostics(self) -> str:
         head = f"verification failed: {len(self.failures)} check(s) did not hold"
         return "\n".join([head, *(f"  - {failure}" for failure in self.failures)])
+
+
+class ArchiveVerificationError(VerificationError):
+    """A verification that failed, with the full report of what was and was not verified."""
+
+    def __init__(self, report: Report) -> None:
+        self.report = report
+        super().__init__(failures=list(report.failures))
+
+
+class BundleVerificationError(VerificationError):
+    """A bundle that did not verify, with the full report."""
+
+    def __init__(self, report: BundleReport) -> None:
+        self.report = report
+        super().__init__(failures=list(report.failures))

@@ -16,6 +16,7 @@ import duckdb
 import pyarrow as pa
 
 from coexarchive.errors import CoexArchiveError, ConfigError, FormatError
+from coexarchive.errors import QueryError as QueryError
 from coexarchive.query import summary, views
 from coexarchive.query.access_log import AccessEntry, AccessLog, result_digest
 from coexarchive.query.reports import REPORTS, Params, build_sql
@@ -42,10 +43,6 @@ from coexarchive.segments import Manifest
 from coexarchive.store.base import ObjectStore
 
 __all__ = ["AuditSession", "QueryResult"]
-
-
-class QueryError(CoexArchiveError):
-    """DuckDB refused or failed a statement (the attempt is still in the access log)."""
 
 
 @dataclass(frozen=True)

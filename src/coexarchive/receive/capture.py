@@ -22,16 +22,12 @@ import urllib.request
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from coexarchive.errors import CoexArchiveError
+from coexarchive.errors import CaptureError
 from coexarchive.raw import SIGNATURE_HEADER, signature_header
 
 __all__ = ["CaptureError", "OutboundCapture", "capture_body"]
 
 USER_AGENT = "coexarchive-capture/1"
-
-
-class CaptureError(CoexArchiveError):
-    """The receiver did not confirm the capture; the caller should retry or queue it."""
 
 
 def capture_body(

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import orjson
 
-from coexarchive.errors import CoexArchiveError, ConfigError
+from coexarchive.errors import ConfigError, SpoolError, SpoolFull, SpoolUnavailable
 from coexarchive.raw import Delivery, kept_headers, receiver_id_problem
 
 __all__ = [
@@ -57,18 +57,6 @@ _SEGMENT_SUFFIX = ".seg"
 _SEQ_FILE = "next-seq"
 _Headers = Mapping[str, str] | Iterable[tuple[str, str]]
 _LOCK_FILE = "lock"
-
-
-class SpoolError(CoexArchiveError):
-    """The spool cannot take a delivery; the receiver answers non-200 so that Meta retries."""
-
-
-class SpoolFull(SpoolError):
-    """The spool holds as many bytes as it may (S3 is probably unreachable)."""
-
-
-class SpoolUnavailable(SpoolError):
-    """Writing or syncing the spool failed, or the spool is not open."""
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from coexarchive.archive_head import HeadSummary
-from coexarchive.errors import Failure, FormatError, VerificationError
+from coexarchive.errors import ArchiveVerificationError as ArchiveVerificationError
+from coexarchive.errors import Failure, FormatError
 from coexarchive.seal.checkpoint import Checkpoint, open_checkpoint
 from coexarchive.seal.keys import TrustStore
 
@@ -66,14 +67,6 @@ class Report:
             "failures": [failure.__dict__ for failure in self.failures],
             "archive_head": self.archive_head.to_json() if self.archive_head else None,
         }
-
-
-class ArchiveVerificationError(VerificationError):
-    """A verification that failed, with the full report of what was and was not verified."""
-
-    def __init__(self, report: Report) -> None:
-        self.report = report
-        super().__init__(failures=list(report.failures))
 
 
 @dataclass(frozen=True)

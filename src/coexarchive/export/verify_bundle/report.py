@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from coexarchive.errors import Failure, VerificationError
+from coexarchive.errors import BundleVerificationError, Failure
 
 __all__ = [
     "BUNDLE_KEYS_WARNING",
@@ -125,14 +125,6 @@ class BundleReport:
             "records_failed": sum(1 for r in self.records if not r.ok),
             "failures": [f.__dict__ for f in self.failures],
         }
-
-
-class BundleVerificationError(VerificationError):
-    """A bundle that did not verify, with the full report."""
-
-    def __init__(self, report: BundleReport) -> None:
-        self.report = report
-        super().__init__(failures=list(report.failures))
 
 
 def record_failure(
