@@ -21,10 +21,13 @@ import marshal
 import operator
 import os
 import pickle
-from collections import defaultdict
+import re
+import sys
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -35,17 +38,18 @@ from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions
 from apache_beam.transforms import combiners
 
 from coexarchive import quarantine as quarantine_store
+from coexarchive._internal.progress import LiveStatus
 from coexarchive.archive_head import write_head_after
 from coexarchive.dedup import DedupIndex
 from coexarchive.enrich import EnrichConfig, collect_side_events, enrich_for_seal
-from coexarchive.errors import SealError
+from coexarchive.errors import CoexArchiveError, PipelineError, SealError
 from coexarchive.normalize import Quarantined, normalize_delivery
 from coexarchive.raw import AUTH_MEMBER, VERIFIED, DeliveryAuth, decode_landing
-from coexarchive.records import RECORD_FIELDS, Record
+from coexarchive.records import RECORD_FIELDS, Kind, Record
 from coexarchive.resume import UnsignedTailError
 from coexarchive.retention import RetentionPolicy
 from coexarchive.seal.keys import Ed25519Signer, TrustStore
-from coexarchive.segments import ChainWriter
+from coexarchive.segments import ChainWriter, SegmentResult
 from coexarchive.store import layout
 from coexarchive.store.base import ObjectStore
 from coexarchive.store.s3 import S3Store
@@ -55,6 +59,7 @@ NAMESPACE = "coexarchive.ingest"
 UNSIGNED_TAIL_NAMESPACE = "coexarchive.ingest.unsigned_tail"
 QUARANTINE_TAG = "quarantine"
 SIDE_EVENTS_TAG = "side_events"
+DERIVED_PREFIX = "derived_"
 log = logging.getLogger(__name__)
 
 
@@ -89,7 +94,17 @@ class SealSpec:
 
 @dataclass
 class IngestSummary:
-    """What one run did, from the pipeline's metrics."""
+    """What one run did, from the pipeline's metrics; it adds up (see :meth:`unaccounted`).
+
+    Every normalised event ends as exactly one of: sealed by this run (``sealed``, of which
+    ``observations`` are second sightings), a duplicate of what the archive already held
+    (``duplicates``), or sealed by a concurrent run of the same data before this one could
+    (``concurrent``), or held back unsealed because its chain ends in objects no trusted key
+    signed (``held_back``, see ``unsigned_tails``). Input that never became an event is
+    ``quarantined``. Records the archive
+    derived itself (consent events from opt-out keywords, ...) are counted apart, by kind, in
+    ``derived``: they are not input.
+    """
 
     raw_objects: int = 0
     deliveries: int = 0
@@ -98,9 +113,12 @@ class IngestSummary:
     sealed: int = 0
     observations: int = 0
     duplicates: int = 0
+    concurrent: int = 0
+    held_back: int = 0
     quarantined: int = 0
     segments: int = 0
     chains: int = 0
+    derived: dict[str, int] = field(default_factory=dict)
     extra: dict[str, int] = field(default_factory=dict)
     # One line per chain left unsealed because it ends in objects no trusted key signed.
     unsigned_tails: list[str] = field(default_factory=list)
@@ -110,18 +128,73 @@ class IngestSummary:
         if self.unsigned_tails:
             raise SealError("\n".join(self.unsigned_tails))
 
+    def add(self, other: IngestSummary) -> None:
+        """Add ``other``'s counts to these (the passes of ``ingest --follow``)."""
+        for name in _COUNT_FIELDS:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        for mine, theirs in ((self.derived, other.derived), (self.extra, other.extra)):
+            for key, value in theirs.items():
+                mine[key] = mine.get(key, 0) + value
+        self.unsigned_tails = sorted({*self.unsigned_tails, *other.unsigned_tails})
+
+    def unaccounted(self) -> int:
+        """Normalised events not accounted for as sealed, duplicate, concurrent or held back."""
+        return self.events - self.sealed - self.duplicates - self.concurrent - self.held_back
+
     def lines(self) -> list[str]:
-        return [
+        derived = sum(self.derived.values())
+        kinds = ", ".join(f"{kind} {count:,}" for kind, count in sorted(self.derived.items()))
+        lines = [
             f"raw objects read:    {self.raw_objects:>10,}",
             f"deliveries:          {self.deliveries:>10,}",
-            f"events normalised:   {self.events:>10,}",
-            f"sealed (new):        {self.sealed:>10,}",
-            f"  of which observations (second sightings): {self.observations:,}",
-            f"duplicates skipped:  {self.duplicates:>10,}",
-            f"quarantined:         {self.quarantined:>10,}"
-            f"  (unreadable lines: {self.unreadable_lines:,})",
+            f"input events:        {self.events + self.quarantined:>10,}",
+            f"  sealed (new):      {self.sealed:>10,}"
+            f"  (of which observations, second sightings: {self.observations:,})",
+            f"  duplicates:        {self.duplicates:>10,}  (already in the archive; skipped)",
+        ]
+        if self.concurrent:
+            lines.append(
+                f"  sealed by another: {self.concurrent:>10,}"
+                "  (a concurrent run committed the same records first)"
+            )
+        if self.held_back:
+            lines.append(
+                f"  held back:         {self.held_back:>10,}"
+                "  (their chain ends in unsigned objects: nothing sealed there)"
+            )
+        lines += [
+            f"  quarantined:       {self.quarantined:>10,}"
+            f"  (unreadable lines: {self.unreadable_lines:,}; kept under quarantine/)",
+            f"derived records:     {derived:>10,}" + (f"  ({kinds})" if kinds else ""),
             f"segments written:    {self.segments:>10,}  across {self.chains:,} chain(s)",
         ]
+        if self.unaccounted():
+            lines.append(f"unaccounted events:  {self.unaccounted():>10,}  (a bug: please report)")
+        return lines
+
+    def pass_line(self) -> str:
+        """One line for one pass of ``ingest --follow``."""
+        parts = [
+            f"{self.raw_objects:,} object(s)",
+            f"{self.events + self.quarantined:,} event(s): {self.sealed:,} sealed",
+            f"{self.duplicates:,} duplicate",
+            f"{self.quarantined:,} quarantined",
+        ]
+        if self.concurrent:
+            parts.append(f"{self.concurrent:,} sealed by another run")
+        if self.held_back:
+            parts.append(f"{self.held_back:,} held back")
+        derived = sum(self.derived.values())
+        if derived:
+            parts.append(f"{derived:,} derived")
+        return ", ".join(parts)
+
+
+_COUNT_FIELDS = tuple(
+    f.name
+    for f in dataclasses.fields(IngestSummary)
+    if f.name not in ("derived", "extra", "unsigned_tails")
+)
 
 
 def _counter(name: str) -> Any:
@@ -154,6 +227,7 @@ class NormalizeObject(beam.DoFn):
     def process(self, key: str) -> Iterator[Any]:
         by_chain, bad = normalize_object(key, self.store.get(key), self, auth=self.auth)
         self.objects.inc()
+        _live(objects=1, events=sum(map(len, by_chain.values())), quarantined=len(bad))
         for chain_id, records in sorted(by_chain.items()):
             self.events.inc(len(records))
             yield chain_id, pack_records(records)
@@ -274,6 +348,8 @@ class SealChain(beam.DoFn):
         self.sealed = _counter("sealed")
         self.observations = _counter("observations")
         self.duplicates = _counter("duplicates")
+        self.concurrent = _counter("concurrent")
+        self.held_back = _counter("held_back")
         self.segments = _counter("segments")
         self.chains = _counter("chains")
 
@@ -309,7 +385,12 @@ class SealChain(beam.DoFn):
         self.sealed.inc(summary["sealed"])
         self.observations.inc(summary["observations"])
         self.duplicates.inc(summary["duplicates"])
+        self.concurrent.inc(summary["concurrent"])
+        self.held_back.inc(summary["held_back"])
         self.segments.inc(summary["segments"])
+        for kind, count in summary["derived"].items():
+            _counter(DERIVED_PREFIX + kind).inc(count)
+        _live(chains=1, sealed=summary["sealed"])
         yield summary
 
 
@@ -351,6 +432,9 @@ def seal_chain(
             "sealed": 0,
             "observations": 0,
             "duplicates": 0,
+            "concurrent": 0,
+            "held_back": len(records),  # this chain's events wait until the tail is resolved
+            "derived": {},
             "segments": 0,
             "tree_size": None,
             "unsigned_tail": str(exc),
@@ -373,16 +457,55 @@ def seal_chain(
             side_events=side_events,
         )
         results = writer.append(to_seal) if to_seal else []
+    written = _written_by_this_run(to_seal, state.size, results)
+    inputs = {id(record) for record in classified.to_seal}
+    observation = Kind.OBSERVATION.value
+    derived: Counter[str] = Counter()
+    sealed = observations = 0
+    for record in written:
+        if id(record) not in inputs:
+            derived[record.kind] += 1  # consent events derived from opt-out keywords
+        else:
+            sealed += 1
+            observations += record.kind == observation
     return {
         "chain_id": chain_id,
-        "sealed": len(to_seal),  # includes consent events derived from keywords
-        "observations": len(classified.observations),
+        "sealed": sealed,  # input events this run committed (observations included)
+        "observations": observations,
         "duplicates": classified.duplicates,
-        "segments": len(results),
+        # Input events in segments a concurrent run had already committed, byte for byte.
+        "concurrent": len(classified.to_seal) - sealed,
+        "held_back": 0,
+        "derived": dict(derived),
+        "segments": sum(1 for result in results if result.created),
         "tree_size": writer.state().size,
         # What the archive head will state for this chain (its last committed manifest).
         "manifest": writer.state().last_manifest,
     }
+
+
+# The order ChainWriter.append gives sealed records their seqs: the i-th of this order gets
+# seq ``first + i``, which ties each record to the segment (and manifest) holding it.
+_writer_order = operator.attrgetter("event_time", "record_id")
+
+
+def _written_by_this_run(
+    to_seal: Sequence[Record], first: int, results: Sequence[SegmentResult]
+) -> list[Record]:
+    """The records of ``to_seal`` in segments this run created (not found already committed).
+
+    A concurrent run of the same input seals byte-identical segments; the one that commits
+    second finds them in place (``created`` false) and must not claim their records as new.
+    """
+    if all(result.created for result in results):
+        return list(to_seal)
+    ordered = sorted(to_seal, key=_writer_order)
+    written: list[Record] = []
+    for result in results:
+        if result.created:
+            manifest = result.manifest
+            written += ordered[manifest.first_seq - first : manifest.last_seq - first + 1]
+    return written
 
 
 _waba_of = operator.attrgetter("waba_id")
@@ -509,12 +632,14 @@ def run(
     save_main_session: bool = False,
     env: Mapping[str, str] | None = None,
     auth: DeliveryAuth | None = None,
+    progress: bool | None = None,
 ) -> IngestSummary:
     """Parse arguments (ours + Beam's), run the pipeline to completion, return its summary.
 
     The secrets that authenticate raw deliveries are ``auth``, else read from ``env`` (default:
     the process environment) as the receiver reads them; without any, this refuses to run
-    unless ``--allow_unauthenticated`` is given.
+    unless ``--allow_unauthenticated`` is given. ``progress``: draw a live status line on stderr
+    (None: only when stderr is a terminal).
     """
     args, beam_args = build_parser().parse_known_args(argv)
     if auth is None:
@@ -535,7 +660,9 @@ def run(
     )
     options = PipelineOptions(beam_args or ["--runner=FnApiRunner"])
     options.view_as(SetupOptions).save_main_session = save_main_session
-    return run_pipeline(keys, store_spec, seal_spec, options, auth=auth, raw_spec=raw_spec)
+    return run_pipeline(
+        keys, store_spec, seal_spec, options, auth=auth, raw_spec=raw_spec, progress=progress
+    )
 
 
 def run_pipeline(
@@ -546,26 +673,143 @@ def run_pipeline(
     *,
     auth: DeliveryAuth,
     raw_spec: StoreSpec | None = None,
+    progress: bool | None = False,
 ) -> IngestSummary:
+    """Run the job over ``keys``; an expected failure inside it is raised as itself.
+
+    Beam re-raises a step's exception with the step's name appended, or, from a worker process,
+    as a RuntimeError holding the remote traceback as text, and logs the traceback on the way.
+    Here a :class:`~coexarchive.errors.CoexArchiveError` comes out as the original error (or,
+    from another process, as a :class:`~coexarchive.errors.PipelineError` with its message),
+    and Beam's log of it is held back: the caller prints one line, not a runner traceback.
+    """
     pipeline = beam.Pipeline(options=options)
     _ = (
         pipeline
         | "RawObjects" >> beam.Create(list(keys))
         | "Ingest" >> Ingest(store_spec, seal_spec, auth=auth, raw_spec=raw_spec)
     )
-    result = pipeline.run()
-    result.wait_until_finish()
+    status = LiveStatus(partial(_render_status, len(keys)), force=progress)
+    global _LIVE_STATUS
+    _LIVE_STATUS = status if status.enabled else None
+    try:
+        with status, _quiet_expected_failures():
+            result = pipeline.run()
+            result.wait_until_finish()
+    except Exception as exc:
+        expected = expected_failure(exc)
+        if expected is None:
+            raise
+        raise expected from None
+    finally:
+        _LIVE_STATUS = None
     return summary_from(result)
+
+
+# --- progress and failures -----------------------------------------------------------------------
+
+_LIVE_STATUS: LiveStatus | None = None
+
+
+def _live(**amounts: int) -> None:
+    """Count work for the live status line, when one is shown (steps run in this process)."""
+    status = _LIVE_STATUS
+    if status is not None:
+        status.add(**amounts)
+
+
+def _render_status(total_objects: int, counts: dict[str, int], elapsed: float) -> str:
+    line = (
+        f"ingesting: {counts.get('objects', 0):,}/{total_objects:,} raw objects, "
+        f"{counts.get('events', 0):,} events, {counts.get('quarantined', 0):,} quarantined, "
+        f"{counts.get('chains', 0):,} chain(s) sealed"
+    )
+    return f"{line} [{elapsed:,.0f}s]"
+
+
+# The last "module.Type: message" line of a remote traceback; the message runs to the end.
+_REMOTE_ERROR = re.compile(r"^((?:[A-Za-z_]\w*\.)+([A-Za-z_]\w*)): ", re.MULTILINE)
+_STEP_NOTE = re.compile(r"(?: \[while running '[^']*'\])+\s*$")
+
+
+def expected_failure(exc: BaseException) -> CoexArchiveError | None:
+    """The CoexArchiveError behind what a Beam runner raised, or None if it is not one.
+
+    In process, Beam raises a copy with the step appended and chains the original as context;
+    from a worker process it raises RuntimeError with the remote traceback in its message,
+    whose last ``module.Type: message`` line names the error.
+    """
+    seen: set[int] = set()
+    found: CoexArchiveError | None = None
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, CoexArchiveError):
+            found = current  # keep walking: the innermost is the original, unannotated
+        current = current.__cause__ or current.__context__
+    if found is not None:
+        return found
+    text = str(exc)
+    for match in reversed(list(_REMOTE_ERROR.finditer(text))):
+        if _error_class(match[1]) is not None:
+            message = _STEP_NOTE.sub("", text[match.end() :]).strip()
+            return PipelineError(message, error_type=match[2])
+    return None
+
+
+def _error_class(dotted: str) -> type[CoexArchiveError] | None:
+    """The CoexArchiveError subclass a ``module.Type`` name refers to, if it is one."""
+    module_name, _, name = dotted.rpartition(".")
+    if not module_name.startswith(("coexarchive.", "pipelines.")):
+        return None
+    module = sys.modules.get(module_name)
+    candidate = getattr(module, name, None) if module is not None else None
+    if isinstance(candidate, type) and issubclass(candidate, CoexArchiveError):
+        return candidate
+    return None
+
+
+class _HoldBackExpected(logging.Filter):
+    """Drop Beam's traceback log for an expected failure; it is raised and reported anyway."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and record.exc_info[1] is not None:
+            return expected_failure(record.exc_info[1]) is None
+        return True
+
+
+@contextmanager
+def _quiet_expected_failures() -> Iterator[None]:
+    loggers = [logging.getLogger(name) for name in _BEAM_ERROR_LOGGERS]
+    hold_back = _HoldBackExpected()
+    for logger in loggers:
+        logger.addFilter(hold_back)
+    try:
+        yield
+    finally:
+        for logger in loggers:
+            logger.removeFilter(hold_back)
+
+
+_BEAM_ERROR_LOGGERS = (
+    "apache_beam.runners.common",
+    "apache_beam.runners.worker.sdk_worker",
+    "apache_beam.runners.portability.fn_api_runner.fn_runner",
+    "apache_beam.runners.worker.bundle_processor",
+)
 
 
 def summary_from(result: Any) -> IngestSummary:
     summary = IngestSummary()
     counters = result.metrics().query(MetricsFilter().with_namespace(NAMESPACE))["counters"]
-    names = {f.name for f in dataclasses.fields(IngestSummary)}
+    names = set(_COUNT_FIELDS)
     for counter in counters:
         name, value = counter.key.metric.name, int(counter.committed or counter.attempted or 0)
         if name in names:
             setattr(summary, name, getattr(summary, name) + value)
+        elif name.startswith(DERIVED_PREFIX):
+            kind = name[len(DERIVED_PREFIX) :]
+            summary.derived[kind] = summary.derived.get(kind, 0) + value
         else:
             summary.extra[name] = summary.extra.get(name, 0) + value
     tails = result.metrics().query(MetricsFilter().with_namespace(UNSIGNED_TAIL_NAMESPACE))

@@ -138,20 +138,72 @@ def cmd_ingest(args: argparse.Namespace, make_settings: MakeSettings) -> int:
     settings = make_settings(args, retention=args.retention)
     settings.signer()  # fail early, with a clear message, if the key is missing
     if args.follow:
-        from coexarchive.receive.continuous import follow_from_settings
-
-        follower = follow_from_settings(settings, auth=auth, poll=args.poll, beam_args=args.beam)
-        print(f"stopped: {follower.objects} raw objects, p95 200→sealed {follower.p95_ms()} ms")
-        return 0
+        return _follow(args, settings, auth)
     started = time.monotonic()
     summary = run(
         ingest_argv(settings, prefix=args.prefix, workers=args.workers, extra=args.beam),
         auth=auth,
+        progress=args.progress,
     )
     print("\n".join(summary.lines()))
     print("\n".join(auth_lines(summary.extra)))
     print(f"took {time.monotonic() - started:.1f}s")
     summary.check()  # a chain ending in an unsigned tail was refused: exit non-zero, naming it
+    return 0
+
+
+def _follow(args: argparse.Namespace, settings: Settings, auth: Any) -> int:
+    """``ingest --follow``: a line per pass; on SIGTERM or Ctrl-C, finish the pass and sum up."""
+    import sys
+    import threading
+
+    from coexarchive._internal.progress import wanted
+    from coexarchive._internal.signals import stop_on_signals
+    from coexarchive.receive.continuous import PassResult, follow_from_settings
+    from pipelines.ingest import IngestSummary
+
+    total = IngestSummary()
+    passes = failed = idle = 0
+    waiting = wanted(sys.stderr, args.progress)
+
+    def on_pass(result: PassResult) -> None:
+        nonlocal passes, failed, idle
+        stamp = datetime.now(UTC).strftime("%H:%M:%SZ")
+        if result.error:
+            failed += 1
+            print(f"{stamp} pass failed, retrying: {result.error}", flush=True)
+        elif result.summary is None:
+            idle += 1
+            if waiting:  # an idle pass is news only to someone watching
+                sys.stderr.write(f"\r{stamp} waiting for new raw objects ({idle} idle passes)")
+                sys.stderr.flush()
+            return
+        else:
+            passes += 1
+            total.add(result.summary)
+            latency = max(result.latencies_ms, default=0)
+            print(
+                f"{stamp} pass {passes}: {result.summary.pass_line()}; "
+                f"slowest 200→sealed {latency:,} ms",
+                flush=True,
+            )
+        if waiting and idle:
+            sys.stderr.write("\n")
+        idle = 0
+
+    stop = threading.Event()
+    with stop_on_signals(stop):
+        follower = follow_from_settings(
+            settings, auth=auth, poll=args.poll, beam_args=args.beam, stop=stop, on_pass=on_pass
+        )
+    if waiting and idle:
+        sys.stderr.write("\n")
+    p95 = follower.p95_ms()
+    print(
+        f"stopped: {passes} pass(es), {failed} failed; {total.pass_line()}; "
+        f"p95 200→sealed {'-' if p95 is None else f'{p95:,} ms'}",
+        flush=True,
+    )
     return 0
 
 
@@ -488,6 +540,12 @@ def register(sub: Any, add_archive_options: AddOptions, make_settings: MakeSetti
         "--poll", type=float, default=5.0, help="seconds between passes with --follow"
     )
     _add_auth_option(ingest)
+    ingest.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="live progress on stderr (default: only when stderr is a terminal)",
+    )
     ingest.add_argument("beam", nargs="*", help=argparse.SUPPRESS)
     ingest.set_defaults(handler=bind(cmd_ingest))
 

@@ -1,21 +1,41 @@
-"""A small progress bar for long runs, written to stderr only when it is a terminal."""
+"""Progress for long runs, written to stderr only when it is a terminal (or when asked).
+
+:class:`Progress` is a bar for work with a known total (verify, landing raw objects).
+:class:`LiveStatus` is one self-redrawing line of counters for work whose total grows as it
+goes (the ingest job: objects read, events normalised, chains sealed), redrawn by a background
+ticker so that the elapsed time moves even while a step is busy.
+"""
 
 from __future__ import annotations
 
 import sys
+import threading
 import time
+from collections.abc import Callable
 from typing import TextIO
+
+
+def wanted(stream: TextIO, force: bool | None = None) -> bool:
+    """Whether to draw progress on ``stream``: when forced, else only on a terminal."""
+    if force is not None:
+        return force
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):  # a closed or odd stream is no terminal
+        return False
 
 
 class Progress:
     """Counts work done out of a known total and redraws at most ten times a second."""
 
-    def __init__(self, label: str, total: int, *, stream: TextIO | None = None) -> None:
+    def __init__(
+        self, label: str, total: int, *, stream: TextIO | None = None, force: bool | None = None
+    ) -> None:
         self.label = label
         self.total = max(total, 0)
         self.done = 0
         self.stream = stream if stream is not None else sys.stderr
-        self.enabled = self.stream.isatty()
+        self.enabled = wanted(self.stream, force)
         self._started = time.monotonic()
         self._drawn = 0.0
 
@@ -40,3 +60,78 @@ class Progress:
             self._draw(time.monotonic())
             self.stream.write("\n")
             self.stream.flush()
+
+
+class LiveStatus:
+    """One status line, redrawn in place from a background ticker; thread-safe counters.
+
+    ``render(counts, elapsed_seconds)`` turns the counters into the line. Counters may be bumped
+    from any thread (Beam runs steps on worker threads). Nothing is drawn unless enabled; a
+    disabled status costs one lock per update and no thread.
+    """
+
+    def __init__(
+        self,
+        render: Callable[[dict[str, int], float], str],
+        *,
+        stream: TextIO | None = None,
+        force: bool | None = None,
+        interval: float = 0.25,
+    ) -> None:
+        self.render = render
+        self.stream = stream if stream is not None else sys.stderr
+        self.enabled = wanted(self.stream, force)
+        self.interval = interval
+        self.counts: dict[str, int] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._started = time.monotonic()
+        self._width = 0
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> LiveStatus:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def start(self) -> None:
+        self._started = time.monotonic()
+        if self.enabled and self._thread is None:
+            self._thread = threading.Thread(target=self._tick, name="progress", daemon=True)
+            self._thread.start()
+
+    def add(self, **amounts: int) -> None:
+        with self._lock:
+            for name, amount in amounts.items():
+                self.counts[name] = self.counts.get(name, 0) + amount
+
+    def snapshot(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self.counts)
+
+    def line(self) -> str:
+        return self.render(self.snapshot(), time.monotonic() - self._started)
+
+    def _tick(self) -> None:
+        while not self._stop.wait(self.interval):
+            self._draw()
+
+    def _draw(self) -> None:
+        text = self.line()
+        pad = max(0, self._width - len(text))
+        self._width = len(text)
+        self.stream.write("\r" + text + " " * pad)
+        self.stream.flush()
+
+    def close(self) -> None:
+        """Stop the ticker and erase the line, so that what is printed next starts clean."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        if self.enabled and self._width:
+            self.stream.write("\r" + " " * self._width + "\r")
+            self.stream.flush()
+            self._width = 0

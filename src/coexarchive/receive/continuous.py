@@ -76,6 +76,7 @@ class PassResult:
     keys: list[str] = field(default_factory=list)
     latencies_ms: list[int] = field(default_factory=list)
     summary: Any = None
+    error: str = ""  # why the pass failed (it is retried), else empty
 
 
 class ContinuousIngest:
@@ -144,8 +145,15 @@ class ContinuousIngest:
         log.info("ingested", extra={"deliveries": len(received), "objects": len(keys)})
         return result
 
-    def follow(self, stop: threading.Event | None = None) -> None:
-        """Run passes until ``stop`` is set; a failed pass is logged and retried."""
+    def follow(
+        self,
+        stop: threading.Event | None = None,
+        on_pass: Callable[[PassResult], None] | None = None,
+    ) -> None:
+        """Run passes until ``stop`` is set; a failed pass is logged and retried.
+
+        ``on_pass`` hears of every pass, failed ones included (with ``error`` set).
+        """
         stop = stop or threading.Event()
         while not stop.is_set():
             started = time.monotonic()
@@ -153,7 +161,9 @@ class ContinuousIngest:
                 result = self.step()
             except Exception as error:  # Beam and boto3 raise many types; every one means retry
                 log.error("ingest pass failed; will retry", extra={"error": type(error).__name__})
-                result = PassResult()
+                result = PassResult(error=_reason(error))
+            if on_pass is not None:
+                on_pass(result)
             if len(result.keys) < self.max_batch:
                 stop.wait(max(0.0, self.poll - (time.monotonic() - started)))
 
@@ -182,6 +192,13 @@ class ContinuousIngest:
         self._seen = {
             key for key in self._seen if (parsed := parse_landing_key(key)) and parsed[0] >= cutoff
         }
+
+
+def _reason(error: Exception) -> str:
+    """What to tell the operator about a failed pass: our own message, else only the type."""
+    if isinstance(error, CoexArchiveError):
+        return error.diagnostics()
+    return type(error).__name__
 
 
 def pipeline_runner(
@@ -213,6 +230,7 @@ def follow_from_settings(
     poll: float = 5.0,
     beam_args: Sequence[str] = (),
     stop: Any = None,
+    on_pass: Callable[[PassResult], None] | None = None,
 ) -> ContinuousIngest:
     """``coexarchive ingest --follow``: ingest new raw objects until interrupted."""
     from pipelines.ingest import SealSpec, StoreSpec
@@ -225,5 +243,5 @@ def follow_from_settings(
         store_spec.open(), pipeline_runner(store_spec, seal_spec, beam_args, auth=auth), poll=poll
     )
     with contextlib.suppress(KeyboardInterrupt):
-        follower.follow(stop)
+        follower.follow(stop, on_pass)
     return follower

@@ -1,0 +1,275 @@
+"""What ingest says it did: a summary that adds up, honest under races, and one-line failures."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, cast
+
+import boto3
+import pytest
+from apache_beam.options.pipeline_options import PipelineOptions
+from moto import mock_aws
+
+from coexarchive.cli import main
+from coexarchive.commands import upload_raw
+from coexarchive.errors import (
+    FormatError,
+    ObjectExistsError,
+    PipelineError,
+    SealError,
+)
+from coexarchive.raw import Delivery, encode_landing, landing_key, signature_header
+from coexarchive.records import Record
+from coexarchive.retention import RetentionPolicy
+from coexarchive.store import layout
+from coexarchive.store.base import ObjectStore
+from coexarchive.store.memory import MemoryStore
+from coexarchive.store.s3 import S3Store, create_locked_bucket
+from pipelines.ingest import (
+    IngestSummary,
+    SealSpec,
+    StoreSpec,
+    expected_failure,
+    normalize_object,
+    run_pipeline,
+    seal_chain,
+)
+from support.archive import signer
+
+BUCKET = "ingest-summary"
+CHAIN = "900000000000001"
+POLICY = RetentionPolicy.parse("GOVERNANCE:1")
+T0 = 1_767_607_200  # 2026-01-05T10:00:00Z
+
+
+def body(*messages: tuple[str, str]) -> bytes:
+    """A messages webhook from one customer: (wamid, text) pairs."""
+    items = ",".join(
+        f'{{"from":"447700900123","id":"{wamid}","timestamp":"{T0 + i}","type":"text",'
+        f'"text":{{"body":"{text}"}}}}'
+        for i, (wamid, text) in enumerate(messages)
+    )
+    return (
+        '{"object":"whatsapp_business_account","entry":[{"id":"800000000000001","changes":[{'
+        '"field":"messages","value":{"messaging_product":"whatsapp","metadata":{'
+        f'"display_phone_number":"15550001111","phone_number_id":"{CHAIN}"}},'
+        f'"contacts":[{{"profile":{{"name":"A"}},"wa_id":"447700900123"}}],"messages":[{items}]}}'
+        "}]}]}"
+    ).encode()
+
+
+def landing(seq: int, *bodies: bytes) -> tuple[str, bytes]:
+    deliveries = [
+        Delivery(
+            "unit",
+            seq + i,
+            (T0 + 5) * 1000,
+            "webhook",
+            {"x-hub-signature-256": signature_header(b"s", b)},
+            b,
+        )
+        for i, b in enumerate(bodies)
+    ]
+    return landing_key("unit", seq, (T0 + 5) * 1000), encode_landing(deliveries)
+
+
+@pytest.fixture
+def s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[S3Store]:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    with mock_aws():
+        client = boto3.client("s3", region_name="us-east-1")
+        create_locked_bucket(client, BUCKET)
+        yield S3Store(BUCKET, client=client)
+
+
+@pytest.fixture
+def key_file(tmp_path: Path) -> str:
+    path = tmp_path / "signing.key"
+    signer().to_file(path)
+    return str(path)
+
+
+def ingest(keys: Sequence[str], key_file: str) -> IngestSummary:
+    return run_pipeline(
+        keys,
+        StoreSpec(BUCKET, region_name="us-east-1"),
+        SealSpec(key_file, "coexarchive.test", "GOVERNANCE:1"),
+        PipelineOptions(["--runner=FnApiRunner"]),
+    )
+
+
+OBJECTS = [
+    landing(0, body(("wamid.A1", "hello"), ("wamid.A2", "STOP")), body(("wamid.A1", "hello"))),
+    landing(2, body(("wamid.A3", "thanks")), b"{not json"),
+]
+
+
+def test_every_input_event_is_accounted_for_and_derived_records_are_named(
+    s3: S3Store, key_file: str
+) -> None:
+    upload_raw(s3, OBJECTS, policy=POLICY)
+    summary = ingest([key for key, _ in OBJECTS], key_file)
+    assert (summary.events, summary.sealed, summary.duplicates) == (4, 3, 1)
+    assert summary.quarantined == 1 and summary.concurrent == 0
+    assert summary.unaccounted() == 0
+    # The opt-out keyword derives a consent event: sealed, but not counted as input.
+    assert summary.derived == {"consent_event": 1}
+    text = "\n".join(summary.lines())
+    assert "input events:                 5" in text
+    assert "consent_event 1" in text
+    assert "unaccounted" not in text
+
+    again = ingest([key for key, _ in OBJECTS], key_file)
+    assert (again.events, again.sealed, again.duplicates, again.derived) == (4, 0, 4, {})
+    assert again.unaccounted() == 0
+
+
+def test_a_summary_that_does_not_add_up_says_so() -> None:
+    broken = IngestSummary(events=10, sealed=7, duplicates=2)
+    assert broken.unaccounted() == 1
+    assert any("unaccounted events" in line for line in broken.lines())
+
+
+class StaleView:
+    """A store whose listings hide what another run committed after this run looked.
+
+    It stands for the window in which two runs of the same input both read the chain head
+    before either committed: the late one then writes byte-identical objects.
+    """
+
+    def __init__(self, shared: MemoryStore) -> None:
+        self.shared = shared
+        self.hidden = set(shared.unsafe_objects)
+
+    def list(self, prefix: str) -> Iterator[str]:
+        return (key for key in self.shared.list(prefix) if key not in self.hidden)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.shared, name)
+
+
+def records_of(*objects: tuple[str, bytes]) -> list[Record]:
+    records: list[Record] = []
+    for key, data in objects:
+        by_chain, _ = normalize_object(key, data)
+        records += by_chain[CHAIN]
+    return records
+
+
+def seal(store: ObjectStore, records: list[Record]) -> dict[str, object]:
+    return seal_chain(
+        store,
+        CHAIN,
+        records,
+        signer=signer(),
+        spec=SealSpec("unused", "coexarchive.test", "GOVERNANCE:1"),
+        policy=POLICY,
+    )
+
+
+def test_two_racing_runs_do_not_both_claim_the_same_records() -> None:
+    shared = MemoryStore()
+    records = records_of(*OBJECTS)
+    first = seal(shared, records)
+    # The late run read the (empty) chain head before the first one committed.
+    second = seal(cast(ObjectStore, StaleView(shared)), records)
+    assert first["sealed"] == 3 and first["derived"] == {"consent_event": 1}
+    assert first["segments"] == 1
+    # The late run wrote nothing new: every record it sealed was already committed, identically.
+    assert second["sealed"] == 0 and second["derived"] == {} and second["segments"] == 0
+    assert second["concurrent"] == 3
+    assert first["tree_size"] == second["tree_size"]
+
+
+def test_a_run_that_sealed_nothing_new_claims_nothing() -> None:
+    store = MemoryStore()
+    records = records_of(*OBJECTS)
+    seal(store, records)
+    again = seal(store, records)
+    assert (again["sealed"], again["concurrent"], again["segments"]) == (0, 0, 0)
+    assert again["duplicates"] == len(records)
+
+
+def corrupt_the_chain_head(s3: S3Store) -> None:
+    """A manifest that does not parse, where the ingest job must read the chain's head."""
+    s3.put(layout.manifest_key(CHAIN, 0), b"{not a manifest", content_type="application/json")
+
+
+def test_an_expected_failure_inside_the_job_is_raised_as_itself(
+    s3: S3Store, key_file: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    upload_raw(s3, OBJECTS, policy=POLICY)
+    corrupt_the_chain_head(s3)
+    with caplog.at_level(logging.ERROR), pytest.raises(FormatError) as info:
+        ingest([key for key, _ in OBJECTS], key_file)
+    assert "[while running" not in str(info.value)
+    # Beam's traceback log of it is held back: the caller reports the error in one line.
+    assert not [r for r in caplog.records if r.name.startswith("apache_beam") and r.exc_info]
+
+
+def test_the_cli_reports_a_failed_ingest_in_one_line(
+    s3: S3Store,
+    key_file: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    upload_raw(s3, OBJECTS, policy=POLICY)
+    corrupt_the_chain_head(s3)
+    monkeypatch.setenv("COEXARCHIVE_BUCKET", BUCKET)
+    monkeypatch.delenv("COEXARCHIVE_ENDPOINT_URL", raising=False)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    code = main(["ingest", "--key", key_file, "--retention", "GOVERNANCE:1", "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "Traceback" not in err and "apache_beam" not in err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("coexarchive: error: ")
+
+
+def beam_remote_text(error: str) -> str:
+    """What Beam raises from a worker process: the remote traceback, as text."""
+    return (
+        "Traceback (most recent call last):\n"
+        '  File "apache_beam/runners/common.py", line 1512, in process\n'
+        '  File "pipelines/ingest.py", line 301, in process\n'
+        f"{error} [while running 'Ingest/SealChain']\n"
+    )
+
+
+def test_an_expected_failure_from_a_worker_process_is_recovered_from_its_text() -> None:
+    text = beam_remote_text(
+        "coexarchive.errors.SealError: chain 9: another writer committed seq 0 first; "
+        "re-run the job"
+    )
+    found = expected_failure(RuntimeError(text))
+    assert isinstance(found, PipelineError) and found.error_type == "SealError"
+    assert str(found) == "chain 9: another writer committed seq 0 first; re-run the job"
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        "ValueError: coexarchive.errors.SealError: not the error line",
+        "KeyError: 'x'",
+        "evil.module.SealError: a lookalike from outside the project",
+    ],
+)
+def test_other_failures_from_a_worker_process_stay_unexpected(error: str) -> None:
+    assert expected_failure(RuntimeError(beam_remote_text(error))) is None
+
+
+def test_the_original_error_is_found_behind_beams_annotated_copy() -> None:
+    original = ObjectExistsError("segments/x", "a racing writer")
+    # Beam re-raises a copy with the step appended, the original chained as its context.
+    annotated = ObjectExistsError(str(original) + " [while running 'SealChain']")
+    annotated.__context__ = original
+    assert expected_failure(annotated) is original
+    wrapped = RuntimeError("step failed")
+    wrapped.__cause__ = annotated
+    assert expected_failure(wrapped) is original
+    assert expected_failure(RuntimeError("boom")) is None
+    assert isinstance(expected_failure(SealError("lost")), SealError)
