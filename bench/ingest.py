@@ -7,7 +7,7 @@ Run from the repository root::
     .venv/bin/python bench/ingest.py --quick         # 200,000 events
     .venv/bin/python bench/ingest.py --events 500000 --repeat 3 --skip-naive
 
-What is measured, on the same raw objects (``coexarchive.simulate.bulk_objects``: 70% text
+What is measured, on the same raw objects (``coexarchive.testing.bulk_objects``: 70% text
 messages, 30% statuses, ``--per-object`` events per landing object) uploaded to ``raw/`` of an
 embedded SeaweedFS, for two workloads: one business number (one chain: sealing is serial by
 design) and ``--chains`` numbers (sealing spreads over the workers):
@@ -66,8 +66,8 @@ from coexarchive.errors import StorageError
 from coexarchive.raw import DeliveryAuth
 from coexarchive.retention import RetentionPolicy
 from coexarchive.seal.keys import Ed25519Signer, TrustStore
-from coexarchive.simulate import DEMO_APP_SECRET, SimulationConfig, bulk_objects
 from coexarchive.store.seaweed import EmbeddedS3
+from coexarchive.testing import DEMO_APP_SECRET, SimulationConfig, bulk_objects
 from coexarchive.verify import verify_archive
 from pipelines.ingest import IngestSummary, SealSpec, StoreSpec, run_pipeline
 

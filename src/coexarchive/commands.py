@@ -98,26 +98,17 @@ def auth_lines(counters: dict[str, int]) -> list[str]:
 
 def cmd_simulate(args: argparse.Namespace, make_settings: MakeSettings) -> int:
     from coexarchive._internal.progress import Progress
-    from coexarchive.simulate import SimulationConfig, simulate
+    from coexarchive.testing.cli import generate, write
 
-    config = SimulationConfig(
-        seed=args.seed, customers=args.customers, days=args.days, malformed_rate=args.malformed_rate
-    )
-    sim = simulate(config)
-    print(
-        f"generated {len(sim.objects)} raw objects: {len(sim.expected)} distinct events, "
-        f"{sim.duplicates} duplicate deliveries, {sim.malformed} malformed items"
-    )
+    objects, lines = generate(args)
+    print("\n".join(lines))
     if args.out:
-        for key, data in sim.objects:
-            path = Path(args.out) / key
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(data)
+        write(Path(args.out), objects)
         print(f"wrote them under {args.out}/")
     else:
         settings = make_settings(args)
-        progress = Progress("landing raw objects", len(sim.objects))
-        upload_raw(settings.raw_store(), sim.objects, policy=settings.policy(), progress=progress)
+        progress = Progress("landing raw objects", len(objects))
+        upload_raw(settings.raw_store(), objects, policy=settings.policy(), progress=progress)
         progress.close()
         print(f"landed them in s3://{settings.raw_bucket or settings.bucket}/raw/")
     # Ingest checks every signature: say which secret it needs (a demo value, not a secret).
@@ -293,7 +284,7 @@ class DemoPaths:
 
     def environment(self, server: Any, bucket: str, retention: str) -> dict[str, str]:
         """Every variable that points a shell's coexarchive commands at the demo archive."""
-        from coexarchive.simulate import SimulationConfig
+        from coexarchive.testing import SimulationConfig
 
         demo_secret = SimulationConfig().app_secret.decode()  # a public demo value
         return {
@@ -376,7 +367,7 @@ def _run_demo(
     """Run the flow; the customer with the most messages, for the commands to try next."""
     from coexarchive._internal.progress import Progress
     from coexarchive.raw import DeliveryAuth
-    from coexarchive.simulate import SimulationConfig, simulate
+    from coexarchive.testing import SimulationConfig, simulate
     from coexarchive.verify import verify_archive
 
     os.environ["AWS_ACCESS_KEY_ID"] = server.access_key
@@ -504,19 +495,17 @@ def register(sub: Any, add_archive_options: AddOptions, make_settings: MakeSetti
     ) -> Callable[[argparse.Namespace], int]:
         return lambda args: handler(args, make_settings)
 
+    from coexarchive.testing import cli as simulate_cli
+
     simulate = sub.add_parser(
         "simulate",
-        help="generate realistic, signed webhook traffic as raw landing objects",
-        description="Generate a business number's traffic (every webhook kind, Meta's quirks, "
-        "some malformed deliveries) as raw landing objects, deterministic for a seed. Writes to "
-        "the bucket's raw/ prefix, or to a directory with --out.",
+        help="generate realistic, signed webhook traffic as raw landing objects (test data)",
+        description=simulate_cli.DESCRIPTION + " Writes to the bucket's raw/ prefix, or to a "
+        "directory with --out.",
+        epilog=simulate_cli.EPILOG,
     )
     add_archive_options(simulate)
-    simulate.add_argument("--seed", type=int, default=7)
-    simulate.add_argument("--customers", type=int, default=20)
-    simulate.add_argument("--days", type=int, default=7)
-    simulate.add_argument("--malformed-rate", type=float, default=0.01)
-    simulate.add_argument("--out", help="write files under this directory instead of S3")
+    simulate_cli.add_arguments(simulate)
     simulate.set_defaults(handler=bind(cmd_simulate))
 
     ingest = sub.add_parser(
@@ -527,7 +516,7 @@ def register(sub: Any, add_archive_options: AddOptions, make_settings: MakeSetti
         "(e.g. `-- --runner=FlinkRunner ...`).",
     )
     add_archive_options(ingest)
-    ingest.add_argument("--prefix", default="raw/", help="raw objects to read (default raw/)")
+    ingest.add_argument("--prefix", default="raw/", help="raw objects to read")
     ingest.add_argument("--workers", type=int, default=1, help="local worker processes")
     ingest.add_argument("--key", type=Path, help="signing key file (env COEXARCHIVE_SIGNING_KEY)")
     ingest.add_argument(
@@ -586,10 +575,10 @@ def register(sub: Any, add_archive_options: AddOptions, make_settings: MakeSetti
     mode.add_argument(
         "--env", action="store_true", help="print `export` lines for the running demo archive"
     )
-    demo.add_argument("--seed", type=int, default=7)
-    demo.add_argument("--customers", type=int, default=20)
-    demo.add_argument("--days", type=int, default=7)
-    demo.add_argument("--workers", type=int, default=1)
+    demo.add_argument("--seed", type=int, default=7, help="random seed of the simulated traffic")
+    demo.add_argument("--customers", type=int, default=20, help="customers of the demo business")
+    demo.add_argument("--days", type=int, default=7, help="days of simulated live traffic")
+    demo.add_argument("--workers", type=int, default=1, help="local Beam worker processes")
     demo.add_argument(
         "--retention",
         default="GOVERNANCE:1",

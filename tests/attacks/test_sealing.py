@@ -23,9 +23,9 @@ from coexarchive.retention import RetentionPolicy
 from coexarchive.seal.checkpoint import open_checkpoint
 from coexarchive.seal.keys import Ed25519Signer
 from coexarchive.segments import ChainWriter, Manifest, SegmentResult, list_manifests
-from coexarchive.simulate import SimulationConfig, simulate
 from coexarchive.store import layout
 from coexarchive.store.s3 import S3Store
+from coexarchive.testing import SimulationConfig, simulate
 from coexarchive.verify import ArchiveVerificationError, verify_archive
 from support.archive import (
     ARCHIVE,

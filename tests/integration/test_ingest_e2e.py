@@ -18,8 +18,8 @@ from coexarchive import quarantine
 from coexarchive.commands import upload_raw
 from coexarchive.retention import RetentionPolicy
 from coexarchive.segments import Manifest, list_manifests, read_segment
-from coexarchive.simulate import Simulation, SimulationConfig, redelivery, simulate
 from coexarchive.store.s3 import S3Store
+from coexarchive.testing import Simulation, SimulationConfig, redelivery, simulate
 from coexarchive.verify import chains_in, verify_archive
 from pipelines.ingest import IngestSummary, SealSpec, StoreSpec, run_pipeline
 from support.archive import SIM_AUTH, signer, trust_for

@@ -15,8 +15,8 @@ from coexarchive.commands import upload_raw
 from coexarchive.normalize import NormalizeResult, Quarantined, normalize_delivery
 from coexarchive.retention import RetentionPolicy
 from coexarchive.segments import Manifest, list_manifests, read_segment
-from coexarchive.simulate import SimulationConfig, simulate
 from coexarchive.store.s3 import S3Store
+from coexarchive.testing import SimulationConfig, simulate
 from pipelines.ingest import SealSpec, StoreSpec, run_pipeline
 from support.archive import SIM_AUTH, signer
 

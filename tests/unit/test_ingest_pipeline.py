@@ -200,7 +200,7 @@ MALFORMATION_REASONS = {
 
 
 def test_every_simulated_malformation_is_quarantined_saying_what_is_wrong() -> None:
-    from coexarchive.simulate import SimulationConfig, simulate
+    from coexarchive.testing import SimulationConfig, simulate
     from support.archive import SIM_AUTH
 
     sim = simulate(SimulationConfig(seed=3, customers=8, days=3, malformed_rate=0.4))

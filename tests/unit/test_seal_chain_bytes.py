@@ -25,8 +25,8 @@ from coexarchive.dedup import DedupIndex
 from coexarchive.enrich import collect_side_events
 from coexarchive.records import Record
 from coexarchive.retention import RetentionPolicy
-from coexarchive.simulate import SimulationConfig, bulk_objects, redelivery, simulate
 from coexarchive.store.memory import MemoryStore
+from coexarchive.testing import SimulationConfig, bulk_objects, redelivery, simulate
 from pipelines.ingest import SealSpec, normalize_object, seal_chain
 from support.archive import SIM_AUTH, signer
 

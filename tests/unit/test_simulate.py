@@ -14,14 +14,14 @@ import pytest
 from coexarchive.errors import ConfigError
 from coexarchive.raw import Delivery, decode_landing, parse_landing_key, verify_signature
 from coexarchive.records import Kind
-from coexarchive.simulate import (
+from coexarchive.testing import (
     Simulation,
     SimulationConfig,
     bulk_objects,
-    main,
     redelivery,
     simulate,
 )
+from coexarchive.testing.cli import main
 
 CONFIG = SimulationConfig()
 PHONE_FIELDS = (
@@ -430,24 +430,42 @@ def test_help_teaches(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_info:
         main(["--help"])
     assert exit_info.value.code == 0
-    out = capsys.readouterr().out
+    out = " ".join(capsys.readouterr().out.split())
     assert "--out" in out and "examples" in out and "same bytes" in out
+    assert "test-only demo app secret" in out
+    assert "random seed (default: 7)" in out and "(default: sim-SEED)" in out
+
+
+def written(root: Path) -> list[str]:
+    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*.zst"))
 
 
 def test_main_writes_objects_at_their_keys(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert main(["--customers", "3", "--days", "2", "--out", str(tmp_path)]) == 0
-    written = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*.zst"))
-    sim = simulate(SimulationConfig(customers=3, days=2))
-    assert written == sorted(key for key, _ in sim.objects)
+    sim = simulate(SimulationConfig(customers=3, days=2, receiver_id="sim-7"))
+    assert written(tmp_path) == sorted(key for key, _ in sim.objects)
     out = capsys.readouterr().out
-    assert "deliveries" in out
+    assert "deliveries" in out and "receiver     sim-7" in out
     assert CONFIG.app_secret.decode() not in out
     # Writing the same objects again is harmless; different bytes at a key are refused.
     assert main(["--customers", "3", "--days", "2", "--out", str(tmp_path)]) == 0
-    assert main(["--customers", "3", "--days", "2", "--seed", "9", "--out", str(tmp_path)]) == 2
+    assert main(["--customers", "4", "--days", "2", "--out", str(tmp_path)]) == 2
     assert "exists with different content" in capsys.readouterr().err
+
+
+def test_another_seed_lands_beside_earlier_traffic(tmp_path: Path) -> None:
+    assert main(["--customers", "3", "--days", "2", "--out", str(tmp_path)]) == 0
+    first = written(tmp_path)
+    assert main(["--customers", "3", "--days", "2", "--seed", "1", "--out", str(tmp_path)]) == 0
+    both = written(tmp_path)
+    second = sorted(set(both) - set(first))
+    assert set(first) < set(both) and second
+    assert all("/sim-1-" in key for key in second) and all("/sim-7-" in key for key in first)
+    # Negative seeds get a receiver id of their own too, valid in a landing key.
+    assert main(["--customers", "3", "--days", "2", "--seed", "-1", "--out", str(tmp_path)]) == 0
+    assert any("/sim-m1-" in key for key in written(tmp_path))
 
 
 def test_main_refuses_a_bad_start(capsys: pytest.CaptureFixture[str]) -> None:

@@ -6,7 +6,17 @@ import argparse
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+from coexarchive._internal.helpformat import HelpFormatter, Parser
 from coexarchive.settings import Settings
+
+__all__ = [
+    "AddOptions",
+    "HelpFormatter",
+    "MakeSettings",
+    "Parser",
+    "parse_moment",
+    "parse_time",
+]
 
 AddOptions = Callable[[argparse.ArgumentParser], None]
 MakeSettings = Callable[..., Settings]
