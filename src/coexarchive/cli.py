@@ -11,38 +11,87 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 from coexarchive import __version__
-from coexarchive._internal.cliutil import parse_time
+from coexarchive._internal.cliutil import Parser, parse_time
 from coexarchive.errors import CoexArchiveError, ConfigError, VerificationError
 from coexarchive.settings import Settings
 
 Handler = Callable[[argparse.Namespace], int]
 
-EPILOG = """\
-Where the archive lives comes from the environment unless given as options:
-  COEXARCHIVE_BUCKET        bucket name (default: coexarchive)
-  COEXARCHIVE_ENDPOINT_URL  S3 endpoint for non-AWS servers (e.g. the embedded SeaweedFS)
-  COEXARCHIVE_HOME          where keys and the trust file live (default:
-                            $XDG_CONFIG_HOME/coexarchive, else ~/.config/coexarchive)
-  COEXARCHIVE_SIGNING_KEY   signing key file (default: $COEXARCHIVE_HOME/signing.key)
-  COEXARCHIVE_AUDIT_KEY     key for the access log and hold register (default: the signing key)
-  COEXARCHIVE_TRUST         trust file of verifier keys (default: $COEXARCHIVE_HOME/trust.txt)
-  COEXARCHIVE_NAME          archive name, part of every checkpoint's origin line
-  COEXARCHIVE_S3_CONNECT_TIMEOUT / _READ_TIMEOUT / _MAX_ATTEMPTS: S3 timeouts (5 s, 10 s, 3 tries)
-  AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_PROFILE: boto3's usual credential chain.
+# Every environment variable a command reads, by who reads it: each command's --help lists the
+# ones it reads, and README.md lists them all (tests/unit/test_help.py holds both to this).
+EnvVars = tuple[tuple[str, str], ...]
+ARCHIVE_ENV: EnvVars = (
+    ("COEXARCHIVE_BUCKET", "bucket holding the archive (default: coexarchive)"),
+    ("COEXARCHIVE_RAW_BUCKET", "bucket holding raw/, when separate (default: the archive's)"),
+    ("COEXARCHIVE_ENDPOINT_URL", "S3 endpoint for non-AWS servers (or AWS_ENDPOINT_URL)"),
+    ("COEXARCHIVE_KMS_KEY_ID", "KMS key for SSE-KMS on objects written (default: bucket's)"),
+    ("COEXARCHIVE_HOME", "where keys and the trust file live (default: config home, below)"),
+    ("COEXARCHIVE_SIGNING_KEY", "signing key file (default: $COEXARCHIVE_HOME/signing.key)"),
+    ("COEXARCHIVE_AUDIT_KEY", "key for the access log and hold register (default: signing key)"),
+    ("COEXARCHIVE_TRUST", "trust file of verifier keys (default: $COEXARCHIVE_HOME/trust.txt)"),
+    ("COEXARCHIVE_NAME", "archive name in every checkpoint's origin (default: coexarchive.local)"),
+    ("COEXARCHIVE_RETENTION", "Object Lock for new objects (default: COMPLIANCE:7)"),
+    ("COEXARCHIVE_S3_CONNECT_TIMEOUT", "seconds to connect to S3 (default: 5)"),
+    ("COEXARCHIVE_S3_READ_TIMEOUT", "seconds to wait for an S3 answer (default: 10)"),
+    ("COEXARCHIVE_S3_MAX_ATTEMPTS", "tries per S3 request, the first included (default: 3)"),
+)
+KEY_ENV: EnvVars = tuple(
+    (name, text)
+    for name, text in ARCHIVE_ENV
+    if name in ("COEXARCHIVE_HOME", "COEXARCHIVE_SIGNING_KEY", "COEXARCHIVE_TRUST")
+)
+AUDITOR_ENV: EnvVars = (
+    ("COEXARCHIVE_AUDITOR", "who is asking, when --as is not given (default: OS user)"),
+)
+RECEIVE_ENV: EnvVars = (
+    ("COEXARCHIVE_APP_SECRETS", "Meta app secret(s), comma-separated for rotation (required)"),
+    ("COEXARCHIVE_VERIFY_TOKEN", "token for Meta's webhook verification handshake"),
+    ("COEXARCHIVE_OUTBOUND_TOKEN", "capture secret(s) for /outbound (unset: /outbound is 404)"),
+)
+AWS_ENV = "AWS_REGION, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_PROFILE: boto3's usual chain."
+CONFIG_HOME = (
+    "config home: $COEXARCHIVE_HOME, else $XDG_CONFIG_HOME/coexarchive, else ~/.config/coexarchive"
+)
 
-Start with `coexarchive demo`: it runs the whole flow on a local SeaweedFS.
-"""
+
+def env_help(*groups: EnvVars) -> str:
+    """An epilog block listing environment variables, one a line."""
+    rows = [row for group in groups for row in group]
+    width = max(len(name) for name, _ in rows)
+    lines = [f"  {name:<{width}}  {text}" for name, text in rows]
+    if any(name == "COEXARCHIVE_HOME" for name, _ in rows):
+        lines.append("  " + CONFIG_HOME)
+    if any(name == "COEXARCHIVE_BUCKET" for name, _ in rows):
+        lines.append("  " + AWS_ENV)
+    return "environment:\n" + "\n".join(lines)
+
+
+EPILOG = (
+    "Where the archive lives comes from the environment unless given as options; each "
+    "command's --help lists the variables it reads.\n\n"
+    + env_help(ARCHIVE_ENV, AUDITOR_ENV, RECEIVE_ENV)
+    + "\n\nStart with `coexarchive demo`: it runs the whole flow on a local SeaweedFS."
+)
 
 
 def _add_archive_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("archive location")
-    group.add_argument("--bucket", help="bucket holding the archive (env COEXARCHIVE_BUCKET)")
-    group.add_argument("--endpoint-url", help="S3 endpoint for non-AWS servers")
-    group.add_argument("--archive-name", help="archive name used in checkpoint origins")
+    group.add_argument(
+        "--bucket", help="bucket holding the archive (env COEXARCHIVE_BUCKET, else coexarchive)"
+    )
+    group.add_argument(
+        "--endpoint-url", help="S3 endpoint for non-AWS servers (env COEXARCHIVE_ENDPOINT_URL)"
+    )
+    group.add_argument(
+        "--archive-name",
+        help="archive name used in checkpoint origins (env COEXARCHIVE_NAME, else "
+        "coexarchive.local)",
+    )
     group.add_argument(
         "--s3-connect-timeout",
         type=float,
@@ -269,11 +318,10 @@ def _save_archive_head(store: object, out: str | None) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="coexarchive",
         description="Compliance archive for WhatsApp Business Coexistence: ingest, seal, verify.",
         epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"coexarchive {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -286,10 +334,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     keygen.add_argument("--name", default="coexarchive.local", help="key name (no spaces or '+')")
     keygen.add_argument(
-        "--key", type=Path, help="key file (default: $COEXARCHIVE_SIGNING_KEY or config home)"
+        "--key",
+        type=Path,
+        metavar="FILE",
+        help="where to write the new signing key, mode 600 (default: $COEXARCHIVE_SIGNING_KEY, "
+        "else signing.key in the config home)",
     )
     keygen.add_argument(
-        "--trust", type=Path, help="trust file (default: $COEXARCHIVE_TRUST or config home)"
+        "--trust",
+        type=Path,
+        metavar="FILE",
+        help="trust file to append the key's public verifier line to (default: "
+        "$COEXARCHIVE_TRUST, else trust.txt in the config home)",
     )
     keygen.add_argument("--force", action="store_true", help="replace an existing key file")
     keygen.set_defaults(handler=cmd_keygen)
@@ -302,7 +358,7 @@ def build_parser() -> argparse.ArgumentParser:
         "expose it. See `coexarchive s3 --help` (--background, --env, --stop, --port).",
         add_help=False,
     )
-    s3.add_argument("rest", nargs=argparse.REMAINDER)
+    s3.add_argument("rest", nargs=argparse.REMAINDER, help="options of the server helper")
     s3.set_defaults(handler=cmd_s3)
 
     verify = sub.add_parser(
@@ -311,7 +367,6 @@ def build_parser() -> argparse.ArgumentParser:
         description="Re-hash every row, link the hash chains, rebuild each Merkle root, check "
         "every checkpoint signature against the trust file, look for forks and truncation, and "
         "check Object Lock retention on every object. Exit 0 only when everything holds.",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="Pin a head: keep a copy of the archive head (`coexarchive head`) or of a chain's "
         "checkpoint somewhere the writer cannot reach (another account, a witness, paper) and "
         "pass it with --expect-head; verify then proves the archive was not cut short or forked "
@@ -358,10 +413,38 @@ def build_parser() -> argparse.ArgumentParser:
     receive.set_defaults(handler=receive_server.run)
 
     _add_pipeline_commands(sub)
+    _list_environment(parser)
     return parser
 
 
-def _add_pipeline_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def subcommands(parser: argparse.ArgumentParser) -> Iterator[argparse.ArgumentParser]:
+    """Every parser below ``parser``, depth first (a command, then its actions)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in dict.fromkeys(action.choices.values()):
+                yield child
+                yield from subcommands(child)
+
+
+def _list_environment(parser: argparse.ArgumentParser) -> None:
+    """Append to each command's help the environment variables it reads."""
+    for command in subcommands(parser):
+        options = {option for action in command._actions for option in action.option_strings}
+        groups: list[EnvVars] = []
+        if "--endpoint-url" in options or command.prog.endswith(" receive"):
+            groups.append(ARCHIVE_ENV)
+        elif command.prog.endswith(" keygen"):
+            groups.append(KEY_ENV)
+        if "--as" in options:
+            groups.append(AUDITOR_ENV)
+        if command.prog.endswith(" receive"):
+            groups.append(RECEIVE_ENV)
+        if groups:
+            block = env_help(*groups)
+            command.epilog = f"{command.epilog}\n\n{block}" if command.epilog else block
+
+
+def _add_pipeline_commands(sub: Any) -> None:
     from coexarchive import commands
 
     commands.register(sub, _add_archive_options, _settings)

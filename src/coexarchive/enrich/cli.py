@@ -167,10 +167,12 @@ def register(sub: Any, add_archive_options: AddOptions, make_settings: MakeSetti
         "when any row was rejected. Re-importing the same rows seals nothing new.",
     )
     add_archive_options(cimport)
-    cimport.add_argument("file", type=Path)
-    cimport.add_argument("--format", choices=("csv", "json"), help="default: from the extension")
+    cimport.add_argument("file", type=Path, help="the CRM export (.csv or .json)")
+    cimport.add_argument(
+        "--format", choices=("csv", "json"), help="file format (default: from the extension)"
+    )
     cimport.add_argument("--chain", help="chain (phone number id) for rows without chain_id")
-    cimport.add_argument("--key", type=Path, help="signing key file")
+    cimport.add_argument("--key", type=Path, help="signing key file (env COEXARCHIVE_SIGNING_KEY)")
     cimport.set_defaults(handler=bind(cmd_consent_import))
 
     templates = sub.add_parser(
@@ -189,12 +191,12 @@ def register(sub: Any, add_archive_options: AddOptions, make_settings: MakeSetti
         "the archive does not already hold as of --as-of.",
     )
     add_archive_options(timport)
-    timport.add_argument("file", type=Path)
+    timport.add_argument("file", type=Path, help="JSON of the Graph API template list")
     timport.add_argument("--waba", required=True, help="the WABA id the catalogue belongs to")
     timport.add_argument(
         "--as-of", type=parse_time, help="when the catalogue was fetched (ISO; default: now)"
     )
-    timport.add_argument("--key", type=Path, help="signing key file")
+    timport.add_argument("--key", type=Path, help="signing key file (env COEXARCHIVE_SIGNING_KEY)")
     timport.set_defaults(handler=bind(cmd_templates_import))
 
     again = sub.add_parser(
@@ -209,6 +211,6 @@ def register(sub: Any, add_archive_options: AddOptions, make_settings: MakeSetti
     again.add_argument("--since", type=parse_time, required=True, help="ISO date or date-time")
     again.add_argument("--until", type=parse_time, help="ISO date or date-time (default: now)")
     again.add_argument("--chain", help="one chain (phone number id); default: every chain")
-    again.add_argument("--key", type=Path, help="signing key file")
+    again.add_argument("--key", type=Path, help="signing key file (env COEXARCHIVE_SIGNING_KEY)")
     again.add_argument("--dry-run", action="store_true", help="report, seal nothing")
     again.set_defaults(handler=bind(cmd_reassess))

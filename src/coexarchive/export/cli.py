@@ -283,7 +283,7 @@ def register(sub: Any, add_archive_options: AddOptions, make_settings: MakeSetti
         "that no other active matter holds.",
     )
     add_archive_options(release)
-    release.add_argument("--matter", required=True)
+    release.add_argument("--matter", required=True, help="the matter whose holds to release")
     release.add_argument("--reason", help="free text kept in the register")
     release.add_argument("--as", dest="who", help="who releases (env COEXARCHIVE_AUDITOR)")
     release.add_argument("--key", type=Path, help="signing key file")
@@ -292,7 +292,7 @@ def register(sub: Any, add_archive_options: AddOptions, make_settings: MakeSetti
     listing = hold_sub.add_parser("list", help="list legal holds from the register")
     add_archive_options(listing)
     listing.add_argument("--all", action="store_true", help="include released matters")
-    listing.add_argument("--json", action="store_true")
+    listing.add_argument("--json", action="store_true", help="print the register as JSON")
     listing.set_defaults(handler=bind(cmd_hold_list))
 
     export = sub.add_parser(
@@ -305,7 +305,9 @@ def register(sub: Any, add_archive_options: AddOptions, make_settings: MakeSetti
         "schemas/BUNDLE.md and docs/legal.md.",
     )
     add_archive_options(export)
-    export.add_argument("--matter", required=True)
+    export.add_argument(
+        "--matter", required=True, help="matter name or reference, kept with the export"
+    )
     what = export.add_mutually_exclusive_group(required=True)
     what.add_argument("--customer", help="customer wa_id or BSUID (in every business chain)")
     what.add_argument("--query", help="SQL over the auditor views returning chain_id and seq")

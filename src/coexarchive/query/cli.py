@@ -517,7 +517,7 @@ def _common(parser: argparse.ArgumentParser, add_archive_options: AddOptions) ->
 
 
 def _output(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--format", choices=FORMATS, default="table")
+    parser.add_argument("--format", choices=FORMATS, default="table", help="output format")
     parser.add_argument(
         "--out", type=Path, help="write the result to FILE (an existing file only with --force)"
     )
@@ -569,7 +569,12 @@ def register(sub: Any, add_archive_options: AddOptions, make_settings: MakeSetti
     )
     _common(query, add_archive_options)
     query.add_argument("sql", help="the SQL statement")
-    query.add_argument("--param", action="append", metavar="NAME=VALUE")
+    query.add_argument(
+        "--param",
+        action="append",
+        metavar="NAME=VALUE",
+        help="a named parameter, used as $NAME in the SQL; repeatable",
+    )
     _output(query)
     query.set_defaults(handler=bind(cmd_query))
 
@@ -579,7 +584,13 @@ def register(sub: Any, add_archive_options: AddOptions, make_settings: MakeSetti
         description="Named reports for the questions auditors ask; --list explains each.",
     )
     _common(report, add_archive_options)
-    report.add_argument("name", nargs="?", choices=sorted(reports.REPORTS), metavar="NAME")
+    report.add_argument(
+        "name",
+        nargs="?",
+        choices=sorted(reports.REPORTS),
+        metavar="NAME",
+        help="the report to run: " + ", ".join(sorted(reports.REPORTS)),
+    )
     report.add_argument("--list", action="store_true", help="list the reports, one line each")
     report.add_argument("--customer", help="customer id (wa_id or BSUID)")
     report.add_argument("--chain", help="one business number (chain id)")

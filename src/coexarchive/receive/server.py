@@ -83,18 +83,57 @@ def build_parser() -> argparse.ArgumentParser:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The receive options, for the CLI's subparser."""
-    parser.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=8080)
-    parser.add_argument("--spool-dir", type=Path, default=Path("var/spool"))
-    parser.add_argument("--receiver-id", default=None, help="[a-z0-9-]; default from host name")
-    parser.add_argument("--app-secret-file", type=Path, help="file with app secrets, one a line")
-    parser.add_argument("--spool-max-bytes", type=int, default=1 << 30)
-    parser.add_argument("--segment-bytes", type=int, default=16 << 20)
-    parser.add_argument("--segment-age", type=float, default=5.0, help="seconds before rotating")
+    parser.add_argument("--host", default="127.0.0.1", help="bind address")
+    parser.add_argument("--port", type=int, default=8080, help="port to listen on")
+    parser.add_argument(
+        "--spool-dir",
+        type=Path,
+        default=Path("var/spool"),
+        metavar="DIR",
+        help="local spool; holds bodies until shipped, so put it on an encrypted volume",
+    )
+    parser.add_argument(
+        "--receiver-id",
+        default=None,
+        metavar="ID",
+        help="[a-z0-9-], unique per receiver (default: rcv- and the host name)",
+    )
+    parser.add_argument(
+        "--app-secret-file",
+        type=Path,
+        metavar="FILE",
+        help="file with app secrets, one a line (added to COEXARCHIVE_APP_SECRETS)",
+    )
+    parser.add_argument(
+        "--spool-max-bytes",
+        type=int,
+        default=1 << 30,
+        metavar="BYTES",
+        help="spool size at which deliveries are answered 503 so that Meta retries",
+    )
+    parser.add_argument(
+        "--segment-bytes",
+        type=int,
+        default=16 << 20,
+        metavar="BYTES",
+        help="spool segment size at which it is closed and shipped",
+    )
+    parser.add_argument(
+        "--segment-age",
+        type=float,
+        default=5.0,
+        metavar="SECONDS",
+        help="seconds before an open segment is closed and shipped",
+    )
     parser.add_argument(
         "--ship-max-backoff", type=float, default=30.0, help="longest pause between upload retries"
     )
-    parser.add_argument("--log-level", default="INFO")
+    parser.add_argument(
+        "--log-level",
+        default="INFO",
+        metavar="LEVEL",
+        help="DEBUG, INFO, WARNING or ERROR: JSON log lines at this level and above",
+    )
 
 
 def default_receiver_id() -> str:

@@ -30,6 +30,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from coexarchive._internal.helpformat import Parser
 from coexarchive.errors import CoexArchiveError, ConfigError, StorageError
 from coexarchive.store.s3 import S3Store, S3Timeouts, create_locked_bucket
 
@@ -487,7 +488,7 @@ def export_lines(server: EmbeddedS3, buckets: Sequence[str]) -> list[str]:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="coexarchive s3",
         description="Run the embedded S3 server (SeaweedFS, Object Lock) on 127.0.0.1 and create "
         "its archive bucket(s) with Object Lock and versioning. Local development only: its "
