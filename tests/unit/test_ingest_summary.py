@@ -273,3 +273,34 @@ def test_the_original_error_is_found_behind_beams_annotated_copy() -> None:
     assert expected_failure(wrapped) is original
     assert expected_failure(RuntimeError("boom")) is None
     assert isinstance(expected_failure(SealError("lost")), SealError)
+
+
+def test_a_lost_race_on_a_chain_is_reported_as_the_seal_error_it_is(
+    s3: S3Store,
+    key_file: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import pipelines.ingest as ingest_module
+
+    def lose_the_race(*args: object, **kwargs: object) -> dict[str, object]:
+        raise SealError(
+            f"chain {CHAIN}: another writer committed seq 0 first; re-run the job to continue "
+            "after its segment"
+        )
+
+    upload_raw(s3, OBJECTS, policy=POLICY)
+    monkeypatch.setattr(ingest_module, "seal_chain", lose_the_race)
+    with pytest.raises(SealError) as info:
+        ingest([key for key, _ in OBJECTS], key_file)
+    assert str(info.value).endswith("re-run the job to continue after its segment")
+    monkeypatch.setenv("COEXARCHIVE_BUCKET", BUCKET)
+    monkeypatch.delenv("COEXARCHIVE_ENDPOINT_URL", raising=False)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    capsys.readouterr()
+    assert main(["ingest", "--key", key_file, "--retention", "GOVERNANCE:1"]) == 2
+    err = capsys.readouterr().err
+    assert err == (
+        f"coexarchive: error: chain {CHAIN}: another writer committed seq 0 first; re-run the "
+        "job to continue after its segment\n"
+    )
