@@ -11,8 +11,10 @@ is this module's class).
 
     CoexArchiveError
     ├── ConfigError              bad settings, missing key or trust file, a bad option value
+    │   └── InvalidArgumentError    a value an API refuses (also a ValueError)
     ├── FormatError              bytes that do not follow a published format
-    │   └── CanonicalizationError   a value that has no canonical encoding (e.g. a float)
+    │   ├── CanonicalizationError   a value that has no canonical encoding (e.g. a float)
+    │   └── ParseError              a line a parser refuses (also a ValueError)
     ├── StorageError             the object store failed or refused
     │   ├── ObjectExistsError       a create-only write found different bytes already there
     │   ├── ObjectMissingError      a key that should exist does not
@@ -53,8 +55,20 @@ class ConfigError(CoexArchiveError):
     """Settings are missing or inconsistent."""
 
 
+class InvalidArgumentError(ConfigError, ValueError):
+    """A value an API or command refuses (a bad receiver id, chain id or URL).
+
+    Also a ValueError, as Python's own argument checks are, so that callers which validate
+    input by catching ValueError keep working.
+    """
+
+
 class FormatError(CoexArchiveError):
     """Bytes do not follow a published coexarchive format."""
+
+
+class ParseError(FormatError, ValueError):
+    """A parser refused its input; also a ValueError, like the JSON errors it sits beside."""
 
 
 class CanonicalizationError(FormatError):

@@ -19,7 +19,7 @@ from typing import Any, Final
 import orjson
 import zstandard
 
-from coexarchive.errors import ConfigError, FormatError
+from coexarchive.errors import ConfigError, FormatError, InvalidArgumentError
 from coexarchive.jsonstrict import duplicate_key
 from coexarchive.store.layout import RAW_PREFIX, pad, utc_date
 
@@ -102,7 +102,7 @@ class Delivery:
             self.receiver_id, self.seq, self.received_at, self.source, self.headers, self.body
         )
         if problem:
-            raise ValueError(problem)
+            raise InvalidArgumentError(problem)
 
 
 @dataclass(frozen=True)
@@ -154,9 +154,11 @@ def decode_landing(data: bytes, *, key: str) -> list[RawLine]:
 def landing_key(receiver_id: str, first_seq: int, received_at: int) -> str:
     """The object key of a segment whose first delivery has ``first_seq`` and ``received_at``."""
     if not _RECEIVER_ID.fullmatch(receiver_id):
-        raise ValueError(f"invalid receiver id {receiver_id!r}: use [a-z0-9-], at most 63")
+        raise InvalidArgumentError(
+            f"invalid receiver id {receiver_id!r}: use [a-z0-9-], at most 63"
+        )
     if first_seq < 0 or received_at < 0:
-        raise ValueError("first_seq and received_at must not be negative")
+        raise InvalidArgumentError("first_seq and received_at must not be negative")
     return f"{RAW_PREFIX}date={utc_date(received_at)}/{receiver_id}-{pad(first_seq)}.jsonl.zst"
 
 

@@ -20,6 +20,7 @@ import numpy as np
 import orjson
 import pyarrow as pa
 
+from coexarchive.errors import ParseError
 from coexarchive.records import SEALED_FIELDS
 
 Row = dict[str, Any]
@@ -96,17 +97,17 @@ def parse_line(line: bytes) -> Row:
     """A JSONL line back into a row; raises ValueError unless it is a canonical sealed object."""
     row = orjson.loads(line)
     if not isinstance(row, dict) or row.keys() != SEALED_SET:
-        raise ValueError("not a sealed record object (members differ from record version 1)")
+        raise ParseError("not a sealed record object (members differ from record version 1)")
     if not set(map(type, row.values())) <= _PLAIN:
-        raise ValueError("a member has a type no sealed record holds")
+        raise ParseError("a member has a type no sealed record holds")
     try:
         canonical = orjson.dumps(row, option=_ORJSON | orjson.OPT_SORT_KEYS)
     except orjson.JSONEncodeError:  # an integer beyond 2**53, which no sealed record holds
-        raise ValueError(
+        raise ParseError(
             "a member is outside what a sealed record holds (integer beyond 2^53)"
         ) from None
     if canonical != line:
-        raise ValueError("not in canonical form (RFC 8785)")
+        raise ParseError("not in canonical form (RFC 8785)")
     # Canonical form sorts the members, so the row's keys are already in canonical order.
     return row
 

@@ -21,6 +21,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from coexarchive.errors import InvalidArgumentError
 from coexarchive.raw import SIGNATURE_HEADER, secrets_from, verify_signature
 from coexarchive.receive._metrics import Metrics
 from coexarchive.receive.spool import Spool, SpoolError, SpoolFull
@@ -55,7 +56,7 @@ class ReceiverConfig:
 
     def __post_init__(self) -> None:
         if not self.app_secrets or not all(self.app_secrets):
-            raise ValueError("at least one non-empty app secret is required")
+            raise InvalidArgumentError("at least one non-empty app secret is required")
 
     def __repr__(self) -> str:
         # A config printed in a traceback or a log must not leak secrets.

@@ -22,7 +22,7 @@ import urllib.request
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from coexarchive.errors import CaptureError
+from coexarchive.errors import CaptureError, InvalidArgumentError
 from coexarchive.raw import SIGNATURE_HEADER, signature_header
 
 __all__ = ["CaptureError", "OutboundCapture", "capture_body"]
@@ -61,10 +61,10 @@ class OutboundCapture:
         clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
     ) -> None:
         if not url.startswith(("http://", "https://")):
-            raise ValueError("the capture URL must be http:// or https://")
+            raise InvalidArgumentError("the capture URL must be http:// or https://")
         if not token.strip():
             # The receiver refuses empty secrets, so every capture would be lost at the door.
-            raise ValueError(
+            raise InvalidArgumentError(
                 "the capture secret is empty: use the receiver's COEXARCHIVE_OUTBOUND_TOKEN"
             )
         self.url = url

@@ -10,6 +10,8 @@ import re
 from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
 
+from coexarchive.errors import InvalidArgumentError
+
 ARCHIVE_PREFIX = "archive/v1/"
 CHECKPOINT_PREFIX = "checkpoints/"
 MANIFEST_PREFIX = "manifests/"
@@ -26,7 +28,9 @@ _CHAIN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 def check_chain_id(chain_id: str) -> str:
     """Chain ids become path segments: allow only a safe, bounded alphabet."""
     if not _CHAIN_ID.fullmatch(chain_id):
-        raise ValueError(f"invalid chain id {chain_id!r}: use letters, digits and . _ : -")
+        raise InvalidArgumentError(
+            f"invalid chain id {chain_id!r}: use letters, digits and . _ : -"
+        )
     return chain_id
 
 
