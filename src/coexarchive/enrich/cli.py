@@ -7,13 +7,13 @@ edge, and passed down.
 from __future__ import annotations
 
 import argparse
-import time
 from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from coexarchive._internal.cliutil import AddOptions, MakeSettings, parse_time
+from coexarchive._internal.clock import now_ms
 from coexarchive.enrich.context import load_context, waba_chain
 from coexarchive.enrich.crm import parse_consent_file
 from coexarchive.enrich.flags import EnrichConfig
@@ -26,10 +26,6 @@ from coexarchive.settings import Settings
 from coexarchive.store.base import ObjectStore
 
 __all__ = ["cmd_consent_import", "cmd_reassess", "cmd_templates_import", "register"]
-
-
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 def _read_file(path: Path) -> bytes:
@@ -59,7 +55,7 @@ def cmd_consent_import(args: argparse.Namespace, make_settings: MakeSettings) ->
     path: Path = args.file
     fmt = args.format or ("csv" if path.suffix.lower() == ".csv" else "json")
     parsed = parse_consent_file(
-        _read_file(path), fmt=fmt, source_name=path.name, now_ms=_now_ms(), chain_id=args.chain
+        _read_file(path), fmt=fmt, source_name=path.name, now_ms=now_ms(), chain_id=args.chain
     )
     for line in parsed.report():
         print(f"rejected {line}")
@@ -85,7 +81,7 @@ def cmd_templates_import(args: argparse.Namespace, make_settings: MakeSettings) 
     entries, problems = parse_catalogue(_read_file(path), source=path.name)
     for problem in problems:
         print(f"rejected {problem}")
-    now = _now_ms()
+    now = now_ms()
     as_of = args.as_of if args.as_of is not None else now
     settings = make_settings(args)
     store = settings.store()
@@ -116,7 +112,7 @@ def cmd_reassess(args: argparse.Namespace, make_settings: MakeSettings) -> int:
 
     settings = make_settings(args)
     store = settings.store()
-    now = _now_ms()
+    now = now_ms()
     until = args.until if args.until is not None else now
     chains = (
         [args.chain] if args.chain else [c for c in chains_in(store) if not c.startswith("waba-")]

@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Any
 import orjson
 
 from coexarchive._internal.cliutil import AddOptions, MakeSettings, parse_time
+from coexarchive._internal.clock import now_ms
 from coexarchive.export.bundle import ExportRequest, Selection, export_bundle, read_bundle
 from coexarchive.export.holds import HoldRegister, HoldScope, active_holds, read_register
 from coexarchive.export.verify_bundle import BundleReport, BundleVerificationError, verify_bundle
@@ -36,10 +36,6 @@ def _pin(text: str) -> tuple[str, int]:
     if not chain or not size.isdigit():
         raise argparse.ArgumentTypeError(f"{text!r} is not CHAIN=TREE_SIZE")
     return chain, int(size)
-
-
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 def _iso(ms: int) -> str:
@@ -63,7 +59,7 @@ def cmd_hold_place(args: argparse.Namespace, make_settings: MakeSettings) -> int
     scope = HoldScope(customer=args.customer, chain=args.chain, since=args.since, until=args.until)
     who = auditor_identity(args.who)
     outcome = _register(make_settings(args)).place(
-        args.matter, scope, who=who, now_ms=_now_ms(), reason=args.reason
+        args.matter, scope, who=who, now_ms=now_ms(), reason=args.reason
     )
     if outcome.sealed is None:
         print(
@@ -84,7 +80,7 @@ def cmd_hold_place(args: argparse.Namespace, make_settings: MakeSettings) -> int
 def cmd_hold_release(args: argparse.Namespace, make_settings: MakeSettings) -> int:
     who = auditor_identity(args.who)
     outcome = _register(make_settings(args)).release(
-        args.matter, who=who, now_ms=_now_ms(), reason=args.reason
+        args.matter, who=who, now_ms=now_ms(), reason=args.reason
     )
     print(
         f"matter {args.matter}: released by {who}; legal hold removed from {len(outcome.keys)} "
@@ -122,7 +118,7 @@ def cmd_export(args: argparse.Namespace, make_settings: MakeSettings) -> int:
     store = settings.store()
     trust = settings.trust()
     who = auditor_identity(args.who)
-    now = _now_ms()
+    now = now_ms()
     selection = Selection(
         customer=args.customer, query=args.query, since=args.since, until=args.until
     )

@@ -7,7 +7,6 @@ the result handed back for display. If the entry cannot be sealed, the result is
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -15,6 +14,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
+from coexarchive._internal.clock import now_ms
 from coexarchive.errors import CoexArchiveError, ConfigError, FormatError
 from coexarchive.errors import QueryError as QueryError
 from coexarchive.query import summary, views
@@ -60,10 +60,6 @@ _SCANNING = object()
 _UNREGISTERED = object()
 
 
-def _wall_clock_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
 class AuditSession:
     """Views over one archive plus the access log every statement goes through."""
 
@@ -74,7 +70,7 @@ class AuditSession:
         access_log: AccessLog,
         who: str,
         trust: TrustStore | None = None,
-        clock: Callable[[], int] = _wall_clock_ms,
+        clock: Callable[[], int] = now_ms,
         catalog: ArchiveCatalog | None = None,
         memory_limit: str | None = None,
     ) -> None:

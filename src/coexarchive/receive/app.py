@@ -21,6 +21,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from coexarchive._internal.clock import now_ms
 from coexarchive.errors import InvalidArgumentError
 from coexarchive.raw import SIGNATURE_HEADER, secrets_from, verify_signature
 from coexarchive.receive._metrics import Metrics
@@ -38,10 +39,6 @@ _PLAIN = "text/plain; charset=utf-8"
 _SECURITY_HEADERS = {"cache-control": "no-store", "x-content-type-options": "nosniff"}
 
 
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
 @dataclass(frozen=True)
 class ReceiverConfig:
     """Secrets and limits; secrets come from the environment or files, never arguments."""
@@ -52,7 +49,7 @@ class ReceiverConfig:
     capture_secrets: tuple[bytes, ...] = ()
     max_body_bytes: int = MAX_BODY_BYTES
     durable_timeout: float = 10.0
-    clock_ms: Callable[[], int] = field(default=_now_ms)
+    clock_ms: Callable[[], int] = field(default=now_ms)
 
     def __post_init__(self) -> None:
         if not self.app_secrets or not all(self.app_secrets):

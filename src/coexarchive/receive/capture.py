@@ -22,6 +22,7 @@ import urllib.request
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from coexarchive._internal.clock import now_ms
 from coexarchive.errors import CaptureError, InvalidArgumentError
 from coexarchive.raw import SIGNATURE_HEADER, signature_header
 
@@ -58,7 +59,7 @@ class OutboundCapture:
         *,
         timeout: float = 10.0,
         attempts: int = 3,
-        clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
+        clock_ms: Callable[[], int] = now_ms,
     ) -> None:
         if not url.startswith(("http://", "https://")):
             raise InvalidArgumentError("the capture URL must be http:// or https://")

@@ -24,6 +24,7 @@ from typing import Any
 
 import orjson
 
+from coexarchive._internal.clock import now_ms
 from coexarchive.errors import CoexArchiveError, ObjectExistsError
 from coexarchive.raw import decode_landing, parse_landing_key
 from coexarchive.store import layout
@@ -90,7 +91,7 @@ class ContinuousIngest:
         poll: float = 5.0,
         lookback_days: int = 8,
         max_batch: int = 1000,
-        clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
+        clock_ms: Callable[[], int] = now_ms,
         window: int = 100_000,
         full_scan_every: float = 3600.0,
     ) -> None:

@@ -7,9 +7,8 @@ is numeric order.
 from __future__ import annotations
 
 import re
-from datetime import UTC, date, datetime, timedelta
-from functools import lru_cache
 
+from coexarchive._internal.clock import utc_date as utc_date
 from coexarchive.errors import InvalidArgumentError
 
 ARCHIVE_PREFIX = "archive/v1/"
@@ -39,25 +38,6 @@ def pad(number: int) -> str:
 
 
 DAY_MS = 86_400_000
-# Days 1970-01-01 .. 9999-12-31: four-digit years, where ``date.isoformat`` is ``%Y-%m-%d``.
-_LAST_DAY = 2_932_896
-
-
-def utc_date(event_time_ms: int) -> str:
-    """The UTC date of a moment in milliseconds, as ``YYYY-MM-DD``."""
-    day = event_time_ms // DAY_MS
-    if 0 <= day <= _LAST_DAY:
-        return _date_of_day(day)
-    return datetime.fromtimestamp(event_time_ms / 1000, tz=UTC).strftime("%Y-%m-%d")
-
-
-@lru_cache(maxsize=4096)
-def _date_of_day(day: int) -> str:
-    # Sealing asks for the date of every record; an archive's records span few distinct days.
-    return (_EPOCH + timedelta(days=day)).isoformat()
-
-
-_EPOCH = date(1970, 1, 1)
 
 
 def segment_key(chain_id: str, date: str, first_seq: int, last_seq: int) -> str:

@@ -9,12 +9,12 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from coexarchive._internal.clock import utc_date
 from coexarchive.errors import Failure, FormatError
 from coexarchive.findings import findings_of_table
 from coexarchive.seal.chain import chain_step, recompute_leaf_hashes
@@ -90,7 +90,7 @@ def check_segment(
                 "event-time range differs from the segment's rows: a period query would skip "
                 "or count the segment wrongly",
             )
-        if {_utc_date(low), _utc_date(high)} != {manifest.date}:
+        if {utc_date(low), utc_date(high)} != {manifest.date}:
             fail("manifests", f"date {manifest.date} is not the UTC date of the segment's events")
 
     # The manifest's customer filter holds every customer of the segment (queries rely on it;
@@ -147,10 +147,6 @@ def check_segment(
     if frontier.root() != manifest.root_hash or tuple(frontier.hashes) != manifest.frontier:
         fail("merkle", "segment leaves do not produce the manifest's Merkle root")
     return SegmentOutcome(failures, rows, head_roots)
-
-
-def _utc_date(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d")
 
 
 def _fixed_bytes(column: pa.ChunkedArray) -> bytes:
