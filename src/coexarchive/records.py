@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, NewType
@@ -158,8 +158,6 @@ RECORD_SCHEMA = pa.schema(
     metadata={b"coexarchive.record_version": str(RECORD_VERSION).encode()},
 )
 
-_TIME_FIELDS = frozenset({"event_time", "received_time"})
-
 
 def sealed_fields(record: Record, seq: int) -> dict[str, Any]:
     """The object whose canonical (RFC 8785) bytes are hashed into the record's leaf."""
@@ -168,38 +166,6 @@ def sealed_fields(record: Record, seq: int) -> dict[str, Any]:
         value = getattr(record, name)
         values[name] = list(value) if name == "flags" else value
     return values
-
-
-def sealed_fields_from_row(row: Mapping[str, Any]) -> dict[str, Any]:
-    """The sealed object from a row read back from Parquet (timestamps → integer ms)."""
-    values: dict[str, Any] = {}
-    for name in SEALED_FIELDS:
-        value = row[name]
-        if name in _TIME_FIELDS and value is not None and not isinstance(value, int):
-            value = _to_millis(value)
-        elif name == "flags":
-            value = list(value or ())
-        values[name] = value
-    return values
-
-
-def _to_millis(value: Any) -> int:
-    # pyarrow gives timezone-aware datetimes for timestamp[ms, UTC].
-    seconds = float(value.timestamp())
-    return round(seconds * 1000)
-
-
-def record_from_row(row: Mapping[str, Any]) -> SealedRecord:
-    """Rebuild a sealed record from a Parquet row (as produced by ``to_pylist``)."""
-    fields = sealed_fields_from_row(row)
-    record_values = {name: fields[name] for name in RECORD_FIELDS}
-    record_values["flags"] = tuple(record_values["flags"])
-    return SealedRecord(
-        record=Record(**record_values),
-        seq=int(fields["seq"]),
-        leaf_hash=bytes(row["leaf_hash"]),
-        chain_hash=bytes(row["chain_hash"]),
-    )
 
 
 def stable_id(*parts: str | int | None) -> RecordId:

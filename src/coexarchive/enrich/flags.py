@@ -6,7 +6,7 @@ Every rule is documented in ``schemas/ENRICHMENT.md``; the names below are the s
 from __future__ import annotations
 
 import operator
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -269,11 +269,3 @@ def _with_enrichment(detail: str, assessment: Assessment) -> str:
 
 def enrichment_detail(assessment: Assessment) -> dict[str, Any]:
     return {"v": ENRICHMENT_VERSION, **assessment.evidence, "reasons": dict(assessment.reasons)}
-
-
-def flag_counts(records: Iterable[Record]) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for record in records:
-        for flag in record.flags:
-            counts[flag] = counts.get(flag, 0) + 1
-    return dict(sorted(counts.items()))

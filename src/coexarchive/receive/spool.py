@@ -26,7 +26,7 @@ import struct
 import threading
 import time
 import zlib
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -520,9 +520,6 @@ class Spool:
             self.stats.segments_closed += 1
         for listener in self._listeners:
             listener()
-
-    def iter_closed(self) -> Iterator[ClosedSegment]:
-        yield from self.closed_segments()
 
 
 def _resolve(batch: list[_Pending], first_seq: int, error: OSError | None) -> None:
