@@ -304,3 +304,25 @@ def test_a_lost_race_on_a_chain_is_reported_as_the_seal_error_it_is(
         f"coexarchive: error: chain {CHAIN}: another writer committed seq 0 first; re-run the "
         "job to continue after its segment\n"
     )
+
+
+def test_ingest_shows_live_progress_when_asked(
+    s3: S3Store,
+    key_file: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    upload_raw(s3, OBJECTS, policy=POLICY)
+    monkeypatch.setenv("COEXARCHIVE_BUCKET", BUCKET)
+    monkeypatch.delenv("COEXARCHIVE_ENDPOINT_URL", raising=False)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    args = ["ingest", "--key", key_file, "--retention", "GOVERNANCE:1"]
+    assert main([*args, "--progress"]) == 0
+    captured = capsys.readouterr()
+    assert "\ringesting: 2/2 raw objects, 4 events, 1 quarantined, 1 chain(s) sealed" in (
+        captured.err
+    )
+    assert "input events:" in captured.out and "ingesting" not in captured.out
+    # Not a terminal and not asked: nothing on stderr.
+    assert main(args) == 0
+    assert capsys.readouterr().err == ""

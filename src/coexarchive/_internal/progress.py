@@ -126,12 +126,13 @@ class LiveStatus:
         self.stream.flush()
 
     def close(self) -> None:
-        """Stop the ticker and erase the line, so that what is printed next starts clean."""
+        """Stop the ticker and leave the final counts on their own line."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
             self._thread = None
-        if self.enabled and self._width:
-            self.stream.write("\r" + " " * self._width + "\r")
+        if self.enabled:
+            self._draw()
+            self.stream.write("\n")
             self.stream.flush()
             self._width = 0
