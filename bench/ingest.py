@@ -330,8 +330,9 @@ def verify(
             f"{summary.events:,} events normalised of {events:,}, "
             f"{summary.quarantined:,} quarantined, {summary.duplicates:,} duplicates"
         )
-    if sealed != summary.sealed:
-        problems.append(f"archive holds {sealed:,} records, the run sealed {summary.sealed:,}")
+    written = summary.sealed + sum(summary.derived.values())
+    if sealed != written:
+        problems.append(f"archive holds {sealed:,} records, the run sealed {written:,}")
     if problems:
         return seconds, "VERIFY: " + "; ".join(problems)
     derived = sealed - events
