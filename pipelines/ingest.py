@@ -458,12 +458,13 @@ def seal_chain(
         )
         results = writer.append(to_seal) if to_seal else []
     written = _written_by_this_run(to_seal, state.size, results)
-    inputs = {id(record) for record in classified.to_seal}
+    # Enrichment returns new objects for the records it flags: tell input from derived by id.
+    inputs = set(map(_record_id_of, classified.to_seal))
     observation = Kind.OBSERVATION.value
     derived: Counter[str] = Counter()
     sealed = observations = 0
     for record in written:
-        if id(record) not in inputs:
+        if record.record_id not in inputs:
             derived[record.kind] += 1  # consent events derived from opt-out keywords
         else:
             sealed += 1
@@ -509,6 +510,7 @@ def _written_by_this_run(
 
 
 _waba_of = operator.attrgetter("waba_id")
+_record_id_of = operator.attrgetter("record_id")
 
 
 class WriteArchiveHead(beam.DoFn):

@@ -326,3 +326,21 @@ def test_ingest_shows_live_progress_when_asked(
     # Not a terminal and not asked: nothing on stderr.
     assert main(args) == 0
     assert capsys.readouterr().err == ""
+
+
+def test_records_that_enrichment_replaced_still_count_as_input(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import dataclasses
+
+    import pipelines.ingest as ingest_module
+
+    real = ingest_module.enrich_for_seal
+
+    def flagging(*args: Any, **kwargs: Any) -> list[Record]:
+        # Enrichment hands back new objects for the records it flags, as apply() does.
+        return [dataclasses.replace(record) for record in real(*args, **kwargs)]
+
+    monkeypatch.setattr(ingest_module, "enrich_for_seal", flagging)
+    outcome = seal(MemoryStore(), records_of(*OBJECTS))
+    assert outcome["sealed"] == 3 and outcome["derived"] == {"consent_event": 1}
