@@ -520,7 +520,9 @@ def register(sub: Any, add_archive_options: AddOptions, make_settings: MakeSetti
     ingest.add_argument("--workers", type=int, default=1, help="local worker processes")
     ingest.add_argument("--key", type=Path, help="signing key file (env COEXARCHIVE_SIGNING_KEY)")
     ingest.add_argument(
-        "--retention", help="e.g. COMPLIANCE:7 or message=COMPLIANCE:7,default=GOVERNANCE:3"
+        "--retention",
+        help="Object Lock for new objects, e.g. COMPLIANCE:7 or "
+        "message=COMPLIANCE:7,default=GOVERNANCE:3 (env COEXARCHIVE_RETENTION, else COMPLIANCE:7)",
     )
     ingest.add_argument(
         "--follow", action="store_true", help="keep ingesting new raw objects as they land"
@@ -545,7 +547,9 @@ def register(sub: Any, add_archive_options: AddOptions, make_settings: MakeSetti
         "are recognised and skipped; those the parser now understands are sealed.",
     )
     add_archive_options(redrive)
-    redrive.add_argument("--key", type=Path, help="signing key file")
+    redrive.add_argument(
+        "--key", type=Path, help="signing key file (env COEXARCHIVE_SIGNING_KEY)"
+    )
     _add_auth_option(redrive)
     redrive.set_defaults(handler=bind(cmd_redrive))
 
