@@ -772,11 +772,19 @@ def _error_class(dotted: str) -> type[CoexArchiveError] | None:
 
 
 class _HoldBackExpected(logging.Filter):
-    """Drop Beam's traceback log for an expected failure; it is raised and reported anyway."""
+    """Drop Beam's traceback log for an expected failure; it is raised and reported anyway.
+
+    In process the record carries the exception; from a worker process the runner relays the
+    worker's log entry as text (on the root logger), which names the error the same way.
+    """
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.exc_info and record.exc_info[1] is not None:
             return expected_failure(record.exc_info[1]) is None
+        if record.levelno >= logging.ERROR:
+            # A relayed entry is a protobuf text dump: its newlines arrive escaped.
+            text = record.getMessage().replace("\\n", "\n")
+            return expected_failure(RuntimeError(text)) is None
         return True
 
 
@@ -794,6 +802,8 @@ def _quiet_expected_failures() -> Iterator[None]:
 
 
 _BEAM_ERROR_LOGGERS = (
+    "",  # the root logger and the job service: where worker processes' entries are relayed
+    "apache_beam.runners.portability.local_job_service",
     "apache_beam.runners.common",
     "apache_beam.runners.worker.sdk_worker",
     "apache_beam.runners.portability.fn_api_runner.fn_runner",

@@ -344,3 +344,20 @@ def test_records_that_enrichment_replaced_still_count_as_input(
     monkeypatch.setattr(ingest_module, "enrich_for_seal", flagging)
     outcome = seal(MemoryStore(), records_of(*OBJECTS))
     assert outcome["sealed"] == 3 and outcome["derived"] == {"consent_event": 1}
+
+
+def test_beams_relay_of_a_worker_processes_expected_failure_is_held_back() -> None:
+    from pipelines.ingest import _HoldBackExpected
+
+    def record(level: int, message: str) -> logging.LogRecord:
+        return logging.LogRecord("apache_beam", level, __file__, 1, message, None, None)
+
+    relayed = (
+        'Worker: severity: ERROR message: "Traceback (most recent call last):\\n  File '
+        '\\"pipelines/ingest.py\\", line 321, in process\\ncoexarchive.errors.SealError: '
+        'chain 9: lost [while running \'Ingest/SealChain\']\\n" instruction_id: "bundle_5"'
+    )
+    hold_back = _HoldBackExpected()
+    assert not hold_back.filter(record(logging.ERROR, relayed))
+    assert hold_back.filter(record(logging.ERROR, relayed.replace("coexarchive.", "other.")))
+    assert hold_back.filter(record(logging.INFO, relayed))
