@@ -12,6 +12,7 @@ import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 from moto import mock_aws
 
+from coexarchive._internal.beam_failures import expected_failure
 from coexarchive.cli import main
 from coexarchive.commands import upload_raw
 from coexarchive.errors import (
@@ -31,7 +32,6 @@ from pipelines.ingest import (
     IngestSummary,
     SealSpec,
     StoreSpec,
-    expected_failure,
     normalize_object,
     run_pipeline,
     seal_chain,
@@ -347,7 +347,7 @@ def test_records_that_enrichment_replaced_still_count_as_input(
 
 
 def test_beams_relay_of_a_worker_processes_expected_failure_is_held_back() -> None:
-    from pipelines.ingest import _HoldBackExpected
+    from coexarchive._internal.beam_failures import HoldBackExpected
 
     def record(level: int, message: str) -> logging.LogRecord:
         return logging.LogRecord("apache_beam", level, __file__, 1, message, None, None)
@@ -357,7 +357,7 @@ def test_beams_relay_of_a_worker_processes_expected_failure_is_held_back() -> No
         '\\"pipelines/ingest.py\\", line 321, in process\\ncoexarchive.errors.SealError: '
         'chain 9: lost [while running \'Ingest/SealChain\']\\n" instruction_id: "bundle_5"'
     )
-    hold_back = _HoldBackExpected()
+    hold_back = HoldBackExpected()
     assert not hold_back.filter(record(logging.ERROR, relayed))
     assert hold_back.filter(record(logging.ERROR, relayed.replace("coexarchive.", "other.")))
     assert hold_back.filter(record(logging.INFO, relayed))
