@@ -14,7 +14,8 @@ is this module's class).
     │   └── InvalidArgumentError    a value an API refuses (also a ValueError)
     ├── FormatError              bytes that do not follow a published format
     │   ├── CanonicalizationError   a value that has no canonical encoding (e.g. a float)
-    │   └── ParseError              a line a parser refuses (also a ValueError)
+    │   ├── ParseError              a line a parser refuses (also a ValueError)
+    │   └── BundleReadError         a bundle (or an archive in one) refused before or while read
     ├── StorageError             the object store failed or refused
     │   ├── ObjectExistsError       a create-only write found different bytes already there
     │   ├── ObjectMissingError      a key that should exist does not
@@ -23,6 +24,7 @@ is this module's class).
     ├── ProofError               an inclusion or consistency proof does not verify
     ├── SignatureError           a signed note does not verify against the trust file
     ├── QueryError               DuckDB refused or failed an auditor's statement
+    │   └── SandboxError            a statement the SQL sandbox does not run
     ├── SpoolError               the receiver's spool cannot take a delivery (answer non-200)
     │   ├── SpoolFull               the spool holds as many bytes as it may
     │   └── SpoolUnavailable        writing or syncing the spool failed, or it is not open
@@ -69,6 +71,10 @@ class FormatError(CoexArchiveError):
 
 class ParseError(FormatError, ValueError):
     """A parser refused its input; also a ValueError, like the JSON errors it sits beside."""
+
+
+class BundleReadError(FormatError):
+    """A bundle, or an archive inside one, that is refused before (or while) it is read."""
 
 
 class CanonicalizationError(FormatError):
@@ -124,6 +130,10 @@ class SignatureError(CoexArchiveError):
 
 class QueryError(CoexArchiveError):
     """DuckDB refused or failed a statement (the attempt is still in the access log)."""
+
+
+class SandboxError(QueryError):
+    """A statement the SQL sandbox does not run."""
 
 
 class SpoolError(CoexArchiveError):

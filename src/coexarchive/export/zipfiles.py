@@ -25,7 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from coexarchive.errors import ConfigError, FormatError
+from coexarchive.errors import BundleReadError, ConfigError
 
 __all__ = [
     "DEFAULT_LIMITS",
@@ -65,10 +65,6 @@ class ReadLimits:
 
 
 DEFAULT_LIMITS = ReadLimits()
-
-
-class BundleReadError(FormatError):
-    """A bundle, or an archive inside one, that is refused before (or while) it is read."""
 
 
 class Budget:

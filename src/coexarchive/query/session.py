@@ -17,6 +17,7 @@ import pyarrow as pa
 from coexarchive._internal.clock import now_ms
 from coexarchive.errors import CoexArchiveError, ConfigError, FormatError
 from coexarchive.errors import QueryError as QueryError
+from coexarchive.errors import SandboxError as SandboxError
 from coexarchive.query import summary, views
 from coexarchive.query.access_log import AccessEntry, AccessLog, result_digest
 from coexarchive.query.reports import REPORTS, Params, build_sql
@@ -381,10 +382,6 @@ _MISSING_TABLE = re.compile(r"Table with name (\S+) does not exist")
 # (COPY, ATTACH, EXPORT, INSTALL/LOAD, SET/RESET, PRAGMA, CALL, CREATE/DROP, secrets) is refused
 # before it runs; the connection's own settings refuse file access again if this list is wrong.
 _READ_STATEMENTS = frozenset({duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN})
-
-
-class SandboxError(QueryError):
-    """A statement the SQL sandbox does not run."""
 
 
 def _only_reads(sql: str) -> None:
