@@ -48,10 +48,13 @@ KEY_ENV: EnvVars = tuple(
 AUDITOR_ENV: EnvVars = (
     ("COEXARCHIVE_AUDITOR", "who is asking, when --as is not given (default: OS user)"),
 )
+AUTH_ENV: EnvVars = (
+    ("COEXARCHIVE_APP_SECRETS", "Meta app secret(s), comma-separated for rotation"),
+    ("COEXARCHIVE_OUTBOUND_TOKEN", "capture secret(s) that sign /outbound bodies"),
+)
 RECEIVE_ENV: EnvVars = (
-    ("COEXARCHIVE_APP_SECRETS", "Meta app secret(s), comma-separated for rotation (required)"),
+    *AUTH_ENV,
     ("COEXARCHIVE_VERIFY_TOKEN", "token for Meta's webhook verification handshake"),
-    ("COEXARCHIVE_OUTBOUND_TOKEN", "capture secret(s) for /outbound (unset: /outbound is 404)"),
 )
 AWS_ENV = "AWS_REGION, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_PROFILE: boto3's usual chain."
 CONFIG_HOME = (
@@ -439,6 +442,8 @@ def _list_environment(parser: argparse.ArgumentParser) -> None:
             groups.append(AUDITOR_ENV)
         if command.prog.endswith(" receive"):
             groups.append(RECEIVE_ENV)
+        elif "--allow-unauthenticated" in options:
+            groups.append(AUTH_ENV)  # ingest authenticates raw deliveries as the receiver did
         if groups:
             block = env_help(*groups)
             command.epilog = f"{command.epilog}\n\n{block}" if command.epilog else block

@@ -98,6 +98,7 @@ def auth_lines(counters: dict[str, int]) -> list[str]:
 
 def cmd_simulate(args: argparse.Namespace, make_settings: MakeSettings) -> int:
     from coexarchive._internal.progress import Progress
+    from coexarchive.testing import DEMO_APP_SECRET
     from coexarchive.testing.cli import generate, write
 
     objects, lines = generate(args)
@@ -111,12 +112,13 @@ def cmd_simulate(args: argparse.Namespace, make_settings: MakeSettings) -> int:
         upload_raw(settings.raw_store(), objects, policy=settings.policy(), progress=progress)
         progress.close()
         print(f"landed them in s3://{settings.raw_bucket or settings.bucket}/raw/")
-    # Ingest checks every signature: say which secret it needs (a demo value, not a secret).
-    secret = config.app_secret.decode()
-    print(
-        f"signed with the demo app secret: ingest with COEXARCHIVE_APP_SECRETS={secret} "
-        f"COEXARCHIVE_OUTBOUND_TOKEN={secret}"
-    )
+    if args.app_secret_file is None:
+        # Ingest checks every signature: say which secret it needs (a published demo value).
+        secret = DEMO_APP_SECRET.decode()
+        print(
+            f"signed with the demo app secret: ingest with COEXARCHIVE_APP_SECRETS={secret} "
+            f"COEXARCHIVE_OUTBOUND_TOKEN={secret}"
+        )
     return 0
 
 
@@ -547,9 +549,7 @@ def register(sub: Any, add_archive_options: AddOptions, make_settings: MakeSetti
         "are recognised and skipped; those the parser now understands are sealed.",
     )
     add_archive_options(redrive)
-    redrive.add_argument(
-        "--key", type=Path, help="signing key file (env COEXARCHIVE_SIGNING_KEY)"
-    )
+    redrive.add_argument("--key", type=Path, help="signing key file (env COEXARCHIVE_SIGNING_KEY)")
     _add_auth_option(redrive)
     redrive.set_defaults(handler=bind(cmd_redrive))
 

@@ -21,6 +21,7 @@ is this module's class).
     │   ├── ObjectMissingError      a key that should exist does not
     │   └── RetentionError          object-lock settings missing, wrong or refused
     ├── SealError                sealing cannot continue (e.g. a concurrent writer won the chain)
+    │   └── UnsignedTailError       a chain ends in objects no trusted key signed
     ├── ProofError               an inclusion or consistency proof does not verify
     ├── SignatureError           a signed note does not verify against the trust file
     ├── QueryError               DuckDB refused or failed an auditor's statement
@@ -118,6 +119,23 @@ class RetentionError(StorageError):
 
 class SealError(CoexArchiveError):
     """Sealing cannot continue."""
+
+
+class UnsignedTailError(SealError):
+    """A chain ends in objects no trusted key signed: the writer will not sign past them."""
+
+    def __init__(self, chain_id: str, key: str, reason: str) -> None:
+        self.chain_id = chain_id
+        self.key = key
+        self.reason = reason
+        super().__init__(
+            f"chain {chain_id}: {key} is past the last signed checkpoint and is not signed "
+            f"({reason}); it may be forged, so nothing was sealed on this chain. Run "
+            "`coexarchive verify` and find out who wrote it before sealing more on this chain"
+        )
+
+    def __reduce__(self) -> tuple[type[UnsignedTailError], tuple[str, str, str]]:
+        return type(self), (self.chain_id, self.key, self.reason)
 
 
 class ProofError(CoexArchiveError):

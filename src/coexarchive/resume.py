@@ -12,7 +12,13 @@ from __future__ import annotations
 import hmac
 from typing import Any
 
-from coexarchive.errors import CoexArchiveError, FormatError, ObjectMissingError, SealError
+from coexarchive.errors import (
+    CoexArchiveError,
+    FormatError,
+    ObjectMissingError,
+    SealError,
+    UnsignedTailError,
+)
 from coexarchive.intents import intent_key, intent_origin, open_intent
 from coexarchive.seal.checkpoint import checkpoint_origin, open_checkpoint
 from coexarchive.seal.keys import TrustStore
@@ -29,19 +35,6 @@ from coexarchive.store import layout
 from coexarchive.store.base import ObjectStore, sha256_hex
 
 __all__ = ["UnsignedTailError", "load_state"]
-
-
-class UnsignedTailError(SealError):
-    """A chain ends in objects no trusted key signed: the writer will not sign past them."""
-
-    def __init__(self, chain_id: str, key: str, reason: str) -> None:
-        self.chain_id = chain_id
-        self.key = key
-        super().__init__(
-            f"chain {chain_id}: {key} is past the last signed checkpoint and is not signed "
-            f"({reason}); it may be forged, so nothing was sealed on this chain. Run "
-            "`coexarchive verify` and find out who wrote it before sealing more on this chain"
-        )
 
 
 def load_state(

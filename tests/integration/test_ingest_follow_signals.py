@@ -36,7 +36,14 @@ def body(wamid: str) -> bytes:
 
 def landing(seq: int, *bodies: bytes) -> tuple[str, bytes]:
     deliveries = [
-        Delivery("follow", seq + i, T0 * 1000, "webhook", {"x": signature_header(b"s", b)}, b)
+        Delivery(
+            "follow",
+            seq + i,
+            T0 * 1000,
+            "webhook",
+            {"x-hub-signature-256": signature_header(b"follow-secret", b)},
+            b,
+        )
         for i, b in enumerate(bodies)
     ]
     return landing_key("follow", seq, T0 * 1000), encode_landing(deliveries)
@@ -82,6 +89,7 @@ def test_follow_prints_a_line_per_pass_and_its_summary_when_signalled(
         "AWS_DEFAULT_REGION": "us-east-1",
         "COEXARCHIVE_BUCKET": s3_store.bucket,
         "COEXARCHIVE_ENDPOINT_URL": seaweed.endpoint_url,
+        "COEXARCHIVE_APP_SECRETS": "follow-secret",
         "PYTHONUNBUFFERED": "1",
     }
     command = [

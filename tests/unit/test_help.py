@@ -9,7 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from coexarchive.cli import ARCHIVE_ENV, AUDITOR_ENV, RECEIVE_ENV, build_parser, subcommands
+from coexarchive.cli import (
+    ARCHIVE_ENV,
+    AUDITOR_ENV,
+    AUTH_ENV,
+    RECEIVE_ENV,
+    build_parser,
+    subcommands,
+)
 from coexarchive.store import seaweed
 from coexarchive.testing import cli as simulate_cli
 
@@ -99,7 +106,8 @@ def help_of(*command: str) -> str:
     ("command", "groups"),
     [
         (("verify",), (ARCHIVE_ENV,)),
-        (("ingest",), (ARCHIVE_ENV,)),
+        (("ingest",), (ARCHIVE_ENV, AUTH_ENV)),
+        (("redrive",), (ARCHIVE_ENV, AUTH_ENV)),
         (("simulate",), (ARCHIVE_ENV,)),
         (("receive",), (ARCHIVE_ENV, RECEIVE_ENV)),
         (("query",), (ARCHIVE_ENV, AUDITOR_ENV)),

@@ -16,12 +16,12 @@ from coexarchive._internal.beam_failures import expected_failure
 from coexarchive.cli import main
 from coexarchive.commands import upload_raw
 from coexarchive.errors import (
-    FormatError,
     ObjectExistsError,
+    ObjectMissingError,
     PipelineError,
     SealError,
 )
-from coexarchive.raw import Delivery, encode_landing, landing_key, signature_header
+from coexarchive.raw import Delivery, DeliveryAuth, encode_landing, landing_key, signature_header
 from coexarchive.records import Record
 from coexarchive.retention import RetentionPolicy
 from coexarchive.store import layout
@@ -42,6 +42,8 @@ BUCKET = "ingest-summary"
 CHAIN = "900000000000001"
 POLICY = RetentionPolicy.parse("GOVERNANCE:1")
 T0 = 1_767_607_200  # 2026-01-05T10:00:00Z
+SECRET = b"unit-secret"
+AUTH = DeliveryAuth((SECRET,))
 
 
 def body(*messages: tuple[str, str]) -> bytes:
@@ -67,7 +69,7 @@ def landing(seq: int, *bodies: bytes) -> tuple[str, bytes]:
             seq + i,
             (T0 + 5) * 1000,
             "webhook",
-            {"x-hub-signature-256": signature_header(b"s", b)},
+            {"x-hub-signature-256": signature_header(SECRET, b)},
             b,
         )
         for i, b in enumerate(bodies)
@@ -99,6 +101,7 @@ def ingest(keys: Sequence[str], key_file: str) -> IngestSummary:
         StoreSpec(BUCKET, region_name="us-east-1"),
         SealSpec(key_file, "coexarchive.test", "GOVERNANCE:1"),
         PipelineOptions(["--runner=FnApiRunner"]),
+        auth=AUTH,
     )
 
 
@@ -155,7 +158,7 @@ class StaleView:
 def records_of(*objects: tuple[str, bytes]) -> list[Record]:
     records: list[Record] = []
     for key, data in objects:
-        by_chain, _ = normalize_object(key, data)
+        by_chain, _ = normalize_object(key, data, auth=AUTH)
         records += by_chain[CHAIN]
     return records
 
@@ -203,12 +206,23 @@ def test_an_expected_failure_inside_the_job_is_raised_as_itself(
     s3: S3Store, key_file: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     upload_raw(s3, OBJECTS, policy=POLICY)
-    corrupt_the_chain_head(s3)
-    with caplog.at_level(logging.ERROR), pytest.raises(FormatError) as info:
-        ingest([key for key, _ in OBJECTS], key_file)
-    assert "[while running" not in str(info.value)
+    gone = landing(9, body(("wamid.Z", "gone")))[0]  # listed, then deleted before it was read
+    with caplog.at_level(logging.ERROR), pytest.raises(ObjectMissingError) as info:
+        ingest([*(key for key, _ in OBJECTS), gone], key_file)
+    assert info.value.key == gone and "[while running" not in str(info.value)
     # Beam's traceback log of it is held back: the caller reports the error in one line.
     assert not [r for r in caplog.records if r.name.startswith("apache_beam") and r.exc_info]
+
+
+def test_a_chain_held_back_for_an_unsigned_tail_is_accounted_for() -> None:
+    store = MemoryStore()
+    store.put(layout.manifest_key(CHAIN, 0), b"{not a manifest")
+    records = records_of(*OBJECTS)
+    outcome = seal(store, records)
+    assert outcome["held_back"] == len(records) and outcome["sealed"] == 0
+    summary = IngestSummary(events=len(records), held_back=len(records))
+    assert summary.unaccounted() == 0
+    assert any("held back:" in line for line in summary.lines())
 
 
 def test_the_cli_reports_a_failed_ingest_in_one_line(
@@ -220,6 +234,7 @@ def test_the_cli_reports_a_failed_ingest_in_one_line(
     upload_raw(s3, OBJECTS, policy=POLICY)
     corrupt_the_chain_head(s3)
     monkeypatch.setenv("COEXARCHIVE_BUCKET", BUCKET)
+    monkeypatch.setenv("COEXARCHIVE_APP_SECRETS", SECRET.decode())
     monkeypatch.delenv("COEXARCHIVE_ENDPOINT_URL", raising=False)
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
     code = main(["ingest", "--key", key_file, "--retention", "GOVERNANCE:1", "--no-progress"])
@@ -295,6 +310,7 @@ def test_a_lost_race_on_a_chain_is_reported_as_the_seal_error_it_is(
         ingest([key for key, _ in OBJECTS], key_file)
     assert str(info.value).endswith("re-run the job to continue after its segment")
     monkeypatch.setenv("COEXARCHIVE_BUCKET", BUCKET)
+    monkeypatch.setenv("COEXARCHIVE_APP_SECRETS", SECRET.decode())
     monkeypatch.delenv("COEXARCHIVE_ENDPOINT_URL", raising=False)
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
     capsys.readouterr()
@@ -314,6 +330,7 @@ def test_ingest_shows_live_progress_when_asked(
 ) -> None:
     upload_raw(s3, OBJECTS, policy=POLICY)
     monkeypatch.setenv("COEXARCHIVE_BUCKET", BUCKET)
+    monkeypatch.setenv("COEXARCHIVE_APP_SECRETS", SECRET.decode())
     monkeypatch.delenv("COEXARCHIVE_ENDPOINT_URL", raising=False)
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
     args = ["ingest", "--key", key_file, "--retention", "GOVERNANCE:1"]
