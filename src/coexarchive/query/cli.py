@@ -370,7 +370,10 @@ def cmd_query(args: argparse.Namespace, make_settings: MakeSettings) -> int:
     settings = make_settings(args)
     heads = _heads(args, settings)
     session = open_session(settings, auditor_identity(args.as_))
-    result = session.query(args.sql, params, verify=args.verify, window=window, heads=heads)
+    # --since/--until restrict every view (scope) and, with --verify, are the range proven.
+    result = session.query(
+        args.sql, params, verify=args.verify, window=window, heads=heads, scope=window
+    )
     _show(result, args)
     return 0
 
@@ -488,13 +491,10 @@ def _param(text: str) -> tuple[str, str]:
 
 
 def _window(args: argparse.Namespace) -> Window | None:
-    if args.since is None and args.until is None:
-        return None
     if args.since is not None and args.until is not None and args.since >= args.until:
         raise ConfigError("--since must be before --until")
-    return Window(
-        utc_ms(args.since) if args.since else None, utc_ms(args.until) if args.until else None
-    )
+    since, until = (utc_ms(t) if t is not None else None for t in (args.since, args.until))
+    return None if since is None and until is None else Window(since, until)
 
 
 # --- registration --------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from coexarchive.errors import ConfigError
+from coexarchive.query.viewdefs import MESSAGE_KINDS_SQL
 
 __all__ = ["REPORTS", "Params", "Report", "build_sql"]
 
@@ -48,7 +49,7 @@ class Report:
 _MESSAGE_COLUMNS = (
     "event_time, chain_id, seq, record_id, kind, origin, direction, customer_id, wamid, "
     "msg_type, text, template_name, template_category, template_status, consent_state, "
-    "window_open, flags"
+    "window_open, flags, flags_seq, sealed_flags"
 )
 
 
@@ -74,7 +75,7 @@ WITH found AS (
               AND upper(status) IN ('PARTNER_REMOVED', 'PRIMARY_INACTIVITY', 'ACCOUNT_DELETED')
               THEN 'capture_gap'
     END AS finding
-  FROM records WHERE (len(flags) > 0 OR kind = 'account_event'){where}
+  FROM records WHERE (len(flags) > 0 OR kind = 'account_event') AND kind <> 'assessment'{where}
 )
 SELECT finding, event_time, chain_id, seq, record_id, kind, coalesce(status, msg_type) AS event,
        customer_id, wamid, NULL::VARCHAR AS raw_key, NULL::BIGINT AS raw_line,
@@ -118,7 +119,7 @@ REPORTS: dict[str, Report] = {
             "template-usage",
             "template sends by name, language, category and approval status at send time",
             "SELECT chain_id, seq, event_time, template_name, template_language, "
-            "template_category, template_status, flags FROM messages "
+            "template_category, template_status, flags, flags_seq FROM messages "
             "WHERE direction = 'outbound' AND template_name IS NOT NULL{where}",
             aggregate_sql="""
             SELECT template_name, template_language, template_category,
@@ -151,19 +152,21 @@ REPORTS: dict[str, Report] = {
         Report(
             "volume",
             "records and messages per day and origin",
-            "SELECT chain_id, seq, event_time, origin, kind FROM records WHERE true{where}",
-            aggregate_sql="""
+            "SELECT chain_id, seq, event_time, origin, kind, direction FROM sealed_records "
+            "WHERE true{where}",
+            aggregate_sql=f"""
             SELECT CAST(event_time AS DATE) AS day, origin, count(*) AS records,
-                   count(*) FILTER (WHERE kind IN ('message', 'echo', 'outbound',
-                     'history_message', 'message_edit', 'message_revoke')) AS messages
-            FROM ({rows}) GROUP BY ALL ORDER BY day, origin
+                   count(*) FILTER (WHERE {MESSAGE_KINDS_SQL}) AS messages
+            FROM ({{rows}}) GROUP BY ALL ORDER BY day, origin
             """,
         ),
         Report(
             "compliance",
-            "the full compliance summary: each flag, failed deliveries and capture gaps, per chain",
-            "SELECT chain_id, seq, event_time, flags, kind, status FROM records "
-            "WHERE (len(flags) > 0 OR (kind = 'status' AND status = 'failed')){where}",
+            "the full compliance summary: each current flag, failed deliveries and capture gaps, "
+            "per chain",
+            "SELECT chain_id, seq, event_time, flags, flags_seq, kind, status FROM records "
+            "WHERE (len(flags) > 0 OR (kind = 'status' AND status = 'failed')) "
+            "AND kind <> 'assessment'{where}",
             # One pass over the few columns it needs; the row query above is for --verify.
             aggregate_sql="""
             SELECT finding, chain_id, count(*) AS records, min(event_time) AS first_time,
@@ -172,7 +175,7 @@ REPORTS: dict[str, Report] = {
                          unnest(CASE WHEN kind = 'status' AND status = 'failed'
                                      THEN list_append(flags, 'failed_delivery')
                                      ELSE flags END) AS finding
-                  FROM records WHERE true{where})
+                  FROM records WHERE kind <> 'assessment'{where})
             GROUP BY ALL ORDER BY finding, chain_id
             """,
         ),

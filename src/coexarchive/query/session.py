@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import duckdb
@@ -36,6 +37,7 @@ from coexarchive.query.views import (
     register_access_log,
     register_quarantine,
     register_records,
+    set_window,
     utc_ms,
 )
 from coexarchive.seal.checkpoint import checkpoint_origin, open_checkpoint
@@ -103,17 +105,29 @@ class AuditSession:
         chains: list[str] | None = None,
         heads: Mapping[str, HeadLike] | None = None,
         unkeyed_note: str | None = None,
+        scope: Window | None = None,
         _customer: str | None = None,
         _table: pa.Table | None = None,
     ) -> QueryResult:
         """Run ``sql``, seal its access-log entry, and only then return the result.
 
+        ``scope`` restricts every view to records with event time in it, for this statement
+        (``coexarchive query --since/--until``); ``window`` is the range ``verify`` proves.
         ``_customer`` is for reports about one customer only (see ``_records_for``); ``_table``
         is ``sql``'s result when a report computed it another way (see ``_summary``).
         """
         self._records_for(_customer)
         values = dict(params or {})
         lowered = sql.lower()
+        if scope is not None:
+            if "quarantine" in lowered:
+                self._log(sql, values, report, rows=None, digest=None, error="ConfigError")
+                raise ConfigError(
+                    "--since/--until cannot restrict the quarantine table: quarantined input is "
+                    "kept by day and has no event time; filter on its date column instead "
+                    "(WHERE date >= '2026-01-01') and leave out --since/--until"
+                )
+            sql += f"\n-- {_scope_note(scope)}"
         if "access_" in lowered:
             # The access log grows with every statement; re-read it only when it is asked for.
             register_access_log(self.con, self.catalog)
@@ -124,8 +138,13 @@ class AuditSession:
                 table = _table
             else:
                 _only_reads(sql)
-                relation = self.con.sql(sql, params=values or None)
-                table = relation.to_arrow_table() if relation is not None else pa.table({})
+                set_window(self.con, scope)
+                try:
+                    relation = self.con.sql(sql, params=values or None)
+                    table = relation.to_arrow_table() if relation is not None else pa.table({})
+                finally:
+                    if scope is not None:
+                        set_window(self.con, None)
         except SandboxError:
             self._log(sql, values, report, rows=None, digest=None, error="SandboxError")
             raise
@@ -401,6 +420,17 @@ def _refused_by_sandbox(exc: duckdb.Error) -> bool:
         or "disabled by configuration" in text
         or "disabled through configuration" in text
     )
+
+
+def _scope_note(scope: Window) -> str:
+    """How a statement's views were restricted, for its access-log entry."""
+    since = _iso(scope.since) if scope.since is not None else "the first record"
+    until = _iso(scope.until) if scope.until is not None else "the last record"
+    return f"views restricted to event_time from {since} (inclusive) until {until} (exclusive)"
+
+
+def _iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat(timespec="milliseconds")
 
 
 def check_params(params: Params) -> None:

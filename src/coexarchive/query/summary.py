@@ -8,6 +8,11 @@ so a segment lying wholly inside the report's period contributes its manifest's 
 segments the period cuts, and segments sealed before manifests carried findings, are scanned by
 the report's own SQL. Both parts are merged by :data:`MERGE_SQL` into exactly the table the scan
 of every segment would give.
+
+Findings count each record's *sealed* flags, but the summary counts current flags (a record's
+latest assessment's, ``coexarchive reassess``). A chain holding any assessment record, or whose
+manifests do not say which kinds they hold, is therefore scanned whole: its totals cannot be
+summed from sealed findings.
 """
 
 from __future__ import annotations
@@ -17,9 +22,12 @@ from collections.abc import Sequence
 import pyarrow as pa
 
 from coexarchive.query.views import Segment, Window
+from coexarchive.records import Kind
 from coexarchive.segments import Manifest
 
-__all__ = ["MERGE_SQL", "PARTIAL_SCHEMA", "from_manifests", "split"]
+__all__ = ["MERGE_SQL", "PARTIAL_SCHEMA", "from_manifests", "reassessed", "split"]
+
+ASSESSMENT = Kind.ASSESSMENT.value
 
 _TIME = pa.timestamp("us", tz="UTC")
 PARTIAL_SCHEMA = pa.schema(
@@ -44,13 +52,25 @@ GROUP BY ALL ORDER BY finding, chain_id
 """
 
 
+def reassessed(manifests: Sequence[Manifest]) -> set[str]:
+    """Chains whose current flags may differ from their sealed flags: a manifest of theirs
+    holds an assessment record, or does not say which kinds it holds."""
+    return {
+        m.chain_id
+        for m in manifests
+        if m.kinds.get(ASSESSMENT, 0) > 0 or (not m.kinds and m.record_count > 0)
+    }
+
+
 def split(
     segments: Sequence[Segment], manifests: Sequence[Manifest], window: Window | None
 ) -> tuple[list[Manifest], list[Segment]]:
     """The manifests of segments wholly inside ``window`` that carry findings, and the segments
-    to scan (cut by the window, without findings, or not matching their manifest); segments
-    wholly outside the window are in neither, as the report's filter drops all their rows."""
+    to scan (cut by the window, without findings, not matching their manifest, or of a chain
+    that holds assessments); segments wholly outside the window are in neither, as the report's
+    filter drops all their rows."""
     by_start = {(m.chain_id, m.first_seq): m for m in manifests}
+    scan_whole = reassessed(manifests)
     whole: list[Manifest] = []
     cut: list[Segment] = []
     for segment in segments:
@@ -59,6 +79,7 @@ def split(
             continue
         if (
             manifest is None
+            or segment.chain_id in scan_whole
             or manifest.findings is None
             or manifest.segment.key != segment.key
             or (window is not None and not window.contains(manifest))

@@ -15,8 +15,11 @@ touched, in numbered steps:
 5. ``values``      every returned column that names a sealed field (or a field the views derive
                    from one, see ``DERIVED``) must equal the proven row's value; columns a view
                    joins from another record (``statuses``' ``msg_*``, ``after-opt-out``'s
-                   ``opt_out_*``) are compared with that record, proven the same way. Any other
-                   column is reported as not verified.
+                   ``opt_out_*``, current ``flags``/``flag`` from the assessment ``flags_seq``
+                   names) are compared with that record, proven the same way. Any other
+                   column is reported as not verified. ``latest``: ``flags_seq`` must name the
+                   row's latest assessment (NULL: none), found in the segments whose manifests
+                   count assessments and proven like a row.
 6. ``range``       (with a time window) every segment overlapping the window is re-hashed whole:
                    seq contiguous, leaves recompute, the hash chain links and the Merkle root
                    matches. The window is called complete only for a chain checked against a
@@ -31,12 +34,11 @@ from __future__ import annotations
 import base64
 import binascii
 from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
 import numpy as np
-import orjson
 import pyarrow as pa
 
 from coexarchive.errors import (
@@ -46,6 +48,8 @@ from coexarchive.errors import (
     ObjectMissingError,
     VerificationError,
 )
+from coexarchive.query.provenance import DERIVED, JOINS, Join, Row
+from coexarchive.query.verify_values import KEY_COLUMNS, check_latest, compare
 from coexarchive.query.views import ACCESS_LOG_CHAIN, ArchiveCatalog, Window
 from coexarchive.records import RECORD_SCHEMA
 from coexarchive.seal.chain import recompute_leaf_hashes
@@ -66,8 +70,6 @@ __all__ = [
     "wrong_trust_file",
 ]
 
-Row = Mapping[str, Any]
-
 
 class HeadLike(Protocol):
     """A chain's size and root from something trusted: a kept checkpoint or an archive head."""
@@ -77,87 +79,6 @@ class HeadLike(Protocol):
 
     @property
     def root_hash(self) -> bytes: ...
-
-
-KEY_COLUMNS = ("chain_id", "seq")
-_SEALED = frozenset(RECORD_SCHEMA.names)
-
-
-# A derived column's value for a record it does not apply to (not the view's kind of record).
-_NOT_DERIVED = object()
-
-
-def _of_kind(kind: str, derive: Callable[[Row], Any]) -> Callable[[Row], Any]:
-    return lambda row: derive(row) if row["kind"] == kind else _NOT_DERIVED
-
-
-def _new_state(row: Row) -> Any:
-    if row["consent_state"] is not None:
-        return row["consent_state"]
-    return {"stop": "opted_out", "resume": "opted_in", "signup": "opted_in"}.get(
-        (row["status"] or "").lower()
-    )
-
-
-def _detail(name: str) -> Callable[[Row], Any]:
-    def get(row: Row) -> Any:
-        try:
-            return orjson.loads(row["detail"]).get(name)
-        except (orjson.JSONDecodeError, AttributeError):
-            return None
-
-    return get
-
-
-# Columns the views compute from one record's sealed fields, recomputed here from the proven row.
-DERIVED: dict[str, Callable[[Row], Any]] = {
-    "new_state": _of_kind("consent_event", _new_state),  # consent_events
-    "state": _of_kind("consent_event", _new_state),  # consent_state
-    "purpose": _of_kind("consent_event", lambda row: row["msg_type"]),  # consent_state
-    "since": _of_kind("consent_event", lambda row: row["event_time"]),  # consent_state
-    **{
-        name: _of_kind("access", _detail(name))  # access_log
-        for name in ("who", "report", "sql", "params", "rows", "result_sha256")
-    },
-}
-# ``flags`` unnests a record's flags: each row's ``flag`` must be one of the sealed flags.
-_MEMBER_OF = {"flag": "flags"}
-
-
-@dataclass(frozen=True)
-class Join:
-    """Columns a view takes from another record of the same chain, found by its ``seq`` column."""
-
-    seq_column: str
-    fields: Mapping[str, str]  # shown column → sealed field of the joined record
-    # Must hold between the row and the joined record, or the join took the wrong record.
-    belongs: Callable[[Row, Row], bool]
-
-
-_MESSAGE_KINDS = frozenset({"message", "echo", "outbound", "history_message"})
-
-JOINS: tuple[Join, ...] = (
-    Join(
-        "msg_seq",
-        {
-            "msg_record_id": "record_id",
-            "msg_kind": "kind",
-            "msg_time": "event_time",
-            "msg_msg_type": "msg_type",
-            "msg_text": "text",
-            "msg_template_name": "template_name",
-            "msg_customer_id": "customer_id",
-        },
-        lambda row, joined: joined["wamid"] == row["wamid"] and joined["kind"] in _MESSAGE_KINDS,
-    ),
-    Join(
-        "opt_out_seq",
-        {"opted_out_at": "event_time"},
-        lambda row, joined: (
-            joined["kind"] == "consent_event" and joined["customer_id"] == row["customer_id"]
-        ),
-    ),
-)
 
 
 @dataclass
@@ -261,7 +182,9 @@ def verify_rows(
     for chain_id, seqs in sorted(wanted.items()):
         proofs[chain_id] = proof = _ChainProof(catalog, trust, chain_id, failures, outcome)
         proof.prove(seqs)
-    _compare(names, columns, (chain_at, seq_at), joins, proofs, outcome)
+    if any(join.own_when_absent for join in joins):
+        check_latest(catalog, names, columns, (chain_at, seq_at), proofs)
+    compare(names, columns, (chain_at, seq_at), joins, proofs, outcome)
     # Result rows proven (joined records are counted apart, in the values line).
     outcome.rows = sum(
         1
@@ -287,138 +210,6 @@ def verify_rows(
     return outcome
 
 
-def _same(shown: Any, sealed: Any) -> bool:
-    if isinstance(shown, bytes | bytearray) and isinstance(sealed, bytes | bytearray):
-        return bytes(shown) == bytes(sealed)
-    if type(shown) is bool or type(sealed) is bool:
-        return type(shown) is type(sealed) and shown == sealed
-    if isinstance(shown, str) and not isinstance(sealed, str) and sealed is not None:
-        # JSON a view extracted (access_log.params) is shown as text.
-        try:
-            return bool(orjson.loads(shown) == sealed)
-        except orjson.JSONDecodeError:
-            return False
-    return bool(shown == sealed)
-
-
-def _compare(
-    names: Sequence[str],
-    columns: Sequence[list[Any]],
-    keys: tuple[int, int],
-    joins: Sequence[Join],
-    proofs: Mapping[str, _ChainProof],
-    outcome: RowVerification,
-) -> None:
-    """Step 5: each shown value equals the proven record's (or the joined record's) value."""
-    joined_columns = {column: join for join in joins for column in join.fields}
-    compared: set[str] = set()
-    not_verified: set[str] = set()
-    not_derived: set[str] = set()
-    joined_seen: set[tuple[str, int]] = set()
-    for at, name in enumerate(names):
-        if at in keys:
-            continue
-        if name in joined_columns or name in _SEALED or name in DERIVED or name in _MEMBER_OF:
-            continue
-        if any(name in join.fields for join in JOINS) or name in {j.seq_column for j in JOINS}:
-            continue
-        not_verified.add(name)
-    for name in names:
-        for join in JOINS:
-            if name in join.fields and join not in joins:
-                not_verified.add(name)  # joined from a record the result does not name
-    rows = len(columns[0]) if columns else 0
-    for index in range(rows):
-        chain_id, seq = columns[keys[0]][index], columns[keys[1]][index]
-        if chain_id is None or seq is None:
-            continue
-        proof = proofs.get(str(chain_id))
-        if proof is None or int(seq) not in proof.sealed:
-            continue  # not proven: already a failure
-        sealed = proof.sealed[int(seq)]
-        for at, name in enumerate(names):
-            if at in keys or name in not_verified or name in joined_columns:
-                continue
-            shown = columns[at][index]
-            if name in _SEALED:
-                expected, ok = sealed[name], _same(shown, sealed[name])
-            elif name in DERIVED:
-                expected = DERIVED[name](sealed)
-                if expected is _NOT_DERIVED:
-                    not_derived.add(name)  # e.g. an alias `rows` over a message: unproven
-                    continue
-                ok = _same(shown, expected)
-            elif name in _MEMBER_OF:
-                expected = sealed[_MEMBER_OF[name]]
-                ok = shown in expected
-            else:
-                continue
-            compared.add(name)
-            if not ok:
-                proof.fail(
-                    "values",
-                    f"record {sealed['record_id']}: column {name} shows a value the sealed record "
-                    "does not hold (computed, substituted or altered after reading)",
-                    int(seq),
-                )
-        for join in joins:
-            _compare_join(names, columns, index, join, sealed, proof, compared, joined_seen)
-    not_verified |= not_derived
-    shown = dict.fromkeys(names)
-    outcome.compared = [
-        n for n in shown if n in compared and n not in not_verified and n not in KEY_COLUMNS
-    ]
-    outcome.not_verified = [n for n in shown if n in not_verified]
-    outcome.joined = len(joined_seen)
-
-
-def _compare_join(
-    names: Sequence[str],
-    columns: Sequence[list[Any]],
-    index: int,
-    join: Join,
-    row: Row,
-    proof: _ChainProof,
-    compared: set[str],
-    joined_seen: set[tuple[str, int]],
-) -> None:
-    seq = int(row["seq"])
-    joined_seq = columns[names.index(join.seq_column)][index]
-    shown = {name: columns[at][index] for at, name in enumerate(names) if name in join.fields}
-    if joined_seq is None:
-        present = sorted(name for name, value in shown.items() if value is not None)
-        if present:
-            proof.fail(
-                "values",
-                f"record {row['record_id']}: {', '.join(present)} shown without a joined record "
-                f"({join.seq_column} is empty)",
-                seq,
-            )
-        compared.update(shown)
-        return
-    joined = proof.sealed.get(int(joined_seq))
-    if joined is None:
-        return  # not proven: already a failure
-    joined_seen.add((proof.chain_id, int(joined_seq)))
-    compared.add(join.seq_column)
-    if not join.belongs(row, joined):
-        proof.fail(
-            "values",
-            f"record {row['record_id']}: {join.seq_column} {joined_seq} names a record that "
-            "does not belong to this row",
-            seq,
-        )
-    for name, value in shown.items():
-        compared.add(name)
-        if not _same(value, joined[join.fields[name]]):
-            proof.fail(
-                "values",
-                f"record {row['record_id']}: column {name} differs from the joined record "
-                f"{joined['record_id']} (seq {joined_seq})",
-                seq,
-            )
-
-
 def _trust_first(failures: list[Failure]) -> list[Failure]:
     """A wrong trust file explains every other failure: say so first, once."""
     wrong = [f for f in failures if f.step == "trust"]
@@ -440,6 +231,9 @@ class _ChainProof:
         self.failures = failures
         self.outcome = outcome
         self.sealed: dict[int, Row] = {}  # seq → the proven record's sealed fields
+        self._proven_tree: (
+            tuple[Sequence[Manifest], MerkleTree, Sequence[bytes], int, bytes] | None
+        ) = None
 
     def fail(self, step: str, message: str, seq: int | None = None, key: str | None = None) -> None:
         self.failures.append(Failure(step, message, self.chain_id, key, seq))
@@ -458,8 +252,16 @@ class _ChainProof:
             self._unproven(seqs, "its chain's stored leaves do not match the signed root")
             return
         tree, stored = leaves
+        self._proven_tree = (manifests, tree, stored, size, root)
         self._rows(manifests, seqs, tree, stored, size, root)
         self.outcome.chains[self.chain_id] = size
+
+    def prove_more(self, seqs: set[int]) -> None:
+        """Prove further rows against the tree :meth:`prove` authenticated (no-op without)."""
+        more = seqs - set(self.sealed)
+        if self._proven_tree is not None and more:
+            manifests, tree, stored, size, root = self._proven_tree
+            self._rows(manifests, more, tree, stored, size, root)
 
     # Step 1: the latest checkpoint is signed by a trusted key and matches its manifest.
     def _checkpoint(self, last: Manifest) -> tuple[int, bytes | None]:
@@ -584,7 +386,7 @@ class _ChainProof:
             self.fail("rows", f"returned row cannot be proven: {why}", seq)
 
 
-# Step 5: every segment overlapping the window is complete, contiguous and chained.
+# Step 6: every segment overlapping the window is complete, contiguous and chained.
 def _check_range(
     catalog: ArchiveCatalog,
     chain_id: str,

@@ -1,5 +1,3 @@
-# SQL here is assembled from module constants only; values travel as bound parameters.
-# ruff: noqa: S608
 """The archive as DuckDB views, read straight from the object store.
 
 Which files exist is decided by the manifests, never by listing ``archive/``: a crashed run can
@@ -16,7 +14,6 @@ read-only pyarrow filesystem so the memory twin behaves the same.
 from __future__ import annotations
 
 import bisect
-import difflib
 import itertools
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -31,114 +28,37 @@ import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 
 from coexarchive import quarantine
+from coexarchive.query.viewdefs import (
+    ACCESS_DATASET,
+    SEALED_DATASET,
+    TABLE_DESCRIPTIONS,
+    VIEWS,
+    WINDOW_VIEWS,
+    describe,
+    suggest,
+    window_sql,
+)
 from coexarchive.records import RECORD_SCHEMA
 from coexarchive.segments import Manifest
 from coexarchive.store import layout
 from coexarchive.store.base import ObjectStore
 from coexarchive.store.s3 import S3Store
 
-__all__ = ["ACCESS_LOG_CHAIN", "VIEWS", "ArchiveCatalog", "connect"]
+__all__ = [
+    "ACCESS_LOG_CHAIN",
+    "TABLE_DESCRIPTIONS",
+    "VIEWS",
+    "ArchiveCatalog",
+    "connect",
+    "describe",
+    "set_window",
+    "suggest",
+]
 
 ACCESS_LOG_CHAIN = "access-log"
 _TS = pa.timestamp("ms", tz="UTC")
 # Manifests are small; fetching them in parallel hides S3's per-request latency.
 _MANIFEST_FETCHERS = 32
-_MESSAGE_KINDS = (
-    "('message', 'echo', 'outbound', 'history_message', 'message_edit', 'message_revoke')"
-)
-
-# View name → (one-line description, SQL). ``records`` and ``access_records`` are the registered
-# datasets; ``quarantine`` is registered as a table.
-VIEWS: dict[str, tuple[str, str]] = {
-    "messages": (
-        "every message event: inbound, app echoes, Cloud API sends, history, edits, revokes",
-        f"SELECT * FROM records WHERE kind IN {_MESSAGE_KINDS}",
-    ),
-    "statuses": (
-        "delivery statuses joined to the message they report on (NULL msg_* when never captured)",
-        """
-        SELECT s.*, m.seq AS msg_seq, m.record_id AS msg_record_id, m.kind AS msg_kind,
-               m.event_time AS msg_time, m.msg_type AS msg_msg_type, m.text AS msg_text,
-               m.template_name AS msg_template_name, m.customer_id AS msg_customer_id
-        FROM (SELECT * FROM records WHERE kind = 'status') s
-        LEFT JOIN (SELECT chain_id, wamid, min(seq) AS seq, arg_min(record_id, seq) AS record_id,
-                          arg_min(kind, seq) AS kind, min(event_time) AS event_time,
-                          arg_min(msg_type, seq) AS msg_type, arg_min(text, seq) AS text,
-                          arg_min(template_name, seq) AS template_name,
-                          arg_min(customer_id, seq) AS customer_id
-                   FROM records
-                   WHERE kind IN ('message', 'echo', 'outbound', 'history_message')
-                   GROUP BY chain_id, wamid) m
-          ON s.chain_id = m.chain_id AND s.wamid = m.wamid
-        """,
-    ),
-    "conversations": (
-        "one row per chain and customer: first and last message, counts in and out",
-        f"""
-        SELECT chain_id, customer_id, min(event_time) AS first_time, max(event_time) AS last_time,
-               count(*) AS messages,
-               count(*) FILTER (WHERE direction = 'inbound') AS inbound,
-               count(*) FILTER (WHERE direction = 'outbound') AS outbound
-        FROM records WHERE kind IN {_MESSAGE_KINDS} AND customer_id IS NOT NULL
-        GROUP BY chain_id, customer_id
-        """,
-    ),
-    "consent_events": (
-        "opt-in / opt-out events (webhook, keyword, CRM import) with the state they set",
-        """
-        SELECT *, coalesce(consent_state,
-                           CASE lower(status) WHEN 'stop' THEN 'opted_out'
-                                              WHEN 'resume' THEN 'opted_in'
-                                              WHEN 'signup' THEN 'opted_in' END) AS new_state
-        FROM records WHERE kind = 'consent_event'
-        """,
-    ),
-    "consent_state": (
-        "each customer's latest consent state per chain and purpose",
-        """
-        SELECT chain_id, customer_id, msg_type AS purpose,
-               arg_max(new_state, (event_time, seq)) AS state,
-               max(event_time) AS since, arg_max(seq, (event_time, seq)) AS seq
-        FROM consent_events GROUP BY chain_id, customer_id, msg_type
-        """,
-    ),
-    "templates": (
-        "template lifecycle events: status, quality and category updates",
-        "SELECT * FROM records WHERE kind = 'template_event'",
-    ),
-    "flags": (
-        "one row per compliance flag on a record (DESIGN §5 flag names)",
-        """
-        SELECT chain_id, seq, record_id, kind, origin, direction, event_time, customer_id, wamid,
-               msg_type, template_name, template_category, template_status, consent_state,
-               window_open, unnest(flags) AS flag
-        FROM records WHERE len(flags) > 0
-        """,
-    ),
-    "account_events": (
-        "account updates, phone quality, history declined or failed, webhook errors",
-        "SELECT * FROM records WHERE kind = 'account_event'",
-    ),
-    "access_log": (
-        "every auditor query and report: who, when, SQL, parameters, rows, result SHA-256",
-        """
-        SELECT chain_id, seq, record_id, event_time,
-               json_extract_string(detail, '$.who') AS who,
-               json_extract_string(detail, '$.report') AS report,
-               json_extract_string(detail, '$.sql') AS sql,
-               json_extract(detail, '$.params') AS params,
-               CAST(json_extract(detail, '$.rows') AS BIGINT) AS rows,
-               json_extract_string(detail, '$.result_sha256') AS result_sha256
-        FROM access_records WHERE kind = 'access'
-        """,
-    ),
-}
-
-TABLE_DESCRIPTIONS: dict[str, str] = {
-    "records": "every sealed record of every business chain (the raw material of the views)",
-    "quarantine": "input that did not parse: object, raw pointer, JSON path and reason",
-}
-
 _QUARANTINE_SCHEMA = pa.schema(
     [
         ("key", pa.string()),
@@ -468,6 +388,7 @@ def connect(
     The connection is sealed off from the machine: no local file can be read or written, the
     temporary directory included, no extension installed or loaded, and no setting changed.
 
+    With ``records``, the views hold only records with event time in ``window``.
     ``records=False`` leaves ``records`` empty for the caller to register (the session does, per
     statement, for the segments that statement needs).
 
@@ -499,12 +420,25 @@ def connect(
     if records:
         register_records(con, catalog, business_segments(catalog, chains=chains, window=window))
     else:
-        con.register("records", RECORD_SCHEMA.empty_table())
-    con.register("access_records", RECORD_SCHEMA.empty_table())
+        con.register(SEALED_DATASET, RECORD_SCHEMA.empty_table())
+    con.register(ACCESS_DATASET, RECORD_SCHEMA.empty_table())
     con.register("quarantine", _QUARANTINE_SCHEMA.empty_table())
+    set_window(con, window if records else None)
     for name, (_, sql) in VIEWS.items():
         con.execute(f"CREATE VIEW {name} AS {sql}")
     return con
+
+
+def set_window(con: duckdb.DuckDBPyConnection, window: Window | None) -> None:
+    """Restrict every view of ``con`` to records with event time in ``window`` (None: all).
+
+    The views read the sealed records only through ``sealed_records`` and ``access_records``,
+    which are re-created here with the window's bounds (integers) in their WHERE clause; DuckDB
+    pushes them down to the Parquet scan like any other filter.
+    """
+    where = window_sql(window)
+    for name, sql in WINDOW_VIEWS.items():
+        con.execute(f"CREATE OR REPLACE VIEW {name} AS {sql.replace('{where}', where)}")
 
 
 def business_segments(
@@ -525,8 +459,8 @@ def register_records(
     *,
     whole_row_groups: bool = False,
 ) -> None:
-    """(Re-)register ``records``, the table every business view reads, over these segments."""
-    con.register("records", _dataset_or_empty(catalog, segments, whole_row_groups))
+    """(Re-)register the sealed records every business view reads, over these segments."""
+    con.register(SEALED_DATASET, _dataset_or_empty(catalog, segments, whole_row_groups))
 
 
 def register_quarantine(con: duckdb.DuckDBPyConnection, catalog: ArchiveCatalog) -> None:
@@ -538,7 +472,7 @@ def register_access_log(con: duckdb.DuckDBPyConnection, catalog: ArchiveCatalog)
     """(Re-)register the access-log chain, re-reading its manifests: it grows every query."""
     catalog.refresh(ACCESS_LOG_CHAIN)
     segments = catalog.segments(chains=[ACCESS_LOG_CHAIN])
-    con.register("access_records", _dataset_or_empty(catalog, segments))
+    con.register(ACCESS_DATASET, _dataset_or_empty(catalog, segments))
 
 
 def _dataset_or_empty(
@@ -549,17 +483,6 @@ def _dataset_or_empty(
     if manifests:
         return catalog.dataset(manifests, whole_row_groups=whole_row_groups)
     return RECORD_SCHEMA.empty_table()
-
-
-def suggest(name: str) -> str:
-    """``"; did you mean X?"`` from the archive's views and tables, or nothing."""
-    close = difflib.get_close_matches(name.lower(), list(describe()), n=3, cutoff=0.6)
-    return f"; did you mean {' or '.join(close)}?" if close else ""
-
-
-def describe() -> Mapping[str, str]:
-    """Every table and view an auditor can query, with one line each."""
-    return {**TABLE_DESCRIPTIONS, **{name: text for name, (text, _) in VIEWS.items()}}
 
 
 class _StoreHandler(pafs.FileSystemHandler):  # type: ignore[misc]

@@ -114,6 +114,14 @@ def check_segment(
             "misstate them",
         )
 
+    # The manifest's kind counts are the segment's (verify-on-query finds assessments by them).
+    if manifest.kinds and _kind_counts(table) != dict(manifest.kinds):
+        fail(
+            "manifests",
+            "kind counts differ from the segment's records: a query proving current flags "
+            "would miss an assessment",
+        )
+
     # Step 4: chain — each chain hash links the previous one to this row's recomputed leaf.
     if manifest.prev_chain_hash != start.chain_hash:
         fail("chain", "manifest's prev_chain_hash is not the previous segment's head")
@@ -147,6 +155,11 @@ def check_segment(
     if frontier.root() != manifest.root_hash or tuple(frontier.hashes) != manifest.frontier:
         fail("merkle", "segment leaves do not produce the manifest's Merkle root")
     return SegmentOutcome(failures, rows, head_roots)
+
+
+def _kind_counts(table: pa.Table) -> dict[str, int]:
+    counts = pc.value_counts(table.column("kind")).to_pylist()
+    return {str(item["values"]): int(item["counts"]) for item in counts}
 
 
 def _fixed_bytes(column: pa.ChunkedArray) -> bytes:
