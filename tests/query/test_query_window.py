@@ -79,16 +79,16 @@ def test_open_ended_periods(fixture: Fixture) -> None:
     since = span(session, "records", Window(utc_ms(SINCE), None))
     until = span(session, "records", Window(None, utc_ms(UNTIL)))
     assert since["low"] >= SINCE and until["high"] < UNTIL
-    assert since["n"] + until["n"] == span(session, "records", None)["n"] + span(
-        session, "records", WINDOW
-    )["n"]
+    assert (
+        since["n"] + until["n"]
+        == span(session, "records", None)["n"] + span(session, "records", WINDOW)["n"]
+    )
 
 
 def test_current_flags_within_a_period_still_come_from_assessments(fixture: Fixture) -> None:
     # The period applies to the assessments too: they carry their original's event time.
-    from query.test_current_flags import MWC, assessment, original
-
     from query._archive import CHAIN_A
+    from query.test_current_flags import MWC, assessment, original
 
     fresh = build_archive(MemoryStore())
     fresh.writers[CHAIN_A].append([assessment(original(CHAIN_A, 5), (MWC,), 1)])
@@ -101,7 +101,7 @@ def test_current_flags_within_a_period_still_come_from_assessments(fixture: Fixt
 
 
 def test_the_quarantine_refuses_a_period(fixture: Fixture) -> None:
-    with pytest.raises(ConfigError, match="quarantine.*date column"):
+    with pytest.raises(ConfigError, match=r"quarantine.*date column"):
         fixture.session().query("SELECT count(*) FROM quarantine", scope=WINDOW)
 
 

@@ -64,6 +64,8 @@ CSV_COLUMNS: tuple[str, ...] = (
     "consent_state",
     "window_open",
     "flags",
+    "current_flags",
+    "flags_seq",
     "detail",
     "raw_key",
     "raw_line",
@@ -126,7 +128,8 @@ def iso_utc_many(values: Sequence[int | None]) -> list[str]:
 
 
 def records_csv(rows: Sequence[Row], leaves: Sequence[bytes]) -> bytes:
-    """RFC 4180 CSV of the rows (UTF-8, CRLF), one per record, values exactly as sealed."""
+    """RFC 4180 CSV of the rows (UTF-8, CRLF), one per record, values exactly as sealed, plus
+    each record's current flags and the assessment they come from (:func:`current_flags`)."""
     event_utc = iso_utc_many([row["event_time"] for row in rows])
     received_utc = iso_utc_many([row["received_time"] for row in rows])
     # Encoded as it is written: no second copy of the whole text before encoding it.
@@ -145,10 +148,14 @@ def records_csv(rows: Sequence[Row], leaves: Sequence[bytes]) -> bytes:
             *_CONTENT(row),
             _BOOL_CELLS[row["window_open"]],
             ";".join(row["flags"]),
+            ";".join(flags),
+            flags_seq,
             *_TRAILER(row),
             leaf.hex(),
         )
-        for row, leaf, event, received in zip(rows, leaves, event_utc, received_utc, strict=True)
+        for row, leaf, event, received, (flags, flags_seq) in zip(
+            rows, leaves, event_utc, received_utc, current_flags(rows), strict=True
+        )
     )
     out.flush()
     return sink.getvalue()
@@ -159,7 +166,7 @@ _IDENTITY = itemgetter(*CSV_COLUMNS[: CSV_COLUMNS.index("event_time_utc")])
 _CONTENT = itemgetter(
     *CSV_COLUMNS[CSV_COLUMNS.index("received_time") + 1 : CSV_COLUMNS.index("window_open")]
 )
-_TRAILER = itemgetter(*CSV_COLUMNS[CSV_COLUMNS.index("flags") + 1 : -1])
+_TRAILER = itemgetter(*CSV_COLUMNS[CSV_COLUMNS.index("flags_seq") + 1 : -1])
 _BOOL_CELLS = {None: "", True: "true", False: "false"}
 
 
@@ -204,3 +211,71 @@ def detail_of(row: Row) -> dict[str, Any]:
     except orjson.JSONDecodeError:
         return {}
     return value if isinstance(value, dict) else {}
+
+
+# --- current flags and message types the catalogue does not know ---------------------------------
+
+ASSESSMENT = "assessment"
+CurrentFlags = tuple[Sequence[str], int | None]
+
+
+def current_flags(rows: Sequence[Row]) -> list[CurrentFlags]:
+    """Per row: its current flags and the seq of the assessment they come from (None: its own).
+
+    A record's current flags are those of its latest assessment (the highest-seq ``assessment``
+    of its chain whose ``ref_record_id`` names it), else its own (``schemas/ENRICHMENT.md``).
+    An assessment row keeps its own flags. A bundle holds every assessment of the records it
+    selects, so the flags rendered here are the archive's at the bundle's checkpoints.
+    """
+    latest: dict[tuple[str, str], Row] = {}
+    for row in rows:
+        if row["kind"] == ASSESSMENT and row["ref_record_id"] is not None:
+            key = (row["chain_id"], row["ref_record_id"])
+            if key not in latest or row["seq"] > latest[key]["seq"]:
+                latest[key] = row
+    out: list[CurrentFlags] = []
+    for row in rows:
+        found = (
+            None if row["kind"] == ASSESSMENT else latest.get((row["chain_id"], row["record_id"]))
+        )
+        out.append((found["flags"], found["seq"]) if found is not None else (row["flags"], None))
+    return out
+
+
+def is_uncatalogued_message(row: Row) -> bool:
+    """A message whose type the catalogue does not know (a poll): kind ``unsupported`` with the
+    direction of the message it came in as (unknown webhook fields have none)."""
+    return bool(row["kind"] == "unsupported" and row["direction"] in ("inbound", "outbound"))
+
+
+_LABELS = ("name", "question", "title", "text", "body", "option_name")
+
+
+def _label(value: Any) -> str | None:
+    if isinstance(value, str | int) and not isinstance(value, bool):
+        return str(value)
+    if isinstance(value, dict):
+        return next((str(value[k]) for k in _LABELS if isinstance(value.get(k), str | int)), None)
+    return None
+
+
+def uncatalogued_text(row: Row) -> str:
+    """A message of a type the catalogue does not know, readably: a poll's question and options
+    (or a vote's poll and chosen options) from the original JSON in ``detail.raw``."""
+    msg_type = row["msg_type"] or "unknown"
+    raw = detail_of(row).get("raw")
+    body = raw.get(msg_type) if isinstance(raw, dict) else None
+    parts = [f"[{msg_type.replace('_', ' ')}]"]
+    if isinstance(body, dict):
+        question = _label(body)
+        if question is None and _label(body.get("poll_id")) is not None:
+            question = f"poll {body['poll_id']}"
+        if question:
+            parts.append(question)
+        options = body.get("options")
+        if isinstance(options, list) and options:
+            labels = [_label(option) or "?" for option in options]
+            parts.append("options: " + " / ".join(labels))
+    if len(parts) == 1:
+        parts.append("(a message type the archive does not interpret; its JSON is in detail.raw)")
+    return " ".join(parts)

@@ -32,6 +32,7 @@ from typing import Any
 
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
@@ -304,7 +305,37 @@ def _chain_rows(
     table = catalog.dataset(covered).to_table(filter=expression).sort_by("seq")
     if table.num_rows == 0:
         return None
+    if seqs is not None:
+        table = _with_assessments(catalog, manifests, head, table)
     return table.select(RECORD_SCHEMA.names), head
+
+
+def _with_assessments(
+    catalog: ArchiveCatalog, manifests: Sequence[Manifest], head: Manifest, table: pa.Table
+) -> pa.Table:
+    """The selected rows plus every assessment of them up to ``head``, so the bundle's renderings
+    show their current flags (a customer's or a period's selection holds them already: an
+    assessment carries its record's customer and event time)."""
+    holding = [
+        m
+        for m in manifests
+        if m.last_seq < head.tree_size
+        and (m.kinds.get("assessment", 0) > 0 or (not m.kinds and m.record_count > 0))
+    ]
+    if not holding:
+        return table
+    ids = pa.array(sorted(set(table.column("record_id").to_pylist())), pa.string())
+    found = catalog.dataset(holding).to_table(
+        filter=(ds.field("kind") == "assessment") & ds.field("ref_record_id").isin(ids)
+    )
+    have = set(table.column("seq").to_pylist())
+    extra = found.filter(pc.invert(pc.is_in(found.column("seq"), pa.array(have, pa.int64()))))
+    if extra.num_rows == 0:
+        return table
+    merged = pa.concat_tables(
+        [table.select(RECORD_SCHEMA.names), extra.select(RECORD_SCHEMA.names)]
+    )
+    return merged.sort_by("seq")
 
 
 # --- building ------------------------------------------------------------------------------------

@@ -28,11 +28,15 @@ import orjson
 from coexarchive import __version__
 from coexarchive.export._rows import (
     ConversationKey,
+    CurrentFlags,
     Row,
     conversations,
+    current_flags,
     detail_of,
+    is_uncatalogued_message,
     iso_utc_many,
     safe_name,
+    uncatalogued_text,
 )
 from coexarchive.export.zipfiles import zip_bytes
 
@@ -102,6 +106,7 @@ def render_rsmf_parts(
     ``groups`` is ``conversations(rows)`` when the caller has it already.
     """
     times = iso_utc_many([row["event_time"] for row in rows])
+    current = current_flags(rows)
     files: dict[str, RsmfParts] = {}
     for key, positions in (conversations(rows) if groups is None else groups).items():
         by_day: dict[str, list[int]] = {}
@@ -113,7 +118,11 @@ def render_rsmf_parts(
                 path = _path(key, day, part if len(slices) > 1 else None)
                 chunk_rows = [rows[p] for p in chunk]
                 manifest, attachments = rsmf_manifest_of(
-                    key, chunk_rows, [leaves[p] for p in chunk], [times[p] for p in chunk]
+                    key,
+                    chunk_rows,
+                    [leaves[p] for p in chunk],
+                    [times[p] for p in chunk],
+                    [current[p] for p in chunk],
                 )
                 files[path] = _parts(key, manifest, attachments, day)
     return files
@@ -170,13 +179,17 @@ def rsmf_manifest_of(
     rows: Sequence[Row],
     leaves: Sequence[bytes],
     times: Sequence[str] | None = None,
+    current: Sequence[CurrentFlags] | None = None,
 ) -> tuple[dict[str, Any], dict[str, bytes]]:
     """The ``rsmf_manifest.json`` document of one slice, and its attachment files.
 
-    ``times`` are the rows' event times as ISO 8601 UTC with ms, when the caller has them.
+    ``times`` are the rows' event times as ISO 8601 UTC with ms, when the caller has them;
+    ``current`` the rows' current flags (:func:`current_flags` over the whole bundle).
     """
     if times is None:
         times = iso_utc_many([row["event_time"] for row in rows])
+    if current is None:
+        current = current_flags(rows)
     chain, customer = key
     participants, business_id, customer_id = _participants(key, rows)
     conversation_id = f"{chain}/{customer or '_no-customer'}"
@@ -192,7 +205,7 @@ def rsmf_manifest_of(
     events: list[dict[str, Any]] = []
     by_wamid: dict[str, dict[str, Any]] = {}
     attachments: dict[str, bytes] = {}
-    for row, leaf, timestamp in zip(rows, leaves, times, strict=True):
+    for row, leaf, timestamp, (flags, flags_seq) in zip(rows, leaves, times, current, strict=True):
         sender = customer_id if row["direction"] == "inbound" and customer_id else business_id
         kind = row["kind"]
         receipt = kind == "status" and row["status"] in _RECEIPTS and customer_id is not None
@@ -240,7 +253,9 @@ def rsmf_manifest_of(
                 ("Status", row["status"]),
                 ("Error code", row["error_code"]),
                 ("Template", row["template_name"]),
-                ("Flags", ", ".join(row["flags"])),
+                ("Flags", ", ".join(flags)),
+                ("Flags set by re-assessment", flags_seq),
+                ("Flags when sealed", ", ".join(row["flags"]) if flags_seq is not None else None),
                 ("Raw object", row["raw_key"]),
                 ("Raw line", row["raw_line"]),
             ]
@@ -284,6 +299,11 @@ def _body(row: Row) -> str:
         return f"{head} {text}".rstrip()
     if row["media_id"]:
         return f"[{row['msg_type'] or 'media'} attachment: reference only] {text}".rstrip()
+    if is_uncatalogued_message(row):
+        return f"{uncatalogued_text(row)} {text}".rstrip()
+    if kind == "assessment":
+        flags = ", ".join(row["flags"]) or "none"
+        return f"[re-assessment of record {row['ref_record_id']}: flags now {flags}]"
     if kind not in _MESSAGE_KINDS:
         summary = " ".join(str(v) for v in (kind, row["msg_type"], row["status"]) if v)
         return f"[{summary}] {text}".rstrip()

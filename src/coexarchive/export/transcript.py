@@ -21,7 +21,17 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import numpy as np
 
 from coexarchive.errors import ConfigError
-from coexarchive.export._rows import ConversationKey, Row, conversations, detail_of, safe_name
+from coexarchive.export._rows import (
+    ConversationKey,
+    CurrentFlags,
+    Row,
+    conversations,
+    current_flags,
+    detail_of,
+    is_uncatalogued_message,
+    safe_name,
+    uncatalogued_text,
+)
 
 __all__ = ["TRANSCRIPT_VERSION", "load_zone", "render_transcripts", "transcript_path"]
 
@@ -162,11 +172,13 @@ def render_transcripts(
     clock = _Clock(load_zone(zone_name), zone_name)
     times = [row["event_time"] for row in rows]
     utc, local = clock.utc_many(times), [esc(text) for text in clock.local_many(times)]
+    current = current_flags(rows)
     pages: dict[str, bytes] = {}
     index_rows = []
     for key, positions in (conversations(rows) if groups is None else groups).items():
         path = transcript_path(key)
-        pages[path] = _page(key, rows, leaves, positions, utc, local, clock, matter).encode()
+        page = _page(key, rows, leaves, current, positions, utc, local, clock, matter)
+        pages[path] = page.encode()
         first, last = positions[0], positions[-1]
         index_rows.append(
             f'<tr><td class="mono">{esc(key[0])}</td><td>{esc(key[1] or "(no customer)")}</td>'
@@ -190,6 +202,7 @@ def _page(
     key: ConversationKey,
     all_rows: Sequence[Row],
     all_leaves: Sequence[bytes],
+    current: Sequence[CurrentFlags],
     positions: Sequence[int],
     utc: Sequence[str],
     local: Sequence[str],
@@ -221,7 +234,11 @@ def _page(
     for position in positions:
         row = all_rows[position]
         after = later.get(row["wamid"]) if row["wamid"] else None
-        parts.append(_row(row, all_leaves[position], utc[position], local[position], after))
+        parts.append(
+            _row(
+                row, all_leaves[position], utc[position], local[position], after, current[position]
+            )
+        )
     parts.append("</table>\n")
     parts.append(_FOOTER)
     return "".join(parts)
@@ -263,14 +280,23 @@ def _later_events(rows: Sequence[Row], utc: Mapping[int, str]) -> Mapping[str, l
     return later
 
 
-def _row(row: Row, leaf: bytes, utc: str, local: str, later: list[str] | None) -> str:
-    """One record's table row; ``local`` is already escaped."""
+def _row(
+    row: Row, leaf: bytes, utc: str, local: str, later: list[str] | None, current: CurrentFlags
+) -> str:
+    """One record's table row; ``local`` is already escaped. Flags are current: a re-assessed
+    record's say which assessment set them, and an assessment row shows its own in its content."""
     direction = row["direction"]
     css = "in" if direction == "inbound" else "out" if direction == "outbound" else "aux"
     if row["kind"] not in _MESSAGE_KINDS and row["kind"] not in ("message_edit", "message_revoke"):
         css = "aux"
     kind = row["kind"] + (f" · {row['msg_type']}" if row["msg_type"] else "")
-    flags = "".join(f'<span class="flag">{esc(flag)}</span>' for flag in row["flags"])
+    shown, flags_seq = current
+    flags = "".join(f'<span class="flag">{esc(flag)}</span>' for flag in shown)
+    if row["kind"] == "assessment":
+        flags = ""
+    elif flags_seq is not None:
+        sealed = ", ".join(row["flags"]) or "none"
+        flags += esc(f" (re-assessed #{flags_seq}; flags when sealed: {sealed})")
     statuses = "<br>".join(esc(line) for line in later or ())
     arrow = DIRECTIONS.get(direction, esc(direction))
     origin = esc(ORIGINS.get(row["origin"], row["origin"]))
@@ -296,6 +322,15 @@ def _content(row: Row) -> str:
         return esc(
             f"Consent event: {row['status']} ({msg_type}) → {row['consent_state'] or 'state n/a'}"
         )
+    if kind == "assessment":
+        previous = detail_of(row).get("previous_flags")
+        was = ", ".join(map(str, previous)) if isinstance(previous, list) else "not recorded"
+        return esc(
+            f"Re-assessment of record {row['ref_record_id']}: its flags are now "
+            f"{', '.join(row['flags']) or 'none'} (before: {was or 'none'})"
+        )
+    if is_uncatalogued_message(row):
+        return esc(uncatalogued_text(row)) + ("\n" + text if text else "")
     if row["template_name"]:
         template = esc(
             f"[template {row['template_name']} ({row['template_language']}; "
