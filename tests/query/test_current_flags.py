@@ -277,3 +277,20 @@ def test_coexarchive_verify_checks_the_manifests_kind_counts(fixture: Fixture) -
     failures = check_segment(data, hidden, start).failures
     assert [f.step for f in failures] == ["manifests"]
     assert "would miss an assessment" in failures[0].message
+
+
+def test_verify_catches_an_assessment_whose_kind_was_rewritten(fixture: Fixture) -> None:
+    """The attacker turns CAROL's latest assessment into an outbound row (leaf hash left as it
+    was): the views fall back to the earlier assessment, which --verify must not accept."""
+    store = MemoryStore()
+    for key in fixture.store.list(""):
+        store.put(key, fixture.store.get(key))
+    copy = Fixture(store, fixture.key, fixture.trust, {})
+    manifest = manifest_of(store, CHAIN_A, 16)
+    rewrite_segment(store, manifest, lambda table: set_column(table, "kind", 16, "outbound"))
+    sql = "SELECT chain_id, seq, flags, flags_seq FROM messages WHERE chain_id = $c AND seq = 6"
+    shown = copy.session().query(sql, {"c": CHAIN_A})
+    assert shown.table.to_pylist()[0]["flags_seq"] == 15
+    with pytest.raises(VerificationError) as caught:
+        copy.session().query(sql, {"c": CHAIN_A}, verify=True)
+    assert "holds 0 assessment(s) where its manifest counts 1" in str(caught.value)

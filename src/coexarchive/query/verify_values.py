@@ -10,7 +10,6 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import orjson
-import pyarrow as pa
 import pyarrow.dataset as ds
 
 from coexarchive.query.provenance import DERIVED, JOINS, MEMBER_OF, NOT_DERIVED, Join, Row
@@ -213,7 +212,7 @@ def check_latest(
         if not shown:
             continue
         by_record = {str(proof.sealed[seq]["record_id"]): seq for seq in shown}
-        latest = _latest_assessments(catalog, chain_id, set(by_record))
+        latest = _latest_assessments(proof, set(by_record))
         proof.prove_more(set(latest.values()))
         for record_id, seq in sorted(by_record.items(), key=lambda item: item[1]):
             current = latest.get(record_id)
@@ -234,26 +233,35 @@ def check_latest(
                 )
 
 
-def _latest_assessments(
-    catalog: ArchiveCatalog, chain_id: str, record_ids: set[str]
-) -> dict[str, int]:
-    """record id → seq of the latest assessment naming it, from the segments holding any."""
+def _latest_assessments(proof: _ChainProof, record_ids: set[str]) -> dict[str, int]:
+    """record id → seq of the latest assessment naming it, from the segments holding any.
+
+    Each segment must hold as many assessments as its manifest counts: a row whose ``kind`` was
+    rewritten would otherwise drop out unseen (its leaf is checked only if it is proven).
+    """
     holding = [
         m
-        for m in catalog.manifests(chain_id)
+        for m in proof.catalog.manifests(proof.chain_id)
         if m.kinds.get(_ASSESSMENT, 0) > 0 or (not m.kinds and m.record_count > 0)
     ]
     if not holding or not record_ids:
         return {}
-    table = catalog.dataset(holding).to_table(
-        columns=["seq", "ref_record_id"],
-        filter=(ds.field("kind") == _ASSESSMENT)
-        & ds.field("ref_record_id").isin(pa.array(sorted(record_ids), pa.string())),
+    table = proof.catalog.dataset(holding).to_table(
+        columns=["seq", "ref_record_id"], filter=ds.field("kind") == _ASSESSMENT
     )
+    seqs = table.column("seq").to_pylist()
+    for manifest in holding:
+        found = sum(1 for seq in seqs if manifest.first_seq <= seq <= manifest.last_seq)
+        if manifest.kinds and found != manifest.kinds.get(_ASSESSMENT, 0):
+            proof.fail(
+                "latest",
+                f"segment holds {found} assessment(s) where its manifest counts "
+                f"{manifest.kinds.get(_ASSESSMENT, 0)}: records were altered (run "
+                "`coexarchive verify`)",
+                key=manifest.segment.key,
+            )
     latest: dict[str, int] = {}
-    for seq, ref in zip(
-        table.column("seq").to_pylist(), table.column("ref_record_id").to_pylist(), strict=True
-    ):
-        if ref is not None and seq > latest.get(ref, -1):
+    for seq, ref in zip(seqs, table.column("ref_record_id").to_pylist(), strict=True):
+        if ref in record_ids and seq > latest.get(ref, -1):
             latest[ref] = seq
     return latest
