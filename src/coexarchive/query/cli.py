@@ -27,11 +27,12 @@ from rich.table import Table
 from rich.text import Text
 
 from coexarchive._internal.cliutil import AddOptions, MakeSettings, parse_moment
-from coexarchive.errors import CoexArchiveError, ConfigError
+from coexarchive.errors import ConfigError
 from coexarchive.query import reports, views
 from coexarchive.query.access_log import AccessLog, auditor_identity
 from coexarchive.query.reports import Params
 from coexarchive.query.session import AuditSession, QueryResult, check_params
+from coexarchive.query.shell import run_shell
 from coexarchive.query.verify_rows import HeadLike
 from coexarchive.query.views import Window, utc_ms
 from coexarchive.settings import Settings
@@ -41,6 +42,7 @@ __all__ = [
     "iso_utc",
     "open_session",
     "register",
+    "run_shell",
     "to_csv",
     "to_json",
     "write_result",
@@ -399,88 +401,6 @@ def cmd_report(args: argparse.Namespace, make_settings: MakeSettings) -> int:
 def cmd_shell(args: argparse.Namespace, make_settings: MakeSettings) -> int:
     session = open_session(make_settings(args), auditor_identity(args.as_))
     return run_shell(session, sys.stdin, sys.stdout, full_ids=args.full_ids)
-
-
-_SHELL_HELP = """\
-Statements end with ';' and may span lines. Each is sealed in the access log before its
-result is shown. Only SELECT (with DESCRIBE, SUMMARIZE, EXPLAIN) runs: no files, no settings.
-  .help           this text
-  .tables         the views and tables, one line each (also .views)
-  .schema VIEW    the columns of VIEW and their types
-  .quit           leave (also .exit, Ctrl-D)"""
-
-
-def run_shell(
-    session: AuditSession, stdin: TextIO, stdout: TextIO, *, full_ids: bool = False
-) -> int:
-    """A small REPL: statements end with ``;``; dot commands as in ``.help``."""
-    interactive = stdin.isatty()
-    if interactive:
-        import readline  # noqa: F401  (line editing and history for input())
-    print(
-        f"coexarchive shell as {session.who}: every statement is sealed in the access log. "
-        "End statements with ';'. .help lists the commands.",
-        file=stdout,
-    )
-    buffer: list[str] = []
-    while True:
-        try:
-            line = input("... " if buffer else "audit> ") if interactive else stdin.readline()
-        except EOFError:
-            break
-        if not interactive and line == "":
-            break
-        stripped = line.strip()
-        if not buffer and stripped.startswith((".", "\\")):
-            if _dot_command(session, stripped, stdout):
-                continue
-            break
-        if stripped:
-            buffer.append(line.rstrip("\n"))
-        if buffer and stripped.endswith(";"):
-            statement = "\n".join(buffer).strip().rstrip(";")
-            buffer = []
-            try:
-                result = session.query(statement)
-            except CoexArchiveError as exc:
-                print(f"error: {exc.diagnostics()}", file=stdout)
-                continue
-            print(format_table(result.table, full_ids=full_ids), file=stdout)
-            print(f"-- logged as access-log seq {result.access.last_seq}", file=stdout)
-    return 0
-
-
-def _dot_command(session: AuditSession, command: str, stdout: TextIO) -> bool:
-    """Run a dot command; False when it asks to leave."""
-    name, _, rest = command.partition(" ")
-    if name in (".quit", ".exit", "\\q"):
-        return False
-    if name == ".help":
-        print(_SHELL_HELP, file=stdout)
-    elif name in (".tables", ".views"):
-        described = views.describe()
-        width = max(len(n) for n in described)
-        for view, text in described.items():
-            print(f"{view:<{width}}  {text}", file=stdout)
-    elif name == ".schema":
-        print(_schema(session, rest.strip().rstrip(";")), file=stdout)
-    else:
-        print(f"unknown command {name}; .help lists the commands", file=stdout)
-    return True
-
-
-def _schema(session: AuditSession, view: str) -> str:
-    if not view:
-        return "usage: .schema VIEW (.tables lists them)"
-    if view not in views.describe():
-        return f"no view named {view!r}{views.suggest(view)}; .tables lists them"
-    columns = session.con.execute(
-        "SELECT column_name, data_type FROM information_schema.columns "
-        "WHERE table_name = ? ORDER BY ordinal_position",
-        [view],
-    ).fetchall()
-    width = max(len(name) for name, _ in columns)
-    return "\n".join(f"{name:<{width}}  {kind}" for name, kind in columns)
 
 
 def _param(text: str) -> tuple[str, str]:
