@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from coexarchive.cli import main
 from coexarchive.enrich import current_flags
 from coexarchive.enrich.context import read_records
 from coexarchive.export.bundle import ExportRequest, Selection, build_bundle
@@ -25,11 +28,12 @@ from coexarchive.query.reports import Params
 from coexarchive.query.session import AuditSession
 from coexarchive.query.views import ArchiveCatalog
 from coexarchive.records import Kind, Record
+from coexarchive.store import EmbeddedS3, S3Store
 from coexarchive.store.memory import MemoryStore
 from enrich import harness
 from enrich.scenario import FOW, MWC, PHONE, SAO, WABA, Scenario, build
 from enrich.test_golden import EXPECTED_COUNTS, NOW_MS, _catalogue, _imports
-from support.archive import ARCHIVE, short_policy, trust_for
+from support.archive import ARCHIVE, short_policy, trust_for, use_cli_environment
 
 CHAINS = (PHONE, f"waba-{WABA}")
 Key = tuple[str, int]
@@ -181,3 +185,39 @@ def test_transcripts_and_bundles_show_current_flags(archive: Archive) -> None:
         if row["kind"] != "assessment":
             assert frozenset(filter(None, row["current_flags"].split(";"))) == archive.current[key]
     assert verify_bundle(files, trust=trust_for(harness.SIGNER)).ok
+
+
+# -- the same as a compliance officer runs it, on the embedded S3 ---------------------------------
+
+
+@pytest.mark.integration
+def test_cli_reassess_then_reports_as_the_readme_describes(
+    s3_store: S3Store,
+    seaweed: EmbeddedS3,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    scenario = build()
+    _catalogue(s3_store, scenario)  # type: ignore[arg-type]
+    harness.ingest(s3_store, scenario.objects(run=1, seed=7))
+    _imports(s3_store, scenario)  # type: ignore[arg-type]
+    harness.ingest(s3_store, scenario.objects(run=2, seed=8))
+    use_cli_environment(monkeypatch, seaweed, s3_store, harness.SIGNER, tmp_path, auditor="c@x")
+
+    def report(*argv: str) -> list[dict[str, Any]]:
+        assert main(["report", *argv, "--format", "json"]) == 0
+        rows: list[dict[str, Any]] = json.loads(capsys.readouterr().out)
+        return rows
+
+    before = report("outbound-without-consent")
+    assert main(["reassess", "--since", "2026-03-01"]) == 0
+    printed = capsys.readouterr().out
+    assert "-marketing_without_consent" in printed and "assessment record(s) sealed" in printed
+    after = report("outbound-without-consent")
+    assert len(after) == EXPECTED_COUNTS[MWC] < len(before)
+    assert all(row["kind"] == "outbound" for row in after)
+    summary = report("compliance")
+    assert sum(r["records"] for r in summary if r["finding"] == MWC) == EXPECTED_COUNTS[MWC]
+    assert main(["report", "outbound-without-consent", "--verify", "--format", "json"]) == 0
+    assert "values shown equal the proven records" in capsys.readouterr().err
