@@ -466,9 +466,13 @@ def _output(parser: argparse.ArgumentParser) -> None:
         "(repeatable)",
     )
     parser.add_argument(
-        "--since", type=parse_moment, help="from this time (ISO, UTC unless stated)"
+        "--since",
+        type=parse_moment,
+        help="only records from this time (ISO, UTC unless stated; for query, every view)",
     )
-    parser.add_argument("--until", type=parse_moment, help="before this time (ISO)")
+    parser.add_argument(
+        "--until", type=parse_moment, help="only records before this time (ISO, exclusive)"
+    )
 
 
 def register(sub: Any, add_archive_options: AddOptions, make_settings: MakeSettings) -> None:
