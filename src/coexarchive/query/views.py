@@ -389,10 +389,11 @@ def connect(
     temporary directory included, no extension installed or loaded, and no setting changed.
 
     With ``records``, the views hold only records with event time in ``window``.
-    ``records=False`` leaves ``records`` empty for the caller to register (the session does, per
-    statement, for the segments that statement needs).
+    ``records=False`` leaves the sealed records empty for the caller to register with
+    :func:`register_records` (the session does, per statement, for the segments that statement
+    needs). The views themselves are :mod:`coexarchive.query.viewdefs`.
 
-    ``access_records`` and ``quarantine`` start empty: reading them costs listings (and, for
+    The access log and ``quarantine`` start empty: reading them costs listings (and, for
     quarantine, every entry), so :func:`register_access_log` and :func:`register_quarantine`
     fill them in before a statement that names them (the session does).
     """
