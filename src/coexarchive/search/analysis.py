@@ -56,6 +56,7 @@ _UNSPACED = re.compile(
     "([\u2e80-\u2fdf\u3005\u3007\u3021-\u3029\u3038-\u303b\u3040-\u30ff\u31f0-\u31ff"
     "\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff\U00020000-\U0003134f])"
 )
+_PIECES = re.compile(f"{_UNSPACED.pattern}|(?:(?!{_UNSPACED.pattern}).)+", re.DOTALL)
 _MAX_TERM = 64  # longer "words" (base64, hashes) are cut: terms stay small
 
 
@@ -82,8 +83,11 @@ def fold(word: str) -> tuple[str, ...]:
 def tokens(text: str) -> Iterator[Token]:
     """The terms of ``text`` in order, each with the span of the original word it came from."""
     for match in _WORD.finditer(text):
-        for term in fold(match.group()):
-            yield Token(term, match.start(), match.end())
+        word, offset = match.group(), match.start()
+        # A character of an unspaced script is a word of its own, with its own span.
+        for piece in _PIECES.finditer(word):
+            for term in fold(piece.group()):
+                yield Token(term, offset + piece.start(), offset + piece.end())
 
 
 def terms(text: str) -> list[str]:

@@ -189,6 +189,7 @@ class SearchIndex:
             self._clear()
         held = self.segments() if self.exists() else set()
         index = self._open(create=True)
+        catalog.refresh()
         wanted = {segment.key: segment for segment in business_segments(catalog)}
         update = Update(added=sorted(set(wanted) - held), removed=sorted(held - set(wanted)))
         try:

@@ -196,7 +196,7 @@ def snippet(tree: Node, record: Searchable, *, stemmed: bool = False) -> str:
     marked = [i for i, word in enumerate(words) if word in wanted]
     in_text = [record.spans[i] for i in marked if i < record.text_terms]
     in_name = [record.spans[i] for i in marked if i >= record.text_terms]
-    if in_name and not in_text:
+    if (in_name and not in_text) or (record.name and not record.text_terms):
         return "file: " + _window(record.name or "", in_name)
     return _window(record.columns.get("text") or "", in_text)
 
