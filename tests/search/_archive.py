@@ -14,12 +14,20 @@ import orjson
 from coexarchive.query.access_log import AccessLog
 from coexarchive.query.views import ArchiveCatalog
 from coexarchive.records import Record
-from coexarchive.seal.keys import Ed25519Signer
+from coexarchive.seal.keys import Ed25519Signer, TrustStore
 from coexarchive.search.index import SearchIndex
 from coexarchive.search.service import Searcher
 from coexarchive.segments import ChainWriter
 from coexarchive.store.base import ObjectStore
-from support.archive import ARCHIVE, DAY_MS, START_MS, scenario_record, short_policy, signer
+from support.archive import (
+    ARCHIVE,
+    DAY_MS,
+    START_MS,
+    scenario_record,
+    short_policy,
+    signer,
+    trust_for,
+)
 
 CHAIN_A = "900000000000001"
 CHAIN_B = "900000000000002"
@@ -121,6 +129,9 @@ class Fixture:
     store: ObjectStore
     key: Ed25519Signer
     writers: dict[str, ChainWriter]
+
+    def trust_store(self) -> TrustStore:
+        return trust_for(self.key)
 
     def catalog(self) -> ArchiveCatalog:
         return ArchiveCatalog(self.store)
