@@ -418,3 +418,55 @@ def test_a_directory_that_is_not_an_index_is_never_written_or_cleared(
 
 def test_the_index_is_readable_by_its_owner_only(index: SearchIndex) -> None:
     assert index.directory.stat().st_mode & 0o077 == 0
+
+
+# -- output must not attack its reader --------------------------------------------------------
+
+
+def hostile_archive() -> Fixture:
+    from coexarchive.segments import ChainWriter as Writer
+    from support.archive import scenario_record, signer
+
+    store = MemoryStore()
+    key = signer()
+    writer = Writer(store, CHAIN_A, signer=key, archive_name=ARCHIVE, policy=short_policy())
+    writer.append(
+        [
+            scenario_record(
+                CHAIN_A,
+                1,
+                0,
+                1,
+                customer_id="4477; rm -rf ~",
+                text='=HYPERLINK("http://evil") crypto \x1b[2J\u202egnp.exe',
+            )
+        ]
+    )
+    return Fixture(store, key, {CHAIN_A: writer})
+
+
+def test_a_customer_id_cannot_smuggle_a_shell_command_into_open(tmp_path: Path) -> None:
+    archive = hostile_archive()
+    index = archive.index(tmp_path / "index")
+    index.update(archive.catalog())
+    (row,) = archive.searcher(index).search("crypto").table.to_pylist()
+    assert row["open"].startswith("coexarchive report transcript --customer '4477; rm -rf ~' ")
+
+
+def test_snippets_are_escaped_in_every_output(tmp_path: Path) -> None:
+    import io
+
+    from coexarchive.query.cli import write_result
+
+    archive = hostile_archive()
+    index = archive.index(tmp_path / "index")
+    index.update(archive.catalog())
+    table = archive.searcher(index).search("hyperlink").table
+    assert table.column("text").to_pylist()[0].startswith("=«HYPERLINK»")
+    csv_out, table_out = io.StringIO(), io.StringIO()
+    write_result(table, "csv", None, csv_out)
+    assert "\"'=«HYPERLINK»" in csv_out.getvalue()  # shown as text by a spreadsheet
+    write_result(table, "table", None, table_out)
+    shown = table_out.getvalue()
+    assert "\x1b" not in shown and "\u202e" not in shown
+    assert "\\x1b" in shown and "\\u202e" in shown

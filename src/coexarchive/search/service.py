@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -171,8 +172,10 @@ def transcript_command(chain_id: str, customer_id: str | None, event_time: datet
     if customer_id is None:
         return ""
     day = event_time.astimezone(UTC).date().isoformat()
+    # Quoted for a shell: ids come from the archive, and a pasted command must run nothing else.
     return (
-        f"coexarchive report transcript --customer {customer_id} --chain {chain_id} --since {day}"
+        f"coexarchive report transcript --customer {shlex.quote(customer_id)} "
+        f"--chain {shlex.quote(chain_id)} --since {day}"
     )
 
 
