@@ -271,12 +271,12 @@ def every_record(archive: Fixture) -> list[Searchable]:
     catalog = archive.catalog()
     catalog.refresh()
     from coexarchive.query.views import business_segments
-    from coexarchive.search.index import _file_names
+    from coexarchive.search.index import media_file_names
 
     out = []
     for segment in business_segments(catalog):
         dataset = catalog.dataset([segment])
-        names = _file_names(dataset)
+        names = media_file_names(dataset)
         for row in dataset.to_table(columns=list(SEARCH_COLUMNS)).to_pylist():
             record = Searchable.of(row, names.get(row["seq"]))
             if not record.empty:
@@ -470,3 +470,16 @@ def test_snippets_are_escaped_in_every_output(tmp_path: Path) -> None:
     shown = table_out.getvalue()
     assert "\x1b" not in shown and "\u202e" not in shown
     assert "\\x1b" in shown and "\\u202e" in shown
+
+
+def test_a_second_writer_is_refused_and_the_index_kept(
+    archive: Fixture, index: SearchIndex
+) -> None:
+    busy = tantivy.Index.open(str(index.directory)).writer(heap_size=20_000_000, num_threads=1)
+    try:
+        for rebuild in (False, True):
+            with pytest.raises(SearchIndexError, match="another reindex running"):
+                archive.index(index.directory).update(archive.catalog(), rebuild=rebuild)
+    finally:
+        del busy
+    assert found(archive, index, "crypto") == n(1, 3, 4)

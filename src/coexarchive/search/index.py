@@ -184,11 +184,22 @@ class SearchIndex:
         rebuild: bool = False,
         on_segment: Callable[[int], None] | None = None,
     ) -> Update:
-        """Index the committed segments not yet indexed; drop those the archive lost."""
-        if rebuild and self.directory.exists():
-            self._clear()
-        held = self.segments() if self.exists() else set()
-        index = self._open(create=True)
+        """Index the committed segments not yet indexed; drop those the archive lost.
+
+        ``rebuild`` empties the index first (in the same commit as the first segments, so an
+        interrupted rebuild leaves the old index or a consistent part of the new one).
+        """
+        if rebuild:
+            held: set[str] = set()
+            try:
+                index = self._open(create=True)
+            except SearchIndexError:
+                # Unreadable as an index of ours (an older schema, damaged files): start afresh.
+                self._clear()
+                index = self._open(create=True)
+        else:
+            held = self.segments()
+            index = self._open(create=True)
         catalog.refresh()
         wanted = {segment.key: segment for segment in business_segments(catalog)}
         update = Update(added=sorted(set(wanted) - held), removed=sorted(held - set(wanted)))
@@ -199,6 +210,8 @@ class SearchIndex:
                 f"cannot write search index {self.directory}: {exc} (is another reindex running?)"
             ) from None
         try:
+            if rebuild:
+                writer.delete_all_documents()
             for key in update.removed:
                 writer.delete_documents_by_term("segment", key)
                 held.discard(key)
@@ -248,7 +261,7 @@ class SearchIndex:
     ) -> int:
         dataset = catalog.dataset([segment])
         table = dataset.to_table(columns=list(SEARCH_COLUMNS))
-        names = _file_names(dataset)
+        names = media_file_names(dataset)
         count = 0
         for row in table.to_pylist():
             searchable = Searchable.of(row, names.get(row["seq"]))
@@ -312,7 +325,7 @@ class SearchIndex:
         return Hits(hits, total if total is not None else len(hits))
 
 
-def _file_names(dataset: ds.Dataset) -> dict[int, str]:
+def media_file_names(dataset: ds.Dataset) -> dict[int, str]:
     """seq → the media file name recorded in ``detail``, for the segment's media records."""
     media = dataset.to_table(
         columns=["seq", "msg_type", "detail"],

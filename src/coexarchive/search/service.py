@@ -23,7 +23,7 @@ from coexarchive.query.access_log import AccessEntry, AccessLog, result_digest
 from coexarchive.query.views import ArchiveCatalog, Segment, Window, business_segments
 from coexarchive.search.analysis import Token, stem
 from coexarchive.search.document import SEARCH_COLUMNS, Searchable, matches
-from coexarchive.search.index import Hit, SearchIndex, _file_names
+from coexarchive.search.index import Hit, SearchIndex, media_file_names
 from coexarchive.search.language import And, Near, Node, Or, Phrase, parse
 from coexarchive.segments import Manifest
 
@@ -134,7 +134,7 @@ class Searcher:
             dataset = self.catalog.dataset([segment])
             wanted = ds.field("seq").isin(pa.array(sorted(set(seqs)), pa.int64()))
             table = dataset.to_table(columns=list(SEARCH_COLUMNS), filter=wanted)
-            names = _file_names(dataset.filter(wanted))
+            names = media_file_names(dataset.filter(wanted))
             for row in table.to_pylist():
                 records[(row["chain_id"], row["seq"])] = (row, names.get(row["seq"]))
         rows, mismatched = [], 0
