@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from coexarchive._internal.cliutil import AddOptions, MakeSettings, parse_moment
+from coexarchive._internal.progress import Progress
 from coexarchive.errors import ConfigError
 from coexarchive.query.access_log import AccessEntry, AccessLog, auditor_identity
 from coexarchive.query.cli import FORMATS, write_result
@@ -96,7 +97,11 @@ def cmd_reindex(args: argparse.Namespace, make_settings: MakeSettings) -> int:
     log = _access_log(settings)  # a missing or untrusted key fails before any work
     index = _index(settings, args)
     catalog = ArchiveCatalog(settings.store())
-    update = index.update(catalog, rebuild=args.rebuild)
+    progress = Progress("indexing segments", 0)
+    try:
+        update = index.update(catalog, rebuild=args.rebuild, progress=progress)
+    finally:
+        progress.close()
     # Reading the archive into a local index is an access too: it is sealed like a search.
     log.append(
         AccessEntry(
@@ -181,9 +186,9 @@ def register(sub: Any, add_archive_options: AddOptions, make_settings: MakeSetti
     search = sub.add_parser(
         "search",
         help="full-text search of messages, captions and file names; sealed in the access log",
-        description="Search the archive's messages with words, phrases, AND/OR/NOT, NEAR/n and "
-        "filters, through a local index (`coexarchive search reindex` builds and updates it). "
-        "Each hit is read back from the archive and shown with the command that opens its "
+        description="Search the archive's messages with words, phrases, AND/OR/NOT, NEAR/n and\n"
+        "filters, through a local index (`coexarchive search reindex` builds and updates it).\n"
+        "Each hit is read back from the archive and shown with the command that opens its\n"
         "conversation.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -214,7 +219,7 @@ def register(sub: Any, add_archive_options: AddOptions, make_settings: MakeSetti
     search.add_argument(
         "--stem",
         action="store_true",
-        help="match words by their English stem (invest finds investing, investors)",
+        help="match words by their English stem (invest finds investing, invested)",
     )
     search.add_argument("--format", choices=FORMATS, default="table")
     search.add_argument("--out", type=Path, help="write the result to FILE")

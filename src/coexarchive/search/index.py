@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,7 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import tantivy
 
+from coexarchive._internal.progress import Progress
 from coexarchive.errors import ConfigError
 from coexarchive.query.views import ArchiveCatalog, Segment, Window, business_segments
 from coexarchive.search.analysis import ANALYZER_VERSION
@@ -182,7 +183,7 @@ class SearchIndex:
         catalog: ArchiveCatalog,
         *,
         rebuild: bool = False,
-        on_segment: Callable[[int], None] | None = None,
+        progress: Progress | None = None,
     ) -> Update:
         """Index the committed segments not yet indexed; drop those the archive lost.
 
@@ -203,6 +204,8 @@ class SearchIndex:
         catalog.refresh()
         wanted = {segment.key: segment for segment in business_segments(catalog)}
         update = Update(added=sorted(set(wanted) - held), removed=sorted(held - set(wanted)))
+        if progress is not None:
+            progress.total = len(update.added)
         try:
             writer = index.writer(heap_size=_HEAP, num_threads=1)
         except ValueError as exc:
@@ -221,8 +224,8 @@ class SearchIndex:
                 writer.delete_documents_by_term("segment", key)
                 update.records += self._add_segment(writer, catalog, wanted[key])
                 done.append(key)
-                if on_segment is not None:
-                    on_segment(1)
+                if progress is not None:
+                    progress.advance()
                 if len(done) % _COMMIT_EVERY == 0:
                     writer.commit()
                     self._write_sidecar(held | set(done))
