@@ -21,8 +21,8 @@ import re
 import sys
 import unicodedata
 from collections.abc import Iterator
-from dataclasses import dataclass
 from functools import lru_cache
+from typing import NamedTuple
 
 import snowballstemmer
 
@@ -60,8 +60,7 @@ _PIECES = re.compile(f"{_UNSPACED.pattern}|(?:(?!{_UNSPACED.pattern}).)+", re.DO
 _MAX_TERM = 64  # longer "words" (base64, hashes) are cut: terms stay small
 
 
-@dataclass(frozen=True)
-class Token:
+class Token(NamedTuple):
     """A term and where it came from: characters ``start:end`` of the original text."""
 
     term: str
@@ -84,6 +83,9 @@ def tokens(text: str) -> Iterator[Token]:
     """The terms of ``text`` in order, each with the span of the original word it came from."""
     for match in _WORD.finditer(text):
         word, offset = match.group(), match.start()
+        if word.isascii():  # the common case, and one term: no NFKC, accents or unspaced script
+            yield Token(word.lower()[:_MAX_TERM], offset, match.end())
+            continue
         # A character of an unspaced script is a word of its own, with its own span.
         for piece in _PIECES.finditer(word):
             for term in fold(piece.group()):
