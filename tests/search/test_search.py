@@ -483,3 +483,16 @@ def test_a_second_writer_is_refused_and_the_index_kept(
     finally:
         del busy
     assert found(archive, index, "crypto") == n(1, 3, 4)
+
+
+def test_an_index_whose_files_are_gone_is_refused_not_read_as_empty(
+    archive: Fixture, index: SearchIndex
+) -> None:
+    (index.directory / "meta.json").unlink()
+    fresh = archive.index(index.directory)
+    with pytest.raises(SearchIndexError, match=r"no index files.*--rebuild"):
+        archive.searcher(fresh).search("crypto")
+    with pytest.raises(SearchIndexError, match="no index files"):
+        fresh.update(archive.catalog())
+    fresh.update(archive.catalog(), rebuild=True)
+    assert found(archive, fresh, "crypto") == n(1, 3, 4)

@@ -166,6 +166,12 @@ class SearchIndex:
                 "`coexarchive search reindex` (or pass --index DIR)"
             )
         self._check_directory()
+        if self.exists() and not (self.directory / "meta.json").is_file():
+            # Without tantivy's own files an empty index would be created and answer nothing.
+            raise SearchIndexError(
+                f"search index {self.directory} has its sidecar but no index files: rebuild it "
+                "with `coexarchive search reindex --rebuild`"
+            )
         self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         try:
             self._index = tantivy.Index(self.schema, path=str(self.directory), reuse=True)
