@@ -210,3 +210,40 @@ def test_the_readme_examples_answer_as_documented(
         out = capsys.readouterr().out
         for expected in README_EXPECTS[line]:
             assert expected in out, (line, expected, out)
+
+
+def test_limit_order_stemming_and_rebuild_options(
+    archive: Fixture, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli.main(["search", "reindex"]) == 0
+    assert cli.main(["search", "reindex", "--rebuild"]) == 0
+    assert "3 segment(s) indexed (13 record(s)), 0 removed, 3 held" in capsys.readouterr().out
+    argv = ["search", "guaranteed", "--limit", "2", "--newest-first", "--format", "json"]
+    assert cli.main(argv) == 0
+    captured = capsys.readouterr()
+    assert [row["seq"] for row in json.loads(captured.out)] == [1, 3]  # chain B's, then A's
+    assert "2 match(es) of 5 (raise --limit for more)" in captured.err
+    assert cli.main(["search", "invest", "--stem", "--format", "json"]) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    assert row["text"] == "The investors were «investing» heavily"
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["search", "crypto", "--limit", "0"], "--limit must be at least 1"),
+        (["search", "crypto", "--rebuild"], "--rebuild is for `coexarchive search reindex`"),
+        (["search", "crypto", "--format", "parquet"], "--format parquet needs --out FILE"),
+        (
+            ["search", "crypto", "--since", "2026-01-07", "--until", "2026-01-06"],
+            "--since must be before --until",
+        ),
+    ],
+)
+def test_option_mistakes_are_one_line_before_anything_is_read(
+    archive: Fixture, capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+) -> None:
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+    assert access_entries(archive.store) == []  # type: ignore[arg-type]
