@@ -221,7 +221,9 @@ def register(sub: Any, add_archive_options: AddOptions, make_settings: MakeSetti
         action="store_true",
         help="match words by their English stem (invest finds investing, invested)",
     )
-    search.add_argument("--format", choices=FORMATS, default="table")
+    search.add_argument(
+        "--format", choices=FORMATS, default="table", help="output format (default: table)"
+    )
     search.add_argument("--out", type=Path, help="write the result to FILE")
     search.add_argument("--force", action="store_true", help="replace an existing --out FILE")
     search.add_argument(
