@@ -226,6 +226,9 @@ def test_limit_order_stemming_and_rebuild_options(
     assert cli.main(["search", "invest", "--stem", "--format", "json"]) == 0
     (row,) = json.loads(capsys.readouterr().out)
     assert row["text"] == "The investors were «investing» heavily"
+    # A query starting with "-" goes after "--", as the help says.
+    assert cli.main(["search", "--format", "json", "--", "-test crypto"]) == 0
+    assert [row["seq"] for row in json.loads(capsys.readouterr().out)] == [0, 2, 3]
 
 
 @pytest.mark.parametrize(

@@ -40,6 +40,7 @@ Query language (operators in capitals; words are matched case- and accent-insens
   chain:ID customer:ID direction:inbound|outbound kind:KIND type:document
                                 exact filters on the record's columns
 Searched: message text, media captions and document file names. Period: --since/--until.
+A query that starts with - goes after --:  coexarchive search -- '-test crypto'.
 `coexarchive search reindex` first (and after ingest); every search is sealed in the access log.
 """
 
