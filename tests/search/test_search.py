@@ -352,34 +352,51 @@ def test_segments_the_archive_no_longer_has_leave_the_index(
     assert found(smaller, index, "bitcoin OR invoice") == []
 
 
-def test_a_hit_the_archive_does_not_bear_out_is_not_shown(
-    archive: Fixture, index: SearchIndex
+def forge(
+    directory: Path, term: str, *, words: list[str] | None = None, ms: int | None = None
 ) -> None:
-    # Someone rewrites the index so that a record saying "statement" is found for "crypto".
-    raw = tantivy.Index.open(str(index.directory))
+    """Rewrite the index document of the record saying ``term``: other words or time."""
+    raw = tantivy.Index.open(str(directory))
     searcher = raw.searcher()
-    query = tantivy.Query.term_query(raw.schema, "body", "statement")
+    query = tantivy.Query.term_query(raw.schema, "body", term)
     ((_score, address),) = searcher.search(query, 1).hits
     doc = searcher.doc(address).to_dict()
     forged = tantivy.Document()
-    forged.add_pre_tokenized_text(
-        "body", tantivy.PreTokenizedString("", [tantivy.Token("crypto", 0, 0, 6)])
-    )
+    tokens = [tantivy.Token(w, i, 0, len(w)) for i, w in enumerate(words or [term])]
+    forged.add_pre_tokenized_text("body", tantivy.PreTokenizedString("", tokens))
     for name in ("chain_id", "customer_id", "direction", "kind", "msg_type", "record_id"):
         forged.add_text(name, doc[name][0])
     forged.add_text("segment", doc["segment"][0])
     forged.add_integer("seq", doc["seq"][0])
-    forged.add_integer("event_ms", doc["event_ms"][0])
+    forged.add_integer("event_ms", doc["event_ms"][0] if ms is None else ms)
     writer = raw.writer(heap_size=20_000_000, num_threads=1)
     writer.delete_documents_by_term("record_id", doc["record_id"][0])
     writer.add_document(forged)
     writer.commit()
     writer.wait_merging_threads()
+
+
+def test_a_hit_the_archive_does_not_bear_out_is_not_shown(
+    archive: Fixture, index: SearchIndex
+) -> None:
+    # Someone rewrites the index so that a record saying "statement" is found for "crypto".
+    forge(index.directory, "statement", words=["crypto"])
     result = archive.searcher(archive.index(index.directory)).search("crypto")
     assert result.total == 4 and result.mismatched == 1
     assert [_plain(t) for t in result.table.column("text").to_pylist()] == n(1, 3, 4)
     (entry,) = access_entries(archive.store)  # type: ignore[arg-type]
     assert entry["params"]["index_mismatches"] == 1  # type: ignore[index]
+
+
+def test_a_hit_outside_the_period_is_not_shown_whatever_the_index_says(
+    archive: Fixture, index: SearchIndex
+) -> None:
+    # The record saying "statement" is of day 1; its index entry is moved into day 0.
+    forge(index.directory, "statement", ms=START_MS + 60_000)
+    result = archive.searcher(archive.index(index.directory)).search(
+        "statement", window=Window(until=START_MS + DAY_MS)
+    )
+    assert result.total == 1 and result.mismatched == 1 and result.table.num_rows == 0
 
 
 def test_an_index_of_another_archive_is_refused(archive: Fixture, index: SearchIndex) -> None:

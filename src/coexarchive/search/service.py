@@ -20,7 +20,13 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 
 from coexarchive.query.access_log import AccessEntry, AccessLog, result_digest
-from coexarchive.query.views import ArchiveCatalog, Segment, Window, business_segments
+from coexarchive.query.views import (
+    ArchiveCatalog,
+    Segment,
+    Window,
+    business_segments,
+    utc_ms,
+)
 from coexarchive.search.analysis import Token, stem
 from coexarchive.search.document import SEARCH_COLUMNS, Searchable, matches
 from coexarchive.search.index import Hit, SearchIndex, media_file_names
@@ -92,7 +98,7 @@ class Searcher:
         found = self.index.search(
             tree, stemmed=stemmed, window=window, limit=limit, newest_first=newest_first
         )
-        rows, mismatched = self._read_back(tree, found.hits, segments, stemmed)
+        rows, mismatched = self._read_back(tree, found.hits, segments, stemmed, window)
         table = pa.Table.from_pylist(rows, schema=RESULT_SCHEMA)
         digest = result_digest(table)
         params: dict[str, Any] = {
@@ -122,6 +128,7 @@ class Searcher:
         hits: Sequence[Hit],
         segments: Mapping[str, Segment],
         stemmed: bool,
+        window: Window | None,
     ) -> tuple[list[dict[str, Any]], int]:
         by_segment: dict[str, list[int]] = {}
         for hit in hits:
@@ -145,11 +152,18 @@ class Searcher:
                 continue
             row, name = found
             searchable = Searchable.of(row, name)
-            if not matches(tree, searchable, stemmed=stemmed):
+            in_period = window is None or _within(window, utc_ms(row["event_time"]))
+            if not in_period or not matches(tree, searchable, stemmed=stemmed):
                 mismatched += 1
                 continue
             rows.append(_result_row(row, snippet(tree, searchable, stemmed=stemmed)))
         return rows, mismatched
+
+
+def _within(window: Window, event_ms: int) -> bool:
+    if window.since is not None and event_ms < window.since:
+        return False
+    return window.until is None or event_ms < window.until
 
 
 def _result_row(row: Mapping[str, Any], text: str) -> dict[str, Any]:
