@@ -465,6 +465,9 @@ def _add_pipeline_commands(sub: Any) -> None:
     from coexarchive.export import cli as export_cli
 
     export_cli.register(sub, _add_archive_options, _settings)
+    from coexarchive.supervision import cli as supervision_cli
+
+    supervision_cli.register(sub, _add_archive_options, _settings)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

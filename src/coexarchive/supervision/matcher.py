@@ -1,0 +1,191 @@
+"""A policy compiled into Aho-Corasick automata: one pass over a text finds every term of it.
+
+Every term, exclusion and proximity term of every lexicon rule is normalised
+(:func:`~coexarchive.supervision.normalize.normalize`) into a key ``" w1 w2 "`` (a prefix pattern
+``refund*`` into ``" refund"``) and added to one automaton; rules with ``stem: true`` go into one
+automaton per stemming language, matched against the stemmed text. A text is normalised once,
+stemmed once per such language, and walked once per automaton: the cost does not grow with the
+number of terms.
+
+Spans are word positions in the normalised text (``[start, end)``, counted from 0), per field.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, Final
+
+import ahocorasick
+
+from coexarchive.supervision.normalize import Stemmers, normalize
+from coexarchive.supervision.policy import FlagRule, LexiconRule, Policy, SampleRule
+
+__all__ = ["Match", "Matcher", "Span", "sample_point"]
+
+_TERM: Final = 0
+_EXCLUDE: Final = 1
+_NEAR: Final = 2
+_TWO_64: Final = Decimal(2**64)
+
+
+@dataclass(frozen=True)
+class Span:
+    """Where a term matched: the field, word positions ``[start, end)``, the term and the words."""
+
+    field: str
+    start: int
+    end: int
+    term: str
+    words: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "field": self.field,
+            "start": self.start,
+            "end": self.end,
+            "term": self.term,
+            "words": self.words,
+        }
+
+
+@dataclass(frozen=True)
+class Match:
+    """One rule that a message meets."""
+
+    rule: str
+    rule_type: str  # lexicon, flag or sample
+    spans: tuple[Span, ...] = ()
+    flags: tuple[str, ...] = ()
+
+
+@dataclass
+class _Found:
+    terms: list[tuple[str, int, int, str, str]] = field(default_factory=list)
+    excluded: list[tuple[str, int, int]] = field(default_factory=list)
+    near: list[tuple[str, int]] = field(default_factory=list)
+
+
+def sample_point(policy: Policy, record_id: str) -> Decimal:
+    """A number in [0, 1) fixed by the policy version and the record: sampled when below the rate.
+
+    Deterministic, so a rescan samples the same messages; independent between versions.
+    """
+    text = f"{policy.name}\x1f{policy.version}\x1f{record_id}".encode()
+    return Decimal(int.from_bytes(hashlib.sha256(text).digest()[:8], "big")) / _TWO_64
+
+
+def _key(term: str, language: str | None, stemmers: Stemmers) -> tuple[str, int]:
+    prefix = term.endswith("*")
+    spaced = normalize(term[:-1] if prefix else term)
+    if language is not None:
+        spaced = stemmers.stem(language, spaced)
+    return (spaced.rstrip() if prefix else spaced), spaced.count(" ") - 1
+
+
+class Matcher:
+    """Finds the rules of ``policy`` a message meets."""
+
+    def __init__(self, policy: Policy, *, stemmers: Stemmers | None = None) -> None:
+        self.policy = policy
+        self.stemmers = stemmers or Stemmers()
+        self.lexicon: list[LexiconRule] = [r for r in policy.rules if isinstance(r, LexiconRule)]
+        self.flag_rules: list[FlagRule] = [r for r in policy.rules if isinstance(r, FlagRule)]
+        self.sample_rules: list[SampleRule] = [r for r in policy.rules if isinstance(r, SampleRule)]
+        # Automaton per stemming language (None: unstemmed): key → (key, words, entries).
+        entries: dict[str | None, dict[str, list[tuple[int, int, str]]]] = {}
+        for index, rule in enumerate(self.lexicon):
+            language = rule.language if rule.stem else None
+            table = entries.setdefault(language, {})
+            groups: list[tuple[int, Iterable[str]]] = [
+                (_TERM, rule.terms),
+                (_EXCLUDE, rule.exclude),
+            ]
+            if rule.near is not None:
+                groups.append((_NEAR, rule.near.terms))
+            for role, terms in groups:
+                for term in terms:
+                    key, _ = _key(term, language, self.stemmers)
+                    table.setdefault(key, []).append((index, role, term))
+        self.automata: list[tuple[str | None, Any]] = []
+        for language, table in sorted(entries.items(), key=lambda item: item[0] or ""):
+            automaton = ahocorasick.Automaton()
+            for key, found in table.items():
+                words = key.strip().count(" ") + 1
+                automaton.add_word(key, (key, words, tuple(found)))
+            automaton.make_automaton()
+            self.automata.append((language, automaton))
+
+    # -- lexicon --------------------------------------------------------------------------------
+
+    def find(self, fields: Mapping[str, str]) -> dict[int, _Found]:
+        """Every term, exclusion and proximity match in ``fields``, by lexicon rule index."""
+        found: dict[int, _Found] = {}
+        for name, text in fields.items():
+            if not text:
+                continue
+            base = normalize(text)
+            if base == "  ":
+                continue
+            for language, automaton in self.automata:
+                spaced = base if language is None else self.stemmers.stem(language, base)
+                for end, (key, words, entries) in automaton.iter(spaced):
+                    start = end - len(key) + 1
+                    first = spaced.count(" ", 0, start + 1) - 1
+                    for index, role, term in entries:
+                        into = found.setdefault(index, _Found())
+                        if role == _TERM:
+                            shown = " ".join(base.split()[first : first + words])
+                            into.terms.append((name, first, first + words, term, shown))
+                        elif role == _EXCLUDE:
+                            into.excluded.append((name, first, first + words))
+                        else:
+                            into.near.append((name, first))
+        return found
+
+    def lexicon_matches(self, fields: Mapping[str, str]) -> list[Match]:
+        matches = []
+        for index, found in sorted(self.find(fields).items()):
+            rule = self.lexicon[index]
+            spans = []
+            for name, start, end, term, shown in found.terms:
+                if any(
+                    f == name and s < end and start < e for f, s, e in found.excluded
+                ):  # an exclusion phrase covers this term ("not guaranteed")
+                    continue
+                if rule.near is not None and not any(
+                    f == name and abs(position - start) <= rule.near.within
+                    for f, position in found.near
+                ):
+                    continue
+                spans.append(Span(name, start, end, term, shown))
+            if spans:
+                unique = sorted(set(spans), key=lambda s: (s.field, s.start, s.end, s.term))
+                matches.append(Match(rule.id, "lexicon", tuple(unique)))
+        return matches
+
+    # -- every rule -----------------------------------------------------------------------------
+
+    def match(
+        self,
+        *,
+        record_id: str,
+        chain_id: str,
+        fields: Mapping[str, str],
+        flags: Sequence[str] = (),
+    ) -> list[Match]:
+        """The rules of the policy this message meets, in the policy's rule order."""
+        found = {m.rule: m for m in self.lexicon_matches(fields)} if self.automata else {}
+        for rule in self.flag_rules:
+            present = tuple(sorted(set(rule.flags) & set(flags)))
+            if present:
+                found[rule.id] = Match(rule.id, "flag", flags=present)
+        if self.sample_rules:
+            point = sample_point(self.policy, record_id)
+            for sample in self.sample_rules:
+                if point < sample.rate_for(chain_id):
+                    found[sample.id] = Match(sample.id, "sample")
+        order = {rule.id: i for i, rule in enumerate(self.policy.rules)}
+        return sorted(found.values(), key=lambda m: order[m.rule])
