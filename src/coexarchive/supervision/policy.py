@@ -96,7 +96,9 @@ class FlagRule(_Strict):
     type: Literal["flag"]
     id: Name
     description: str | None = Field(default=None, max_length=500)
-    flags: list[str] = Field(min_length=1)
+    flags: list[str] = Field(
+        min_length=1, json_schema_extra={"items": {"type": "string", "enum": list(ALL_FLAGS)}}
+    )
 
     @field_validator("flags")
     @classmethod
