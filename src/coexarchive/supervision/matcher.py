@@ -124,20 +124,21 @@ class Matcher:
         """Every term, exclusion and proximity match in ``fields``, by lexicon rule index."""
         found: dict[int, _Found] = {}
         for name, text in fields.items():
-            if not text:
-                continue
             base = normalize(text)
-            if base == "  ":
-                continue
+            base_words: list[str] | None = None
             for language, automaton in self.automata:
                 spaced = base if language is None else self.stemmers.stem(language, base)
                 for end, (key, words, entries) in automaton.iter(spaced):
                     start = end - len(key) + 1
                     first = spaced.count(" ", 0, start + 1) - 1
                     for index, role, term in entries:
-                        into = found.setdefault(index, _Found())
+                        into = found.get(index)
+                        if into is None:
+                            into = found[index] = _Found()
                         if role == _TERM:
-                            shown = " ".join(base.split()[first : first + words])
+                            if base_words is None:
+                                base_words = base.split()
+                            shown = " ".join(base_words[first : first + words])
                             into.terms.append((name, first, first + words, term, shown))
                         elif role == _EXCLUDE:
                             into.excluded.append((name, first, first + words))

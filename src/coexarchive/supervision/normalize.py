@@ -21,7 +21,7 @@ taken from agree. Snowball stemming (:class:`Stemmers`) works on the words of th
 from __future__ import annotations
 
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Sequence
 from typing import Final
 
 import snowballstemmer
@@ -120,16 +120,47 @@ _TABLE = _Table()
 _ASCII = bytes(c if chr(c).isalnum() else 0x20 for c in range(128)) + b" " * 128
 
 
-def normalize(text: str) -> str:
-    """``text`` in the lexicon's normal form: ``" word word "`` (module docstring)."""
-    if text.isascii():
-        folded = text.lower().encode("ascii").translate(_ASCII).decode("ascii")
+def _normal_token(token: str) -> str:
+    """One whitespace-free piece of text in the normal form, without the outer spaces."""
+    if token.isascii():
+        folded = token.lower().encode("ascii").translate(_ASCII).decode("ascii")
     else:
-        folded = unicodedata.normalize("NFKD", unicodedata.normalize("NFKD", text).casefold())
+        decomposed = unicodedata.normalize("NFKD", token)
+        folded = decomposed.casefold()
+        if folded != decomposed:
+            folded = unicodedata.normalize("NFKD", folded)
         folded = folded.translate(_TABLE)
-        # The nukta is dropped after decomposition; re-compose what Indic scripts expect.
-        folded = unicodedata.normalize("NFC", folded)
-    return " " + " ".join(folded.split()) + " "
+    return " ".join(folded.split())
+
+
+# Words repeat (Zipf): most pieces of a text were normalised before. Bounded; cleared when full.
+_TOKENS: dict[str, str] = {}
+_MAX_TOKENS: Final = 500_000
+
+
+def normalize(text: str) -> str:
+    """``text`` in the lexicon's normal form: ``" word word "`` (module docstring).
+
+    Every step works character by character and whitespace always separates words, so the text
+    is normalised piece by piece (between whitespace), each piece once and then from a cache.
+    """
+    if text.isascii():  # one pass in C; the same result as piece by piece
+        return " " + " ".join(text.lower().encode().translate(_ASCII).decode().split()) + " "
+    tokens = text.split()
+    try:
+        pieces = list(map(_TOKENS.__getitem__, tokens))
+    except KeyError:
+        if len(_TOKENS) + len(tokens) > _MAX_TOKENS:
+            _TOKENS.clear()
+        pieces = []
+        for token in tokens:
+            normal = _TOKENS.get(token)
+            if normal is None:
+                normal = _TOKENS[token] = _normal_token(token)
+            pieces.append(normal)
+    if "" in pieces:  # a piece that was only punctuation or emoji
+        pieces = [piece for piece in pieces if piece]
+    return " " + " ".join(pieces) + " "
 
 
 def words(normalized: str) -> list[str]:
@@ -148,20 +179,23 @@ class Stemmers:
     def supported(language: str) -> bool:
         return language in STEM_LANGUAGES
 
-    def stem_words(self, language: str, tokens: Iterable[str]) -> list[str]:
+    def stem_words(self, language: str, tokens: Sequence[str]) -> list[str]:
         cache = self._caches.get(language)
         if cache is None:
             self._stemmers[language] = snowballstemmer.stemmer(STEM_LANGUAGES[language])
             cache = self._caches[language] = {}
+        try:
+            return list(map(cache.__getitem__, tokens))
+        except KeyError:
+            pass
+        if len(cache) + len(tokens) > self.max_cached:
+            cache.clear()
         stemmer = self._stemmers[language]
         out = []
         for token in tokens:
             stem = cache.get(token)
             if stem is None:
-                stem = stemmer.stemWord(token) or token
-                if len(cache) >= self.max_cached:
-                    cache.clear()
-                cache[token] = stem
+                stem = cache[token] = stemmer.stemWord(token) or token
             out.append(stem)
         return out
 
