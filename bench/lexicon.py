@@ -28,15 +28,12 @@ import random
 import sys
 import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 import ahocorasick
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-
-from coexarchive.supervision.matcher import Matcher  # noqa: E402
-from coexarchive.supervision.policy import Policy, parse_policy  # noqa: E402
+from coexarchive.supervision.matcher import Matcher
+from coexarchive.supervision.policy import Policy, parse_policy
 
 LANGUAGES = ("en", "es", "pt", "ar", "hi")
 _LATIN = "bcdfghjklmnprstvz"

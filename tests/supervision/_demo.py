@@ -10,8 +10,8 @@ from coexarchive.dedup import DedupIndex
 from coexarchive.enrich import EnrichConfig, collect_side_events, enrich_for_seal
 from coexarchive.records import Record
 from coexarchive.segments import ChainWriter, Manifest
-from coexarchive.simulate import SimulationConfig, simulate
 from coexarchive.store.base import ObjectStore
+from coexarchive.testing import SimulationConfig, simulate
 from pipelines.ingest import normalize_object
 from support.archive import ARCHIVE, SIM_AUTH, short_policy, signer
 

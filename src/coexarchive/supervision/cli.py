@@ -389,7 +389,7 @@ def register(sub: Any, add_archive_options: AddOptions, make_settings: MakeSetti
 
     listing = psub.add_parser("list", help="list the sealed policy versions")
     _common(listing, add_archive_options)
-    listing.add_argument("--json", action="store_true")
+    listing.add_argument("--json", action="store_true", help="print JSON")
     listing.set_defaults(handler=bind(cmd_policy_list))
 
     show = psub.add_parser("show", help="print a sealed policy version as JSON")
@@ -425,40 +425,50 @@ def register(sub: Any, add_archive_options: AddOptions, make_settings: MakeSetti
     lst.add_argument("--chain", help="business chain")
     lst.add_argument("--assignee", help="assigned to this reviewer")
     lst.add_argument("--older-than", type=float, metavar="DAYS", help="found at least DAYS ago")
-    lst.add_argument("--state", choices=("open", "decided", "all"), default="open")
-    lst.add_argument("--json", action="store_true")
+    lst.add_argument(
+        "--state", choices=("open", "decided", "all"), default="open", help="which hits"
+    )
+    lst.add_argument("--json", action="store_true", help="print each hit whole, as JSON")
     lst.set_defaults(handler=bind(cmd_review_list))
 
     shw = rsub.add_parser("show", help="a hit with the conversation around its message")
     _common(shw, add_archive_options)
     shw.add_argument("id", help="hit id (at least 6 leading digits)")
-    shw.add_argument("--context", type=int, default=3, help="messages before and after (3)")
-    shw.add_argument("--days", type=int, default=7, help="look this many days around it (7)")
-    shw.add_argument("--json", action="store_true")
+    shw.add_argument("--context", type=int, default=3, help="messages before and after")
+    shw.add_argument("--days", type=int, default=7, help="look this many days around it")
+    shw.add_argument("--json", action="store_true", help="print JSON")
     shw.set_defaults(handler=bind(cmd_review_show))
 
     decide = rsub.add_parser("decide", help="decide a hit (once; reopen to decide again)")
     _common(decide, add_archive_options)
-    decide.add_argument("id")
-    decide.add_argument("--disposition", required=True, choices=review_queue.DISPOSITIONS)
+    decide.add_argument("id", help="hit id (at least 6 leading digits)")
+    decide.add_argument(
+        "--disposition", required=True, choices=review_queue.DISPOSITIONS, help="the outcome"
+    )
     decide.add_argument("--note", required=True, help="the reason, kept in the sealed record")
     decide.set_defaults(handler=bind(_act("decide")))
 
     assign = rsub.add_parser("assign", help="assign a hit to a reviewer")
     _common(assign, add_archive_options)
-    assign.add_argument("id")
+    assign.add_argument("id", help="hit id (at least 6 leading digits)")
     assign.add_argument("--to", required=True, help="the reviewer")
     assign.set_defaults(handler=bind(_act("assign")))
 
     reopen = rsub.add_parser("reopen", help="re-open a decided hit (sealed as its own event)")
     _common(reopen, add_archive_options)
-    reopen.add_argument("id")
+    reopen.add_argument("id", help="hit id (at least 6 leading digits)")
     reopen.add_argument("--note", required=True, help="why it is re-opened")
     reopen.set_defaults(handler=bind(_act("reopen")))
 
     rep = rsub.add_parser("report", help="supervision reports (--list shows them)")
     _common(rep, add_archive_options)
-    rep.add_argument("name", nargs="?", choices=sorted(review_queue.REPORTS), metavar="NAME")
-    rep.add_argument("--list", action="store_true")
-    rep.add_argument("--json", action="store_true")
+    rep.add_argument(
+        "name",
+        nargs="?",
+        choices=sorted(review_queue.REPORTS),
+        metavar="NAME",
+        help="one of: " + ", ".join(review_queue.REPORTS),
+    )
+    rep.add_argument("--list", action="store_true", help="list the reports, one line each")
+    rep.add_argument("--json", action="store_true", help="print JSON")
     rep.set_defaults(handler=bind(cmd_review_report))
