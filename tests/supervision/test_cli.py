@@ -17,7 +17,7 @@ from coexarchive.segments import Manifest, list_manifests, parquet_bytes, read_s
 from coexarchive.store import EmbeddedS3, S3Store
 from coexarchive.supervision.register import POLICIES_CHAIN, REVIEWS_CHAIN, read_chain
 from supervision._demo import SIGNER, build_demo
-from support.archive import use_cli_environment
+from support.archive import signer, use_cli_environment
 
 pytestmark = pytest.mark.integration
 
@@ -137,6 +137,22 @@ def test_a_bad_policy_file_fails_in_one_line_naming_the_member(
     assert list_manifests(archive, POLICIES_CHAIN) == []
     code, _, err = run(capsys, "policy", "rescan", "--policy", "conduct-sample")
     assert code == 2 and "no sealed policy 'conduct-sample'" in err
+
+
+def test_a_key_missing_from_the_trust_file_seals_nothing(
+    archive: S3Store,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    rogue = tmp_path / "rogue.key"
+    signer(name="rogue", seed=b"rogue").to_file(rogue)
+    monkeypatch.setenv("COEXARCHIVE_AUDIT_KEY", str(rogue))
+    code, out, err = run(capsys, "policy", "import", str(SAMPLE))
+    assert code == 2 and out == "" and "refusing to sign with key rogue" in err
+    assert list_manifests(archive, POLICIES_CHAIN) == []
+    code, _, err = run(capsys, "review", "list")
+    assert code == 2 and "refusing to sign with key rogue" in err  # reads are logged, or refused
 
 
 def _tamper_detail(store: S3Store, chain: str, edit: Any) -> None:

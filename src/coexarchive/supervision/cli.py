@@ -263,7 +263,8 @@ def cmd_review_show(args: argparse.Namespace, make_settings: MakeSettings) -> in
         )
     message = rows[index]
     proven = message.leaf_hash.hex() == detail.get("leaf_hash")
-    context = review_queue.context_window(rows, index, args.context)
+    # Without a customer there is no conversation to show: only the message itself.
+    context = review_queue.context_window(rows, index, args.context) if customer else [message]
     shown = [
         {
             "seq": r.seq,

@@ -147,8 +147,11 @@ class Matcher:
         return found
 
     def lexicon_matches(self, fields: Mapping[str, str]) -> list[Match]:
+        everything = self.find(fields)
+        if not everything:
+            return []
         matches = []
-        for index, found in sorted(self.find(fields).items()):
+        for index, found in sorted(everything.items()):
             rule = self.lexicon[index]
             spans = []
             for name, start, end, term, shown in found.terms:
