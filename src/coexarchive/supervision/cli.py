@@ -265,7 +265,7 @@ def cmd_review_show(args: argparse.Namespace, make_settings: MakeSettings) -> in
     proven = message.leaf_hash.hex() == detail.get("leaf_hash")
     # Without a customer there is no conversation to show: only the message itself.
     context = review_queue.context_window(rows, index, args.context) if customer else [message]
-    shown = [
+    shown: list[dict[str, Any]] = [
         {
             "seq": r.seq,
             "time": _iso(r.event_time),

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -44,6 +45,7 @@ POLICIES_CHAIN: Final = "policies"
 REVIEWS_CHAIN: Final = "reviews"
 DETAIL_VERSION: Final = 1
 _APPEND_ATTEMPTS: Final = 5
+_READERS: Final = 16
 _COLUMNS: Final = ("seq", "record_id", "kind", "event_time", "ref_record_id", "detail")
 
 
@@ -65,43 +67,52 @@ class ChainRow:
 
 def read_chain(store: ObjectStore, chain_id: str) -> list[ChainRow]:
     """Every record of the chain in ``seq`` order, each checked against its leaf hash."""
-    rows: list[ChainRow] = []
-    for key in list_manifests(store, chain_id):
-        manifest = Manifest.from_bytes(store.get(key), key=key)
-        data = store.get(manifest.segment.key)
-        if sha256_hex(data) != manifest.segment.sha256:
-            raise FormatError(
-                f"{manifest.segment.key}: segment of chain {chain_id} differs from its manifest: "
-                "the archive may have been altered; run `coexarchive verify`"
-            )
-        table = read_segment(data, key=manifest.segment.key)
-        leaves = [bytes(v) for v in table.column("leaf_hash").to_pylist()]
-        if recompute_leaf_hashes(table) != leaves:
-            raise FormatError(
-                f"{manifest.segment.key}: a record of chain {chain_id} does not match its seal; "
-                "run `coexarchive verify`"
-            )
-        for row in table.select(list(_COLUMNS)).to_pylist():
-            try:
-                detail = orjson.loads(row["detail"])
-            except orjson.JSONDecodeError:
-                raise FormatError(
-                    f"{manifest.segment.key}: seq {row['seq']} of chain {chain_id} has a "
-                    "detail that is not JSON"
-                ) from None
-            rows.append(
-                ChainRow(
-                    seq=int(row["seq"]),
-                    record_id=str(row["record_id"]),
-                    kind=str(row["kind"]),
-                    event_time=round(row["event_time"].timestamp() * 1000),
-                    ref_record_id=row["ref_record_id"],
-                    detail=detail,
-                )
-            )
-    rows.sort(key=lambda row: row.seq)
+    keys = list_manifests(store, chain_id)
+    if not keys:
+        return []
+    # Each decision is a segment of its own: fetch them in parallel to hide S3's latency.
+    with ThreadPoolExecutor(max_workers=min(_READERS, len(keys))) as pool:
+        segments = list(pool.map(lambda key: _read_segment(store, chain_id, key), keys))
+    rows = sorted((row for segment in segments for row in segment), key=lambda row: row.seq)
     if [row.seq for row in rows] != list(range(len(rows))):
         raise FormatError(f"chain {chain_id}: records are missing between seq 0 and {len(rows)}")
+    return rows
+
+
+def _read_segment(store: ObjectStore, chain_id: str, key: str) -> list[ChainRow]:
+    manifest = Manifest.from_bytes(store.get(key), key=key)
+    data = store.get(manifest.segment.key)
+    if sha256_hex(data) != manifest.segment.sha256:
+        raise FormatError(
+            f"{manifest.segment.key}: segment of chain {chain_id} differs from its manifest: "
+            "the archive may have been altered; run `coexarchive verify`"
+        )
+    table = read_segment(data, key=manifest.segment.key)
+    leaves = [bytes(v) for v in table.column("leaf_hash").to_pylist()]
+    if recompute_leaf_hashes(table) != leaves:
+        raise FormatError(
+            f"{manifest.segment.key}: a record of chain {chain_id} does not match its seal; "
+            "run `coexarchive verify`"
+        )
+    rows = []
+    for row in table.select(list(_COLUMNS)).to_pylist():
+        try:
+            detail = orjson.loads(row["detail"])
+        except orjson.JSONDecodeError:
+            raise FormatError(
+                f"{manifest.segment.key}: seq {row['seq']} of chain {chain_id} has a "
+                "detail that is not JSON"
+            ) from None
+        rows.append(
+            ChainRow(
+                seq=int(row["seq"]),
+                record_id=str(row["record_id"]),
+                kind=str(row["kind"]),
+                event_time=round(row["event_time"].timestamp() * 1000),
+                ref_record_id=row["ref_record_id"],
+                detail=detail,
+            )
+        )
     return rows
 
 
