@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 import ahocorasick
 
@@ -31,8 +31,7 @@ _NEAR: Final = 2
 _TWO_64: Final = Decimal(2**64)
 
 
-@dataclass(frozen=True)
-class Span:
+class Span(NamedTuple):
     """Where a term matched: the field, word positions ``[start, end)``, the term and the words."""
 
     field: str
@@ -61,11 +60,10 @@ class Match:
     flags: tuple[str, ...] = ()
 
 
-@dataclass
-class _Found:
-    terms: list[tuple[str, int, int, str, str]] = field(default_factory=list)
-    excluded: list[tuple[str, int, int]] = field(default_factory=list)
-    near: list[tuple[str, int]] = field(default_factory=list)
+class _Found(NamedTuple):
+    terms: list[tuple[str, int, int, str, str]]
+    excluded: list[tuple[str, int, int]]
+    near: list[tuple[str, int]]
 
 
 def sample_point(policy: Policy, record_id: str) -> Decimal:
@@ -134,7 +132,7 @@ class Matcher:
                     for index, role, term in entries:
                         into = found.get(index)
                         if into is None:
-                            into = found[index] = _Found()
+                            into = found[index] = _Found([], [], [])
                         if role == _TERM:
                             if base_words is None:
                                 base_words = base.split()
@@ -166,7 +164,7 @@ class Matcher:
                     continue
                 spans.append(Span(name, start, end, term, shown))
             if spans:
-                unique = sorted(set(spans), key=lambda s: (s.field, s.start, s.end, s.term))
+                unique = sorted(set(spans))
                 matches.append(Match(rule.id, "lexicon", tuple(unique)))
         return matches
 
