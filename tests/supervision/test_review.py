@@ -367,3 +367,45 @@ def test_reports(store: MemoryStore) -> None:
     ]
     with pytest.raises(ConfigError, match="no review report 'nope'"):
         review_queue.report("nope", queue, now_ms=NOW)
+
+
+def test_flag_rules_use_current_flags_after_reassessment() -> None:
+    """A flag an assessment removed no longer hits; one an assessment added does."""
+    from coexarchive.segments import ChainWriter
+    from support.archive import scenario_record, short_policy
+
+    chain = "900000000000009"
+    flagged = scenario_record(
+        chain, 1, 0, 1, kind="outbound", text="promo", flags=("marketing_without_consent",)
+    )
+    clean = scenario_record(chain, 2, 0, 2, kind="outbound", text="promo")
+    still = scenario_record(
+        chain, 3, 0, 3, kind="outbound", text="promo", flags=("marketing_without_consent",)
+    )
+
+    def assessment(n: int, of: object, flags: tuple[str, ...]) -> object:
+        return scenario_record(
+            chain,
+            n,
+            1,
+            n,
+            kind="assessment",
+            origin="system",
+            direction="none",
+            wamid=None,
+            ref_record_id=of.record_id,
+            flags=flags,  # type: ignore[attr-defined]
+        )
+
+    store = MemoryStore()
+    writer = ChainWriter(store, chain, signer=signer(), archive_name=ARCHIVE, policy=short_policy())
+    writer.append([flagged, clean, still])
+    writer.append(
+        [assessment(4, flagged, ()), assessment(5, clean, ("marketing_without_consent",))]
+    )
+    policy = import_policy(sealer(store), load_policy(SAMPLE), who="cco", now_ms=NOW).policy
+    outcome = rescan(ArchiveCatalog(store), sealer(store), policy, who="cco", now_ms=NOW)
+    flagged_hits = {
+        h.ref_record_id for h in outcome.found if orjson.loads(h.detail)["rule_type"] == "flag"
+    }
+    assert flagged_hits == {clean.record_id, still.record_id}
