@@ -243,6 +243,8 @@ def cmd_review_list(args: argparse.Namespace, make_settings: MakeSettings) -> in
 
 
 def cmd_review_show(args: argparse.Namespace, make_settings: MakeSettings) -> int:
+    if args.context < 0 or args.days < 0:
+        raise ConfigError("--context and --days count messages and days: 0 or more")
     ctx = _context(args, make_settings)
     hit = _queue(ctx).find(args.id)
     detail = hit.detail

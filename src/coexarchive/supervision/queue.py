@@ -29,8 +29,10 @@ __all__ = [
     "HitState",
     "Queue",
     "act",
+    "context_window",
     "fold",
     "report",
+    "select",
 ]
 
 DISPOSITIONS: Final = ("no_action", "escalate", "closed")
