@@ -29,6 +29,7 @@ _TERM: Final = 0
 _EXCLUDE: Final = 1
 _NEAR: Final = 2
 _TWO_64: Final = Decimal(2**64)
+_MAX_STEMS: Final = 200_000
 
 
 class Span(NamedTuple):
@@ -115,8 +116,36 @@ class Matcher:
                 automaton.add_word(key, (key, words, tuple(found)))
             automaton.make_automaton()
             self.automata.append((language, automaton))
+        self._stem_languages = [language for language, _ in self.automata if language]
+        # word → its stem in each of _stem_languages (bounded; cleared when full).
+        self._stem_cache: dict[str, tuple[str, ...]] = {}
 
     # -- lexicon --------------------------------------------------------------------------------
+
+    def _stemmed(self, base: str) -> dict[str, str]:
+        """``base`` stemmed for each stemming language, from one cache lookup per word."""
+        words = base.split()
+        if not words:
+            return dict.fromkeys(self._stem_languages, base)
+        cache = self._stem_cache
+        try:
+            rows = list(map(cache.__getitem__, words))
+        except KeyError:
+            if len(cache) + len(words) > _MAX_STEMS:
+                cache.clear()
+            rows = []
+            for word in words:
+                row = cache.get(word)
+                if row is None:
+                    row = cache[word] = tuple(
+                        self.stemmers.stem_words(language, [word])[0]
+                        for language in self._stem_languages
+                    )
+                rows.append(row)
+        return {
+            language: " " + " ".join(column) + " "
+            for language, column in zip(self._stem_languages, zip(*rows, strict=True), strict=True)
+        }
 
     def find(self, fields: Mapping[str, str]) -> dict[int, _Found]:
         """Every term, exclusion and proximity match in ``fields``, by lexicon rule index."""
@@ -124,8 +153,9 @@ class Matcher:
         for name, text in fields.items():
             base = normalize(text)
             base_words: list[str] | None = None
+            stemmed = self._stemmed(base) if self._stem_languages else {}
             for language, automaton in self.automata:
-                spaced = base if language is None else self.stemmers.stem(language, base)
+                spaced = base if language is None else stemmed[language]
                 for end, (key, words, entries) in automaton.iter(spaced):
                     start = end - len(key) + 1
                     first = spaced.count(" ", 0, start + 1) - 1
