@@ -32,7 +32,10 @@ ARCHIVE_ENV: EnvVars = (
     ("COEXARCHIVE_KMS_KEY_ID", "KMS key for SSE-KMS on objects written (default: bucket's)"),
     ("COEXARCHIVE_HOME", "where keys and the trust file live (default: config home, below)"),
     ("COEXARCHIVE_SIGNING_KEY", "signing key file (default: $COEXARCHIVE_HOME/signing.key)"),
-    ("COEXARCHIVE_AUDIT_KEY", "key for the access log and hold register (default: signing key)"),
+    (
+        "COEXARCHIVE_AUDIT_KEY",
+        "key for access log, holds, policies, reviews (default: signing key)",
+    ),
     ("COEXARCHIVE_TRUST", "trust file of verifier keys (default: $COEXARCHIVE_HOME/trust.txt)"),
     ("COEXARCHIVE_NAME", "archive name in every checkpoint's origin (default: coexarchive.local)"),
     ("COEXARCHIVE_RETENTION", "Object Lock for new objects (default: COMPLIANCE:7)"),
@@ -468,6 +471,9 @@ def _add_pipeline_commands(sub: Any) -> None:
     from coexarchive.search import cli as search_cli
 
     search_cli.register(sub, _add_archive_options, _settings)
+    from coexarchive.supervision import cli as supervision_cli
+
+    supervision_cli.register(sub, _add_archive_options, _settings)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
