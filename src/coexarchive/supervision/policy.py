@@ -225,7 +225,7 @@ def load_policy(path: Path) -> Policy:
 
 
 def _yaml(text: str, path: Path) -> Any:
-    import yaml  # type: ignore[import-untyped]  # PyYAML, pinned in the runtime lock
+    import yaml  # type: ignore[import-untyped]  # PyYAML ships no type hints
 
     class _UniqueKeys(yaml.SafeLoader):  # type: ignore[misc]
         pass
