@@ -29,7 +29,7 @@ import hashlib
 import io
 import operator
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -312,9 +312,15 @@ def read_segment(data: bytes, *, key: str = "segment") -> pa.Table:
 
 def index_bytes(records: Sequence[Record]) -> bytes:
     """Sorted ``record_id kind`` lines, zstd-compressed: what de-duplication reads back."""
-    lines = sorted({f"{r.record_id} {r.kind}" for r in records})
-    text = INDEX_FORMAT + "\n" + "".join(line + "\n" for line in lines)
+    text = index_text((r.record_id, r.kind) for r in records)
+    # One frame stating its content size (the zstd default), which readers rely on.
     return zstandard.ZstdCompressor(level=3).compress(text.encode("utf-8"))
+
+
+def index_text(records: Iterable[tuple[str, str]]) -> str:
+    """The record index's text for ``(record_id, kind)`` pairs: format line, sorted unique lines."""
+    lines = sorted({f"{record_id} {kind}" for record_id, kind in records})
+    return INDEX_FORMAT + "\n" + "".join(line + "\n" for line in lines)
 
 
 def read_index(data: bytes, *, key: str = "record index") -> Iterator[tuple[str, str]]:

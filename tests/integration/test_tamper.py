@@ -14,6 +14,7 @@ from typing import Any
 
 import pyarrow as pa
 import pytest
+import zstandard
 
 from coexarchive.archive_head import write_head_after
 from coexarchive.customer_filter import CustomerFilter
@@ -491,3 +492,56 @@ def test_an_empty_customer_id_is_no_false_alarm(s3_store: Any) -> None:
     results = writer.append(records)
     write_head_after(s3_store, [results[-1].manifest], signer=key, archive_name=ARCHIVE)
     assert verify_archive(s3_store, trust_for(key)).ok
+
+
+# --- the record index: ingest trusts it to skip records already sealed -------------------------
+
+
+def _forge_index(attacker: Attacker, index: int, data: bytes) -> None:
+    manifest = attacker.built.manifests[index]
+    attacker.put_version(manifest.record_index.key, data)
+    forge_manifest(
+        attacker,
+        index,
+        record_index=ObjectRef(manifest.record_index.key, sha256_hex(data), len(data)),
+    )
+
+
+def _index_lines(attacker: Attacker, index: int) -> list[str]:
+    manifest = attacker.built.manifests[index]
+    text = zstandard.ZstdDecompressor().decompress(
+        attacker.built.store.get(manifest.record_index.key)
+    )
+    return text.decode().splitlines()
+
+
+def test_record_index_listing_a_record_the_segment_lacks_is_caught(built: Built) -> None:
+    # With this line, de-duplication would take a future genuine delivery for one already sealed.
+    attacker = Attacker(built)
+    lines = _index_lines(attacker, 1)
+    forged = "\n".join(sorted([*lines[1:], f"{'f' * 32} message"])) + "\n"
+    data = zstandard.ZstdCompressor().compress((lines[0] + "\n" + forged).encode())
+    _forge_index(attacker, 1, data)
+    (failure,) = [f for f in failures_of(built) if f.step == "objects"]
+    assert failure.key == built.manifests[1].record_index.key
+    assert "does not list exactly the segment's records" in failure.message
+
+
+def test_record_index_without_its_content_size_is_caught(built: Built) -> None:
+    attacker = Attacker(built)
+    text = "\n".join(_index_lines(attacker, 0)) + "\n"
+    compressor = zstandard.ZstdCompressor(write_content_size=False)
+    data = compressor.compress(text.encode())
+    _forge_index(attacker, 0, data)
+    (failure,) = [f for f in failures_of(built) if f.step == "objects"]
+    assert "does not state its content size" in failure.message
+
+
+def test_a_chain_from_another_archive_is_caught_by_its_manifests(built: Built) -> None:
+    # Same signing key, other archive name (say a test archive): its checkpoints verify, but its
+    # manifests name the other archive.
+    failures = failures_of(built, archive_name="other.example")
+    manifests = [f for f in failures if f.step == "manifests"]
+    assert len(manifests) == len(built.manifests)
+    assert all("belongs to archive" in f.message for f in manifests)
+    assert verify_archive(built.store, built.trust, archive_name=ARCHIVE).ok

@@ -64,7 +64,17 @@ def verify_archive(
     held = set(held_keys)
     for chain_id in chains if chains is not None else chains_in(store):
         chain_heads = [head for head in heads if head.chain_id == chain_id]
-        verifier = ChainVerifier(store, trust, chain_id, report, since, until, chain_heads, held)
+        verifier = ChainVerifier(
+            store,
+            trust,
+            chain_id,
+            report,
+            since,
+            until,
+            chain_heads,
+            held,
+            archive_name=archive_name,
+        )
         verifier.run(executor, on_segment)
         report.chains.append(verifier.chain)
     for head in heads:

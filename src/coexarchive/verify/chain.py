@@ -44,7 +44,10 @@ class ChainVerifier:
         until: int | None,
         heads: Sequence[Head],
         held: set[str],
+        *,
+        archive_name: str | None = None,
     ) -> None:
+        self.archive_name = archive_name
         self.store = store
         self.trust = trust
         self.chain = ChainReport(chain_id=chain_id)
@@ -106,6 +109,15 @@ class ChainVerifier:
             if manifest.chain_id != self.chain_id or manifest.key != key:
                 self.fail("manifests", "manifest is stored under another chain or seq", key)
                 continue
+            if self.archive_name is not None and manifest.archive != self.archive_name:
+                # A checkpoint's origin names the archive, so a chain copied in from another
+                # archive signed by the same key would otherwise verify here.
+                self.fail(
+                    "manifests",
+                    f"manifest belongs to archive {manifest.archive!r}, not "
+                    f"{self.archive_name!r} (COEXARCHIVE_NAME)",
+                    key,
+                )
             manifests.append(manifest)
         if not manifests and any(
             True for _ in self.store.list(layout.checkpoint_prefix(self.chain_id))
@@ -211,16 +223,17 @@ class ChainVerifier:
         # answers, and memory must stay bounded by segment size, not archive size.
         jobs: deque[tuple[Manifest, Future[SegmentOutcome]]] = deque()
         for manifest, start in zip(manifests, states, strict=True):
-            data = self._fetch_checked(manifest)
+            data, index = self._fetch_checked(manifest)
             must_check = any(start.size < size <= manifest.tree_size for size in head_sizes)
             if data is None or not (self._in_range(manifest) or must_check):
                 if on_segment:
                     on_segment(manifest.record_count)
                 continue
             if executor is None:
-                self._absorb(check_segment(data, manifest, start, head_sizes), on_segment, manifest)
+                outcome = check_segment(data, manifest, start, head_sizes, index)
+                self._absorb(outcome, on_segment, manifest)
             else:
-                future = executor.submit(check_segment, data, manifest, start, head_sizes)
+                future = executor.submit(check_segment, data, manifest, start, head_sizes, index)
                 jobs.append((manifest, future))
                 if len(jobs) >= MAX_SEGMENTS_IN_FLIGHT:
                     done, oldest = jobs.popleft()
@@ -243,8 +256,9 @@ class ChainVerifier:
         return not (self.until is not None and manifest.min_event_time >= self.until)
 
     # Step 2: every object a manifest lists exists with its recorded size and SHA-256.
-    def _fetch_checked(self, manifest: Manifest) -> bytes | None:
+    def _fetch_checked(self, manifest: Manifest) -> tuple[bytes | None, bytes | None]:
         segment: bytes | None = None
+        index: bytes | None = None
         for ref in (manifest.segment, manifest.record_index):
             try:
                 data = self.store.get(ref.key)
@@ -267,7 +281,9 @@ class ChainVerifier:
                 continue
             if ref is manifest.segment:
                 segment = data
-        return segment
+            else:
+                index = data
+        return segment, index
 
     # Step 6: each segment's checkpoint is trusted and matches its manifest.
     def _checkpoints(self, manifests: Sequence[Manifest]) -> None:

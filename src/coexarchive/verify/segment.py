@@ -13,12 +13,13 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import zstandard
 
 from coexarchive._internal.clock import utc_date
 from coexarchive.errors import Failure, FormatError
 from coexarchive.findings import findings_of_table
 from coexarchive.seal.chain import chain_step, recompute_leaf_hashes
-from coexarchive.segments import ChainState, Manifest, read_segment
+from coexarchive.segments import ChainState, Manifest, index_text, read_segment
 
 _sha256 = hashlib.sha256
 
@@ -36,8 +37,13 @@ def check_segment(
     manifest: Manifest,
     start: ChainState,
     head_sizes: Sequence[int] = (),
+    index: bytes | None = None,
 ) -> SegmentOutcome:
     """Steps 3-5 for one segment, given the committed state before it (pure; runs in workers).
+
+    With ``index`` (the segment's record-id index, whose bytes step 2 matched to the manifest),
+    also check that it states its content size and lists exactly the segment's records: ingest
+    trusts it to recognise records already sealed, so a wrong one would make it skip new records.
 
     Whole-column comparisons decide the common case; only a segment that fails one goes through
     the row-by-row pass that names every offending ``seq``.
@@ -55,6 +61,10 @@ def check_segment(
         return SegmentOutcome(failures, 0, {})
     table = table.sort_by("seq")
     rows = table.num_rows
+    if index is not None:
+        problem = record_index_problem(index, table)
+        if problem is not None:
+            failures.append(Failure("objects", problem, chain_id, manifest.record_index.key))
     recomputed = recompute_leaf_hashes(table)
 
     # Step 3: rows — seq contiguous within the manifest's range, right chain, leaf recomputes.
@@ -202,3 +212,23 @@ def _ranges(values: Sequence[int]) -> str:
         if value is not None:
             start = prev = value
     return ", ".join(spans[:5]) + (" …" if len(spans) > 5 else "")
+
+
+def record_index_problem(index: bytes, table: pa.Table) -> str | None:
+    """Why a record-id index does not match its segment's rows, or None when it does."""
+    try:
+        declared = zstandard.get_frame_parameters(index).content_size
+        if declared == zstandard.CONTENTSIZE_UNKNOWN:
+            return "record index's zstd frame does not state its content size"
+        text = zstandard.ZstdDecompressor().decompress(index).decode("utf-8")
+    except (zstandard.ZstdError, UnicodeDecodeError) as exc:
+        return f"record index is unreadable ({exc})"
+    pairs = zip(
+        table.column("record_id").to_pylist(), table.column("kind").to_pylist(), strict=True
+    )
+    if text != index_text(pairs):
+        return (
+            "record index does not list exactly the segment's records (ingest reads it to "
+            "recognise records already sealed)"
+        )
+    return None
