@@ -6,12 +6,12 @@ import argparse
 import os
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from coexarchive._internal.cliutil import AddOptions, MakeSettings
+from coexarchive._internal.cliutil import AddOptions, MakeSettings, add_signing_key_option, binder
 from coexarchive.errors import ConfigError
 from coexarchive.retention import RetentionPolicy
 from coexarchive.settings import Settings
@@ -238,10 +238,7 @@ def cmd_redrive(args: argparse.Namespace, make_settings: MakeSettings) -> int:
 
 
 def register(sub: Any, add_archive_options: AddOptions, make_settings: MakeSettings) -> None:
-    def bind(
-        handler: Callable[[argparse.Namespace, MakeSettings], int],
-    ) -> Callable[[argparse.Namespace], int]:
-        return lambda args: handler(args, make_settings)
+    bind = binder(make_settings)
 
     from coexarchive.testing import cli as simulate_cli
 
@@ -266,7 +263,7 @@ def register(sub: Any, add_archive_options: AddOptions, make_settings: MakeSetti
     add_archive_options(ingest)
     ingest.add_argument("--prefix", default="raw/", help="raw objects to read")
     ingest.add_argument("--workers", type=int, default=1, help="local worker processes")
-    ingest.add_argument("--key", type=Path, help="signing key file (env COEXARCHIVE_SIGNING_KEY)")
+    add_signing_key_option(ingest)
     ingest.add_argument(
         "--retention",
         help="Object Lock for new objects, e.g. COMPLIANCE:7 or "
@@ -295,7 +292,7 @@ def register(sub: Any, add_archive_options: AddOptions, make_settings: MakeSetti
         "are recognised and skipped; those the parser now understands are sealed.",
     )
     add_archive_options(redrive)
-    redrive.add_argument("--key", type=Path, help="signing key file (env COEXARCHIVE_SIGNING_KEY)")
+    add_signing_key_option(redrive)
     _add_auth_option(redrive)
     redrive.set_defaults(handler=bind(cmd_redrive))
 

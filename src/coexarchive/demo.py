@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from coexarchive._internal.cliutil import MakeSettings
+from coexarchive._internal.cliutil import Bind, MakeSettings
 from coexarchive.commands import ingest_argv, upload_raw
 from coexarchive.errors import ConfigError
 from coexarchive.settings import Settings
@@ -268,10 +268,7 @@ def _steps() -> Callable[[str], None]:
     return step
 
 
-Handler = Callable[[argparse.Namespace, MakeSettings], int]
-
-
-def register_demo(sub: Any, bind: Callable[[Handler], Any]) -> None:
+def register_demo(sub: Any, bind: Bind) -> None:
     """The ``demo`` subcommand; ``bind`` hands a handler the CLI's settings factory."""
     demo = sub.add_parser(
         "demo",
