@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from coexarchive._internal.cliutil import Bind, MakeSettings
+from coexarchive._internal.cliutil import Bind, MakeSettings, shell_exports
 from coexarchive.commands import ingest_argv, upload_raw
 from coexarchive.errors import ConfigError
 from coexarchive.settings import Settings
@@ -83,12 +83,6 @@ class DemoPaths:
         }
 
 
-def _exports(env: dict[str, str]) -> list[str]:
-    import shlex
-
-    return [f"export {name}={shlex.quote(value)}" for name, value in env.items()]
-
-
 def cmd_demo(args: argparse.Namespace, make_settings: MakeSettings) -> int:
     """Embedded S3 → a week of traffic → ingest → verify → what was archived, and where."""
     from coexarchive.store.seaweed import EmbeddedS3, stop_server
@@ -107,7 +101,7 @@ def cmd_demo(args: argparse.Namespace, make_settings: MakeSettings) -> int:
             raise ConfigError(
                 f"no demo server runs on {paths.s3_dir}: start one with `coexarchive demo --keep`"
             )
-        print("\n".join(_exports(paths.environment(running, bucket, args.retention))))
+        print("\n".join(shell_exports(paths.environment(running, bucket, args.retention))))
         return 0
     paths.ensure_keys()
     step = _steps()
@@ -245,7 +239,7 @@ def _print_next_steps(
     found = shutil.which("coexarchive")
     if found is None or Path(found).resolve().parent != scripts:
         print(f'  export PATH="{scripts}:$PATH"   # where this coexarchive is installed')
-    for line in _exports(env):
+    for line in shell_exports(env):
         print(f"  {line}")
     print()
     print("Then try:")

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
+import shlex
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -21,6 +22,7 @@ __all__ = [
     "binder",
     "parse_moment",
     "parse_time",
+    "shell_exports",
 ]
 
 AddOptions = Callable[[argparse.ArgumentParser], None]
@@ -56,3 +58,8 @@ def parse_moment(text: str) -> datetime:
 def parse_time(text: str) -> int:
     """An ISO date or date-time as ms since the epoch (an argparse type)."""
     return int(parse_moment(text).timestamp() * 1000)
+
+
+def shell_exports(values: Mapping[str, str]) -> list[str]:
+    """``export NAME=value`` lines, each value quoted for a POSIX shell (for ``eval "$(…)"``)."""
+    return [f"export {name}={shlex.quote(value)}" for name, value in values.items()]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shlex
 import signal
 import sys
 import time
@@ -12,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import FrameType
 
+from coexarchive._internal.cliutil import shell_exports
 from coexarchive._internal.helpformat import Parser
 from coexarchive.errors import CoexArchiveError, ConfigError
 from coexarchive.store.s3client import create_locked_bucket
@@ -56,7 +56,7 @@ def export_lines(server: EmbeddedS3, buckets: Sequence[str]) -> list[str]:
     values = dict(server.environment())
     if buckets:
         values["COEXARCHIVE_BUCKET"] = buckets[0]
-    return [f"export {name}={shlex.quote(value)}" for name, value in values.items()]
+    return shell_exports(values)
 
 
 def _parser() -> argparse.ArgumentParser:
