@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from coexarchive._internal.cliutil import AddOptions, MakeSettings
+from coexarchive._internal.cliutil import AddOptions, MakeSettings, binder
 from coexarchive.segments import Manifest, list_manifests
 from coexarchive.store.base import ObjectStore
 from coexarchive.verify import chains_in
@@ -115,10 +114,7 @@ def cmd_chains(args: argparse.Namespace, make_settings: MakeSettings) -> int:
 
 
 def register(sub: Any, add_archive_options: AddOptions, make_settings: MakeSettings) -> None:
-    def bind(
-        handler: Callable[[argparse.Namespace, MakeSettings], int],
-    ) -> Callable[[argparse.Namespace], int]:
-        return lambda args: handler(args, make_settings)
+    bind = binder(make_settings)
 
     chains = sub.add_parser(
         "chains",

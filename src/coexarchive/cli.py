@@ -175,9 +175,9 @@ def cmd_keygen(args: argparse.Namespace) -> int:
 
 
 def cmd_s3(args: argparse.Namespace) -> int:
-    from coexarchive.store import seaweed
+    from coexarchive.store import seaweed_cli
 
-    return seaweed.main(args.rest)
+    return seaweed_cli.main(args.rest)
 
 
 # --- verify --------------------------------------------------------------------------------------
@@ -481,9 +481,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.ERROR, format="%(levelname)s %(name)s: %(message)s")
     if argv[:1] == ["s3"]:
         # The server helper has its own options; argparse.REMAINDER cannot pass leading flags.
-        from coexarchive.store import seaweed
+        from coexarchive.store import seaweed_cli
 
-        return seaweed.main(argv[1:])
+        return seaweed_cli.main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     handler: Handler = args.handler

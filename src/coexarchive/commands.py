@@ -1,20 +1,17 @@
-"""Pipeline-facing subcommands: ``simulate``, ``ingest``, ``redrive`` and ``demo``."""
+"""Pipeline-facing subcommands: ``simulate``, ``ingest`` and ``redrive`` (``demo``: demo.py)."""
 
 from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import sys
 import time
-from collections import Counter
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from coexarchive._internal.cliutil import AddOptions, MakeSettings
+from coexarchive._internal.cliutil import AddOptions, MakeSettings, add_signing_key_option, binder
 from coexarchive.errors import ConfigError
 from coexarchive.retention import RetentionPolicy
 from coexarchive.settings import Settings
@@ -147,7 +144,6 @@ def cmd_ingest(args: argparse.Namespace, make_settings: MakeSettings) -> int:
 
 def _follow(args: argparse.Namespace, settings: Settings, auth: Any) -> int:
     """``ingest --follow``: a line per pass; on SIGTERM or Ctrl-C, finish the pass and sum up."""
-    import sys
     import threading
 
     from coexarchive._internal.progress import wanted
@@ -238,264 +234,11 @@ def cmd_redrive(args: argparse.Namespace, make_settings: MakeSettings) -> int:
     return 0
 
 
-DEMO_PORT = 8350  # S3 port of the demo's server; SeaweedFS uses 8350-8354 and 18350-18354
-DEMO_BUCKET = "coexarchive-demo"
-DEMO_ARCHIVE = "coexarchive.demo"
-
-
-@dataclass(frozen=True)
-class DemoPaths:
-    """Where the demo keeps everything: one data directory, one keys folder."""
-
-    data_dir: Path
-
-    @property
-    def s3_dir(self) -> Path:
-        return self.data_dir / "s3"
-
-    @property
-    def keys_dir(self) -> Path:
-        return self.data_dir / "keys"
-
-    @property
-    def signing_key(self) -> Path:
-        return self.keys_dir / "signing.key"
-
-    @property
-    def audit_key(self) -> Path:
-        return self.keys_dir / "audit.key"
-
-    @property
-    def trust(self) -> Path:
-        return self.keys_dir / "trust.txt"
-
-    def ensure_keys(self) -> None:
-        """The ingest key and the audit key (access log, holds), both in the one trust file."""
-        from coexarchive.seal.keys import Ed25519Signer
-
-        self.keys_dir.mkdir(parents=True, exist_ok=True)
-        for path, name in ((self.signing_key, DEMO_ARCHIVE), (self.audit_key, "coexarchive.audit")):
-            if not path.exists():
-                Ed25519Signer.generate(name).to_file(path)
-        lines = self.trust.read_text().splitlines() if self.trust.exists() else []
-        for path in (self.signing_key, self.audit_key):
-            verifier = Ed25519Signer.from_file(path).verifier_key()
-            if verifier not in lines:
-                lines.append(verifier)
-        self.trust.write_text("\n".join(lines) + "\n")
-
-    def environment(self, server: Any, bucket: str, retention: str) -> dict[str, str]:
-        """Every variable that points a shell's coexarchive commands at the demo archive."""
-        from coexarchive.testing import SimulationConfig
-
-        demo_secret = SimulationConfig().app_secret.decode()  # a public demo value
-        return {
-            **server.environment(),
-            "COEXARCHIVE_BUCKET": bucket,
-            "COEXARCHIVE_NAME": DEMO_ARCHIVE,
-            "COEXARCHIVE_SIGNING_KEY": str(self.signing_key),
-            "COEXARCHIVE_AUDIT_KEY": str(self.audit_key),
-            "COEXARCHIVE_TRUST": str(self.trust),
-            "COEXARCHIVE_RETENTION": retention,
-            # What the simulation signs with, so that ingest and redrive work here too.
-            "COEXARCHIVE_APP_SECRETS": demo_secret,
-            "COEXARCHIVE_OUTBOUND_TOKEN": demo_secret,
-        }
-
-
-def _exports(env: dict[str, str]) -> list[str]:
-    import shlex
-
-    return [f"export {name}={shlex.quote(value)}" for name, value in env.items()]
-
-
-def cmd_demo(args: argparse.Namespace, make_settings: MakeSettings) -> int:
-    """Embedded S3 → a week of traffic → ingest → verify → what was archived, and where."""
-    from coexarchive.store.seaweed import EmbeddedS3, stop_server
-
-    paths = DemoPaths(Path(args.data_dir).resolve())
-    bucket = args.bucket or DEMO_BUCKET
-    if args.stop:
-        if not stop_server(paths.s3_dir):
-            print(f"no demo server runs on {paths.s3_dir}")
-            return 1
-        print(f"stopped the demo's S3 server; its data stays in {paths.s3_dir}")
-        return 0
-    if args.env:
-        running = EmbeddedS3.attach(paths.s3_dir)
-        if running is None:
-            raise ConfigError(
-                f"no demo server runs on {paths.s3_dir}: start one with `coexarchive demo --keep`"
-            )
-        print("\n".join(_exports(paths.environment(running, bucket, args.retention))))
-        return 0
-    paths.ensure_keys()
-    step = _steps()
-    server = EmbeddedS3.attach(paths.s3_dir)
-    started = server is None
-    if server is None:
-        step(
-            f"starting the embedded S3 server (SeaweedFS, 127.0.0.1:{args.port}, "
-            f"data in {paths.s3_dir})"
-        )
-        server = EmbeddedS3(paths.s3_dir, s3_port=args.port).start()
-    else:
-        step(
-            f"using the demo's S3 server still running on {server.endpoint_url} (pid {server.pid})"
-        )
-    try:
-        customer = _run_demo(args, paths, server, bucket, step)
-    except BaseException:
-        if started:  # a demo that failed leaves nothing running behind it
-            server.stop()
-        raise
-    env = paths.environment(server, bucket, args.retention)
-    if args.keep or not started:
-        if started:
-            server.detach()
-        _print_next_steps(paths, server, bucket, env, customer)
-    else:
-        server.stop()
-        print(
-            f"stopped the demo's S3 server; its data stays in {paths.data_dir}. "
-            "Run `coexarchive demo --keep` to leave it running and try reports and exports."
-        )
-    return 0
-
-
-def _run_demo(
-    args: argparse.Namespace, paths: DemoPaths, server: Any, bucket: str, step: Any
-) -> str:
-    """Run the flow; the customer with the most messages, for the commands to try next."""
-    from coexarchive._internal.progress import Progress
-    from coexarchive.raw import DeliveryAuth
-    from coexarchive.testing import SimulationConfig, simulate
-    from coexarchive.verify import verify_archive
-
-    os.environ["AWS_ACCESS_KEY_ID"] = server.access_key
-    os.environ["AWS_SECRET_ACCESS_KEY"] = server.secret_key
-    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
-    store = server.store(bucket)
-    settings = Settings(
-        bucket=bucket,
-        endpoint_url=server.endpoint_url,
-        archive_name=DEMO_ARCHIVE,
-        key_file=paths.signing_key,
-        audit_key_file=paths.audit_key,
-        trust_file=paths.trust,
-        retention=args.retention,
-    )
-    step(
-        f"generating {args.days} days of traffic for {args.customers} customers (seed {args.seed})"
-    )
-    config = SimulationConfig(seed=args.seed, customers=args.customers, days=args.days)
-    sim = simulate(config)
-    progress = Progress("  landing raw objects", len(sim.objects))
-    upload_raw(store, sim.objects, policy=settings.policy(), progress=progress)
-    progress.close()
-    print(
-        f"  {len(sim.objects)} raw objects, {len(sim.expected):,} distinct events, "
-        f"{sim.duplicates} duplicate deliveries, {sim.malformed} malformed items"
-    )
-    step("running the ingest pipeline (Apache Beam, FnApiRunner)")
-    from pipelines.ingest import run
-
-    # The simulated traffic is signed with the demo app secret, captures included.
-    demo_auth = DeliveryAuth((config.app_secret,), (config.app_secret,))
-    summary = run(ingest_argv(settings, prefix="raw/", workers=args.workers), auth=demo_auth)
-    print("\n".join("  " + line for line in summary.lines()))
-    step("verifying the archive")
-    report = verify_archive(store, settings.trust())
-    print(
-        f"  OK: {len(report.chains)} chain(s), {report.records_checked:,} rows re-hashed, "
-        "every check held"
-    )
-    step("what was archived")
-    kinds: Counter[str] = Counter()
-    from coexarchive.segments import Manifest, list_manifests
-
-    for chain in report.chains:
-        for key in list_manifests(store, chain.chain_id):
-            kinds.update(Manifest.from_bytes(store.get(key), key=key).kinds)
-    for kind, count in sorted(kinds.items()):
-        print(f"  {kind:<18} {count:>8,}")
-    print(f"  quarantined items: {summary.quarantined} (kept with reasons under quarantine/v1/)")
-    return busiest_customer(store, SimulationConfig().phone_number_id) or "CUSTOMER_ID"
-
-
-def busiest_customer(store: ObjectStore, chain_id: str) -> str | None:
-    """The customer with the most messages in ``chain_id`` (ties: the smallest id)."""
-    import io
-
-    import pyarrow.parquet as pq
-
-    from coexarchive.segments import Manifest, list_manifests
-
-    counts: Counter[str] = Counter()
-    for key in list_manifests(store, chain_id):
-        manifest = Manifest.from_bytes(store.get(key), key=key)
-        table = pq.read_table(
-            io.BytesIO(store.get(manifest.segment.key)), columns=["kind", "customer_id"]
-        )
-        for kind, customer in zip(
-            table.column("kind").to_pylist(), table.column("customer_id").to_pylist(), strict=True
-        ):
-            if kind == "message" and customer:
-                counts[customer] += 1
-    if not counts:
-        return None
-    return min(counts, key=lambda customer: (-counts[customer], customer))
-
-
-def _print_next_steps(
-    paths: DemoPaths, server: Any, bucket: str, env: dict[str, str], customer: str
-) -> None:
-    data = paths.data_dir
-    print()
-    print(f"The demo archive stays up (server pid {server.pid}):")
-    print(f"  bucket:    {bucket}")
-    print(f"  endpoint:  {server.endpoint_url} (127.0.0.1 only; data in {paths.s3_dir})")
-    print(f"  keys:      {paths.signing_key} seals the archive")
-    print(f"             {paths.audit_key} seals the access log and holds")
-    print(f"  trust:     {paths.trust} (the public keys that verify every checkpoint)")
-    print()
-    flag = "" if data == Path("var/demo").resolve() else f" --data-dir {data}"
-    print(f'Point this shell at it (or: eval "$(coexarchive demo --env{flag})"):')
-    scripts = Path(sys.argv[0]).resolve().parent
-    found = shutil.which("coexarchive")
-    if found is None or Path(found).resolve().parent != scripts:
-        print(f'  export PATH="{scripts}:$PATH"   # where this coexarchive is installed')
-    for line in _exports(env):
-        print(f"  {line}")
-    print()
-    print("Then try:")
-    print("  coexarchive report compliance                      # a report: every flag, per chain")
-    print(f"  coexarchive report transcript --customer {customer}   # one customer's conversation")
-    print(
-        f"  coexarchive export --matter demo --customer {customer} --out {data}/bundle.zip"
-        "   # an evidence bundle"
-    )
-    print()
-    print(f"Stop the server with `coexarchive demo --stop{flag}`; its data stays in {data}.")
-
-
-def _steps() -> Callable[[str], None]:
-    counter = iter(range(1, 100))
-
-    def step(text: str) -> None:
-        print(f"[{next(counter)}] {text}", flush=True)
-
-    return step
-
-
 # --- registration --------------------------------------------------------------------------------
 
 
 def register(sub: Any, add_archive_options: AddOptions, make_settings: MakeSettings) -> None:
-    def bind(
-        handler: Callable[[argparse.Namespace, MakeSettings], int],
-    ) -> Callable[[argparse.Namespace], int]:
-        return lambda args: handler(args, make_settings)
+    bind = binder(make_settings)
 
     from coexarchive.testing import cli as simulate_cli
 
@@ -520,7 +263,7 @@ def register(sub: Any, add_archive_options: AddOptions, make_settings: MakeSetti
     add_archive_options(ingest)
     ingest.add_argument("--prefix", default="raw/", help="raw objects to read")
     ingest.add_argument("--workers", type=int, default=1, help="local worker processes")
-    ingest.add_argument("--key", type=Path, help="signing key file (env COEXARCHIVE_SIGNING_KEY)")
+    add_signing_key_option(ingest)
     ingest.add_argument(
         "--retention",
         help="Object Lock for new objects, e.g. COMPLIANCE:7 or "
@@ -549,47 +292,13 @@ def register(sub: Any, add_archive_options: AddOptions, make_settings: MakeSetti
         "are recognised and skipped; those the parser now understands are sealed.",
     )
     add_archive_options(redrive)
-    redrive.add_argument("--key", type=Path, help="signing key file (env COEXARCHIVE_SIGNING_KEY)")
+    add_signing_key_option(redrive)
     _add_auth_option(redrive)
     redrive.set_defaults(handler=bind(cmd_redrive))
 
-    demo = sub.add_parser(
-        "demo",
-        help="run the whole flow on a local embedded S3 and show what was archived",
-        description="Start SeaweedFS on 127.0.0.1, generate a week of traffic for a demo "
-        "business, ingest it, verify the archive and print what was archived, quarantined "
-        "and where. With --keep the server stays up and the demo prints the settings to export "
-        "and commands to try; a later run reuses it (and re-verifies everything in it).",
-    )
-    demo.add_argument("--data-dir", default="var/demo", help="where the demo keeps its data")
-    demo.add_argument("--bucket", default=None, help=f"bucket (default {DEMO_BUCKET})")
-    demo.add_argument(
-        "--port",
-        type=int,
-        default=DEMO_PORT,
-        help=f"S3 port (default {DEMO_PORT}; SeaweedFS also uses the next 4 and each + 10000)",
-    )
-    mode = demo.add_mutually_exclusive_group()
-    mode.add_argument(
-        "--keep",
-        action="store_true",
-        help="leave the server running and print how to use it (what `make demo` does)",
-    )
-    mode.add_argument("--stop", action="store_true", help="stop a server left running by --keep")
-    mode.add_argument(
-        "--env", action="store_true", help="print `export` lines for the running demo archive"
-    )
-    demo.add_argument("--seed", type=int, default=7, help="random seed of the simulated traffic")
-    demo.add_argument("--customers", type=int, default=20, help="customers of the demo business")
-    demo.add_argument("--days", type=int, default=7, help="days of simulated live traffic")
-    demo.add_argument("--workers", type=int, default=1, help="local Beam worker processes")
-    demo.add_argument(
-        "--retention",
-        default="GOVERNANCE:1",
-        help="demo default GOVERNANCE:1 so the demo data can be removed; "
-        "production uses COMPLIANCE",
-    )
-    demo.set_defaults(handler=bind(cmd_demo))
+    from coexarchive.demo import register_demo
+
+    register_demo(sub, bind)
 
 
 def _add_auth_option(parser: argparse.ArgumentParser) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 
-import pipelines.ingest as ingest_module
+import pipelines.normalize_step as normalize_step
 from coexarchive import quarantine
 from coexarchive.cli import main
 from coexarchive.commands import upload_raw
@@ -53,7 +53,7 @@ def test_redrive_seals_what_the_fixed_parser_understands(
     sim = simulate(SimulationConfig(seed=5, customers=4, days=2, malformed_rate=0.0))
     upload_raw(s3_store, sim.objects, policy=RetentionPolicy.parse("GOVERNANCE:1"))
 
-    monkeypatch.setattr(ingest_module, "normalize_delivery", old_parser)
+    monkeypatch.setattr(normalize_step, "normalize_delivery", old_parser)
     spec = StoreSpec(s3_store.bucket, endpoint_url=seaweed.endpoint_url, region_name="us-east-1")
     seal = SealSpec(str(key_file), "coexarchive.test", "GOVERNANCE:1")
     first = run_pipeline(

@@ -399,6 +399,17 @@ def test_outbound_refuses_bad_signatures(running: Running, header: str | None, s
     assert running.landed() == []
 
 
+def test_refusals_are_counted_under_their_endpoints_reasons(running: Running) -> None:
+    httpx.post(running.url + "/outbound", content=CAPTURE_BODY)
+    httpx.post(running.url + "/outbound", content=CAPTURE_BODY, headers=signed(CAPTURE_BODY))
+    post(running, BODY, {})
+    text = httpx.get(running.url + "/metrics").text
+    for reason in ("capture_signature_missing", "capture_signature_invalid", "signature_missing"):
+        assert f'coexarchive_receiver_rejections_total{{reason="{reason}"}} 1' in text
+    assert 'reason="signature_invalid"' not in text
+    assert running.landed() == []
+
+
 def test_outbound_refuses_a_body_signed_with_the_app_secret(running: Running) -> None:
     # A Meta-signed webhook body is not a capture: the two secrets are separate.
     reply = httpx.post(

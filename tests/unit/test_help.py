@@ -17,7 +17,7 @@ from coexarchive.cli import (
     build_parser,
     subcommands,
 )
-from coexarchive.store import seaweed
+from coexarchive.store import seaweed_cli
 from coexarchive.testing import cli as simulate_cli
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -28,7 +28,7 @@ def every_parser() -> Iterator[argparse.ArgumentParser]:
     root = build_parser()
     yield root
     yield from subcommands(root)
-    yield seaweed._parser()  # `coexarchive s3` hands its arguments to this parser
+    yield seaweed_cli._parser()  # `coexarchive s3` hands its arguments to this parser
     yield simulate_cli.parser()
 
 

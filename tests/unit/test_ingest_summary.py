@@ -350,15 +350,15 @@ def test_records_that_enrichment_replaced_still_count_as_input(
 ) -> None:
     import dataclasses
 
-    import pipelines.ingest as ingest_module
+    import pipelines.seal_step as seal_step
 
-    real = ingest_module.enrich_for_seal
+    real = seal_step.enrich_for_seal
 
     def flagging(*args: Any, **kwargs: Any) -> list[Record]:
         # Enrichment hands back new objects for the records it flags, as apply() does.
         return [dataclasses.replace(record) for record in real(*args, **kwargs)]
 
-    monkeypatch.setattr(ingest_module, "enrich_for_seal", flagging)
+    monkeypatch.setattr(seal_step, "enrich_for_seal", flagging)
     outcome = seal(MemoryStore(), records_of(*OBJECTS))
     assert outcome["sealed"] == 3 and outcome["derived"] == {"consent_event": 1}
 

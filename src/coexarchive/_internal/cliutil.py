@@ -3,23 +3,47 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
+import shlex
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
+from pathlib import Path
 
 from coexarchive._internal.helpformat import HelpFormatter, Parser
 from coexarchive.settings import Settings
 
 __all__ = [
     "AddOptions",
+    "Bind",
+    "Handler",
     "HelpFormatter",
     "MakeSettings",
     "Parser",
+    "add_signing_key_option",
+    "binder",
     "parse_moment",
     "parse_time",
+    "shell_exports",
 ]
 
 AddOptions = Callable[[argparse.ArgumentParser], None]
 MakeSettings = Callable[..., Settings]
+# A command's handler takes the CLI's settings factory; ``binder`` turns it into argparse's kind.
+Handler = Callable[[argparse.Namespace, MakeSettings], int]
+Bind = Callable[[Handler], Callable[[argparse.Namespace], int]]
+
+
+def binder(make_settings: MakeSettings) -> Bind:
+    """What hands every handler of a command module ``make_settings`` when argparse calls it."""
+
+    def bind(handler: Handler) -> Callable[[argparse.Namespace], int]:
+        return lambda args: handler(args, make_settings)
+
+    return bind
+
+
+def add_signing_key_option(parser: argparse.ArgumentParser) -> None:
+    """``--key``: the archive's signing key file, for commands that seal."""
+    parser.add_argument("--key", type=Path, help="signing key file (env COEXARCHIVE_SIGNING_KEY)")
 
 
 def parse_moment(text: str) -> datetime:
@@ -34,3 +58,8 @@ def parse_moment(text: str) -> datetime:
 def parse_time(text: str) -> int:
     """An ISO date or date-time as ms since the epoch (an argparse type)."""
     return int(parse_moment(text).timestamp() * 1000)
+
+
+def shell_exports(values: Mapping[str, str]) -> list[str]:
+    """``export NAME=value`` lines, each value quoted for a POSIX shell (for ``eval "$(…)"``)."""
+    return [f"export {name}={shlex.quote(value)}" for name, value in values.items()]

@@ -8,11 +8,16 @@ from __future__ import annotations
 
 import argparse
 from collections import defaultdict
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from coexarchive._internal.cliutil import AddOptions, MakeSettings, parse_time
+from coexarchive._internal.cliutil import (
+    AddOptions,
+    MakeSettings,
+    add_signing_key_option,
+    binder,
+    parse_time,
+)
 from coexarchive._internal.clock import now_ms
 from coexarchive.enrich.context import load_context, waba_chain
 from coexarchive.enrich.crm import parse_consent_file
@@ -143,10 +148,7 @@ def cmd_reassess(args: argparse.Namespace, make_settings: MakeSettings) -> int:
 
 
 def register(sub: Any, add_archive_options: AddOptions, make_settings: MakeSettings) -> None:
-    def bind(
-        handler: Callable[[argparse.Namespace, MakeSettings], int],
-    ) -> Callable[[argparse.Namespace], int]:
-        return lambda args: handler(args, make_settings)
+    bind = binder(make_settings)
 
     consent = sub.add_parser(
         "consent",
@@ -168,7 +170,7 @@ def register(sub: Any, add_archive_options: AddOptions, make_settings: MakeSetti
         "--format", choices=("csv", "json"), help="file format (default: from the extension)"
     )
     cimport.add_argument("--chain", help="chain (phone number id) for rows without chain_id")
-    cimport.add_argument("--key", type=Path, help="signing key file (env COEXARCHIVE_SIGNING_KEY)")
+    add_signing_key_option(cimport)
     cimport.set_defaults(handler=bind(cmd_consent_import))
 
     templates = sub.add_parser(
@@ -192,7 +194,7 @@ def register(sub: Any, add_archive_options: AddOptions, make_settings: MakeSetti
     timport.add_argument(
         "--as-of", type=parse_time, help="when the catalogue was fetched (ISO; default: now)"
     )
-    timport.add_argument("--key", type=Path, help="signing key file (env COEXARCHIVE_SIGNING_KEY)")
+    add_signing_key_option(timport)
     timport.set_defaults(handler=bind(cmd_templates_import))
 
     again = sub.add_parser(
@@ -207,6 +209,6 @@ def register(sub: Any, add_archive_options: AddOptions, make_settings: MakeSetti
     again.add_argument("--since", type=parse_time, required=True, help="ISO date or date-time")
     again.add_argument("--until", type=parse_time, help="ISO date or date-time (default: now)")
     again.add_argument("--chain", help="one chain (phone number id); default: every chain")
-    again.add_argument("--key", type=Path, help="signing key file (env COEXARCHIVE_SIGNING_KEY)")
+    add_signing_key_option(again)
     again.add_argument("--dry-run", action="store_true", help="report, seal nothing")
     again.set_defaults(handler=bind(cmd_reassess))

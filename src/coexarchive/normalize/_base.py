@@ -236,6 +236,29 @@ class _Change:
             **columns,
         )
 
+    def system_record(
+        self,
+        *,
+        record_id: str,
+        path: str,
+        raw: Any,
+        kind: Kind = Kind.ACCOUNT_EVENT,
+        extra: dict[str, Any] | None = None,
+        **columns: Any,
+    ) -> Record:
+        """An event the platform itself reports (an error, a status): no item time, no party."""
+        return self.record(
+            record_id=record_id,
+            kind=kind,
+            origin=Origin.SYSTEM,
+            direction=Direction.NONE,
+            seconds=None,
+            path=path,
+            raw=raw,
+            extra={} if extra is None else extra,
+            **columns,
+        )
+
     def contact(self, wa_id: str | None, user_id: str | None) -> dict[str, Any] | None:
         found = self.contacts.get(wa_id or "") or self.contacts.get(user_id or "")
         return found if found is not None else self.single_contact

@@ -116,15 +116,10 @@ def _history_error(change: _Change) -> Callable[[Any, str], Record]:
     def handle(raw: dict[str, Any], path: str) -> Record:
         error = WebhookError.model_validate(raw)
         declined = error.code == HISTORY_DECLINED_CODE
-        return change.record(
+        return change.system_record(
             record_id=stable_id("history_error", change.chain_id, error.code, _digest(raw)),
-            kind=Kind.ACCOUNT_EVENT,
-            origin=Origin.SYSTEM,
-            direction=Direction.NONE,
-            seconds=None,
             path=path,
             raw=raw,
-            extra={},
             msg_type="history_declined" if declined else "history_error",
             status="declined" if declined else "error",
             error_code=error.code,
@@ -138,12 +133,8 @@ def _history_progress(
 ) -> Record:
     """A chunk with no messages and no errors still says how far the import has got."""
     progress = chunk["progress"]
-    return change.record(
+    return change.system_record(
         record_id=stable_id("history_chunk", change.chain_id, _digest(raw)),
-        kind=Kind.ACCOUNT_EVENT,
-        origin=Origin.SYSTEM,
-        direction=Direction.NONE,
-        seconds=None,
         path=path,
         raw=raw,
         extra={"history": chunk},

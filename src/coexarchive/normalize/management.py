@@ -6,7 +6,7 @@ from collections.abc import Callable
 from typing import Any, Final
 
 from coexarchive.normalize._base import _Change, _digest
-from coexarchive.records import Direction, Kind, Origin, Record, stable_id
+from coexarchive.records import Kind, Record, stable_id
 from coexarchive.webhooks.account import AccountUpdate
 from coexarchive.webhooks.quality import PhoneNumberQualityUpdate
 from coexarchive.webhooks.templates import (
@@ -30,12 +30,9 @@ def _management_record(
     **columns: Any,
 ) -> Record:
     """A system event of a management field (templates, account, phone quality) at entry time."""
-    return change.record(
+    return change.system_record(
         record_id=_management_id(change, raw),
         kind=kind,
-        origin=Origin.SYSTEM,
-        direction=Direction.NONE,
-        seconds=None,
         path=path,
         raw=raw,
         extra=extra,
@@ -121,14 +118,11 @@ def _phone_quality(change: _Change, raw: dict[str, Any], path: str) -> Record:
 
 def _unsupported(change: _Change, raw: Any, path: str, key: str | None) -> Record:
     """A field, or a part of a value, that is not modelled yet: archived whole."""
-    return change.record(
+    return change.system_record(
         record_id=stable_id(
             "unsupported", change.chain_id, change.field, key, change.entry_time, _digest(raw)
         ),
         kind=Kind.UNSUPPORTED,
-        origin=Origin.SYSTEM,
-        direction=Direction.NONE,
-        seconds=None,
         path=path,
         raw=raw,
         extra={"value_key": key} if key is not None else {},

@@ -350,15 +350,10 @@ def _status_record(
 def _value_error(change: _Change) -> Callable[[Any, str], Record]:
     def handle(raw: dict[str, Any], path: str) -> Record:
         error = WebhookError.model_validate(raw)
-        return change.record(
+        return change.system_record(
             record_id=stable_id("error", change.chain_id, change.field, error.code, _digest(raw)),
-            kind=Kind.ACCOUNT_EVENT,
-            origin=Origin.SYSTEM,
-            direction=Direction.NONE,
-            seconds=None,
             path=path,
             raw=raw,
-            extra={},
             msg_type="webhook_error",
             status="error",
             error_code=error.code,

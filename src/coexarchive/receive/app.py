@@ -12,7 +12,7 @@ import hmac
 import logging
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import orjson
@@ -121,16 +121,10 @@ def handshake(config: ReceiverConfig, params: Mapping[str, str]) -> Response:
 async def _webhook_post(receiver: Receiver, request: Request) -> Response:
     started = time.perf_counter()
     received_at = receiver.config.clock_ms()
-    signature = request.headers.get(SIGNATURE_HEADER)
-    if signature is None:
-        return _reject(receiver, 401, "signature_missing")
-    body = await _read_body(request, receiver.config.max_body_bytes)
-    if isinstance(body, Response):
-        receiver.metrics.rejections[_reason(body)] += 1
-        return body
     # Step 1: the HMAC is over the exact bytes received, under any current app secret.
-    if not verify_signature(body, signature, receiver.config.app_secrets):
-        return _reject(receiver, 403, "signature_invalid")
+    body = await _signed_body(receiver, request, receiver.config.app_secrets, "")
+    if isinstance(body, Response):
+        return body
     # Step 2: durable before answering; what the body contains is ingest's business.
     response = await _land(receiver, "webhook", request, body, received_at)
     if response.status_code == 200:
@@ -151,20 +145,33 @@ async def _outbound(receiver: Receiver, request: Request) -> Response:
     secrets = receiver.config.capture_secrets
     if not secrets:
         return _plain(404, "Not Found")
-    signature = request.headers.get(SIGNATURE_HEADER)
-    if signature is None:
-        return _reject(receiver, 401, "capture_signature_missing")
-    body = await _read_body(request, receiver.config.max_body_bytes)
+    body = await _signed_body(receiver, request, secrets, "capture_")
     if isinstance(body, Response):
-        receiver.metrics.rejections[_reason(body)] += 1
         return body
-    if not verify_signature(body, signature, secrets):
-        return _reject(receiver, 403, "capture_signature_invalid")
     problem = outbound_problem(body)
     if problem is not None:
         # Our own sender can fix its request; Meta is not involved, so a 4xx is safe here.
         return _reject(receiver, 422, "outbound_malformed", problem)
     return await _land(receiver, "outbound", request, body, received_at)
+
+
+async def _signed_body(
+    receiver: Receiver, request: Request, secrets: Sequence[bytes], reason_prefix: str
+) -> bytes | Response:
+    """The request's exact bytes if their signature verifies under one of ``secrets``.
+
+    Otherwise the rejection to answer with, counted under ``reason_prefix`` and the reason.
+    """
+    signature = request.headers.get(SIGNATURE_HEADER)
+    if signature is None:
+        return _reject(receiver, 401, reason_prefix + "signature_missing")
+    body = await _read_body(request, receiver.config.max_body_bytes)
+    if isinstance(body, Response):
+        receiver.metrics.rejections[_reason(body)] += 1
+        return body
+    if not verify_signature(body, signature, secrets):
+        return _reject(receiver, 403, reason_prefix + "signature_invalid")
+    return body
 
 
 def outbound_problem(body: bytes) -> str | None:

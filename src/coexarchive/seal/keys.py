@@ -150,11 +150,7 @@ class Ed25519Signer:
     @classmethod
     def from_file(cls, path: str | os.PathLike[str]) -> Ed25519Signer:
         """Read a note private key file."""
-        try:
-            text = Path(path).read_text(encoding="utf-8")
-        except OSError as exc:
-            raise ConfigError(f"cannot read private key file {os.fspath(path)!r}: {exc}") from None
-        return cls.parse(text)
+        return cls.parse(_read_text(path, "private key file"))
 
     def unsafe_private_key_text(self) -> str:
         """The private key in note format: secret material, never log or archive it."""
@@ -289,10 +285,7 @@ class TrustStore:
 
     @classmethod
     def from_file(cls, path: str | os.PathLike[str]) -> TrustStore:
-        try:
-            text = Path(path).read_text(encoding="utf-8")
-        except OSError as exc:
-            raise ConfigError(f"cannot read trust file {os.fspath(path)!r}: {exc}") from None
+        text = _read_text(path, "trust file")
         try:
             return cls.parse(text)
         except ConfigError as exc:
@@ -301,3 +294,11 @@ class TrustStore:
     def find(self, name: str, key_id: bytes) -> Verifier | None:
         """The trusted key with this name and key id, if any."""
         return self._by_id.get((name, key_id))
+
+
+def _read_text(path: str | os.PathLike[str], what: str) -> str:
+    """A key or trust file's text; ConfigError naming ``what`` and the path if unreadable."""
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read {what} {os.fspath(path)!r}: {exc}") from None

@@ -17,210 +17,56 @@ without default retention.
 from __future__ import annotations
 
 import builtins
-import math
-import os
 import random
 import time
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, NoReturn
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any, NoReturn
 from urllib.parse import urlsplit
 
 import boto3
-from botocore.config import Config
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
-    ConnectionClosedError,
-    ConnectTimeoutError,
-    EndpointConnectionError,
-    NoCredentialsError,
-    ReadTimeoutError,
 )
 
 from coexarchive.errors import (
-    ConfigError,
     ObjectExistsError,
     ObjectMissingError,
     RetentionError,
     StorageError,
 )
 from coexarchive.store.base import LockMode, ObjectInfo, Retention, sha256_hex
+from coexarchive.store.s3client import (
+    BAD_CREDENTIALS,
+    CONDITIONAL_CONFLICT,
+    INVALID,
+    MISSING,
+    NO_LEGAL_HOLD,
+    NO_LOCK_CONFIG,
+    PRECONDITION_FAILED,
+    S3Timeouts,
+    connection_problem,
+    create_locked_bucket,
+    describe,
+    endpoint_of,
+    error_code,
+    missing_bucket,
+    require_object_lock,
+)
 
 if TYPE_CHECKING:
     from pyarrow.fs import S3FileSystem
 
-_MISSING = frozenset({"NoSuchKey", "404", "NotFound"})
-_NO_LOCK_CONFIG = frozenset(
-    {"NoSuchObjectLockConfiguration", "ObjectLockConfigurationNotFoundError"}
-)
-_NO_LEGAL_HOLD = _NO_LOCK_CONFIG | {"NoSuchObjectLegalHold"}
-_REFUSED = frozenset({"AccessDenied", "InvalidRequest", "InvalidArgument"})
-_INVALID = frozenset({"InvalidRequest", "InvalidArgument"})
-_BAD_CREDENTIALS = frozenset({"InvalidAccessKeyId", "SignatureDoesNotMatch"})
-_PRECONDITION_FAILED = frozenset({"PreconditionFailed", "412"})
-_CONDITIONAL_CONFLICT = frozenset({"ConditionalRequestConflict", "409"})
-
-
-@dataclass(frozen=True)
-class S3Timeouts:
-    """How long one S3 request may take, and how often a failed one is retried.
-
-    ``connect`` bounds opening a connection, ``read`` each wait for the server's answer (per
-    socket read, so large objects stream without limit), ``max_attempts`` counts the first try.
-    Retries use botocore's ``standard`` mode: exponential back-off with jitter, on throttling,
-    5xx answers and connection errors. A server that accepts connections but never answers fails
-    after about ``max_attempts * read`` seconds; a closed port within a second or two.
-    """
-
-    connect: float = 5.0
-    read: float = 10.0
-    max_attempts: int = 3
-
-    ENV: ClassVar[Mapping[str, str]] = {
-        "connect": "COEXARCHIVE_S3_CONNECT_TIMEOUT",
-        "read": "COEXARCHIVE_S3_READ_TIMEOUT",
-        "max_attempts": "COEXARCHIVE_S3_MAX_ATTEMPTS",
-    }
-
-    def __post_init__(self) -> None:
-        for name, value in (("connect", self.connect), ("read", self.read)):
-            if not (math.isfinite(value) and value > 0):
-                raise ConfigError(
-                    f"S3 {name} timeout must be a positive number of seconds, got {value!r} "
-                    f"(option --s3-{name}-timeout or {self.ENV[name]})"
-                )
-        if not 1 <= self.max_attempts <= 20:
-            raise ConfigError(
-                f"S3 max attempts must be within 1..20, got {self.max_attempts!r} "
-                f"(option --s3-max-attempts or {self.ENV['max_attempts']})"
-            )
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> S3Timeouts:
-        """Defaults, overridden by ``COEXARCHIVE_S3_*`` variables that are set and non-empty."""
-        env = os.environ if env is None else env
-        values: dict[str, Any] = {}
-        for name, variable in cls.ENV.items():
-            text = env.get(variable, "").strip()
-            if not text:
-                continue
-            try:
-                values[name] = int(text) if name == "max_attempts" else float(text)
-            except ValueError:
-                raise ConfigError(f"{variable}={text!r} is not a number") from None
-        return cls(**values)
-
-    def botocore_config(self) -> Config:
-        return Config(
-            connect_timeout=self.connect,
-            read_timeout=self.read,
-            retries={"mode": "standard", "total_max_attempts": self.max_attempts},
-        )
-
-
-def _code(error: ClientError) -> str:
-    return str(error.response.get("Error", {}).get("Code", "Unknown"))
-
-
-def _describe(error: ClientError | BotoCoreError) -> str:
-    """Code and message from the server; never request headers, so never credentials."""
-    if isinstance(error, ClientError):
-        message = error.response.get("Error", {}).get("Message", "")
-        return f"{_code(error)}: {message}" if message else _code(error)
-    return type(error).__name__ + ": " + str(error)
-
-
-def endpoint_of(client: Any) -> str:
-    """Where ``client`` sends requests, for messages (no credentials in it)."""
-    return str(getattr(client.meta, "endpoint_url", None) or "AWS S3")
-
-
-def connection_problem(error: BaseException, endpoint: str, during: str = "") -> str | None:
-    """One line for an S3 server that cannot be reached or did not answer; None for others."""
-    at = f"{endpoint} ({during})" if during else endpoint
-    local = (urlsplit(endpoint).hostname or "") in ("127.0.0.1", "localhost", "::1")
-    start = (
-        "start it with `coexarchive s3 --background` or point COEXARCHIVE_ENDPOINT_URL at yours"
-        if local
-        else "check the endpoint (COEXARCHIVE_ENDPOINT_URL, --endpoint-url) and the network"
-    )
-    if isinstance(error, ReadTimeoutError):
-        return (
-            f"S3 at {at} accepted the connection but did not answer in time "
-            "(read timeout on every attempt); the server is stuck or overloaded: check it (the "
-            "embedded server logs to weed.log in its data directory) or raise "
-            f"{S3Timeouts.ENV['read']}"
-        )
-    if isinstance(error, ConnectTimeoutError):
-        return f"cannot reach S3 at {at}: connecting timed out; {start}"
-    if isinstance(error, EndpointConnectionError | ConnectionClosedError):
-        return f"cannot reach S3 at {at}: nothing answers there; {start}"
-    if isinstance(error, NoCredentialsError):
-        return (
-            f"no S3 credentials for {at}: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY "
-            'or AWS_PROFILE (for the embedded server: eval "$(coexarchive s3 --env)")'
-        )
-    return None
-
-
-def missing_bucket(bucket: str, endpoint: str) -> str:
-    return (
-        f"bucket {bucket!r} does not exist at {endpoint}: create it with Object Lock "
-        f"(`coexarchive s3 --bucket {bucket}` for the embedded server; infra/README.md on AWS) "
-        "or set COEXARCHIVE_BUCKET to the archive's bucket"
-    )
-
-
-def create_locked_bucket(client: Any, bucket: str) -> None:
-    """Create ``bucket`` with Object Lock (and so versioning) enabled; a no-op if it exists.
-
-    An existing bucket without Object Lock is refused with :class:`RetentionError`: S3 cannot add
-    the lock to a bucket that has objects on every server this project supports, and an archive in
-    an unlocked bucket would promise what it cannot keep.
-    """
-    args: dict[str, Any] = {"Bucket": bucket, "ObjectLockEnabledForBucket": True}
-    region = client.meta.region_name
-    if region and region != "us-east-1":
-        args["CreateBucketConfiguration"] = {"LocationConstraint": region}
-    try:
-        client.create_bucket(**args)
-    except ClientError as error:
-        # SeaweedFS answers BucketAlreadyExists for a bucket of ours created with other settings.
-        if _code(error) not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
-            raise StorageError(f"cannot create bucket {bucket!r}: {_describe(error)}") from None
-    except BotoCoreError as error:
-        problem = connection_problem(error, endpoint_of(client))
-        raise StorageError(
-            problem or f"cannot create bucket {bucket!r}: {_describe(error)}"
-        ) from None
-    require_object_lock(client, bucket)
-
-
-def require_object_lock(client: Any, bucket: str) -> None:
-    """RetentionError unless ``bucket`` exists with Object Lock enabled."""
-    unlocked = (
-        f"bucket {bucket!r} at {endpoint_of(client)} exists without Object Lock, so nothing in it "
-        "could be locked; use another bucket name (`--bucket NAME` and COEXARCHIVE_BUCKET=NAME), "
-        "or on the embedded server start over with an empty --data-dir if the bucket holds "
-        "nothing you need"
-    )
-    try:
-        config = client.get_object_lock_configuration(Bucket=bucket)
-    except BotoCoreError as error:
-        problem = connection_problem(error, endpoint_of(client))
-        detail = f"cannot read bucket {bucket!r}: {_describe(error)}"
-        raise StorageError(problem or detail) from None
-    except ClientError as error:
-        if _code(error) == "NoSuchBucket":
-            raise StorageError(missing_bucket(bucket, endpoint_of(client))) from None
-        if _code(error) not in _NO_LOCK_CONFIG:
-            raise StorageError(
-                f"bucket {bucket!r} exists but cannot be used: {_describe(error)}"
-            ) from None
-        raise RetentionError(unlocked) from None
-    if config.get("ObjectLockConfiguration", {}).get("ObjectLockEnabled") != "Enabled":
-        raise RetentionError(unlocked)
+# Defined in s3client, importable from here as before.
+__all__ = [
+    "S3Store",
+    "S3Timeouts",
+    "connection_problem",
+    "create_locked_bucket",
+    "endpoint_of",
+    "missing_bucket",
+    "require_object_lock",
+]
 
 
 class S3Store:
@@ -302,12 +148,12 @@ class S3Store:
                 self._client.put_object(IfNoneMatch="*", **args)
                 return True
             except ClientError as error:
-                code = _code(error)
-                if code in _PRECONDITION_FAILED:
+                code = error_code(error)
+                if code in PRECONDITION_FAILED:
                     return self._settle_existing(key, data)
-                if code in _INVALID and retention is not None:
+                if code in INVALID and retention is not None:
                     self._explain_unlocked_bucket()
-                if code not in _CONDITIONAL_CONFLICT:
+                if code not in CONDITIONAL_CONFLICT:
                     self._raise(error, "put", key)
             except BotoCoreError as error:
                 self._raise(error, "put", key)
@@ -412,7 +258,7 @@ class S3Store:
         except (ClientError, BotoCoreError) as error:
             raise ObjectExistsError(
                 key,
-                f"lost a create race and could not remove version {version_id}: {_describe(error)}",
+                f"lost a create race and could not remove version {version_id}: {describe(error)}",
             ) from None
 
     def _get_version(self, key: str, version_id: str) -> bytes:
@@ -435,7 +281,7 @@ class S3Store:
         try:
             self._client.head_object(Bucket=self.bucket, Key=key)
         except ClientError as error:
-            if _code(error) in _MISSING:
+            if error_code(error) in MISSING:
                 return False
             self._raise(error, "head", key)
         except BotoCoreError as error:
@@ -480,7 +326,7 @@ class S3Store:
         try:
             response = self._client.get_object_retention(**self._target(key, version_id))
         except ClientError as error:
-            if _code(error) in _NO_LOCK_CONFIG:
+            if error_code(error) in NO_LOCK_CONFIG:
                 return None
             self._raise(error, "get retention of", key)
         except BotoCoreError as error:
@@ -495,7 +341,7 @@ class S3Store:
         try:
             response = self._client.get_object_legal_hold(**self._target(key, version_id))
         except ClientError as error:
-            if _code(error) in _NO_LEGAL_HOLD:
+            if error_code(error) in NO_LEGAL_HOLD:
                 return False
             self._raise(error, "get legal hold of", key)
         except BotoCoreError as error:
@@ -514,7 +360,7 @@ class S3Store:
             if not self.exists(key):
                 raise ObjectMissingError(key) from None
             raise RetentionError(
-                f"cannot {'place' if on else 'remove'} legal hold on {key!r}: {_describe(error)}"
+                f"cannot {'place' if on else 'remove'} legal hold on {key!r}: {describe(error)}"
             ) from None
 
     def extend_retention(self, key: str, retention: Retention) -> None:
@@ -534,11 +380,11 @@ class S3Store:
                 Retention={"Mode": retention.mode, "RetainUntilDate": retention.retain_until},
             )
         except ClientError as error:
-            if _code(error) in _MISSING:
+            if error_code(error) in MISSING:
                 raise ObjectMissingError(key) from None
             raise RetentionError(
                 f"server refused retention {retention.mode} until "
-                f"{retention.retain_until.isoformat()} on {key!r}: {_describe(error)}"
+                f"{retention.retain_until.isoformat()} on {key!r}: {describe(error)}"
             ) from None
         except BotoCoreError as error:
             self._raise(error, "set retention of", key)
@@ -554,12 +400,12 @@ class S3Store:
     def _raise(self, error: ClientError | BotoCoreError, operation: str, key: str) -> NoReturn:
         endpoint = endpoint_of(self._client)
         if isinstance(error, ClientError):
-            code = _code(error)
-            if code in _MISSING:
+            code = error_code(error)
+            if code in MISSING:
                 raise ObjectMissingError(key) from None
             if code == "NoSuchBucket":
                 raise StorageError(missing_bucket(self.bucket, endpoint)) from None
-            if code in _BAD_CREDENTIALS:
+            if code in BAD_CREDENTIALS:
                 raise StorageError(
                     f"S3 at {endpoint} does not accept these credentials ({code}, {operation} "
                     f"{key!r}): check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_PROFILE "
@@ -569,7 +415,7 @@ class S3Store:
         if problem is not None:
             raise StorageError(problem) from None
         raise StorageError(
-            f"S3 {operation} {key!r} in bucket {self.bucket!r} failed: {_describe(error)}"
+            f"S3 {operation} {key!r} in bucket {self.bucket!r} failed: {describe(error)}"
         ) from None
 
     def filesystem(self) -> S3FileSystem:

@@ -19,7 +19,7 @@ from typing import Any
 
 import orjson
 
-from coexarchive._internal.cliutil import AddOptions, MakeSettings, parse_time
+from coexarchive._internal.cliutil import AddOptions, MakeSettings, binder, parse_time
 from coexarchive.errors import ConfigError
 from coexarchive.query.access_log import AccessEntry, AccessLog, auditor_identity
 from coexarchive.query.views import ArchiveCatalog
@@ -372,10 +372,7 @@ def _common(parser: argparse.ArgumentParser, add_archive_options: AddOptions) ->
 
 
 def register(sub: Any, add_archive_options: AddOptions, make_settings: MakeSettings) -> None:
-    def bind(
-        handler: Callable[[argparse.Namespace, MakeSettings], int],
-    ) -> Callable[[argparse.Namespace], int]:
-        return lambda args: handler(args, make_settings)
+    bind = binder(make_settings)
 
     policy = sub.add_parser(
         "policy",

@@ -234,17 +234,7 @@ class _LiveTraffic(_SimulatorBase):
                 {"type": "text", "text": {"body": self.rng.choice(_REPLIES[customer.language])}}
             )
         customer.business_wamids.append(wamid)
-        self.add(
-            _Item(
-                at,
-                "smb_message_echoes",
-                "message_echoes",
-                self.chain,
-                echo,
-                ExpectedEvent(Kind.ECHO, self.chain, wamid),
-                customer,
-            )
-        )
+        self._add_echo(customer, at, echo, Kind.ECHO, wamid)
         roll = self.rng.random()
         if roll < 0.08:
             edit_at = at + self.rng.randrange(20, 900)
@@ -260,34 +250,30 @@ class _LiveTraffic(_SimulatorBase):
                     },
                 }
             )
-            self.add(
-                _Item(
-                    edit_at,
-                    "smb_message_echoes",
-                    "message_echoes",
-                    self.chain,
-                    edit,
-                    ExpectedEvent(Kind.MESSAGE_EDIT, self.chain, edit_id),
-                    customer,
-                )
-            )
+            self._add_echo(customer, edit_at, edit, Kind.MESSAGE_EDIT, edit_id)
         elif roll < 0.12:
             revoke_at = at + self.rng.randrange(60, 2 * DAY)
             revoke_id = self.wamid(None)
             revoke = self._echo_head(customer, revoke_id, revoke_at)
             revoke.update({"type": "revoke", "revoke": {"original_message_id": wamid}})
             if revoke_at < self.end and not self.in_gap(revoke_at):
-                self.add(
-                    _Item(
-                        revoke_at,
-                        "smb_message_echoes",
-                        "message_echoes",
-                        self.chain,
-                        revoke,
-                        ExpectedEvent(Kind.MESSAGE_REVOKE, self.chain, revoke_id),
-                        customer,
-                    )
-                )
+                self._add_echo(customer, revoke_at, revoke, Kind.MESSAGE_REVOKE, revoke_id)
+
+    def _add_echo(
+        self, customer: _Customer, at: int, echo: dict[str, Any], kind: Kind, wamid: str
+    ) -> None:
+        """One ``smb_message_echoes`` delivery on the business's chain, expected as ``kind``."""
+        self.add(
+            _Item(
+                at,
+                "smb_message_echoes",
+                "message_echoes",
+                self.chain,
+                echo,
+                ExpectedEvent(kind, self.chain, wamid),
+                customer,
+            )
+        )
 
     def _echo_head(self, customer: _Customer, wamid: str, at: int) -> dict[str, Any]:
         echo: dict[str, Any] = {"from": self.config.display_phone_number}

@@ -264,17 +264,7 @@ class _Simulator(_LiveTraffic):
             {"type": "text", "text": {"body": self.rng.choice(_REPLIES[customer.language])}}
         )
         customer.business_wamids.append(wamid)
-        self.add(
-            _Item(
-                at,
-                "smb_message_echoes",
-                "message_echoes",
-                self.chain,
-                echo,
-                ExpectedEvent(Kind.ECHO, self.chain, wamid),
-                customer,
-            )
-        )
+        self._add_echo(customer, at, echo, Kind.ECHO, wamid)
 
     def _thread(self, customer: _Customer, messages: list[dict[str, Any]]) -> dict[str, Any]:
         thread: dict[str, Any] = {}

@@ -105,7 +105,9 @@ def test_a_put_to_a_missing_bucket_fails_and_creates_nothing(seaweed: EmbeddedS3
 
 def test_foreground_command_prints_environment_and_stops_on_sigterm(tmp_path: Path) -> None:
     port = free_port_block()
-    code = "import sys; from coexarchive.store.seaweed import main; sys.exit(main(sys.argv[1:]))"
+    code = (
+        "import sys; from coexarchive.store.seaweed_cli import main; sys.exit(main(sys.argv[1:]))"
+    )
     args = [sys.executable, "-c", code, "--data-dir", str(tmp_path), "--port", str(port)]
     with subprocess.Popen(args, stdout=subprocess.PIPE, text=True) as process:
         assert process.stdout is not None

@@ -10,13 +10,12 @@ import pytest
 from coexarchive.errors import ConfigError
 from coexarchive.store.seaweed import (
     EmbeddedS3,
-    default_buckets,
-    default_port,
     find_weed,
     free_port_block,
     port_layout,
     ports_in_use,
 )
+from coexarchive.store.seaweed_cli import default_buckets, default_port
 
 
 def test_weed_binary_is_found() -> None:
