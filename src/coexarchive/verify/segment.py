@@ -19,7 +19,7 @@ from coexarchive._internal.clock import utc_date
 from coexarchive.errors import Failure, FormatError
 from coexarchive.findings import findings_of_table
 from coexarchive.seal.chain import chain_step, recompute_leaf_hashes
-from coexarchive.segments import ChainState, Manifest, index_text, read_segment
+from coexarchive.segments import INDEX_FORMAT, ChainState, Manifest, index_text, read_segment
 
 _sha256 = hashlib.sha256
 
@@ -232,3 +232,16 @@ def record_index_problem(index: bytes, table: pa.Table) -> str | None:
             "recognise records already sealed)"
         )
     return None
+
+
+def _index_text_of(table: pa.Table) -> str:
+    """The index text a segment's rows call for, sorted in Arrow (bytewise, as Python sorts these
+    ASCII lines); only a mismatch pays for the exact Python rendering."""
+    joined = pc.binary_join_element_wise(table.column("record_id"), table.column("kind"), " ")
+    unique = pc.unique(joined)
+    lines: list[str] = unique.take(pc.sort_indices(unique)).to_pylist()
+    fast = INDEX_FORMAT + "\n" + "".join(line + "\n" for line in lines)
+    if fast.isascii():
+        return fast
+    ids, kinds = table.column("record_id").to_pylist(), table.column("kind").to_pylist()
+    return index_text(zip(ids, kinds, strict=True))
