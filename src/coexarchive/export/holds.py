@@ -26,14 +26,14 @@ import orjson
 import pyarrow as pa
 import pyarrow.dataset as ds
 
-from coexarchive.archive_head import write_head_after
+from coexarchive.audit_chain import AuditChainWriter
 from coexarchive.errors import ConfigError, FormatError, ObjectMissingError, SealError
 from coexarchive.query.views import ACCESS_LOG_CHAIN, ArchiveCatalog, Segment
 from coexarchive.records import Direction, Kind, Origin, Record, stable_id
 from coexarchive.retention import RetentionPolicy
 from coexarchive.seal.chain import recompute_leaf_hashes
 from coexarchive.seal.keys import Signer, TrustStore
-from coexarchive.segments import ChainWriter, Manifest, list_manifests, read_segment
+from coexarchive.segments import Manifest, list_manifests, read_segment
 from coexarchive.store.base import ObjectStore, sha256_hex
 
 __all__ = [
@@ -52,7 +52,6 @@ HOLDS_CHAIN = "holds"
 DETAIL_VERSION = 1
 # Chains that hold the archive's own bookkeeping, never a customer's messages.
 INTERNAL_CHAINS = frozenset({HOLDS_CHAIN, ACCESS_LOG_CHAIN})
-_APPEND_ATTEMPTS = 5
 _HOLD_WORKERS = 8
 _TS = pa.timestamp("ms", tz="UTC")
 
@@ -401,29 +400,15 @@ class HoldRegister:
             status=str(detail["action"]),
             detail=text,
         )
-        last: SealError | None = None
-        for _attempt in range(_APPEND_ATTEMPTS):
-            writer = ChainWriter(
-                self.store,
-                HOLDS_CHAIN,
-                signer=self.signer,
-                archive_name=self.archive_name,
-                policy=self.policy,
-            )
-            try:
-                manifest = writer.append([record])[0].manifest
-            except SealError as exc:  # another writer committed this seq first
-                last = exc
-                continue
-            write_head_after(
-                self.store,
-                [manifest],
-                signer=self.signer,
-                archive_name=self.archive_name,
-                trust=self.trust,
-            )
-            return manifest
-        raise SealError(f"could not append to the hold register: {last}")
+        return AuditChainWriter(
+            self.store,
+            HOLDS_CHAIN,
+            signer=self.signer,
+            archive_name=self.archive_name,
+            what="hold register",
+            policy=self.policy,
+            trust=self.trust,
+        ).append(record)
 
 
 def _check_matter(matter: str) -> None:

@@ -22,21 +22,19 @@ from typing import Any
 import orjson
 import pyarrow as pa
 
-from coexarchive.archive_head import write_head_after
-from coexarchive.errors import ConfigError, SealError
+from coexarchive.audit_chain import AuditChainWriter
+from coexarchive.errors import ConfigError
 from coexarchive.query.views import ACCESS_LOG_CHAIN
 from coexarchive.records import Direction, Kind, Origin, Record, stable_id
 from coexarchive.retention import RetentionPolicy
 from coexarchive.seal.keys import Signer, TrustStore
-from coexarchive.segments import ChainWriter, Manifest
+from coexarchive.segments import Manifest
 from coexarchive.store.base import ObjectStore
 
 __all__ = ["AUDITOR_ENV", "AccessEntry", "AccessLog", "auditor_identity", "result_digest"]
 
 AUDITOR_ENV = "COEXARCHIVE_AUDITOR"
 DETAIL_VERSION = 1
-# Two auditors appending at once race for the same manifest key; the loser re-reads and retries.
-_APPEND_ATTEMPTS = 5
 
 
 def auditor_identity(explicit: str | None, env: Mapping[str, str] | None = None) -> str:
@@ -99,7 +97,17 @@ class AccessLog:
         self.archive_name = archive_name
         self.policy = policy
         self.trust = trust
-        self._writer: ChainWriter | None = None
+        # Keeps the chain head between appends: a session's later entries cost four PUTs and no
+        # listing; two auditors appending at once race for a seq, and the loser retries.
+        self._writer = AuditChainWriter(
+            store,
+            ACCESS_LOG_CHAIN,
+            signer=signer,
+            archive_name=archive_name,
+            what="access log",
+            policy=policy,
+            trust=trust,
+        )
 
     def append(self, entry: AccessEntry, *, now_ms: int) -> Manifest:
         """Seal ``entry`` at ``now_ms``; returns the manifest that commits it."""
@@ -116,33 +124,7 @@ class AccessLog:
             received_time=now_ms,
             detail=detail,
         )
-        last_error: SealError | None = None
-        for _attempt in range(_APPEND_ATTEMPTS):
-            # The writer keeps the chain head between appends, so a session's later entries
-            # cost four PUTs and no listing; after a lost race it is rebuilt from the store.
-            if self._writer is None:
-                self._writer = ChainWriter(
-                    self.store,
-                    ACCESS_LOG_CHAIN,
-                    signer=self.signer,
-                    archive_name=self.archive_name,
-                    policy=self.policy,
-                )
-            try:
-                manifest = self._writer.append([record])[0].manifest
-            except SealError as exc:  # another auditor committed this seq first
-                self._writer = None
-                last_error = exc
-                continue
-            write_head_after(
-                self.store,
-                [manifest],
-                signer=self.signer,
-                archive_name=self.archive_name,
-                trust=self.trust,
-            )
-            return manifest
-        raise SealError(f"could not append to the access log: {last_error}")
+        return self._writer.append(record)
 
 
 def result_digest(table: pa.Table) -> str:
