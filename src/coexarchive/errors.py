@@ -11,7 +11,9 @@ is this module's class).
 
     CoexArchiveError
     ├── ConfigError              bad settings, missing key or trust file, a bad option value
-    │   └── InvalidArgumentError    a value an API refuses (also a ValueError)
+    │   ├── InvalidArgumentError    a value an API refuses (also a ValueError)
+    │   ├── SearchIndexError        the search index is missing, foreign or unwritable
+    │   └── SearchSyntaxError       a search query outside the search language
     ├── FormatError              bytes that do not follow a published format
     │   ├── CanonicalizationError   a value that has no canonical encoding (e.g. a float)
     │   ├── ParseError              a line a parser refuses (also a ValueError)
@@ -56,6 +58,14 @@ class CoexArchiveError(Exception):
 
 class ConfigError(CoexArchiveError):
     """Settings are missing or inconsistent."""
+
+
+class SearchIndexError(ConfigError):
+    """The search index is missing, belongs to another archive, or cannot be written."""
+
+
+class SearchSyntaxError(ConfigError):
+    """A search query that does not follow the search language."""
 
 
 class InvalidArgumentError(ConfigError, ValueError):

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 from coexarchive._internal.cliutil import AddOptions, MakeSettings, parse_moment
+from coexarchive._internal.clock import now_ms
 from coexarchive._internal.progress import Progress
 from coexarchive.errors import ConfigError
 from coexarchive.query.access_log import AccessEntry, AccessLog, auditor_identity
@@ -45,10 +45,6 @@ A query that starts with - goes after --:  coexarchive search -- '-test crypto'.
 """
 
 
-def _clock_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
 def _access_log(settings: Settings) -> AccessLog:
     return AccessLog(
         settings.store(),
@@ -79,7 +75,7 @@ def cmd_search(args: argparse.Namespace, make_settings: MakeSettings) -> int:
         ArchiveCatalog(settings.store()),
         access_log=_access_log(settings),
         who=who,
-        clock=_clock_ms,
+        clock=now_ms,
     )
     result = searcher.search(
         " ".join(args.words),
@@ -117,7 +113,7 @@ def cmd_reindex(args: argparse.Namespace, make_settings: MakeSettings) -> int:
             result_sha256=None,
             report="search-reindex",
         ),
-        now_ms=_clock_ms(),
+        now_ms=now_ms(),
     )
     print(
         f"search index {index.directory}: {len(update.added)} segment(s) indexed "

@@ -24,7 +24,7 @@ import pyarrow.dataset as ds
 import tantivy
 
 from coexarchive._internal.progress import Progress
-from coexarchive.errors import ConfigError
+from coexarchive.errors import SearchIndexError
 from coexarchive.query.views import ArchiveCatalog, Segment, Window, business_segments
 from coexarchive.search.analysis import ANALYZER_VERSION
 from coexarchive.search.document import MEDIA_TYPES, SEARCH_COLUMNS, Searchable, file_name
@@ -41,10 +41,6 @@ _FILTER_FIELDS = ("chain_id", "customer_id", "direction", "kind", "msg_type")
 # Segments read and indexed between two commits: an interrupted update resumes from the last.
 _COMMIT_EVERY = 64
 _HEAP = 64_000_000
-
-
-class SearchIndexError(ConfigError):
-    """The search index is missing, belongs to another archive, or cannot be written."""
 
 
 def default_index_dir(settings: Settings, env: Mapping[str, str] | None = None) -> Path:

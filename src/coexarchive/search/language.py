@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from coexarchive.errors import ConfigError
+from coexarchive.errors import SearchSyntaxError
 from coexarchive.search.analysis import terms
 
 __all__ = [
@@ -49,10 +49,6 @@ FIELDS = {
 MAX_NEAR = 50
 _MAX_QUERY = 2_000
 _MAX_DEPTH = 32
-
-
-class SearchSyntaxError(ConfigError):
-    """A search query that does not follow the search language."""
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import time
 import unicodedata
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
@@ -20,6 +19,7 @@ from typing import Any
 import orjson
 
 from coexarchive._internal.cliutil import AddOptions, MakeSettings, binder, parse_time
+from coexarchive._internal.clock import now_ms
 from coexarchive.errors import ConfigError
 from coexarchive.query.access_log import AccessEntry, AccessLog, auditor_identity
 from coexarchive.query.views import ArchiveCatalog
@@ -33,10 +33,6 @@ from coexarchive.supervision.scan import message_fields, read_messages, rescan
 __all__ = ["register"]
 
 _DAY_MS = 86_400_000
-
-
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 def _iso(ms: int | None) -> str:
@@ -87,7 +83,7 @@ class _Context:
             result_sha256=digest,
             report=what,
         )
-        return self.log.append(entry, now_ms=_now_ms()).last_seq
+        return self.log.append(entry, now_ms=now_ms()).last_seq
 
 
 def _context(args: argparse.Namespace, make_settings: MakeSettings) -> _Context:
@@ -116,7 +112,7 @@ def _print_rows(rows: Sequence[Mapping[str, Any]], as_json: bool) -> None:
 def cmd_policy_import(args: argparse.Namespace, make_settings: MakeSettings) -> int:
     policy = load_policy(args.file)  # a bad file fails before any key or store is touched
     ctx = _context(args, make_settings)
-    outcome = import_policy(ctx.sealer, policy, who=ctx.who, now_ms=_now_ms())
+    outcome = import_policy(ctx.sealer, policy, who=ctx.who, now_ms=now_ms())
     sealed = outcome.policy
     if not outcome.created:
         print(f"policy {policy.label} is already sealed at policies seq {sealed.seq}; unchanged")
@@ -165,7 +161,7 @@ def cmd_policy_rescan(args: argparse.Namespace, make_settings: MakeSettings) -> 
         ctx.sealer,
         sealed,
         who=ctx.who,
-        now_ms=_now_ms(),
+        now_ms=now_ms(),
         since=args.since,
         until=args.until,
         chains=args.chain,
@@ -201,7 +197,7 @@ def _queue(ctx: _Context) -> review_queue.Queue:
 
 def cmd_review_list(args: argparse.Namespace, make_settings: MakeSettings) -> int:
     ctx = _context(args, make_settings)
-    now = _now_ms()
+    now = now_ms()
     hits = review_queue.select(
         _queue(ctx),
         policy=args.policy,
@@ -327,7 +323,7 @@ def _act(action: str) -> Callable[[argparse.Namespace, MakeSettings], int]:
             args.id,
             action,
             who=ctx.who,
-            now_ms=_now_ms(),
+            now_ms=now_ms(),
             disposition=getattr(args, "disposition", None),
             note=getattr(args, "note", None),
             to=getattr(args, "to", None),
@@ -349,7 +345,7 @@ def cmd_review_report(args: argparse.Namespace, make_settings: MakeSettings) -> 
             print(f"{name:<16} {summary}")
         return 0
     ctx = _context(args, make_settings)
-    rows = review_queue.report(args.name, _queue(ctx), now_ms=_now_ms())
+    rows = review_queue.report(args.name, _queue(ctx), now_ms=now_ms())
     for row in rows:
         for key in ("decided_at",):
             if key in row:
