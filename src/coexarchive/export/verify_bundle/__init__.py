@@ -123,7 +123,9 @@ def _verify(
             report.warnings.append(
                 "tables, transcripts and RSMF were not re-rendered: some records did not verify"
             )
-        report.failures.extend(worker.failures(parsed, rendered=proven))
+        failures, warnings = worker.failures(parsed, rendered=proven)
+        report.failures.extend(failures)
+        report.warnings.extend(warnings)
     finally:
         worker.close()
     if report.failures:
