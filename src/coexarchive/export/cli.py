@@ -201,6 +201,10 @@ def cmd_verify_bundle(args: argparse.Namespace) -> int:
         document: dict[str, Any] = report.to_json()
         document["records"] = [r.to_json() for r in report.records]
         print(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode())
+    elif report.format is None:
+        # Refused before anything was checked (an unknown format, no BUNDLE.json): one line each.
+        for failure in report.failures:
+            print(f"coexarchive: verify-bundle: {args.path}: {failure}", file=sys.stderr)
     else:
         _print_report(report, verbose=args.verbose)
     if not report.ok:
