@@ -340,7 +340,9 @@ def register(sub: Any, add_archive_options: AddOptions, make_settings: MakeSetti
         "RSMF from the proven records, against the keys of --trust. Exit 0 (OK) only when "
         f"everything holds against them; 1 when a check fails; {EXIT_UNTRUSTED} (UNTRUSTED) when "
         "everything holds against --trust-bundle-keys. A bundle past the size and count limits, "
-        "or with a duplicate, absolute, '..' or linked member, is refused before it is read.",
+        "or with a duplicate, absolute, '..' or linked member, is refused before it is read. "
+        "Bundles of every format a release wrote (coexarchive.bundle/v1 and v2) are checked by "
+        "the rules of their own format.",
     )
     check.add_argument("path", type=Path, help="bundle directory or zip")
     trusted = check.add_mutually_exclusive_group(required=True)
