@@ -21,6 +21,7 @@ import orjson
 import pyarrow as pa
 
 from coexarchive.errors import ParseError
+from coexarchive.export.formats import CURRENT, Rendering
 from coexarchive.records import SEALED_FIELDS
 
 Row = dict[str, Any]
@@ -72,6 +73,8 @@ CSV_COLUMNS: tuple[str, ...] = (
     "record_version",
     "leaf_hash",
 )
+# The columns of coexarchive.bundle/v1, which showed flags as sealed only.
+CSV_COLUMNS_V1 = tuple(c for c in CSV_COLUMNS if c not in ("current_flags", "flags_seq"))
 
 
 def sealed_rows(table: pa.Table) -> list[Row]:
@@ -127,9 +130,15 @@ def iso_utc_many(values: Sequence[int | None]) -> list[str]:
     return ["" if v is None else t + "Z" for v, t in zip(values, texts, strict=True)]
 
 
-def records_csv(rows: Sequence[Row], leaves: Sequence[bytes]) -> bytes:
+def records_csv(rows: Sequence[Row], leaves: Sequence[bytes], rules: Rendering = CURRENT) -> bytes:
     """RFC 4180 CSV of the rows (UTF-8, CRLF), one per record, values exactly as sealed, plus
-    each record's current flags and the assessment they come from (:func:`current_flags`)."""
+    each record's current flags and the assessment they come from (:func:`current_flags`).
+
+    With the rules of a format before current flags (``coexarchive.bundle/v1``), the columns
+    are ``CSV_COLUMNS_V1``: no ``current_flags`` and ``flags_seq``.
+    """
+    if not rules.current_flags:
+        return _records_csv_v1(rows, leaves)
     event_utc = iso_utc_many([row["event_time"] for row in rows])
     received_utc = iso_utc_many([row["received_time"] for row in rows])
     # Encoded as it is written: no second copy of the whole text before encoding it.
@@ -156,6 +165,32 @@ def records_csv(rows: Sequence[Row], leaves: Sequence[bytes]) -> bytes:
         for row, leaf, event, received, (flags, flags_seq) in zip(
             rows, leaves, event_utc, received_utc, current_flags(rows), strict=True
         )
+    )
+    out.flush()
+    return sink.getvalue()
+
+
+def _records_csv_v1(rows: Sequence[Row], leaves: Sequence[bytes]) -> bytes:
+    event_utc = iso_utc_many([row["event_time"] for row in rows])
+    received_utc = iso_utc_many([row["received_time"] for row in rows])
+    sink = io.BytesIO()
+    out = io.TextIOWrapper(sink, encoding="utf-8", newline="")
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(CSV_COLUMNS_V1)
+    writer.writerows(
+        (
+            *_IDENTITY(row),
+            event,
+            row["event_time"],
+            received,
+            row["received_time"],
+            *_CONTENT(row),
+            _BOOL_CELLS[row["window_open"]],
+            ";".join(row["flags"]),
+            *_TRAILER(row),
+            leaf.hex(),
+        )
+        for row, leaf, event, received in zip(rows, leaves, event_utc, received_utc, strict=True)
     )
     out.flush()
     return sink.getvalue()

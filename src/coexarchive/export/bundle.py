@@ -49,6 +49,7 @@ from coexarchive.export._rows import (
     safe_name,
     sealed_rows,
 )
+from coexarchive.export.formats import CURRENT
 from coexarchive.export.holds import INTERNAL_CHAINS
 from coexarchive.export.proofs import ChainTree, chain_tree
 from coexarchive.export.rsmf import render_rsmf
@@ -80,7 +81,7 @@ __all__ = [
     "zip_bytes",
 ]
 
-BUNDLE_FORMAT = "coexarchive.bundle/v1"
+BUNDLE_FORMAT = CURRENT.format
 CUSTODY_FORMAT = "coexarchive.custody/v1"
 NOT_IN_MANIFEST = frozenset({"MANIFEST", "CUSTODY.json"})
 _TS = pa.timestamp("ms", tz="UTC")

@@ -201,6 +201,10 @@ def cmd_verify_bundle(args: argparse.Namespace) -> int:
         document: dict[str, Any] = report.to_json()
         document["records"] = [r.to_json() for r in report.records]
         print(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode())
+    elif report.format is None:
+        # Refused before anything was checked (an unknown format, no BUNDLE.json): one line each.
+        for failure in report.failures:
+            print(f"coexarchive: verify-bundle: {args.path}: {failure}", file=sys.stderr)
     else:
         _print_report(report, verbose=args.verbose)
     if not report.ok:
@@ -336,7 +340,9 @@ def register(sub: Any, add_archive_options: AddOptions, make_settings: MakeSetti
         "RSMF from the proven records, against the keys of --trust. Exit 0 (OK) only when "
         f"everything holds against them; 1 when a check fails; {EXIT_UNTRUSTED} (UNTRUSTED) when "
         "everything holds against --trust-bundle-keys. A bundle past the size and count limits, "
-        "or with a duplicate, absolute, '..' or linked member, is refused before it is read.",
+        "or with a duplicate, absolute, '..' or linked member, is refused before it is read. "
+        "Bundles of every format a release wrote (coexarchive.bundle/v1 and v2) are checked by "
+        "the rules of their own format.",
     )
     check.add_argument("path", type=Path, help="bundle directory or zip")
     trusted = check.add_mutually_exclusive_group(required=True)

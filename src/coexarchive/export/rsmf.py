@@ -21,11 +21,11 @@ import functools
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from email.header import Header
 from typing import Any
 
 import orjson
 
-from coexarchive import __version__
 from coexarchive.export._rows import (
     ConversationKey,
     CurrentFlags,
@@ -38,6 +38,7 @@ from coexarchive.export._rows import (
     safe_name,
     uncatalogued_text,
 )
+from coexarchive.export.formats import CURRENT, Rendering
 from coexarchive.export.zipfiles import zip_bytes
 
 __all__ = [
@@ -47,6 +48,7 @@ __all__ = [
     "render_rsmf",
     "render_rsmf_parts",
     "rsmf_manifest_of",
+    "unsafe_header_values",
 ]
 
 RSMF_VERSION = "2.0.0"
@@ -91,22 +93,33 @@ Groups = Mapping[ConversationKey, Sequence[int]]
 
 
 def render_rsmf(
-    rows: Sequence[Row], leaves: Sequence[bytes], *, groups: Groups | None = None
+    rows: Sequence[Row],
+    leaves: Sequence[bytes],
+    *,
+    groups: Groups | None = None,
+    rules: Rendering = CURRENT,
 ) -> dict[str, bytes]:
     """Path → ``.rsmf`` bytes, for every conversation that has events."""
-    parts = render_rsmf_parts(rows, leaves, groups=groups)
+    parts = render_rsmf_parts(rows, leaves, groups=groups, rules=rules)
     return {path: part.message() for path, part in parts.items()}
 
 
 def render_rsmf_parts(
-    rows: Sequence[Row], leaves: Sequence[bytes], *, groups: Groups | None = None
+    rows: Sequence[Row],
+    leaves: Sequence[bytes],
+    *,
+    groups: Groups | None = None,
+    rules: Rendering = CURRENT,
 ) -> dict[str, RsmfParts]:
     """Path → the parts of its ``.rsmf`` message, for every conversation that has events.
 
-    ``groups`` is ``conversations(rows)`` when the caller has it already.
+    ``groups`` is ``conversations(rows)`` when the caller has it already; ``rules`` those of the
+    bundle format rendered. With the rules of ``coexarchive.bundle/v1`` the header values are
+    written as recorded, control characters included: that is only for comparing with the bytes
+    of a bundle it made (:func:`unsafe_header_values` says whether a reader of it is exposed).
     """
     times = iso_utc_many([row["event_time"] for row in rows])
-    current = current_flags(rows)
+    current = current_flags(rows) if rules.current_flags else [(r["flags"], None) for r in rows]
     files: dict[str, RsmfParts] = {}
     for key, positions in (conversations(rows) if groups is None else groups).items():
         by_day: dict[str, list[int]] = {}
@@ -123,8 +136,9 @@ def render_rsmf_parts(
                     [leaves[p] for p in chunk],
                     [times[p] for p in chunk],
                     [current[p] for p in chunk],
+                    rules,
                 )
-                files[path] = _parts(key, manifest, attachments, day)
+                files[path] = _parts(key, manifest, attachments, day, rules)
     return files
 
 
@@ -180,6 +194,7 @@ def rsmf_manifest_of(
     leaves: Sequence[bytes],
     times: Sequence[str] | None = None,
     current: Sequence[CurrentFlags] | None = None,
+    rules: Rendering = CURRENT,
 ) -> tuple[dict[str, Any], dict[str, bytes]]:
     """The ``rsmf_manifest.json`` document of one slice, and its attachment files.
 
@@ -189,7 +204,7 @@ def rsmf_manifest_of(
     if times is None:
         times = iso_utc_many([row["event_time"] for row in rows])
     if current is None:
-        current = current_flags(rows)
+        current = current_flags(rows) if rules.current_flags else [(r["flags"], None) for r in rows]
     chain, customer = key
     participants, business_id, customer_id = _participants(key, rows)
     conversation_id = f"{chain}/{customer or '_no-customer'}"
@@ -226,7 +241,7 @@ def rsmf_manifest_of(
             "participant": sender,
             "conversation": conversation_id,
             "timestamp": timestamp,
-            "body": _body(row),
+            "body": _body(row, rules),
         }
         if row["direction"] in ("inbound", "outbound") and kind != "status":
             event["direction"] = "incoming" if row["direction"] == "inbound" else "outgoing"
@@ -285,7 +300,7 @@ def rsmf_manifest_of(
     return manifest, attachments
 
 
-def _body(row: Row) -> str:
+def _body(row: Row, rules: Rendering) -> str:
     kind, text = row["kind"], row["text"] or ""
     if kind == "status":
         code = f" (error {row['error_code']})" if row["error_code"] is not None else ""
@@ -299,9 +314,9 @@ def _body(row: Row) -> str:
         return f"{head} {text}".rstrip()
     if row["media_id"]:
         return f"[{row['msg_type'] or 'media'} attachment: reference only] {text}".rstrip()
-    if is_uncatalogued_message(row):
+    if rules.readable_types and is_uncatalogued_message(row):
         return f"{uncatalogued_text(row)} {text}".rstrip()
-    if kind == "assessment":
+    if rules.readable_types and kind == "assessment":
         flags = ", ".join(row["flags"]) or "none"
         return f"[re-assessment of record {row['ref_record_id']}: flags now {flags}]"
     if kind not in _MESSAGE_KINDS:
@@ -350,6 +365,28 @@ def _header(name: str, value: str, *, phrase: bool = False) -> str:
     return f"{name}: {_encoded_words(text, first=len(name) + 2)}"
 
 
+@functools.lru_cache(maxsize=4096)
+def _header_v1(name: str, value: str, *, phrase: bool = False) -> str:
+    """``name: value`` as ``coexarchive.bundle/v1`` wrote it: ASCII as is (a CR or LF in it
+    starts another header), anything else as :class:`email.header.Header` encoded it. Kept only
+    to compare with the bytes of a v1 bundle, which writes nothing out."""
+    del phrase
+    return f"{name}: {value if value.isascii() else Header(value, 'utf-8').encode()}"
+
+
+def unsafe_header_values(rows: Sequence[Row], groups: Groups | None = None) -> list[str]:
+    """The conversations (``chain/customer``) whose RSMF header values hold a character that
+    ``coexarchive.bundle/v1`` wrote as is and later formats remove (controls, CR and LF among
+    them, and direction marks): a reader loading such a v1 file can be attacked through it."""
+    found = []
+    for key, positions in (conversations(rows) if groups is None else groups).items():
+        participants = _participants(key, [rows[p] for p in positions])[0]
+        values = [p["display"] for p in participants] + [key[0], key[1] or ""]
+        if any(header_text(value) != value for value in values):
+            found.append(f"{key[0]}/{key[1] or '_no-customer'}")
+    return found
+
+
 def _encoded_words(text: str, *, first: int) -> str:
     """``text`` as RFC 2047 "B" encoded words (UTF-8), folded so no line passes 76 characters.
 
@@ -385,28 +422,30 @@ def _parts(
     manifest: dict[str, Any],
     attachments: dict[str, bytes],
     day: str,
+    rules: Rendering = CURRENT,
 ) -> RsmfParts:
     participants = manifest["participants"]
     events = manifest["events"]
     members = {"rsmf_manifest.json": orjson.dumps(manifest), **attachments}
-    text = "\r\n".join(_extracted_text(events, participants)) + "\r\n"
+    text = "\r\n".join(_extracted_text(events, participants, rules)) + "\r\n"
     business = participants[0]["display"]
     to = participants[1]["display"] if len(participants) > 1 else business
     subject = f"WhatsApp conversation {key[1] or '(account events)'} on {day}"
+    header = _header if rules.safe_headers else _header_v1
     headers = [
-        _header("From", business, phrase=True) + " <>",
-        _header("To", to, phrase=True) + " <>",
-        _header("Subject", subject),
+        header("From", business, phrase=True) + " <>",
+        header("To", to, phrase=True) + " <>",
+        header("Subject", subject),
         f"X-RSMF-Version: {RSMF_VERSION}",
-        f"X-RSMF-Generator: coexarchive {__version__}",
+        f"X-RSMF-Generator: {rules.generator}",
         "X-RSMF-Application: WhatsApp",
         f"X-RSMF-BeginDate: {events[0]['timestamp']}",
         f"X-RSMF-EndDate: {events[-1]['timestamp']}",
         f"X-RSMF-EventCount: {len(events)}",
         f"X-RSMF-AttachmentCount: {len(attachments)}",
-        _header("X-RSMF-EventCollectionID", manifest["eventcollectionid"]),
-        _header("X-RSMF-Custodian", business),
-        _header("X-RSMF-Participants", "; ".join(p["display"] for p in participants)),
+        header("X-RSMF-EventCollectionID", manifest["eventcollectionid"]),
+        header("X-RSMF-Custodian", business),
+        header("X-RSMF-Participants", "; ".join(p["display"] for p in participants)),
         "MIME-Version: 1.0",
         f'Content-Type: multipart/mixed; boundary="{BOUNDARY}"',
     ]
@@ -430,8 +469,9 @@ def _parts(
 
 
 def _extracted_text(
-    events: Sequence[dict[str, Any]], participants: Sequence[dict[str, Any]]
+    events: Sequence[dict[str, Any]], participants: Sequence[dict[str, Any]], rules: Rendering
 ) -> Iterator[str]:
-    names = {p["id"]: header_text(p["display"]) for p in participants}
+    clean = header_text if rules.safe_headers else str
+    names = {p["id"]: clean(p["display"]) for p in participants}
     for event in events:
         yield f"{event['timestamp']} {names.get(event['participant'], '?')}: {event['body']}"

@@ -32,10 +32,11 @@ from coexarchive.export._rows import (
     safe_name,
     uncatalogued_text,
 )
+from coexarchive.export.formats import CURRENT, Rendering
 
 __all__ = ["TRANSCRIPT_VERSION", "load_zone", "render_transcripts", "transcript_path"]
 
-TRANSCRIPT_VERSION = "coexarchive.transcript/v1"
+TRANSCRIPT_VERSION = CURRENT.transcript_version
 
 ORIGINS = {
     "customer": "Customer",
@@ -66,7 +67,7 @@ _HEAD = (
     '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
     '<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; '
     "style-src 'unsafe-inline'\">\n"
-    f'<meta name="generator" content="{TRANSCRIPT_VERSION}">\n'
+    '<meta name="generator" content="{generator}">\n'
     "<title>{title}</title>\n<style>" + _STYLE.replace("{", "{{").replace("}", "}}") + "</style>\n"
     "</head>\n<body>\n"
 )
@@ -164,20 +165,22 @@ def render_transcripts(
     zone_name: str,
     matter: str,
     groups: Mapping[ConversationKey, Sequence[int]] | None = None,
+    rules: Rendering = CURRENT,
 ) -> dict[str, bytes]:
     """Path → HTML bytes: one page per conversation, plus ``transcripts/index.html``.
 
-    ``groups`` is ``conversations(rows)`` when the caller has it already.
+    ``groups`` is ``conversations(rows)`` when the caller has it already; ``rules`` those of the
+    bundle format rendered (an earlier format's to verify a bundle it made).
     """
     clock = _Clock(load_zone(zone_name), zone_name)
     times = [row["event_time"] for row in rows]
     utc, local = clock.utc_many(times), [esc(text) for text in clock.local_many(times)]
-    current = current_flags(rows)
+    current = current_flags(rows) if rules.current_flags else [(r["flags"], None) for r in rows]
     pages: dict[str, bytes] = {}
     index_rows = []
     for key, positions in (conversations(rows) if groups is None else groups).items():
         path = transcript_path(key)
-        page = _page(key, rows, leaves, current, positions, utc, local, clock, matter)
+        page = _page(key, rows, leaves, current, positions, utc, local, clock, matter, rules)
         pages[path] = page.encode()
         first, last = positions[0], positions[-1]
         index_rows.append(
@@ -186,7 +189,9 @@ def render_transcripts(
             f'<td><a href="{esc(path.removeprefix("transcripts/"))}">open</a></td></tr>\n'
         )
     pages["transcripts/index.html"] = (
-        _HEAD.format(title=esc(f"Transcripts — matter {matter}"))
+        _HEAD.format(
+            title=esc(f"Transcripts — matter {matter}"), generator=rules.transcript_version
+        )
         + f"<h1>Transcripts — matter {esc(matter)}</h1>\n"
         + f'<p class="meta">{len(index_rows)} conversation(s), {len(rows)} record(s). Times in '
         "UTC.</p>\n<table>\n<tr><th>Chain (business number id)</th><th>Customer</th>"
@@ -208,6 +213,7 @@ def _page(
     local: Sequence[str],
     clock: _Clock,
     matter: str,
+    rules: Rendering,
 ) -> str:
     chain, customer = key
     rows = [all_rows[p] for p in positions]
@@ -216,7 +222,7 @@ def _page(
     later = _later_events(rows, {id(all_rows[p]): utc[p] for p in positions})
     title = f"WhatsApp conversation {customer or '(no customer)'} — {business or chain}"
     parts = [
-        _HEAD.format(title=esc(title)),
+        _HEAD.format(title=esc(title), generator=rules.transcript_version),
         f"<h1>{esc(title)}</h1>\n<dl>\n",
         f"<dt>Matter</dt><dd>{esc(matter)}</dd>\n",
         f"<dt>Business number</dt><dd>{esc(business or 'unknown')} "
@@ -236,7 +242,13 @@ def _page(
         after = later.get(row["wamid"]) if row["wamid"] else None
         parts.append(
             _row(
-                row, all_leaves[position], utc[position], local[position], after, current[position]
+                row,
+                all_leaves[position],
+                utc[position],
+                local[position],
+                after,
+                current[position],
+                rules,
             )
         )
     parts.append("</table>\n")
@@ -281,10 +293,17 @@ def _later_events(rows: Sequence[Row], utc: Mapping[int, str]) -> Mapping[str, l
 
 
 def _row(
-    row: Row, leaf: bytes, utc: str, local: str, later: list[str] | None, current: CurrentFlags
+    row: Row,
+    leaf: bytes,
+    utc: str,
+    local: str,
+    later: list[str] | None,
+    current: CurrentFlags,
+    rules: Rendering,
 ) -> str:
     """One record's table row; ``local`` is already escaped. Flags are current: a re-assessed
-    record's say which assessment set them, and an assessment row shows its own in its content."""
+    record's say which assessment set them, and an assessment row shows its own in its content
+    (with the rules of ``coexarchive.bundle/v1``, flags as sealed, on every row)."""
     direction = row["direction"]
     css = "in" if direction == "inbound" else "out" if direction == "outbound" else "aux"
     if row["kind"] not in _MESSAGE_KINDS and row["kind"] not in ("message_edit", "message_revoke"):
@@ -292,7 +311,7 @@ def _row(
     kind = row["kind"] + (f" · {row['msg_type']}" if row["msg_type"] else "")
     shown, flags_seq = current
     flags = "".join(f'<span class="flag">{esc(flag)}</span>' for flag in shown)
-    if row["kind"] == "assessment":
+    if row["kind"] == "assessment" and rules.current_flags:
         flags = ""
     elif flags_seq is not None:
         sealed = ", ".join(row["flags"]) or "none"
@@ -304,12 +323,12 @@ def _row(
         f'<tr class="{css}" id="seq-{row["seq"]}"><td class="mono">#{row["seq"]} · '
         f"{leaf[:8].hex()}</td><td>{utc}</td>"
         f"<td>{local}</td><td>{arrow}</td><td>{origin}</td>"
-        f'<td>{esc(kind)}</td><td class="body" dir="auto">{_content(row)}</td>'
+        f'<td>{esc(kind)}</td><td class="body" dir="auto">{_content(row, rules)}</td>'
         f"<td>{statuses}</td><td>{flags}</td></tr>\n"
     )
 
 
-def _content(row: Row) -> str:
+def _content(row: Row, rules: Rendering) -> str:
     kind, msg_type = row["kind"], row["msg_type"]
     text = esc(row["text"])
     if kind == "status":
@@ -322,14 +341,14 @@ def _content(row: Row) -> str:
         return esc(
             f"Consent event: {row['status']} ({msg_type}) → {row['consent_state'] or 'state n/a'}"
         )
-    if kind == "assessment":
+    if kind == "assessment" and rules.readable_types:
         previous = detail_of(row).get("previous_flags")
         was = ", ".join(map(str, previous)) if isinstance(previous, list) else "not recorded"
         return esc(
             f"Re-assessment of record {row['ref_record_id']}: its flags are now "
             f"{', '.join(row['flags']) or 'none'} (before: {was or 'none'})"
         )
-    if is_uncatalogued_message(row):
+    if rules.readable_types and is_uncatalogued_message(row):
         return esc(uncatalogued_text(row)) + ("\n" + text if text else "")
     if row["template_name"]:
         template = esc(

@@ -9,8 +9,10 @@ explicitly, the bundle's own keys, and then the report's ``result`` is ``UNTRUST
 
 Steps, one module each (``layout`` holds 1 to 3, ``trust`` 4 and 5, ``renders`` 9 and 10):
 
-1. ``layout``       ``BUNDLE.json`` and ``MANIFEST`` exist and parse; the format is known; every
-                    path is a plain relative one.
+1. ``layout``       ``BUNDLE.json`` and ``MANIFEST`` exist and parse; the format is one of
+                    ``formats.FORMATS`` (steps 8 to 10 render with its rules, so a bundle of
+                    an earlier release verifies as that release verified it); every path is a
+                    plain relative one.
 2. ``files``        every file in ``MANIFEST`` exists with that SHA-256; no file is unlisted; no
                     ``MANIFEST`` path is absolute, climbs out or is listed twice.
 3. ``custody``      ``CUSTODY.json`` names the SHA-256 of ``MANIFEST`` and the bundle's counts.
@@ -123,7 +125,9 @@ def _verify(
             report.warnings.append(
                 "tables, transcripts and RSMF were not re-rendered: some records did not verify"
             )
-        report.failures.extend(worker.failures(parsed, rendered=proven))
+        failures, warnings = worker.failures(parsed, rendered=proven)
+        report.failures.extend(failures)
+        report.warnings.extend(warnings)
     finally:
         worker.close()
     if report.failures:

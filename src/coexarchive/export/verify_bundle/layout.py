@@ -9,7 +9,8 @@ from typing import Any
 
 import orjson
 
-from coexarchive.export.bundle import BUNDLE_FORMAT, CUSTODY_FORMAT, NOT_IN_MANIFEST
+from coexarchive.export.bundle import CUSTODY_FORMAT, NOT_IN_MANIFEST
+from coexarchive.export.formats import FORMATS, known_formats
 from coexarchive.export.verify_bundle.records import Parsed
 from coexarchive.export.verify_bundle.report import RECORDS, BundleReport
 from coexarchive.export.zipfiles import member_problem
@@ -38,11 +39,18 @@ def layout_step(files: Mapping[str, bytes], report: BundleReport) -> dict[str, A
     except orjson.JSONDecodeError as exc:
         report.fail("layout", f"not valid JSON ({exc})", key="BUNDLE.json")
         return None
-    if not isinstance(description, dict) or description.get("format") != BUNDLE_FORMAT:
-        found = description.get("format") if isinstance(description, dict) else None
-        report.fail("layout", f"unknown bundle format {found!r}", key="BUNDLE.json")
+    found = description.get("format") if isinstance(description, dict) else None
+    if not isinstance(description, dict) or not isinstance(found, str) or found not in FORMATS:
+        report.fail(
+            "layout",
+            f"unknown bundle format {found!r}: this coexarchive verifies {known_formats()}; "
+            "use a release that knows the bundle's format",
+            key="BUNDLE.json",
+        )
         return None
-    return description
+    report.format = found
+    known: dict[str, Any] = description
+    return known
 
 
 # Step 2: every file is the one MANIFEST lists, and nothing else was added.

@@ -10,6 +10,7 @@ from typing import Any
 import orjson
 
 from coexarchive.export._rows import ConversationKey, Row, conversations, leaf_of, parse_line
+from coexarchive.export.formats import CURRENT, Rendering, rendering_of
 from coexarchive.export.verify_bundle.report import RECORDS, BundleReport, RecordResult
 from coexarchive.export.zipfiles import Budget
 
@@ -30,6 +31,11 @@ class Parsed:
     leaves: Sequence[bytes]
     budget: Budget
     complete: bool = False
+
+    @functools.cached_property
+    def rules(self) -> Rendering:
+        """The rendering rules of the bundle's format (step 1 refused any other)."""
+        return rendering_of(self.description) or CURRENT
 
     @functools.cached_property
     def groups(self) -> dict[ConversationKey, list[int]]:

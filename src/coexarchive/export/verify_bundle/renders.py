@@ -7,7 +7,12 @@ import binascii
 from collections.abc import Mapping
 
 from coexarchive.errors import ConfigError
-from coexarchive.export.rsmf import BOUNDARY, RsmfParts, render_rsmf_parts
+from coexarchive.export.rsmf import (
+    BOUNDARY,
+    RsmfParts,
+    render_rsmf_parts,
+    unsafe_header_values,
+)
 from coexarchive.export.transcript import render_transcripts
 from coexarchive.export.verify_bundle.records import Parsed
 from coexarchive.export.verify_bundle.report import BundleReport
@@ -26,6 +31,7 @@ def transcripts_step(proven: Parsed, report: BundleReport) -> None:
             zone_name=str(description.get("time_zone")),
             matter=str(description.get("matter")),
             groups=proven.groups,
+            rules=proven.rules,
         )
     except ConfigError as exc:
         report.fail("transcripts", f"cannot render: {exc}", key="BUNDLE.json")
@@ -36,7 +42,18 @@ def transcripts_step(proven: Parsed, report: BundleReport) -> None:
 # Step 10: each RSMF file is what the proven records render to.
 def rsmf_step(proven: Parsed, report: BundleReport) -> None:
     files = proven.files
-    expected = render_rsmf_parts(proven.rows, proven.leaves, groups=proven.groups)
+    expected = render_rsmf_parts(
+        proven.rows, proven.leaves, groups=proven.groups, rules=proven.rules
+    )
+    if not proven.rules.safe_headers:
+        exposed = unsafe_header_values(proven.rows, proven.groups)
+        if exposed:
+            report.warnings.append(
+                f"{proven.rules.format} RSMF headers of {len(exposed)} conversation(s) (first: "
+                f"{exposed[0]!r}) hold control or direction characters as recorded: a reader "
+                "loading these RSMF files (e.g. into Relativity) can be attacked through them; "
+                "load a re-export in the current format instead"
+            )
     for path in sorted(set(expected) | {p for p in files if p.startswith("rsmf/")}):
         if path not in files:
             report.fail("rsmf", "expected RSMF file is missing", key=path)

@@ -77,6 +77,7 @@ class BundleReport:
     file), not from the bundle. ``result`` combines them: ``OK`` only when both hold,
     ``UNTRUSTED`` when every check held against the bundle's own keys, else ``FAILED``.
     ``key_ids`` are the ``name+keyid`` of the keys whose signatures the checkpoints carried.
+    ``format`` is the bundle format whose rendering rules steps 8 to 10 applied.
     """
 
     records: list[RecordResult] = field(default_factory=list)
@@ -87,6 +88,7 @@ class BundleReport:
     trusted: bool = False
     key_ids: list[str] = field(default_factory=list)
     matter: str | None = None
+    format: str | None = None  # BUNDLE.json's, once step 1 knows it
     steps: tuple[str, ...] = STEPS
 
     @property
@@ -116,6 +118,7 @@ class BundleReport:
             "ok": self.ok,
             "trusted": self.trusted,
             "matter": self.matter,
+            "format": self.format,
             "steps": list(self.steps),
             "trust": self.trust_source,
             "key_ids": self.key_ids,

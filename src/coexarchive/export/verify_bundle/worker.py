@@ -14,9 +14,10 @@ from coexarchive.export.verify_bundle.records import Parsed, parse
 from coexarchive.export.verify_bundle.report import BundleReport
 from coexarchive.export.zipfiles import Budget
 
-__all__ = ["RENDERED", "WORKER_PATIENCE_S", "Step", "Worker"]
+__all__ = ["RENDERED", "WORKER_PATIENCE_S", "Found", "Step", "Worker"]
 
 Step = Callable[[Parsed, BundleReport], None]
+Found = tuple[list[Failure], list[str]]  # failures and warnings
 RENDERED = frozenset({"tables", "transcripts", "rsmf"})
 # At least this long, the render worker is waited for before this process does its work.
 WORKER_PATIENCE_S = 60.0
@@ -62,12 +63,12 @@ class Worker:
                 self.process, self.receiver = process, receiver
             sender.close()
 
-    def _run(self, parsed: Parsed, *, rendered: bool) -> list[Failure]:
+    def _run(self, parsed: Parsed, *, rendered: bool) -> Found:
         scratch = BundleReport()
         for step in self.steps:
             if rendered or step is self.always:
                 step(parsed, scratch)
-        return scratch.failures
+        return scratch.failures, scratch.warnings
 
     def _work(self, sender: Connection) -> None:
         # Forked inside verify_bundle's cyclic_gc_paused(): the collector is off here too.
@@ -75,16 +76,19 @@ class Worker:
         sender.send(self._run(parsed, rendered=parsed.complete))
         sender.close()
 
-    def failures(self, parsed: Parsed, *, rendered: bool) -> list[Failure]:
-        """The steps' failures; those of rendering only when ``rendered``."""
+    def failures(self, parsed: Parsed, *, rendered: bool) -> Found:
+        """The steps' failures and warnings; those of rendering only when ``rendered`` (only
+        the rendering steps warn)."""
         if self.receiver is not None:
             # The worker does about as much as this process did meanwhile; one that is far
             # slower is stuck (a fork can inherit a held lock), and this process takes over.
             patience = max(WORKER_PATIENCE_S, 4 * (time.monotonic() - self.started))
             try:
                 if self.receiver.poll(patience):
-                    found: list[Failure] = self.receiver.recv()
-                    return [f for f in found if rendered or f.step not in RENDERED]
+                    found: Found = self.receiver.recv()
+                    failures, warnings = found
+                    kept = [f for f in failures if rendered or f.step not in RENDERED]
+                    return kept, warnings if rendered else []
             except (EOFError, OSError):
                 pass  # the worker died before answering: run the steps here instead
             if self.process is not None and self.process.is_alive():
