@@ -4,16 +4,19 @@ It imports nothing from coexarchive: only the standard library, the `rfc8785` pa
 independent RFC 8785 implementation), `cryptography` for Ed25519 and `pyarrow` to read Parquet and
 decompress zstd. Point it at a directory holding a copy of the archive bucket (e.g. `aws s3 sync
 s3://bucket dir`), a trust file and the archive's name (from your configuration, never from the
-archive); it runs checks 1-8, 10 and 11 of SEALING.md "Verifying an archive without this code",
-plus the manifest encoding and the record-id index, and prints one FAIL line per failed check.
+archive); it runs checks 1-8, 10, 11 and 12 of SEALING.md "Verifying an archive without this
+code" and its fail-closed rule for a run that verified no checkpoint, plus the manifest encoding
+and the record-id index. It prints one FAIL line per failed check and one WARN line per leftover
+of an interrupted run ("unreferenced, never signed").
 Retention (check 9) needs the S3 API and is not covered here; a directory copy holds one version
 of each object, so the "one version each" part of checks 7 and 10 is not covered either.
 
     python schemas/independent/verify_archive.py ARCHIVE_DIR TRUST_FILE ARCHIVE_NAME [PINNED...]
 
 Each PINNED file is a chain checkpoint or an archive head kept outside the archive. Exit status:
-0 when every check held, 1 when any failed, 2 on a usage error. Checks never use `assert`, so
-`python -O` runs them all; anything unexpected in the archive is a FAIL line, not a traceback.
+0 when every check held (warnings do not fail), 1 when any failed, 2 on a usage error. Checks
+never use `assert`, so `python -O` runs them all; anything unexpected in the archive is a FAIL
+line, not a traceback.
 """
 
 from __future__ import annotations
@@ -54,6 +57,16 @@ NUMBER = re.compile(r"0|[1-9][0-9]{0,19}")
 PADDED = re.compile(r"[0-9]{20}")
 CHAIN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 SIG_PREFIX = "\u2014 "
+INTENT_BODY = re.compile(
+    r"first-seq (0|[1-9][0-9]*)\nlast-seq (0|[1-9][0-9]*)\nmanifest-sha256 ([0-9a-f]{64})\n"
+)
+# SEALING.md "Object layout": the keys of a chain's objects (below its prefix), and the seq range
+# each names: a segment its last seq, a record index or an intent its first seq, for step 12.
+SEGMENT_NAME = re.compile(
+    r"date=[0-9]{4}-[0-9]{2}-[0-9]{2}/[0-9]{20}-([0-9]{20})-[0-9a-f]{16}\.parquet"
+)
+INDEX_NAME = re.compile(r"date=[0-9]{4}-[0-9]{2}-[0-9]{2}/([0-9]{20})-[0-9a-f]{16}\.ids\.zst")
+INTENT_NAME = re.compile(r"([0-9]{20})-[0-9a-f]{16}")
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 
 
@@ -345,13 +358,34 @@ class Chain:
         return self.roots[size]
 
 
+@dataclass(frozen=True)
+class Segment:
+    """A manifest that passed checks 1-5: its range, what it names, whether check 6 held."""
+
+    manifest_key: str
+    first_seq: int
+    last_seq: int
+    manifest_sha256: str  # hex, of the exact manifest bytes
+    names: tuple[str, str, str]  # its segment, record index and intent keys
+    signed: bool
+
+    @property
+    def tree_size(self) -> int:
+        return self.last_seq + 1
+
+
 class Verifier:
     def __init__(self, root: Path, trust: Trust, archive: str) -> None:
         self.root, self.trust, self.archive = root, trust, archive
         self.failures: list[str] = []
+        self.warnings: list[str] = []
+        self.signed_checkpoints = 0  # checkpoints that passed step 6, for the fail-closed rule
 
     def fail(self, where: str, message: str) -> None:
         self.failures.append(f"{where}: {message}")
+
+    def warn(self, where: str, message: str) -> None:
+        self.warnings.append(f"{where}: {message}")
 
     def check(self, where: str, step: Any, *args: Any) -> Any:
         """Run one check; a Failed (or anything unexpected) becomes a FAIL line, not a crash."""
@@ -365,7 +399,7 @@ class Verifier:
 
     def chain_ids(self) -> list[str]:
         found: set[str] = set()
-        for top in ("manifests", "checkpoints", "archive/v1", "dedup/v1"):
+        for top in ("manifests", "checkpoints", "archive/v1", "dedup/v1", "intents"):
             for path in (self.root / top).glob("chain=*"):
                 found.add(path.name.split("=", 1)[1])
         return sorted(found)
@@ -381,22 +415,119 @@ class Verifier:
         if not manifests:
             self.fail(where, "has objects (segments or checkpoints) but no segment manifests")
         state = (sha256(b"coexarchive/chain/v1\n" + chain_id.encode()), Frontier())
-        sizes: set[int] = set()
+        segments: list[Segment] = []
         for path in manifests:
             result = self.check(f"{where} {path.name}", self.verify_segment, chain, path, state)
             if result is None:
-                return chain  # later segments cannot be linked past a broken one
-            state, size = result
-            sizes.add(size)
-        # 7. Every checkpoint object is one of the segment boundaries' (no fork at another size).
-        for path in checkpoints:
-            if not PADDED.fullmatch(path.name) or int(path.name) not in sizes:
-                self.fail(where, f"checkpoint {path.name} matches no sealed segment")
+                break  # later segments cannot be linked past a broken one
+            state, segment = result
+            segments.append(segment)
+        else:
+            # 7. Every checkpoint object is a segment boundary's (no fork at another size).
+            sizes = {segment.tree_size for segment in segments}
+            for path in checkpoints:
+                if not PADDED.fullmatch(path.name) or int(path.name) not in sizes:
+                    self.fail(where, f"checkpoint {path.name} matches no sealed segment")
+        self.check(where, self.verify_tail, chain_id, segments)
         return chain
+
+    def verify_tail(self, chain_id: str, segments: list[Segment]) -> None:
+        """12. Nothing of the chain lies past its last signed checkpoint.
+
+        S is the largest tree size whose checkpoint passed step 6 (a segment that broke checks
+        1-5 ends the list, so nothing past it counts as signed). A manifest past S, and every
+        object of the chain that no manifest within S names, is an unsigned tail (FAIL), unless
+        it is not a manifest and its key names a seq range wholly below S: a leftover of a run
+        interrupted before its manifest (WARN "unreferenced, never signed").
+        """
+        where = f"chain {chain_id}"
+        signed = [segment.tree_size for segment in segments if segment.signed]
+        self.signed_checkpoints += len(signed)
+        size = max(signed, default=0)
+        if not signed:
+            self.fail(where, "none of its checkpoints verifies: nothing of this chain is signed")
+        named: set[str] = set()
+        unsigned: dict[str, str] = {}  # key -> the manifest past S that names it
+        for segment in segments:
+            if segment.tree_size <= size:
+                named.update((segment.manifest_key, *segment.names))
+                continue
+            self.fail(
+                f"{where} {segment.manifest_key}",
+                f"unsigned tail: manifest past the last signed checkpoint (size {size}) is not "
+                f"signed and may be forged ({self.intent_says(chain_id, segment)})",
+            )
+            named.add(segment.manifest_key)  # reported just now
+            for key in segment.names:
+                unsigned.setdefault(key, segment.manifest_key)
+        layout = (
+            ("segment", f"archive/v1/chain={chain_id}", SEGMENT_NAME),
+            ("record index", f"dedup/v1/chain={chain_id}", INDEX_NAME),
+            ("intent", f"intents/chain={chain_id}", INTENT_NAME),
+            ("manifest", f"manifests/chain={chain_id}", None),
+        )
+        for kind, prefix, pattern in layout:
+            directory = self.root / prefix
+            if not directory.is_dir():
+                continue
+            for path in sorted(p for p in directory.rglob("*") if not p.is_dir()):
+                key = path.relative_to(self.root).as_posix()
+                if key in named:
+                    continue
+                if key in unsigned:
+                    self.fail(
+                        f"{where} {key}",
+                        f"unsigned tail: {kind} named only by the unsigned manifest "
+                        f"{unsigned[key]}",
+                    )
+                    continue
+                match = pattern.fullmatch(key[len(prefix) + 1 :]) if pattern else None
+                if match is not None and int(match[1]) < size:
+                    self.warn(
+                        f"{where} {key}",
+                        f"unreferenced, never signed: {kind} left by a run interrupted before "
+                        f"its manifest; its seq range lies below the signed size {size}",
+                    )
+                elif pattern is not None and match is None:
+                    self.fail(
+                        f"{where} {key}",
+                        f"unsigned tail: unexpected object among the chain's {kind}s; "
+                        "it is not signed",
+                    )
+                elif pattern is None:
+                    self.fail(
+                        f"{where} {key}",
+                        f"unsigned tail: manifest that no signed checkpoint covers (last signed "
+                        f"size {size}); it is not signed and may be forged",
+                    )
+                else:
+                    self.fail(
+                        f"{where} {key}",
+                        f"unsigned tail: {kind} past the last signed checkpoint (size {size}) "
+                        "that no signed manifest names; it is not signed and may be forged",
+                    )
+
+    def intent_says(self, chain_id: str, segment: Segment) -> str:
+        """Whether a trusted intent names this manifest (a crashed run) or not (a forgery?)."""
+        key = segment.names[2]
+        if not (self.root / key).is_file():
+            return "no intent names it"
+        try:
+            body, _ = open_note(read(self.root, key), self.trust)
+        except Failed as exc:
+            return f"its intent does not verify: {exc}"
+        origin, _, rest = body.decode("utf-8").partition("\n")
+        match = INTENT_BODY.fullmatch(rest)
+        if origin != f"{self.archive}/coexarchive/v1/intent/{chain_id}" or match is None:
+            return "its intent is not this archive's intent for this chain"
+        stated = (int(match[1]), int(match[2]), match[3])
+        if stated != (segment.first_seq, segment.last_seq, segment.manifest_sha256):
+            return "its intent names another seq range or other manifest bytes"
+        return "a trusted intent names it: a writer crashed before its checkpoint"
 
     def verify_segment(
         self, chain: Chain, path: Path, state: tuple[bytes, Frontier]
-    ) -> tuple[tuple[bytes, Frontier], int]:
+    ) -> tuple[tuple[bytes, Frontier], Segment]:
         chain_id = chain.chain_id
         chain_hash, frontier = state
         data = path.read_bytes()
@@ -489,7 +620,7 @@ class Verifier:
         )
         chain.roots[frontier.size] = root
         # 6. Checked apart, so that an untrusted checkpoint does not stop the next segments' checks.
-        self.check(
+        signed = self.check(
             f"chain {chain_id} {path.name}",
             self.verify_checkpoint,
             chain_id,
@@ -498,11 +629,20 @@ class Verifier:
             root,
             chain_hash,
         )
-        return (chain_hash, frontier), frontier.size
+        digest = hashlib.sha256(data).hexdigest()
+        names = (
+            m["segment"]["key"],
+            m["record_index"]["key"],
+            f"intents/chain={chain_id}/{pad(first)}-{digest[:16]}",
+        )
+        segment = Segment(
+            path.relative_to(self.root).as_posix(), first, last, digest, names, signed is True
+        )
+        return (chain_hash, frontier), segment
 
     def verify_checkpoint(
         self, chain_id: str, named: Any, size: int, root: bytes, chain_hash: bytes
-    ) -> None:
+    ) -> bool:
         """6. The checkpoint is signed by a trusted key for this chain, size, root and head."""
         key = f"checkpoints/chain={chain_id}/{pad(size)}"
         require(named == key, "manifest names another checkpoint key")
@@ -520,6 +660,7 @@ class Verifier:
         require(
             f"chain-hash {b64(chain_hash)}" in checkpoint.extensions, "signed chain head differs"
         )
+        return True
 
     # 8. Pinned checkpoints; 10-11. archive heads.
     def verify_pinned_checkpoint(self, checkpoint: Checkpoint, chains: dict[str, Chain]) -> None:
@@ -683,6 +824,12 @@ def main(argv: list[str]) -> int:
     heads = verifier.verify_heads(chains)
     for path in pinned:
         verifier.check(f"pinned {path.name}", verifier.verify_pinned, path, chains, heads)
+    # Fail closed: a run that verified no checkpoint (an empty directory, one holding only raw
+    # objects, chains none of whose checkpoints verifies) verified nothing.
+    if not verifier.signed_checkpoints:
+        verifier.fail("archive", "no checkpoint verified: nothing was verified")
+    for warning in verifier.warnings:
+        print("WARN", warning)
     for failure in verifier.failures:
         print("FAIL", failure)
     records = sum(chain.size for chain in chains.values())
@@ -694,6 +841,7 @@ def main(argv: list[str]) -> int:
     )
     print(
         f"{records} records in {len(chains)} chains; {head_text}; {len(verifier.failures)} failures"
+        + (f", {len(verifier.warnings)} warnings" if verifier.warnings else "")
     )
     return 1 if verifier.failures else 0
 

@@ -15,21 +15,33 @@ import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pyarrow as pa
 import pytest
 import zstandard
 
+from coexarchive.archive_head import write_head_after
 from coexarchive.seal.checkpoint import Checkpoint, checkpoint_origin, sign_note
 from coexarchive.seal.head import ArchiveHead, ChainHead, head_key, sign_head
-from coexarchive.segments import Manifest, parquet_bytes, read_segment
+from coexarchive.seal.keys import Ed25519Signer
+from coexarchive.segments import ChainWriter, Manifest, parquet_bytes, read_segment
 from coexarchive.store.base import sha256_hex
 from coexarchive.store.memory import MemoryStore
-from support.archive import ARCHIVE, Built, build, signer
+from support.archive import (
+    ARCHIVE,
+    Built,
+    build,
+    make_records,
+    short_policy,
+    signer,
+    trust_for,
+)
 
 SCRIPT = Path(__file__).parents[2] / "schemas" / "independent" / "verify_archive.py"
 VECTORS = Path(__file__).parents[2] / "schemas" / "vectors"
 OTHER_CHAIN = "900000000000002"
+ROGUE = signer("coexarchive.test", seed=b"rogue")  # the trusted key's name, another key
 
 
 def independent() -> ModuleType:
@@ -151,6 +163,7 @@ def test_it_catches_a_truncated_tail_against_a_pinned_checkpoint(
         manifest.segment.key,
         manifest.record_index.key,
         manifest_key,
+        manifest.intent_key,  # else the intent is an unsigned tail (step 12)
         manifest.checkpoint_key,
         head_key(2),  # the attacker removes the archive head that stated the tail, too
     ):
@@ -347,3 +360,172 @@ def test_it_opens_the_archive_head_vectors() -> None:
         if vector["attack"] == "untrusted_key":
             with pytest.raises(module.Failed, match="no signature from a trusted key"):
                 module.open_note(vector["note"].encode(), trust)
+
+
+# --- step 12: nothing of a chain lies past its last signed checkpoint; fail closed ---------------
+
+
+class _CrashAt:
+    """A store whose writer crashes just before its first put under ``prefix``."""
+
+    def __init__(self, store: MemoryStore, prefix: str) -> None:
+        self._store, self._prefix = store, prefix
+
+    def put(self, key: str, data: bytes, **options: Any) -> bool:
+        if key.startswith(self._prefix):
+            raise RuntimeError(f"crash before writing {key}")
+        return self._store.put(key, data, **options)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+
+def _uncommitted(
+    store: Any, chain_id: str, key: Ed25519Signer, *, day: int = 5, count: int = 1
+) -> Manifest:
+    """Segment, record index, intent (signed by ``key``) and manifest continuing the chain, and
+    no checkpoint: a forgery (an untrusted key) or a writer that crashed before its commit."""
+    writer = ChainWriter(
+        store,
+        chain_id,
+        signer=key,
+        archive_name=ARCHIVE,
+        policy=short_policy(),
+        trust=trust_for(signer()),  # the archive's verifier key is public
+    )
+    writer._commit = lambda manifest: None  # type: ignore[method-assign]  # no checkpoint
+    records = [
+        dataclasses.replace(r, text="forged") for r in make_records(chain_id, count, day=day)
+    ]
+    return writer.append(records)[0].manifest
+
+
+def _genuine_writer(archive: Archive, store: Any = None) -> ChainWriter:
+    return ChainWriter(
+        store or archive.store,
+        archive.built.chain_id,
+        signer=archive.built.signer,
+        archive_name=ARCHIVE,
+        policy=short_policy(),
+    )
+
+
+def test_a_forged_segment_continuing_the_chain_is_an_unsigned_tail(
+    archive: Archive, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Segment, record index, manifest (and an intent signed by an untrusted key) that extend the
+    # chain validly: every hash recomputes, only no trusted key signed a checkpoint.
+    forged = _uncommitted(archive.store, archive.built.chain_id, ROGUE)
+    assert archive.run() == 1
+    out = capsys.readouterr().out
+    assert (
+        f"FAIL chain {archive.built.chain_id} {forged.key}: unsigned tail: manifest past the last "
+        "signed checkpoint (size 45) is not signed and may be forged (its intent does not verify"
+    ) in out
+    for key in (forged.segment.key, forged.record_index.key, forged.intent_key):
+        assert f"{key}: unsigned tail: " in out
+
+
+def test_a_crashed_writers_manifest_is_an_unsigned_tail_its_intent_explains(
+    archive: Archive, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pending = _uncommitted(archive.store, archive.built.chain_id, archive.built.signer, count=3)
+    assert archive.run() == 1
+    out = capsys.readouterr().out
+    assert f"{pending.key}: unsigned tail: manifest past the last signed checkpoint" in out
+    assert "a trusted intent names it: a writer crashed before its checkpoint" in out
+
+
+def test_a_forged_chain_with_no_checkpoint_at_all_fails(
+    archive: Archive, capsys: pytest.CaptureFixture[str]
+) -> None:
+    forged = _uncommitted(archive.store, OTHER_CHAIN, ROGUE)
+    assert archive.run() == 1
+    out = capsys.readouterr().out
+    assert f"FAIL chain {OTHER_CHAIN}: none of its checkpoints verifies" in out
+    assert f"{forged.key}: unsigned tail: manifest past the last signed checkpoint (size 0)" in out
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "date=2026-01-10/00000000000000000045-00000000000000000046-0123456789abcdef.parquet",
+        "date=2026-01-05/00000000000000000040-00000000000000000046-0123456789abcdef.parquet",
+        "notes.txt",
+    ],
+    ids=["past the signed size", "reaching past it", "not a segment key"],
+)
+def test_a_stray_object_among_a_chains_segments_fails(
+    archive: Archive, name: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    key = f"archive/v1/chain={archive.built.chain_id}/{name}"
+    archive.store.unsafe_objects[key] = b"not referenced by any manifest"
+    assert archive.run() == 1
+    out = capsys.readouterr().out
+    assert f"FAIL chain {archive.built.chain_id} {key}: unsigned tail: " in out
+    assert "WARN" not in out
+
+
+def test_a_stray_manifest_below_the_signed_size_still_fails(
+    archive: Archive, capsys: pytest.CaptureFixture[str]
+) -> None:
+    key = f"manifests/chain={archive.built.chain_id}/00000000000000000003.json.bak"
+    archive.store.unsafe_objects[key] = archive.store.unsafe_objects[archive.manifest(0)[0]]
+    assert archive.run() == 1
+    assert f"{key}: unsigned tail: manifest that no signed checkpoint covers" in (
+        capsys.readouterr().out
+    )
+
+
+def test_a_leftover_of_a_run_interrupted_before_its_manifest_is_a_warning_once_sealed_past(
+    archive: Archive, capsys: pytest.CaptureFixture[str]
+) -> None:
+    crashing = _genuine_writer(archive, _CrashAt(archive.store, "manifests/"))
+    with pytest.raises(RuntimeError, match="crash"):
+        crashing.append(make_records(archive.built.chain_id, 4, day=5))
+    # Until a later run seals past it, the leftover reaches past the signed size: unsigned tail.
+    assert archive.run() == 1
+    assert capsys.readouterr().out.count(": unsigned tail: ") == 3  # segment, index, intent
+    results = _genuine_writer(archive).append(make_records(archive.built.chain_id, 6, day=6))
+    write_head_after(
+        archive.store,
+        [r.manifest for r in results],
+        signer=archive.built.signer,
+        archive_name=ARCHIVE,
+    )
+    assert archive.run() == 0
+    out = capsys.readouterr().out
+    assert "FAIL" not in out
+    warnings = [line for line in out.splitlines() if line.startswith("WARN ")]
+    assert len(warnings) == 3
+    assert all("unreferenced, never signed" in line for line in warnings)
+    assert "51 records in 1 chains; archive head 3 (1 chains); 0 failures, 3 warnings" in out
+
+
+def test_an_empty_directory_verifies_nothing_and_fails(tmp_path: Path) -> None:
+    root = tmp_path / "bucket"
+    root.mkdir()
+    trust = tmp_path / "trust.txt"
+    trust.write_text(signer().verifier_key() + "\n")
+    run = subprocess.run(
+        [sys.executable, "-O", str(SCRIPT), str(root), str(trust), ARCHIVE],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert run.returncode == 1
+    assert "FAIL archive: no checkpoint verified: nothing was verified" in run.stdout
+    assert "Traceback" not in run.stderr
+
+
+def test_a_bucket_of_raw_objects_only_verifies_nothing_and_fails(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = tmp_path / "bucket"
+    raw = root / "raw" / "date=2026-01-05" / f"sim-{0:020d}.jsonl.zst"
+    raw.parent.mkdir(parents=True)
+    raw.write_bytes(zstandard.ZstdCompressor().compress(b"{}\n"))
+    trust = tmp_path / "trust.txt"
+    trust.write_text(signer().verifier_key() + "\n")
+    assert independent().main([str(root), str(trust), ARCHIVE]) == 1
+    assert "no checkpoint verified: nothing was verified" in capsys.readouterr().out
