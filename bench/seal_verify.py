@@ -80,6 +80,7 @@ from coexarchive.segments import (
     ChainState,
     Manifest,
     ObjectRef,
+    index_bytes,
     parquet_bytes,
     read_segment,
     records_table,
@@ -238,11 +239,15 @@ def ours_seal(records: Sequence[Record], prev: bytes) -> tuple[bytes, list[Seale
     return frontier.root(), sealed
 
 
+Meta = tuple[Manifest, ChainState, bytes]  # what a verify child gets besides the segment bytes
+
+
 @dataclass
 class Segment:
     data: bytes
     manifest: Manifest
     start: ChainState
+    index: bytes  # the record-id index, which verify checks against the rows
 
 
 def build_segments(sealed: Sequence[SealedRecord], chain_id: str) -> list[Segment]:
@@ -271,7 +276,8 @@ def build_segments(sealed: Sequence[SealedRecord], chain_id: str) -> list[Segmen
             checkpoint_key=f"checkpoints/{last + 1}",
             retention=retention,
         )
-        segments.append(Segment(data, manifest, state))
+        index = index_bytes([s.record for s in chunk])
+        segments.append(Segment(data, manifest, state, index))
         state = ChainState.after(manifest)
     return segments
 
@@ -279,7 +285,7 @@ def build_segments(sealed: Sequence[SealedRecord], chain_id: str) -> list[Segmen
 def check_all(segments: Sequence[Segment]) -> int:
     rows = 0
     for seg in segments:
-        outcome = verify_mod.check_segment(seg.data, seg.manifest, seg.start)
+        outcome = verify_mod.check_segment(seg.data, seg.manifest, seg.start, (), seg.index)
         assert not outcome.failures, outcome.failures[:3]
         rows += outcome.rows
     return rows
@@ -435,15 +441,14 @@ def peak_rss_kib() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
-def _check_in_worker(mode: str, data: bytes, manifest: Manifest, start: ChainState) -> int:
-    checker = {
-        "ours": verify_mod.check_segment,
-        "lean": lean_check_segment,
-        "proto": proto_check_segment,
-    }[mode]
-    outcome = checker(data, manifest, start)
+def _check_in_worker(
+    mode: str, data: bytes, manifest: Manifest, start: ChainState, index: bytes
+) -> int:
     if mode == "ours":
+        outcome = verify_mod.check_segment(data, manifest, start, (), index)
         assert not outcome.failures, outcome.failures[:3]
+    else:
+        {"lean": lean_check_segment, "proto": proto_check_segment}[mode](data, manifest, start)
     return peak_rss_kib()
 
 
@@ -507,18 +512,16 @@ def _worker_warm() -> int:
     return os.getpid()
 
 
-def _verify_child(
-    paths: list[str], metas: list[tuple[Manifest, ChainState]], workers: int, mode: str, queue: Any
-) -> None:
+def _verify_child(paths: list[str], metas: list[Meta], workers: int, mode: str, queue: Any) -> None:
     """Runs in a spawned process: verify segments read from local files, report time and RSS."""
     try:
         result: dict[str, Any] = {}
         if workers <= 1:
             elapsed = 0.0
-            for path, (manifest, start) in zip(paths, metas, strict=True):
+            for path, (manifest, start, index) in zip(paths, metas, strict=True):
                 data = Path(path).read_bytes()  # local read, not timed (S3 I/O is excluded)
                 t0 = time.perf_counter()
-                _check_in_worker(mode, data, manifest, start)
+                _check_in_worker(mode, data, manifest, start, index)
                 elapsed += time.perf_counter() - t0
                 del data
             result["seconds"] = elapsed
@@ -529,8 +532,10 @@ def _verify_child(
                 t0 = time.perf_counter()
                 # As verify.py does: read every segment, submit all, then collect.
                 futures = [
-                    pool.submit(_check_in_worker, mode, Path(path).read_bytes(), manifest, start)
-                    for path, (manifest, start) in zip(paths, metas, strict=True)
+                    pool.submit(
+                        _check_in_worker, mode, Path(path).read_bytes(), manifest, start, index
+                    )
+                    for path, (manifest, start, index) in zip(paths, metas, strict=True)
                 ]
                 result["workers_rss_kib"] = max(f.result() for f in futures)
                 result["seconds"] = time.perf_counter() - t0
@@ -540,9 +545,7 @@ def _verify_child(
         queue.put({"error": traceback.format_exc()})
 
 
-def run_child(
-    paths: list[str], metas: list[tuple[Manifest, ChainState]], workers: int, mode: str
-) -> dict[str, Any]:
+def run_child(paths: list[str], metas: list[Meta], workers: int, mode: str) -> dict[str, Any]:
     ctx = multiprocessing.get_context("spawn")
     queue = ctx.Queue()
     proc = ctx.Process(target=_verify_child, args=(paths, metas, workers, mode, queue))
@@ -857,7 +860,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             path = os.path.join(tmp, f"{i:05d}.parquet")
             Path(path).write_bytes(seg.data)
             paths.append(path)
-        metas = [(s.manifest, s.start) for s in segments]
+        metas = [(s.manifest, s.start, s.index) for s in segments]
         segments.clear()
         gc.collect()
         one = run_child(paths[:1], metas[:1], 1, "ours")

@@ -22,6 +22,7 @@ from coexarchive.seal.chain import chain_step, recompute_leaf_hashes
 from coexarchive.segments import INDEX_FORMAT, ChainState, Manifest, read_segment
 
 _sha256 = hashlib.sha256
+_INDEX_HEADER = (INDEX_FORMAT + "\n").encode()
 
 
 @dataclass(frozen=True)
@@ -220,8 +221,8 @@ def record_index_problem(index: bytes, table: pa.Table) -> str | None:
         declared = zstandard.get_frame_parameters(index).content_size
         if declared == zstandard.CONTENTSIZE_UNKNOWN:
             return "record index's zstd frame does not state its content size"
-        text = zstandard.ZstdDecompressor().decompress(index).decode("utf-8")
-    except (zstandard.ZstdError, UnicodeDecodeError) as exc:
+        text = zstandard.ZstdDecompressor().decompress(index)
+    except zstandard.ZstdError as exc:
         return f"record index is unreadable ({exc})"
     if text != _index_text_of(table):
         return (
@@ -231,12 +232,17 @@ def record_index_problem(index: bytes, table: pa.Table) -> str | None:
     return None
 
 
-def _index_text_of(table: pa.Table) -> str:
+def _index_text_of(table: pa.Table) -> bytes:
     """The index text a segment's rows call for, built in Arrow: UTF-8 byte order is code point
     order, so Arrow's sort is the one ``index_text`` makes with Python strings."""
-    joined = pc.binary_join_element_wise(table.column("record_id"), table.column("kind"), " ")
-    unique = pc.unique(joined)
-    ordered = unique.take(pc.sort_indices(unique))
+    joined = pc.binary_join_element_wise(
+        table.column("record_id").cast(pa.binary()), table.column("kind").cast(pa.binary()), b" "
+    )
+    if isinstance(joined, pa.ChunkedArray):
+        joined = joined.combine_chunks()
+    ordered = joined.take(pc.sort_indices(joined))
+    if len(ordered) > 1 and pc.any(pc.equal(ordered[1:], ordered[:-1])).as_py():
+        ordered = pc.unique(ordered)  # the index lists each line once
     lines = pa.ListArray.from_arrays(pa.array([0, len(ordered)], pa.int32()), ordered)
-    body: str = pc.binary_join(lines, "\n")[0].as_py()
-    return INDEX_FORMAT + "\n" + body + "\n"
+    body: bytes = pc.binary_join(lines, b"\n")[0].as_py()
+    return _INDEX_HEADER + body + b"\n"
