@@ -137,15 +137,20 @@ def records_csv(rows: Sequence[Row], leaves: Sequence[bytes], rules: Rendering =
     With the rules of a format before current flags (``coexarchive.bundle/v1``), the columns
     are ``CSV_COLUMNS_V1``: no ``current_flags`` and ``flags_seq``.
     """
-    if not rules.current_flags:
-        return _records_csv_v1(rows, leaves)
     event_utc = iso_utc_many([row["event_time"] for row in rows])
     received_utc = iso_utc_many([row["received_time"] for row in rows])
+    # The current flags' two cells, between the sealed flags and the trailer (none in v1).
+    derived: list[tuple[str, int | None] | tuple[()]]
+    if rules.current_flags:
+        columns = CSV_COLUMNS
+        derived = [(";".join(flags), seq) for flags, seq in current_flags(rows)]
+    else:
+        columns, derived = CSV_COLUMNS_V1, [()] * len(rows)
     # Encoded as it is written: no second copy of the whole text before encoding it.
     sink = io.BytesIO()
     out = io.TextIOWrapper(sink, encoding="utf-8", newline="")
     writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow(CSV_COLUMNS)
+    writer.writerow(columns)
     # The csv module writes None as an empty cell.
     writer.writerows(
         (
@@ -157,40 +162,13 @@ def records_csv(rows: Sequence[Row], leaves: Sequence[bytes], rules: Rendering =
             *_CONTENT(row),
             _BOOL_CELLS[row["window_open"]],
             ";".join(row["flags"]),
-            ";".join(flags),
-            flags_seq,
+            *current,
             *_TRAILER(row),
             leaf.hex(),
         )
-        for row, leaf, event, received, (flags, flags_seq) in zip(
-            rows, leaves, event_utc, received_utc, current_flags(rows), strict=True
+        for row, leaf, event, received, current in zip(
+            rows, leaves, event_utc, received_utc, derived, strict=True
         )
-    )
-    out.flush()
-    return sink.getvalue()
-
-
-def _records_csv_v1(rows: Sequence[Row], leaves: Sequence[bytes]) -> bytes:
-    event_utc = iso_utc_many([row["event_time"] for row in rows])
-    received_utc = iso_utc_many([row["received_time"] for row in rows])
-    sink = io.BytesIO()
-    out = io.TextIOWrapper(sink, encoding="utf-8", newline="")
-    writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow(CSV_COLUMNS_V1)
-    writer.writerows(
-        (
-            *_IDENTITY(row),
-            event,
-            row["event_time"],
-            received,
-            row["received_time"],
-            *_CONTENT(row),
-            _BOOL_CELLS[row["window_open"]],
-            ";".join(row["flags"]),
-            *_TRAILER(row),
-            leaf.hex(),
-        )
-        for row, leaf, event, received in zip(rows, leaves, event_utc, received_utc, strict=True)
     )
     out.flush()
     return sink.getvalue()
