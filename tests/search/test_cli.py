@@ -76,15 +76,15 @@ def test_the_access_log_entry_is_sealed_before_results_are_shown(
 ) -> None:
     assert cli.main(["search", "reindex"]) == 0
     seen: list[int] = []
-    from coexarchive.search import cli as search_cli
+    from coexarchive.query import cli as query_cli
 
-    real = search_cli.write_result
+    real = query_cli.write_result
 
     def spy(*args: object, **kwargs: object) -> None:
         seen.append(len(access_entries(archive.store)))  # type: ignore[arg-type]
         real(*args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(search_cli, "write_result", spy)
+    monkeypatch.setattr(query_cli, "write_result", spy)
     assert cli.main(["search", "crypto"]) == 0
     assert seen == [2]  # the reindex entry and this search's, before anything was written
 

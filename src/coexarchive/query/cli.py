@@ -316,9 +316,10 @@ def _open_out(out: Path, force: bool, *, binary: bool) -> Any:
         raise ConfigError(f"cannot write {out}: {exc.strerror}") from None
 
 
-def _show(result: QueryResult, args: argparse.Namespace) -> None:
+def show_table(table: pa.Table, args: argparse.Namespace) -> TextIO:
+    """Write ``table`` as the output options ask; returns where notes about it belong."""
     write_result(
-        result.table,
+        table,
         args.format,
         args.out,
         sys.stdout,
@@ -326,7 +327,11 @@ def _show(result: QueryResult, args: argparse.Namespace) -> None:
         raw_csv=args.raw_csv,
         full_ids=args.full_ids,
     )
-    note = sys.stderr if args.format != "table" or args.out else sys.stdout
+    return sys.stderr if args.format != "table" or args.out else sys.stdout
+
+
+def _show(result: QueryResult, args: argparse.Namespace) -> None:
+    note = show_table(result.table, args)
     print(
         f"-- {result.table.num_rows} row(s), result sha256 {result.result_sha256}, "
         f"logged as access-log seq {result.access.last_seq}",

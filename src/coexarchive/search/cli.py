@@ -16,7 +16,7 @@ from coexarchive._internal.clock import now_ms
 from coexarchive._internal.progress import Progress
 from coexarchive.errors import ConfigError
 from coexarchive.query.access_log import AccessEntry, AccessLog, auditor_identity
-from coexarchive.query.cli import FORMATS, write_result
+from coexarchive.query.cli import FORMATS, show_table
 from coexarchive.query.views import ArchiveCatalog, Window, utc_ms
 from coexarchive.search.index import (
     INDEX_DIR_ENV,
@@ -124,16 +124,7 @@ def cmd_reindex(args: argparse.Namespace, make_settings: MakeSettings) -> int:
 
 
 def _show(result: SearchResult, args: argparse.Namespace) -> None:
-    write_result(
-        result.table,
-        args.format,
-        args.out,
-        sys.stdout,
-        force=args.force,
-        raw_csv=args.raw_csv,
-        full_ids=args.full_ids,
-    )
-    note = sys.stderr if args.format != "table" or args.out else sys.stdout
+    note = show_table(result.table, args)
     shown = result.table.num_rows
     more = f" of {result.total} (raise --limit for more)" if result.total > args.limit else ""
     print(
