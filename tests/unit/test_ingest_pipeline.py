@@ -7,12 +7,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import apache_beam as beam
-import boto3
 import pytest
 import zstandard
 from apache_beam.testing import test_pipeline
 from apache_beam.testing.util import assert_that, equal_to
-from moto import mock_aws
 
 from coexarchive.commands import upload_raw
 from coexarchive.errors import ConfigError
@@ -25,63 +23,36 @@ from coexarchive.raw import (
     signature_header,
 )
 from coexarchive.retention import RetentionPolicy
-from coexarchive.store.s3 import S3Store, create_locked_bucket
+from coexarchive.store.s3 import S3Store
 from pipelines.ingest import Ingest, SealSpec, StoreSpec, normalize_object
 from pipelines.ingest import run as ingest_run
-from support.archive import signer
+from support.ingest_unit import (
+    AUTH,
+    SECRET,
+    T0,
+    landing,
+    moto_locked_store,
+    signing_key_file,
+    webhook_body,
+)
 
 BUCKET = "ingest-unit"
-SECRET = b"unit-secret"
-AUTH = DeliveryAuth((SECRET,))
-T0 = 1_767_607_200  # 2026-01-05T10:00:00Z
 
 
 def body(*wamids: str, phone_number_id: str = "900000000000001") -> bytes:
-    messages = ",".join(
-        f'{{"from":"447700900123","id":"{w}","timestamp":"{T0 + i}","type":"text",'
-        f'"text":{{"body":"hello {i} ✓"}}}}'
-        for i, w in enumerate(wamids)
-    )
-    return (
-        '{"object":"whatsapp_business_account","entry":[{"id":"800000000000001","changes":[{'
-        '"field":"messages","value":{"messaging_product":"whatsapp","metadata":{'
-        f'"display_phone_number":"15550001111","phone_number_id":"{phone_number_id}"}},'
-        f'"contacts":[{{"profile":{{"name":"A"}},"wa_id":"447700900123"}}],"messages":[{messages}]}}'
-        "}]}]}"
-    ).encode()
-
-
-def landing(seq: int, *bodies: bytes) -> tuple[str, bytes]:
-    deliveries = [
-        Delivery(
-            receiver_id="unit",
-            seq=seq + i,
-            received_at=(T0 + 5) * 1000,
-            source="webhook",
-            headers={"x-hub-signature-256": signature_header(SECRET, b)},
-            body=b,
-        )
-        for i, b in enumerate(bodies)
-    ]
-    return landing_key("unit", seq, (T0 + 5) * 1000), encode_landing(deliveries)
+    texts = [(w, f"hello {i} ✓") for i, w in enumerate(wamids)]
+    return webhook_body(texts, phone_number_id=phone_number_id)
 
 
 @pytest.fixture
 def s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[S3Store]:
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    with mock_aws():
-        client = boto3.client("s3", region_name="us-east-1")
-        create_locked_bucket(client, BUCKET)
-        yield S3Store(BUCKET, client=client)
+    with moto_locked_store(monkeypatch, BUCKET) as store:
+        yield store
 
 
 @pytest.fixture
 def key_file(tmp_path: Path) -> str:
-    path = tmp_path / "signing.key"
-    signer().to_file(path)
-    return str(path)
+    return signing_key_file(tmp_path)
 
 
 def run(keys: list[str], key_file: str, expected: list[tuple[str, int, int]]) -> None:

@@ -7,10 +7,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, cast
 
-import boto3
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
-from moto import mock_aws
 
 from coexarchive._internal.beam_failures import expected_failure
 from coexarchive.cli import main
@@ -21,13 +19,12 @@ from coexarchive.errors import (
     PipelineError,
     SealError,
 )
-from coexarchive.raw import Delivery, DeliveryAuth, encode_landing, landing_key, signature_header
 from coexarchive.records import Record
 from coexarchive.retention import RetentionPolicy
 from coexarchive.store import layout
 from coexarchive.store.base import ObjectStore
 from coexarchive.store.memory import MemoryStore
-from coexarchive.store.s3 import S3Store, create_locked_bucket
+from coexarchive.store.s3 import S3Store
 from pipelines.ingest import (
     IngestSummary,
     SealSpec,
@@ -37,62 +34,34 @@ from pipelines.ingest import (
     seal_chain,
 )
 from support.archive import signer
+from support.ingest_unit import (
+    AUTH,
+    SECRET,
+    landing,
+    moto_locked_store,
+    signing_key_file,
+    webhook_body,
+)
 
 BUCKET = "ingest-summary"
 CHAIN = "900000000000001"
 POLICY = RetentionPolicy.parse("GOVERNANCE:1")
-T0 = 1_767_607_200  # 2026-01-05T10:00:00Z
-SECRET = b"unit-secret"
-AUTH = DeliveryAuth((SECRET,))
 
 
 def body(*messages: tuple[str, str]) -> bytes:
     """A messages webhook from one customer: (wamid, text) pairs."""
-    items = ",".join(
-        f'{{"from":"447700900123","id":"{wamid}","timestamp":"{T0 + i}","type":"text",'
-        f'"text":{{"body":"{text}"}}}}'
-        for i, (wamid, text) in enumerate(messages)
-    )
-    return (
-        '{"object":"whatsapp_business_account","entry":[{"id":"800000000000001","changes":[{'
-        '"field":"messages","value":{"messaging_product":"whatsapp","metadata":{'
-        f'"display_phone_number":"15550001111","phone_number_id":"{CHAIN}"}},'
-        f'"contacts":[{{"profile":{{"name":"A"}},"wa_id":"447700900123"}}],"messages":[{items}]}}'
-        "}]}]}"
-    ).encode()
-
-
-def landing(seq: int, *bodies: bytes) -> tuple[str, bytes]:
-    deliveries = [
-        Delivery(
-            "unit",
-            seq + i,
-            (T0 + 5) * 1000,
-            "webhook",
-            {"x-hub-signature-256": signature_header(SECRET, b)},
-            b,
-        )
-        for i, b in enumerate(bodies)
-    ]
-    return landing_key("unit", seq, (T0 + 5) * 1000), encode_landing(deliveries)
+    return webhook_body(messages)
 
 
 @pytest.fixture
 def s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[S3Store]:
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    with mock_aws():
-        client = boto3.client("s3", region_name="us-east-1")
-        create_locked_bucket(client, BUCKET)
-        yield S3Store(BUCKET, client=client)
+    with moto_locked_store(monkeypatch, BUCKET) as store:
+        yield store
 
 
 @pytest.fixture
 def key_file(tmp_path: Path) -> str:
-    path = tmp_path / "signing.key"
-    signer().to_file(path)
-    return str(path)
+    return signing_key_file(tmp_path)
 
 
 def ingest(keys: Sequence[str], key_file: str) -> IngestSummary:
