@@ -101,7 +101,8 @@ def cmd_demo(args: argparse.Namespace, make_settings: MakeSettings) -> int:
             raise ConfigError(
                 f"no demo server runs on {paths.s3_dir}: start one with `coexarchive demo --keep`"
             )
-        print("\n".join(shell_exports(paths.environment(running, bucket, args.retention))))
+        exports = shell_exports(paths.environment(running, bucket, args.retention))
+        print("\n".join([*_path_export(), *exports]))
         return 0
     paths.ensure_keys()
     step = _steps()
@@ -234,11 +235,11 @@ def _print_next_steps(
     print(f"  trust:     {paths.trust} (the public keys that verify every checkpoint)")
     print()
     flag = "" if data == Path("var/demo").resolve() else f" --data-dir {data}"
-    print(f'Point this shell at it (or: eval "$(coexarchive demo --env{flag})"):')
-    scripts = Path(sys.argv[0]).resolve().parent
-    found = shutil.which("coexarchive")
-    if found is None or Path(found).resolve().parent != scripts:
-        print(f'  export PATH="{scripts}:$PATH"   # where this coexarchive is installed')
+    path_export = _path_export()
+    command = f"{_scripts()}/coexarchive" if path_export else "coexarchive"
+    print(f'Point this shell at it (or: eval "$({command} demo --env{flag})"):')
+    for line in path_export:
+        print(f"  {line}   # where this coexarchive is installed")
     for line in shell_exports(env):
         print(f"  {line}")
     print()
@@ -301,3 +302,15 @@ def register_demo(sub: Any, bind: Bind) -> None:
         "production uses COMPLIANCE",
     )
     demo.set_defaults(handler=bind(cmd_demo))
+
+
+def _scripts() -> Path:
+    return Path(sys.argv[0]).resolve().parent
+
+
+def _path_export() -> list[str]:
+    """The PATH line a shell needs to find this coexarchive, if it does not already."""
+    found = shutil.which("coexarchive")
+    if found is not None and Path(found).resolve().parent == _scripts():
+        return []
+    return [f'export PATH="{_scripts()}:$PATH"']
