@@ -8,6 +8,8 @@ the same chain at once: the one that loses the race for a seq (:class:`SealError
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Self
+
 from coexarchive.archive_head import write_head_after
 from coexarchive.errors import SealError
 from coexarchive.records import Record
@@ -16,7 +18,10 @@ from coexarchive.seal.keys import Signer, TrustStore
 from coexarchive.segments import ChainWriter, Manifest
 from coexarchive.store.base import ObjectStore
 
-__all__ = ["APPEND_ATTEMPTS", "AuditChainWriter"]
+if TYPE_CHECKING:
+    from coexarchive.settings import Settings
+
+__all__ = ["APPEND_ATTEMPTS", "AuditChainClient", "AuditChainWriter"]
 
 APPEND_ATTEMPTS = 5
 
@@ -76,3 +81,45 @@ class AuditChainWriter:
             )
             return manifest
         raise SealError(f"could not append to the {self.what}: {last_error}")
+
+
+class AuditChainClient:
+    """What every writer of an oversight chain (access log, hold register, supervision) holds:
+    the store, the audit signer, the archive's name, the retention policy, and the trust file
+    that opens earlier archive heads."""
+
+    def __init__(
+        self,
+        store: ObjectStore,
+        *,
+        signer: Signer,
+        archive_name: str,
+        policy: RetentionPolicy | None = None,
+        trust: TrustStore | None = None,
+    ) -> None:
+        self.store = store
+        self.signer = signer
+        self.archive_name = archive_name
+        self.policy = policy
+        self.trust = trust
+
+    @classmethod
+    def for_settings(
+        cls,
+        settings: Settings,
+        store: ObjectStore | None = None,
+        *,
+        signer: Signer | None = None,
+        trust: TrustStore | None = None,
+    ) -> Self:
+        """One configured as ``settings`` say: the audit signer (which refuses a key the trust
+        file does not list), the archive's name and policy, and the trust file if there is one."""
+        if trust is None and settings.trust_file.exists():
+            trust = settings.trust()
+        return cls(
+            store if store is not None else settings.store(),
+            signer=signer if signer is not None else settings.audit_signer(),
+            archive_name=settings.archive_name,
+            policy=settings.policy(),
+            trust=trust,
+        )

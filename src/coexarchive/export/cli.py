@@ -46,13 +46,7 @@ def _iso(ms: int) -> str:
 
 
 def _register(settings: Settings) -> HoldRegister:
-    return HoldRegister(
-        settings.store(),
-        signer=settings.audit_signer(),
-        archive_name=settings.archive_name,
-        policy=settings.policy(),
-        trust=settings.trust() if settings.trust_file.exists() else None,
-    )
+    return HoldRegister.for_settings(settings)
 
 
 def cmd_hold_place(args: argparse.Namespace, make_settings: MakeSettings) -> int:
@@ -130,13 +124,7 @@ def cmd_export(args: argparse.Namespace, make_settings: MakeSettings) -> int:
         zone=args.tz,
         tree_sizes=dict(args.at or ()),
     )
-    log = AccessLog(
-        store,
-        signer=settings.audit_signer(),
-        archive_name=settings.archive_name,
-        policy=settings.policy(),
-        trust=trust,
-    )
+    log = AccessLog.for_settings(settings, store, trust=trust)
     catalog = ArchiveCatalog(store)
     query_result = None
     if args.query is not None:

@@ -20,19 +20,18 @@ from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cached_property
 from typing import Any
 
 import orjson
 import pyarrow as pa
 import pyarrow.dataset as ds
 
-from coexarchive.audit_chain import AuditChainWriter
+from coexarchive.audit_chain import AuditChainClient, AuditChainWriter
 from coexarchive.errors import ConfigError, FormatError, ObjectMissingError, SealError
 from coexarchive.query.views import ACCESS_LOG_CHAIN, ArchiveCatalog, Segment
 from coexarchive.records import Direction, Kind, Origin, Record, stable_id
-from coexarchive.retention import RetentionPolicy
 from coexarchive.seal.chain import recompute_leaf_hashes
-from coexarchive.seal.keys import Signer, TrustStore
 from coexarchive.segments import Manifest, list_manifests, read_segment
 from coexarchive.store.base import ObjectStore, sha256_hex
 
@@ -216,25 +215,12 @@ def held_keys(store: ObjectStore) -> set[str]:
 # --- placing and releasing -----------------------------------------------------------------------
 
 
-class HoldRegister:
+class HoldRegister(AuditChainClient):
     """Places and releases legal holds, and seals each change into the ``holds`` chain."""
 
-    def __init__(
-        self,
-        store: ObjectStore,
-        *,
-        signer: Signer,
-        archive_name: str,
-        policy: RetentionPolicy | None = None,
-        catalog: ArchiveCatalog | None = None,
-        trust: TrustStore | None = None,
-    ) -> None:
-        self.store = store
-        self.signer = signer
-        self.archive_name = archive_name
-        self.policy = policy
-        self.trust = trust
-        self.catalog = catalog or ArchiveCatalog(store)
+    @cached_property
+    def catalog(self) -> ArchiveCatalog:
+        return ArchiveCatalog(self.store)
 
     def matching_segments(self, scope: HoldScope) -> list[Manifest]:
         """Committed segments holding at least one record in ``scope``."""

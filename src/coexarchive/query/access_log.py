@@ -17,19 +17,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, time
 from decimal import Decimal
+from functools import cached_property
 from typing import Any
 
 import orjson
 import pyarrow as pa
 
-from coexarchive.audit_chain import AuditChainWriter
+from coexarchive.audit_chain import AuditChainClient, AuditChainWriter
 from coexarchive.errors import ConfigError
 from coexarchive.query.views import ACCESS_LOG_CHAIN
 from coexarchive.records import Direction, Kind, Origin, Record, stable_id
-from coexarchive.retention import RetentionPolicy
-from coexarchive.seal.keys import Signer, TrustStore
 from coexarchive.segments import Manifest
-from coexarchive.store.base import ObjectStore
 
 __all__ = ["AUDITOR_ENV", "AccessEntry", "AccessLog", "auditor_identity", "result_digest"]
 
@@ -80,33 +78,21 @@ class AccessEntry:
         return orjson.dumps(document, option=orjson.OPT_SORT_KEYS).decode()
 
 
-class AccessLog:
+class AccessLog(AuditChainClient):
     """Appends access entries to the ``access-log`` chain with the archive's signing key."""
 
-    def __init__(
-        self,
-        store: ObjectStore,
-        *,
-        signer: Signer,
-        archive_name: str,
-        policy: RetentionPolicy | None = None,
-        trust: TrustStore | None = None,
-    ) -> None:
-        self.store = store
-        self.signer = signer
-        self.archive_name = archive_name
-        self.policy = policy
-        self.trust = trust
+    @cached_property
+    def _writer(self) -> AuditChainWriter:
         # Keeps the chain head between appends: a session's later entries cost four PUTs and no
         # listing; two auditors appending at once race for a seq, and the loser retries.
-        self._writer = AuditChainWriter(
-            store,
+        return AuditChainWriter(
+            self.store,
             ACCESS_LOG_CHAIN,
-            signer=signer,
-            archive_name=archive_name,
+            signer=self.signer,
+            archive_name=self.archive_name,
             what="access log",
-            policy=policy,
-            trust=trust,
+            policy=self.policy,
+            trust=self.trust,
         )
 
     def append(self, entry: AccessEntry, *, now_ms: int) -> Manifest:

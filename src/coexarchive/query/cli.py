@@ -76,13 +76,7 @@ _FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 def open_session(settings: Settings, who: str) -> AuditSession:
     store = settings.store()
     trust = settings.trust() if settings.trust_file.exists() else None
-    log = AccessLog(
-        store,
-        signer=settings.audit_signer(),
-        archive_name=settings.archive_name,
-        policy=settings.policy(),
-        trust=trust,
-    )
+    log = AccessLog.for_settings(settings, store, trust=trust)
     return AuditSession(store, access_log=log, who=who, trust=trust)
 
 
@@ -263,8 +257,9 @@ def _longest_line(text: str) -> int:
     return max((len(line) for line in text.splitlines()), default=0)
 
 
-def check_output(args: argparse.Namespace) -> None:
-    """Refuse output options that cannot work, before any statement runs or is logged."""
+def check_output_file(args: argparse.Namespace) -> None:
+    """Refuse ``--format``/``--out``/``--force`` that cannot work, before anything runs or is
+    logged."""
     out: Path | None = args.out
     if args.format == "parquet" and out is None:
         raise ConfigError("--format parquet needs --out FILE (Parquet is not for a terminal)")
@@ -273,6 +268,11 @@ def check_output(args: argparse.Namespace) -> None:
             raise ConfigError(f"{out} exists; pass --force to replace it")
         if not out.parent.is_dir():
             raise ConfigError(f"cannot write {out}: folder {out.parent} does not exist")
+
+
+def check_output(args: argparse.Namespace) -> None:
+    """Refuse output options that cannot work, before any statement runs or is logged."""
+    check_output_file(args)
     if args.expect_head and not args.verify:
         raise ConfigError("--expect-head checks a --verify run; add --verify")
 

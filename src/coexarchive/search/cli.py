@@ -16,7 +16,7 @@ from coexarchive._internal.clock import now_ms
 from coexarchive._internal.progress import Progress
 from coexarchive.errors import ConfigError
 from coexarchive.query.access_log import AccessEntry, AccessLog, auditor_identity
-from coexarchive.query.cli import FORMATS, show_table
+from coexarchive.query.cli import FORMATS, check_output_file, show_table
 from coexarchive.query.views import ArchiveCatalog, Window, utc_ms
 from coexarchive.search.index import (
     INDEX_DIR_ENV,
@@ -46,13 +46,7 @@ A query that starts with - goes after --:  coexarchive search -- '-test crypto'.
 
 
 def _access_log(settings: Settings) -> AccessLog:
-    return AccessLog(
-        settings.store(),
-        signer=settings.audit_signer(),
-        archive_name=settings.archive_name,
-        policy=settings.policy(),
-        trust=settings.trust() if settings.trust_file.exists() else None,
-    )
+    return AccessLog.for_settings(settings)
 
 
 def _index(settings: Settings, args: argparse.Namespace) -> SearchIndex:
@@ -148,16 +142,9 @@ def _show(result: SearchResult, args: argparse.Namespace) -> None:
 
 
 def _check_output(args: argparse.Namespace) -> None:
-    out: Path | None = args.out
     if args.limit < 1:
         raise ConfigError("--limit must be at least 1")
-    if args.format == "parquet" and out is None:
-        raise ConfigError("--format parquet needs --out FILE (Parquet is not for a terminal)")
-    if out is not None:
-        if out.exists() and not args.force:
-            raise ConfigError(f"{out} exists; pass --force to replace it")
-        if not out.parent.is_dir():
-            raise ConfigError(f"cannot write {out}: folder {out.parent} does not exist")
+    check_output_file(args)
 
 
 def _window(args: argparse.Namespace) -> Window | None:

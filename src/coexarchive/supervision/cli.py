@@ -57,20 +57,8 @@ class _Context:
         self.store = settings.store()
         signer = settings.audit_signer()
         trust = settings.trust() if settings.trust_file.exists() else None
-        self.sealer = Sealer(
-            self.store,
-            signer=signer,
-            archive_name=settings.archive_name,
-            policy=settings.policy(),
-            trust=trust,
-        )
-        self.log = AccessLog(
-            self.store,
-            signer=signer,
-            archive_name=settings.archive_name,
-            policy=settings.policy(),
-            trust=trust,
-        )
+        self.sealer = Sealer.for_settings(settings, self.store, signer=signer, trust=trust)
+        self.log = AccessLog.for_settings(settings, self.store, signer=signer, trust=trust)
 
     def logged(self, what: str, params: Mapping[str, Any], result: Any, rows: int) -> int:
         """Seal the access-log entry for a read; returns its seq. Call before printing."""

@@ -24,11 +24,10 @@ from typing import Any, Final
 import orjson
 
 from coexarchive.archive_head import write_head_after
+from coexarchive.audit_chain import AuditChainClient
 from coexarchive.errors import FormatError, SealError
 from coexarchive.records import Direction, Origin, Record, stable_id
-from coexarchive.retention import RetentionPolicy
 from coexarchive.seal.chain import recompute_leaf_hashes
-from coexarchive.seal.keys import Signer, TrustStore
 from coexarchive.segments import ChainWriter, Manifest, list_manifests, read_segment
 from coexarchive.store.base import ObjectStore, sha256_hex
 
@@ -148,23 +147,8 @@ def event_id(*parts: str | int | None, detail: Mapping[str, Any]) -> tuple[str |
     return (*parts, digest)
 
 
-class Sealer:
+class Sealer(AuditChainClient):
     """Appends records to a supervision chain with the audit key, then signs an archive head."""
-
-    def __init__(
-        self,
-        store: ObjectStore,
-        *,
-        signer: Signer,
-        archive_name: str,
-        policy: RetentionPolicy | None = None,
-        trust: TrustStore | None = None,
-    ) -> None:
-        self.store = store
-        self.signer = signer
-        self.archive_name = archive_name
-        self.policy = policy
-        self.trust = trust
 
     def seal(
         self,
