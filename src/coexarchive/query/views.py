@@ -154,12 +154,19 @@ class ArchiveCatalog:
         self._segments: dict[tuple[str, int], Segment] = {}
         # Grows whenever a business chain gains committed segments (``records`` is then stale).
         self.generation = 0
+        # Segments of any other store (the in-memory twin) are copied into a native in-memory
+        # filesystem as they are first read. A Python filesystem handler would do without the
+        # copy, but Arrow calls it from its I/O threads, which must then take the GIL while
+        # holding a scan's lock, and DuckDB starts scans holding the GIL: a deadlock.
+        self._mirror_of: ObjectStore | None = None
+        self._mirrored: set[str] = set()
         if filesystem is not None:
             self.filesystem, self._root = filesystem, ""
         elif isinstance(store, S3Store):
             self.filesystem, self._root = store.filesystem(), f"{store.bucket}/"
         else:
-            self.filesystem, self._root = pafs.PyFileSystem(_StoreHandler(store)), ""
+            self.filesystem, self._root = pafs._MockFileSystem(), ""
+            self._mirror_of = store
 
     def refresh(self, chain_id: str | None = None) -> None:
         """Learn the segments committed since the last call (all chains, or one).
@@ -318,6 +325,7 @@ class ArchiveCatalog:
         fragments = []
         for item in segments:
             segment = Segment.of(item) if isinstance(item, Manifest) else item
+            self._mirror(segment.key)
             fragments.append(
                 parquet.make_fragment(
                     self._root + segment.key,
@@ -328,6 +336,15 @@ class ArchiveCatalog:
                 )
             )
         return ds.FileSystemDataset(fragments, RECORD_SCHEMA, parquet, self.filesystem)
+
+    def _mirror(self, key: str) -> None:
+        """Copy an object of the in-memory twin into the native filesystem scans read."""
+        if self._mirror_of is None or key in self._mirrored:
+            return
+        self.filesystem.create_dir(key.rpartition("/")[0], recursive=True)
+        with self.filesystem.open_output_stream(key) as sink:
+            sink.write(self._mirror_of.get(key))
+        self._mirrored.add(key)
 
     def read_rows(
         self, manifest: Manifest, seqs: Iterable[int], columns: Sequence[str] | None = None
@@ -484,52 +501,6 @@ def _dataset_or_empty(
     if manifests:
         return catalog.dataset(manifests, whole_row_groups=whole_row_groups)
     return RECORD_SCHEMA.empty_table()
-
-
-class _StoreHandler(pafs.FileSystemHandler):  # type: ignore[misc]
-    """A read-only pyarrow filesystem over any :class:`ObjectStore` (used for the memory twin)."""
-
-    def __init__(self, store: ObjectStore) -> None:
-        self.store = store
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, _StoreHandler) and other.store is self.store
-
-    def __ne__(self, other: object) -> bool:
-        return not self == other
-
-    __hash__ = None  # type: ignore[assignment]
-
-    def get_type_name(self) -> str:
-        return "coexarchive-store"
-
-    def normalize_path(self, path: str) -> str:
-        return path
-
-    def get_file_info(self, paths: Sequence[str]) -> list[pafs.FileInfo]:
-        infos = []
-        for path in paths:
-            if self.store.exists(path):
-                size = self.store.info(path).size
-                infos.append(pafs.FileInfo(path, pafs.FileType.File, size=size))
-            else:
-                infos.append(pafs.FileInfo(path, pafs.FileType.NotFound))
-        return infos
-
-    def open_input_file(self, path: str) -> pa.NativeFile:
-        return pa.BufferReader(self.store.get(path))
-
-    def open_input_stream(self, path: str) -> pa.NativeFile:
-        return pa.BufferReader(self.store.get(path))
-
-    def get_file_info_selector(self, selector: Any) -> list[pafs.FileInfo]:
-        raise NotImplementedError("the archive is read through its manifests, never listed")
-
-    def _read_only(self, *args: Any) -> Any:
-        raise NotImplementedError("the archive is read-only here")
-
-    create_dir = delete_dir = delete_dir_contents = delete_root_dir_contents = _read_only
-    delete_file = move = copy_file = open_output_stream = open_append_stream = _read_only
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
