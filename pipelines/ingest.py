@@ -31,6 +31,7 @@ from apache_beam.transforms import combiners
 from coexarchive import quarantine as quarantine_store
 from coexarchive._internal.beam_failures import expected_failure, quiet_expected_failures
 from coexarchive._internal.progress import LiveStatus
+from coexarchive.anchor.tsa import load_tsa_file
 from coexarchive.archive_head import write_head_after
 from coexarchive.enrich import EnrichConfig, collect_side_events
 from coexarchive.errors import CoexArchiveError
@@ -194,6 +195,7 @@ class WriteArchiveHead(beam.DoFn):
             signer=Ed25519Signer.from_file(Path(spec.key_file)),
             archive_name=spec.archive_name,
             trust=TrustStore.from_file(spec.trust_file) if spec.trust_file else None,
+            tsas=load_tsa_file(Path(spec.tsa_file)) if spec.tsa_file else (),
         )
         if head is not None:
             yield head.seq
@@ -280,6 +282,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="trust file: keys besides the signing key whose checkpoints, intents and archive "
         "heads a resume accepts",
     )
+    parser.add_argument(
+        "--tsa_file",
+        default=None,
+        help="timestamp authorities asked for a token over each new archive head",
+    )
     parser.add_argument("--retention", default="COMPLIANCE:7")
     parser.add_argument("--max_segment_records", type=int, default=100_000)
     parser.add_argument(
@@ -318,6 +325,7 @@ def run(
         args.retention,
         args.max_segment_records,
         trust_file=args.trust_file,
+        tsa_file=args.tsa_file,
     )
     raw_spec = dataclasses.replace(store_spec, bucket=args.raw_bucket or args.bucket)
     keys = sorted(

@@ -35,3 +35,5 @@ class SealSpec:
     # Keys besides the signing key's own whose checkpoints, intents and archive heads a resume
     # accepts (the previous archive head, a chain signed before a key rotation).
     trust_file: str | None = None
+    # Timestamp authorities asked after each archive head (``coexarchive.anchor.tsa``).
+    tsa_file: str | None = None

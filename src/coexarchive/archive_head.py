@@ -19,6 +19,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from coexarchive.anchor.timestamps import anchor_lines, timestamp_heads
+from coexarchive.anchor.tsa import Tsa
 from coexarchive.errors import (
     Failure,
     FormatError,
@@ -91,9 +93,12 @@ class HeadWriter:
         signer: Signer,
         archive_name: str,
         trust: TrustStore | None = None,
+        tsas: Sequence[Tsa] = (),
     ) -> None:
         self.store = store
         self.signer = signer
+        # Authorities whose tokens of earlier heads the next head seals (or names as missing).
+        self.tsas = tuple(tsas)
         self.archive_name = archive_name
         # Without a trust file the writer trusts only heads and checkpoints of its own key.
         self.trust = trust if trust is not None else own_trust(signer)
@@ -156,7 +161,14 @@ class HeadWriter:
                 return None
             seq = newest.head.seq + 1 if newest else 0
             prev = newest.head.body_hash() if newest else GENESIS_PREV
-            head = ArchiveHead.build(self.archive_name, seq, prev, entries.values())
+            anchors = anchor_lines(
+                self.store,
+                newest.head if newest else None,
+                self.tsas,
+                trust=self.trust,
+                archive_name=self.archive_name,
+            )
+            head = ArchiveHead.build(self.archive_name, seq, prev, entries.values(), anchors)
             try:
                 self.store.put(head_key(seq), sign_head(head, [self.signer]), retention=retention)
             except ObjectExistsError:
@@ -199,15 +211,23 @@ def write_head_after(
     signer: Signer,
     archive_name: str,
     trust: TrustStore | None = None,
+    tsas: Sequence[Tsa] = (),
 ) -> ArchiveHead | None:
-    """The head that follows a commit of ``manifests`` (the last of each chain counts)."""
+    """The head that follows a commit of ``manifests`` (the last of each chain counts).
+
+    With ``tsas``, the new head seals the tokens of the head before it, and is then timestamped
+    itself (an authority that is down is logged and named as missing by the next head).
+    """
     if not manifests:
         return None
     lock: Retention | None = None
     for manifest in manifests:
         lock = stronger(lock, manifest.retention)
-    writer = HeadWriter(store, signer=signer, archive_name=archive_name, trust=trust)
-    return writer.commit([chain_head_of(m) for m in manifests], retention=lock)
+    writer = HeadWriter(store, signer=signer, archive_name=archive_name, trust=trust, tsas=tsas)
+    head = writer.commit([chain_head_of(m) for m in manifests], retention=lock)
+    if head is not None and tsas:
+        timestamp_heads(store, head, tsas, trust=writer.trust, archive_name=archive_name)
+    return head
 
 
 # --- checking ------------------------------------------------------------------------------------

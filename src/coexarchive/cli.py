@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from coexarchive import __version__
-from coexarchive._internal.cliutil import Parser, parse_time
+from coexarchive._internal.cliutil import Parser, parse_moment, parse_time
 from coexarchive.errors import CoexArchiveError, ConfigError, VerificationError
 from coexarchive.settings import Settings
 
@@ -37,6 +37,7 @@ ARCHIVE_ENV: EnvVars = (
         "key for access log, holds, policies, reviews (default: signing key)",
     ),
     ("COEXARCHIVE_TRUST", "trust file of verifier keys (default: $COEXARCHIVE_HOME/trust.txt)"),
+    ("COEXARCHIVE_TSA", "RFC 3161 timestamp authorities (default: $COEXARCHIVE_HOME/tsa.txt)"),
     ("COEXARCHIVE_NAME", "archive name in every checkpoint's origin (default: coexarchive.local)"),
     ("COEXARCHIVE_RETENTION", "Object Lock for new objects (default: COMPLIANCE:7)"),
     ("COEXARCHIVE_S3_CONNECT_TIMEOUT", "seconds to connect to S3 (default: 5)"),
@@ -138,6 +139,7 @@ def _settings(args: argparse.Namespace, **extra: object) -> Settings:
         archive_name=getattr(args, "archive_name", None),
         trust_file=getattr(args, "trust", None),
         key_file=getattr(args, "key", None),
+        tsa_file=getattr(args, "tsa_file", None),
         **extra,
     )
 
@@ -225,6 +227,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
             held_keys=held_keys(store),
             executor=executor,
             on_segment=progress.advance if progress else None,
+            tsas=settings.tsas(),
+            at=parse_moment(args.at) if args.at else None,
         )
     except ArchiveVerificationError as exc:
         report = exc.report
@@ -269,6 +273,8 @@ def _print_report(report: object) -> None:
             print(f"  warning: {warning}")
     if report.archive_head is not None:
         print(report.archive_head.line())
+    if report.timestamps is not None:
+        print("\n".join(report.timestamps.lines()))
     print("checks: " + ", ".join(f"{i}. {step}" for i, step in enumerate(report.steps, 1)))
     if report.ok:
         warnings = sum(len(chain.warnings) for chain in report.chains)
@@ -318,6 +324,40 @@ def _save_archive_head(store: object, out: str | None) -> int:
     else:
         sys.stdout.write(note.decode("utf-8"))
     return 0
+
+
+# --- anchor --------------------------------------------------------------------------------------
+
+
+def cmd_anchor(args: argparse.Namespace) -> int:
+    from coexarchive.anchor.timestamps import timestamp_heads
+    from coexarchive.archive_head import HeadWriter
+
+    settings = _settings(args)
+    tsas = settings.tsas()
+    if not tsas:
+        raise ConfigError(
+            f"no timestamp authority configured: TSA file {settings.tsa_file} not found "
+            "(pass --tsa-file FILE or set COEXARCHIVE_TSA; see docs/anchors.md)"
+        )
+    store = settings.store()
+    trust = settings.trust()
+    writer = HeadWriter(
+        store, signer=settings.signer(), archive_name=settings.archive_name, trust=trust
+    )
+    newest = writer.newest()
+    if newest is None:
+        raise ConfigError("this archive has no archive head yet: ingest writes the first one")
+    run = timestamp_heads(store, newest, tsas, trust=trust, archive_name=settings.archive_name)
+    for key in run.stored:
+        print(f"stored {key}")
+    for failure in run.failed:
+        print(f"not timestamped: {failure}")
+    print(
+        f"archive head {newest.seq}: {len(run.stored)} token(s) stored, {len(run.failed)} "
+        "request(s) failed; the next head seals what was stored and names what is missing"
+    )
+    return 1 if run.failed else 0
 
 
 # --- parser --------------------------------------------------------------------------------------
@@ -389,6 +429,18 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="archive head or chain checkpoint held outside the archive; repeatable",
     )
+    verify.add_argument(
+        "--tsa-file",
+        type=Path,
+        help="timestamp authorities whose roots the heads' RFC 3161 tokens must chain to "
+        "(env COEXARCHIVE_TSA; lines '<name> <url> <roots PEM>'); without one, tokens are not "
+        "checked",
+    )
+    verify.add_argument(
+        "--at",
+        metavar="TIME",
+        help="also state the newest archive head a timestamp proves existed by TIME (ISO)",
+    )
     verify.add_argument("--workers", type=int, default=1, help="processes re-hashing segments")
     verify.add_argument("--json", action="store_true", help="print a JSON report")
     verify.set_defaults(handler=cmd_verify)
@@ -405,6 +457,23 @@ def build_parser() -> argparse.ArgumentParser:
     head.add_argument("--chain", help="a chain's checkpoint instead (business phone number id)")
     head.add_argument("--out", help="file to write (default: stdout)")
     head.set_defaults(handler=cmd_head)
+
+    anchor = sub.add_parser(
+        "anchor",
+        help="ask the timestamp authorities for tokens over the newest head and past gaps",
+        description="Request an RFC 3161 timestamp over the newest archive head's note text "
+        "from each authority in the TSA file, and again for every earlier head the newest head "
+        "names as missing one. Tokens are stored create-only and locked under "
+        "anchors/timestamps/; the next archive head seals their digests. Ingest does this after "
+        "every head it writes; run this after an authority was down, or after commits (the "
+        "access log, holds) that do not ask themselves. Exit 1 if any request failed.",
+        epilog="TSA file: one '<name> <url> <roots PEM file>' line per authority; "
+        "docs/anchors.md lists public and qualified authorities.",
+    )
+    _add_archive_options(anchor)
+    anchor.add_argument("--trust", type=Path, help="trust file (env COEXARCHIVE_TRUST)")
+    anchor.add_argument("--tsa-file", type=Path, help="timestamp authorities (env COEXARCHIVE_TSA)")
+    anchor.set_defaults(handler=cmd_anchor)
 
     from coexarchive.receive import server as receive_server
 

@@ -59,6 +59,8 @@ def ingest_argv(
     ]
     if settings.trust_file.exists():
         argv.append(f"--trust_file={settings.trust_file}")
+    if settings.tsa_file.exists():
+        argv.append(f"--tsa_file={settings.tsa_file}")
     if settings.raw_bucket:
         argv.append(f"--raw_bucket={settings.raw_bucket}")
     if settings.endpoint_url:
@@ -219,6 +221,7 @@ def cmd_redrive(args: argparse.Namespace, make_settings: MakeSettings) -> int:
         settings.archive_name,
         settings.retention,
         trust_file=str(settings.trust_file) if settings.trust_file.exists() else None,
+        tsa_file=str(settings.tsa_file) if settings.tsa_file.exists() else None,
     )
     raw_spec = StoreSpec(
         raw_bucket, settings.endpoint_url, settings.region_name, settings.sse_kms_key_id

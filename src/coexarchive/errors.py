@@ -32,6 +32,7 @@ is this module's class).
     │   ├── SpoolFull               the spool holds as many bytes as it may
     │   └── SpoolUnavailable        writing or syncing the spool failed, or it is not open
     ├── CaptureError             the receiver did not confirm an outbound capture
+    ├── AnchorError              a timestamp authority or witness was unreachable or refused
     ├── PipelineError            an expected failure inside a Beam worker, known by its text
     └── VerificationError        an archive check failed; carries every failure found
         ├── ArchiveVerificationError   ``verify`` failed; carries the full report
@@ -178,6 +179,20 @@ class SpoolUnavailable(SpoolError):
 
 class CaptureError(CoexArchiveError):
     """The receiver did not confirm the capture; the caller should retry or queue it."""
+
+
+class AnchorError(CoexArchiveError):
+    """A timestamp authority or witness was unreachable, refused, or answered out of protocol.
+
+    Never fatal to sealing: the head records what it lacks and a later run fills it.
+    """
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        self.status = status
+        super().__init__(message)
+
+    def __reduce__(self) -> tuple[type[AnchorError], tuple[str], dict[str, int | None]]:
+        return type(self), (str(self),), {"status": self.status}
 
 
 class PipelineError(CoexArchiveError):

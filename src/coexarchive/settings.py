@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from coexarchive.anchor.tsa import Tsa, load_tsa_file
 from coexarchive.errors import ConfigError
 from coexarchive.retention import RetentionPolicy
 from coexarchive.seal.keys import Ed25519Signer, TrustStore
@@ -20,6 +21,7 @@ DEFAULT_ARCHIVE_NAME = "coexarchive.local"
 HOME_ENV = "COEXARCHIVE_HOME"
 KEY_FILE_NAME = "signing.key"
 TRUST_FILE_NAME = "trust.txt"
+TSA_FILE_NAME = "tsa.txt"
 
 
 def config_home(env: Mapping[str, str] | None = None) -> Path:
@@ -45,6 +47,10 @@ def default_trust_file(env: Mapping[str, str] | None = None) -> Path:
     return config_home(env) / TRUST_FILE_NAME
 
 
+def default_tsa_file(env: Mapping[str, str] | None = None) -> Path:
+    return config_home(env) / TSA_FILE_NAME
+
+
 def _path(env: Mapping[str, str], name: str, default: Path) -> Path:
     value = env.get(name)
     return Path(value).expanduser().absolute() if value else default
@@ -66,6 +72,8 @@ class Settings:
     audit_key_file: Path | None = None
     trust_file: Path = field(default_factory=default_trust_file)
     retention: str = "COMPLIANCE:7"
+    # Timestamp authorities (``coexarchive.anchor.tsa``): used when the file exists.
+    tsa_file: Path = field(default_factory=default_tsa_file)
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -86,6 +94,7 @@ class Settings:
             ),
             "trust_file": _path(env, "COEXARCHIVE_TRUST", default_trust_file(env)),
             "retention": env.get("COEXARCHIVE_RETENTION", "COMPLIANCE:7"),
+            "tsa_file": _path(env, "COEXARCHIVE_TSA", default_tsa_file(env)),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]
@@ -156,6 +165,12 @@ class Settings:
                 "public verifier keys (one `name+keyid+base64` line each)"
             )
         return TrustStore.from_file(self.trust_file)
+
+    def tsas(self) -> list[Tsa]:
+        """The configured timestamp authorities; none when the TSA file does not exist."""
+        if not self.tsa_file.exists():
+            return []
+        return load_tsa_file(self.tsa_file)
 
     def policy(self) -> RetentionPolicy:
         return RetentionPolicy.parse(self.retention)

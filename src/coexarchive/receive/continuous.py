@@ -239,7 +239,12 @@ def follow_from_settings(
     store_spec = StoreSpec(
         settings.bucket, settings.endpoint_url, settings.region_name, settings.sse_kms_key_id
     )
-    seal_spec = SealSpec(str(settings.key_file), settings.archive_name, settings.retention)
+    seal_spec = SealSpec(
+        str(settings.key_file),
+        settings.archive_name,
+        settings.retention,
+        tsa_file=str(settings.tsa_file) if settings.tsa_file.exists() else None,
+    )
     follower = ContinuousIngest(
         store_spec.open(), pipeline_runner(store_spec, seal_spec, beam_args, auth=auth), poll=poll
     )

@@ -8,6 +8,7 @@ deleting every object of one chain leaves nothing to compare with. Each commit t
     <seq>
     <base64 SHA-256 of the previous head's note text; 32 zero bytes for seq 0>
     <chain id> <size> <base64 root>        one line per chain, sorted by chain id
+    anchor/<kind> <head seq> <name>[ <base64 digest>]   outside anchors of earlier heads, sorted
 
 Heads are stored create-only under ``heads/<seq, 20 digits>``; each links to the one before it, so
 the heads form an append-only log of their own and the set of chains is tamper-evident too.
@@ -27,8 +28,10 @@ from coexarchive.seal.checkpoint import open_note, sign_note
 from coexarchive.seal.keys import Signer, TrustStore
 
 __all__ = [
+    "ANCHOR_KINDS",
     "GENESIS_PREV",
     "HEAD_PREFIX",
+    "AnchorLine",
     "ArchiveHead",
     "ChainHead",
     "head_key",
@@ -45,6 +48,12 @@ GENESIS_PREV = bytes(32)
 _NUMBER = re.compile(r"0|[1-9][0-9]{0,19}")
 _CHAIN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 _KEY = re.compile(r"heads/[0-9]{20}")
+# Names of timestamp authorities and witnesses in anchor lines and object keys.
+_ANCHOR_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+_ANCHOR_PREFIX = "anchor/"
+# kind -> whether the line carries a digest. ``timestamp``: the SHA-256 of the stored RFC 3161
+# response for that head from that authority; ``timestamp-missing``: the authority gave none yet.
+ANCHOR_KINDS = {"timestamp": True, "timestamp-missing": False}
 _MAX = 2**64 - 1
 
 
@@ -100,6 +109,57 @@ class ChainHead:
         return f"{self.chain_id} {self.size} {_b64(self.root_hash)}"
 
 
+def check_anchor_name(name: str) -> str:
+    if not _ANCHOR_NAME.fullmatch(name):
+        raise FormatError(
+            f"anchor name {name[:70]!r} must be 1-64 letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit"
+        )
+    return name
+
+
+@dataclass(frozen=True)
+class AnchorLine:
+    """What a head says about an outside anchor of an earlier head.
+
+    ``anchor/timestamp <seq> <authority> <base64 SHA-256 of the stored token>`` seals a token
+    obtained after head ``seq`` was written; ``anchor/timestamp-missing <seq> <authority>`` records
+    that the authority had not answered for head ``seq`` when this head was signed.
+    """
+
+    kind: str
+    seq: int
+    name: str
+    digest: bytes | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in ANCHOR_KINDS:
+            raise FormatError(f"archive head: unknown anchor kind {self.kind[:40]!r}")
+        check_anchor_name(self.name)
+        if not 0 <= self.seq <= _MAX:
+            raise FormatError("archive head: anchor seq out of range")
+        wants_digest = ANCHOR_KINDS[self.kind]
+        if wants_digest != (self.digest is not None) or (
+            self.digest is not None and len(self.digest) != 32
+        ):
+            raise FormatError(f"archive head: anchor/{self.kind} line has a wrong digest field")
+
+    def line(self) -> str:
+        fields = [_ANCHOR_PREFIX + self.kind, str(self.seq), self.name]
+        if self.digest is not None:
+            fields.append(_b64(self.digest))
+        return " ".join(fields)
+
+    @classmethod
+    def parse(cls, line: str) -> AnchorLine:
+        parts = line.split(" ")
+        kind = parts[0][len(_ANCHOR_PREFIX) :]
+        if kind not in ANCHOR_KINDS or len(parts) != (4 if ANCHOR_KINDS[kind] else 3):
+            raise FormatError(f"archive head anchor line {line[:60]!r} is not in a known form")
+        digest = _hash32(parts[3], f"digest of {parts[0]}") if ANCHOR_KINDS[kind] else None
+        return cls(kind, _number(parts[1], "anchor seq"), parts[2], digest)
+
+
 @dataclass(frozen=True)
 class ArchiveHead:
     """The parsed text of an archive head."""
@@ -108,6 +168,7 @@ class ArchiveHead:
     seq: int
     prev: bytes
     chains: tuple[ChainHead, ...]
+    anchors: tuple[AnchorLine, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.origin.endswith(HEAD_MARKER) or len(self.origin) == len(HEAD_MARKER):
@@ -124,13 +185,28 @@ class ArchiveHead:
                 raise FormatError(f"archive head names an invalid chain id {chain.chain_id!r}")
             if not 0 < chain.size <= _MAX or len(chain.root_hash) != 32:
                 raise FormatError(f"archive head entry for {chain.chain_id} is out of range")
+        lines = [anchor.line().encode() for anchor in self.anchors]
+        if lines != sorted(set(lines)):
+            raise FormatError("archive head anchor lines are not sorted and unique")
+        for anchor in self.anchors:
+            if anchor.seq >= self.seq:
+                raise FormatError(
+                    f"archive head {self.seq} states an anchor of head {anchor.seq}, which is "
+                    "not an earlier head"
+                )
 
     @property
     def archive(self) -> str:
         return self.origin[: -len(HEAD_MARKER)]
 
     def body(self) -> bytes:
-        lines = [self.origin, str(self.seq), _b64(self.prev), *(c.line() for c in self.chains)]
+        lines = [
+            self.origin,
+            str(self.seq),
+            _b64(self.prev),
+            *(c.line() for c in self.chains),
+            *(a.line() for a in self.anchors),
+        ]
         return "".join(line + "\n" for line in lines).encode("utf-8")
 
     def body_hash(self) -> bytes:
@@ -143,12 +219,21 @@ class ArchiveHead:
                 return chain
         return None
 
+    def anchored(self, kind: str) -> list[AnchorLine]:
+        return [anchor for anchor in self.anchors if anchor.kind == kind]
+
     @classmethod
     def build(
-        cls, archive_name: str, seq: int, prev: bytes, chains: Iterable[ChainHead]
+        cls,
+        archive_name: str,
+        seq: int,
+        prev: bytes,
+        chains: Iterable[ChainHead],
+        anchors: Iterable[AnchorLine] = (),
     ) -> ArchiveHead:
         ordered = tuple(sorted(chains, key=lambda c: c.chain_id.encode()))
-        return cls(head_origin(archive_name), seq, prev, ordered)
+        lines = tuple(sorted(set(anchors), key=lambda a: a.line().encode()))
+        return cls(head_origin(archive_name), seq, prev, ordered, lines)
 
     @classmethod
     def parse(cls, body: bytes) -> ArchiveHead:
@@ -164,7 +249,13 @@ class ArchiveHead:
             raise FormatError("an archive head has an origin, a seq and a previous-hash line")
         origin, seq_line, prev_line, *chain_lines = lines
         chains = []
+        anchors = []
         for line in chain_lines:
+            if line.startswith(_ANCHOR_PREFIX):
+                anchors.append(AnchorLine.parse(line))
+                continue
+            if anchors:
+                raise FormatError("archive head chain lines must come before its anchor lines")
             parts = line.split(" ")
             if len(parts) != 3:
                 raise FormatError(f"archive head chain line {line[:60]!r} is not 'id size root'")
@@ -173,7 +264,11 @@ class ArchiveHead:
                 ChainHead(chain_id, _number(size, "size"), _hash32(root, f"root of {chain_id}"))
             )
         head = cls(
-            origin, _number(seq_line, "seq"), _hash32(prev_line, "previous hash"), tuple(chains)
+            origin,
+            _number(seq_line, "seq"),
+            _hash32(prev_line, "previous hash"),
+            tuple(chains),
+            tuple(anchors),
         )
         if head.body() != body:
             raise FormatError("archive head text is not in canonical form")

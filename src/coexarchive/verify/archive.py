@@ -9,7 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor
+from datetime import datetime
 
+from coexarchive.anchor.timestamps import check_timestamps
+from coexarchive.anchor.tsa import Tsa
 from coexarchive.archive_head import PinnedHead, check_archive_heads
 from coexarchive.errors import Failure, StorageError
 from coexarchive.intents import INTENT_PREFIX
@@ -54,6 +57,8 @@ def verify_archive(
     on_segment: Callable[[int], None] | None = None,
     archive_heads: Sequence[PinnedHead] = (),
     archive_name: str | None = None,
+    tsas: Sequence[Tsa] = (),
+    at: datetime | None = None,
 ) -> Report:
     """Verify the archive (or ``chains``); ``since``/``until`` (ms) limit the row checks."""
     report = Report()
@@ -85,6 +90,10 @@ def verify_archive(
     report.archive_head = check_archive_heads(
         store, trust, report, archive_name=archive_name, chains=chains, pins=archive_heads
     )
+    if tsas:
+        report.timestamps = check_timestamps(
+            store, trust, tsas, report.failures, archive_name=archive_name, at=at
+        )
     if not report.chains:
         report.failures.append(_nothing_verified(store))
     if report.failures:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from coexarchive.anchor.timestamps import TimestampSummary
 from coexarchive.archive_head import HeadSummary
 from coexarchive.errors import ArchiveVerificationError as ArchiveVerificationError
 from coexarchive.errors import Failure, FormatError
@@ -23,6 +24,7 @@ STEPS = (
     "retention",
     "tail",
     "archive-head",
+    "timestamp",
 )
 
 
@@ -50,6 +52,7 @@ class Report:
     failures: list[Failure] = field(default_factory=list)
     steps: tuple[str, ...] = STEPS
     archive_head: HeadSummary | None = None
+    timestamps: TimestampSummary | None = None
 
     @property
     def ok(self) -> bool:
@@ -66,6 +69,7 @@ class Report:
             "chains": [chain.to_json() for chain in self.chains],
             "failures": [failure.__dict__ for failure in self.failures],
             "archive_head": self.archive_head.to_json() if self.archive_head else None,
+            "timestamps": self.timestamps.to_json() if self.timestamps else None,
         }
 
 
