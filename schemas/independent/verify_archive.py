@@ -56,6 +56,7 @@ MAX_SIGNATURES = 100
 NUMBER = re.compile(r"0|[1-9][0-9]{0,19}")
 PADDED = re.compile(r"[0-9]{20}")
 CHAIN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
+ANCHOR_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 SIG_PREFIX = "\u2014 "
 INTENT_BODY = re.compile(
     r"first-seq (0|[1-9][0-9]*)\nlast-seq (0|[1-9][0-9]*)\nmanifest-sha256 ([0-9a-f]{64})\n"
@@ -249,6 +250,24 @@ def parse_head(body: bytes) -> Head:
     origin, seq, prev, *chain_lines = lines
     chains: dict[str, tuple[int, bytes]] = {}
     ids = []
+    anchors = [line for line in chain_lines if line.startswith("anchor/")]
+    chain_lines = chain_lines[: len(chain_lines) - len(anchors)]
+    # Anchor lines (timestamps of earlier heads) come last; this verifier checks their form, not
+    # the tokens they seal (that needs an RFC 3161 implementation: coexarchive verify does it).
+    for line in anchors:
+        parts = line.split(" ")
+        kind = parts[0]
+        require(
+            (kind == "anchor/timestamp" and len(parts) == 4)
+            or (kind == "anchor/timestamp-missing" and len(parts) == 3),
+            f"archive head anchor line {line[:40]!r} is not in a known form",
+        )
+        require(number(parts[1], "anchor seq") < number(seq, "archive head seq"), "anchor seq")
+        require(bool(ANCHOR_NAME.fullmatch(parts[2])), f"bad anchor name {parts[2][:40]!r}")
+        if len(parts) == 4:
+            hash32(parts[3], "anchor digest")
+    encoded = [line.encode() for line in anchors]
+    require(encoded == sorted(set(encoded)), "archive head anchor lines are not sorted and unique")
     for line in chain_lines:
         parts = line.split(" ")
         require(len(parts) == 3, f"archive head line {line[:40]!r} is not '<chain> <size> <root>'")

@@ -529,3 +529,29 @@ def test_a_bucket_of_raw_objects_only_verifies_nothing_and_fails(
     trust.write_text(signer().verifier_key() + "\n")
     assert independent().main([str(root), str(trust), ARCHIVE]) == 1
     assert "no checkpoint verified: nothing was verified" in capsys.readouterr().out
+
+
+def test_it_accepts_heads_that_seal_timestamps(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from coexarchive.anchor.tsa import load_tsa_file
+    from coexarchive.testing.tsa import LocalTsa
+
+    store = MemoryStore()
+    with LocalTsa(tmp_path / "tsa") as local:
+        local.start()
+        tsas = load_tsa_file(local.write_tsa_file(tmp_path / "tsa.txt"))
+        key = signer()
+        writer = ChainWriter(
+            store, "900000000000001", signer=key, archive_name=ARCHIVE, policy=short_policy()
+        )
+        for day in (0, 1):
+            results = writer.append(make_records("900000000000001", 4, day=day))
+            manifests = [r.manifest for r in results]
+            write_head_after(store, manifests, signer=key, archive_name=ARCHIVE, tsas=tsas)
+    assert b"\nanchor/timestamp 0 local-tsa " in store.unsafe_objects["heads/" + "1".zfill(20)]
+    trust = tmp_path / "trust.txt"
+    trust.write_text(key.verifier_key() + "\n")
+    archive = Archive(store, Built(store, key, trust_for(key), "", []), tmp_path / "b", trust)
+    assert archive.run() == 0
+    assert "archive head 1 (1 chains); 0 failures" in capsys.readouterr().out
