@@ -32,6 +32,7 @@ from coexarchive import quarantine as quarantine_store
 from coexarchive._internal.beam_failures import expected_failure, quiet_expected_failures
 from coexarchive._internal.progress import LiveStatus
 from coexarchive.anchor.tsa import load_tsa_file
+from coexarchive.anchor.witness import load_witness_policy
 from coexarchive.archive_head import write_head_after
 from coexarchive.enrich import EnrichConfig, collect_side_events
 from coexarchive.errors import CoexArchiveError
@@ -196,6 +197,9 @@ class WriteArchiveHead(beam.DoFn):
             archive_name=spec.archive_name,
             trust=TrustStore.from_file(spec.trust_file) if spec.trust_file else None,
             tsas=load_tsa_file(Path(spec.tsa_file)) if spec.tsa_file else (),
+            witnesses=(
+                load_witness_policy(Path(spec.witness_file)).witnesses if spec.witness_file else ()
+            ),
         )
         if head is not None:
             yield head.seq
@@ -287,6 +291,11 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="timestamp authorities asked for a token over each new archive head",
     )
+    parser.add_argument(
+        "--witness_file",
+        default=None,
+        help="C2SP witnesses each new archive head is submitted to",
+    )
     parser.add_argument("--retention", default="COMPLIANCE:7")
     parser.add_argument("--max_segment_records", type=int, default=100_000)
     parser.add_argument(
@@ -326,6 +335,7 @@ def run(
         args.max_segment_records,
         trust_file=args.trust_file,
         tsa_file=args.tsa_file,
+        witness_file=args.witness_file,
     )
     raw_spec = dataclasses.replace(store_spec, bucket=args.raw_bucket or args.bucket)
     keys = sorted(

@@ -37,3 +37,5 @@ class SealSpec:
     trust_file: str | None = None
     # Timestamp authorities asked after each archive head (``coexarchive.anchor.tsa``).
     tsa_file: str | None = None
+    # C2SP witnesses each new archive head is submitted to (``coexarchive.anchor.witness``).
+    witness_file: str | None = None

@@ -21,6 +21,7 @@ from typing import Any, Protocol
 
 from coexarchive.anchor.timestamps import anchor_lines, timestamp_heads
 from coexarchive.anchor.tsa import Tsa
+from coexarchive.anchor.witness import Witness, cosign_head
 from coexarchive.errors import (
     Failure,
     FormatError,
@@ -212,11 +213,14 @@ def write_head_after(
     archive_name: str,
     trust: TrustStore | None = None,
     tsas: Sequence[Tsa] = (),
+    witnesses: Sequence[Witness] = (),
 ) -> ArchiveHead | None:
     """The head that follows a commit of ``manifests`` (the last of each chain counts).
 
     With ``tsas``, the new head seals the tokens of the head before it, and is then timestamped
-    itself (an authority that is down is logged and named as missing by the next head).
+    itself (an authority that is down is logged and named as missing by the next head). With
+    ``witnesses``, the heads log's new checkpoint is submitted to each; a witness that is down
+    or refuses is logged, and ``verify`` reports the newest head short of its quorum.
     """
     if not manifests:
         return None
@@ -227,6 +231,8 @@ def write_head_after(
     head = writer.commit([chain_head_of(m) for m in manifests], retention=lock)
     if head is not None and tsas:
         timestamp_heads(store, head, tsas, trust=writer.trust, archive_name=archive_name)
+    if head is not None and witnesses:
+        cosign_head(store, witnesses, signer=signer, trust=writer.trust, archive_name=archive_name)
     return head
 
 

@@ -38,6 +38,10 @@ ARCHIVE_ENV: EnvVars = (
     ),
     ("COEXARCHIVE_TRUST", "trust file of verifier keys (default: $COEXARCHIVE_HOME/trust.txt)"),
     ("COEXARCHIVE_TSA", "RFC 3161 timestamp authorities (default: $COEXARCHIVE_HOME/tsa.txt)"),
+    (
+        "COEXARCHIVE_WITNESSES",
+        "C2SP witnesses and quorum (default: $COEXARCHIVE_HOME/witnesses.txt)",
+    ),
     ("COEXARCHIVE_NAME", "archive name in every checkpoint's origin (default: coexarchive.local)"),
     ("COEXARCHIVE_RETENTION", "Object Lock for new objects (default: COMPLIANCE:7)"),
     ("COEXARCHIVE_S3_CONNECT_TIMEOUT", "seconds to connect to S3 (default: 5)"),
@@ -140,6 +144,7 @@ def _settings(args: argparse.Namespace, **extra: object) -> Settings:
         trust_file=getattr(args, "trust", None),
         key_file=getattr(args, "key", None),
         tsa_file=getattr(args, "tsa_file", None),
+        witness_file=getattr(args, "witnesses", None),
         **extra,
     )
 
@@ -229,6 +234,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
             on_segment=progress.advance if progress else None,
             tsas=settings.tsas(),
             at=parse_moment(args.at) if args.at else None,
+            witnesses=settings.witness_policy(),
+            ask_witnesses=not args.offline,
         )
     except ArchiveVerificationError as exc:
         report = exc.report
@@ -275,6 +282,8 @@ def _print_report(report: object) -> None:
         print(report.archive_head.line())
     if report.timestamps is not None:
         print("\n".join(report.timestamps.lines()))
+    if report.witnesses is not None:
+        print("\n".join(report.witnesses.lines()))
     print("checks: " + ", ".join(f"{i}. {step}" for i, step in enumerate(report.steps, 1)))
     if report.ok:
         warnings = sum(len(chain.warnings) for chain in report.chains)
@@ -331,33 +340,47 @@ def _save_archive_head(store: object, out: str | None) -> int:
 
 def cmd_anchor(args: argparse.Namespace) -> int:
     from coexarchive.anchor.timestamps import timestamp_heads
+    from coexarchive.anchor.witness import cosign_head
     from coexarchive.archive_head import HeadWriter
 
     settings = _settings(args)
     tsas = settings.tsas()
-    if not tsas:
+    policy = settings.witness_policy()
+    if not tsas and policy is None:
         raise ConfigError(
-            f"no timestamp authority configured: TSA file {settings.tsa_file} not found "
-            "(pass --tsa-file FILE or set COEXARCHIVE_TSA; see docs/anchors.md)"
+            f"no outside anchor configured: neither TSA file {settings.tsa_file} nor witness "
+            f"file {settings.witness_file} exists (COEXARCHIVE_TSA, COEXARCHIVE_WITNESSES; see "
+            "docs/anchors.md)"
         )
     store = settings.store()
     trust = settings.trust()
-    writer = HeadWriter(
-        store, signer=settings.signer(), archive_name=settings.archive_name, trust=trust
-    )
+    signer = settings.signer()
+    writer = HeadWriter(store, signer=signer, archive_name=settings.archive_name, trust=trust)
     newest = writer.newest()
     if newest is None:
         raise ConfigError("this archive has no archive head yet: ingest writes the first one")
-    run = timestamp_heads(store, newest, tsas, trust=trust, archive_name=settings.archive_name)
-    for key in run.stored:
-        print(f"stored {key}")
-    for failure in run.failed:
-        print(f"not timestamped: {failure}")
-    print(
-        f"archive head {newest.seq}: {len(run.stored)} token(s) stored, {len(run.failed)} "
-        "request(s) failed; the next head seals what was stored and names what is missing"
-    )
-    return 1 if run.failed else 0
+    failed = 0
+    if tsas:
+        run = timestamp_heads(store, newest, tsas, trust=trust, archive_name=settings.archive_name)
+        print("\n".join([f"stored {key}" for key in run.stored]))
+        print("\n".join([f"not timestamped: {failure}" for failure in run.failed]))
+        print(
+            f"archive head {newest.seq}: {len(run.stored)} token(s) stored, {len(run.failed)} "
+            "request(s) failed; the next head seals what was stored and names what is missing"
+        )
+        failed += len(run.failed)
+    if policy is not None:
+        cosigned = cosign_head(
+            store, policy.witnesses, signer=signer, trust=trust, archive_name=settings.archive_name
+        )
+        print("\n".join([f"stored {key}" for key in cosigned.stored]))
+        print("\n".join([f"not cosigned: {failure}" for failure in cosigned.failed]))
+        print(
+            f"archive head {newest.seq}: {len(cosigned.stored)} new cosignature(s), "
+            f"{len(cosigned.failed)} witness(es) failed"
+        )
+        failed += len(cosigned.failed)
+    return 1 if failed else 0
 
 
 # --- parser --------------------------------------------------------------------------------------
@@ -441,6 +464,19 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="TIME",
         help="also state the newest archive head a timestamp proves existed by TIME (ISO)",
     )
+    verify.add_argument(
+        "--witnesses",
+        type=Path,
+        help="witness policy (env COEXARCHIVE_WITNESSES; 'witness <vkey> <url>' lines and "
+        "'quorum K'): the newest head must be cosigned by K of them, every cosignature must "
+        "match the archive's heads, and each witness is asked whether it saw more heads "
+        "(rollback) or another history (fork) — no --expect-head needed",
+    )
+    verify.add_argument(
+        "--offline",
+        action="store_true",
+        help="check stored cosignatures only; do not ask the witnesses (cannot see a rollback)",
+    )
     verify.add_argument("--workers", type=int, default=1, help="processes re-hashing segments")
     verify.add_argument("--json", action="store_true", help="print a JSON report")
     verify.set_defaults(handler=cmd_verify)
@@ -460,8 +496,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     anchor = sub.add_parser(
         "anchor",
-        help="ask the timestamp authorities for tokens over the newest head and past gaps",
-        description="Request an RFC 3161 timestamp over the newest archive head's note text "
+        help="timestamp the newest head (and past gaps) and submit it to the witnesses",
+        description="Submit the heads log's newest checkpoint to each witness of the witness "
+        "file (C2SP tlog-witness) and store their cosignatures; request an RFC 3161 timestamp "
+        "over the newest archive head's note text "
         "from each authority in the TSA file, and again for every earlier head the newest head "
         "names as missing one. Tokens are stored create-only and locked under "
         "anchors/timestamps/; the next archive head seals their digests. Ingest does this after "

@@ -61,6 +61,8 @@ def ingest_argv(
         argv.append(f"--trust_file={settings.trust_file}")
     if settings.tsa_file.exists():
         argv.append(f"--tsa_file={settings.tsa_file}")
+    if settings.witness_file.exists():
+        argv.append(f"--witness_file={settings.witness_file}")
     if settings.raw_bucket:
         argv.append(f"--raw_bucket={settings.raw_bucket}")
     if settings.endpoint_url:
@@ -222,6 +224,7 @@ def cmd_redrive(args: argparse.Namespace, make_settings: MakeSettings) -> int:
         settings.retention,
         trust_file=str(settings.trust_file) if settings.trust_file.exists() else None,
         tsa_file=str(settings.tsa_file) if settings.tsa_file.exists() else None,
+        witness_file=str(settings.witness_file) if settings.witness_file.exists() else None,
     )
     raw_spec = StoreSpec(
         raw_bucket, settings.endpoint_url, settings.region_name, settings.sse_kms_key_id

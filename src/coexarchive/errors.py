@@ -187,12 +187,15 @@ class AnchorError(CoexArchiveError):
     Never fatal to sealing: the head records what it lacks and a later run fills it.
     """
 
-    def __init__(self, message: str, *, status: int | None = None) -> None:
+    def __init__(self, message: str, *, status: int | None = None, size: int | None = None) -> None:
+        # ``status``: the HTTP status the authority or witness answered; ``size``: the tree size a
+        # witness's 409 Conflict named.
         self.status = status
+        self.size = size
         super().__init__(message)
 
     def __reduce__(self) -> tuple[type[AnchorError], tuple[str], dict[str, int | None]]:
-        return type(self), (str(self),), {"status": self.status}
+        return type(self), (str(self),), {"status": self.status, "size": self.size}
 
 
 class PipelineError(CoexArchiveError):

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from coexarchive.anchor.tsa import Tsa, load_tsa_file
+from coexarchive.anchor.witness import WitnessPolicy, load_witness_policy
 from coexarchive.errors import ConfigError
 from coexarchive.retention import RetentionPolicy
 from coexarchive.seal.keys import Ed25519Signer, TrustStore
@@ -22,6 +23,7 @@ HOME_ENV = "COEXARCHIVE_HOME"
 KEY_FILE_NAME = "signing.key"
 TRUST_FILE_NAME = "trust.txt"
 TSA_FILE_NAME = "tsa.txt"
+WITNESS_FILE_NAME = "witnesses.txt"
 
 
 def config_home(env: Mapping[str, str] | None = None) -> Path:
@@ -51,6 +53,10 @@ def default_tsa_file(env: Mapping[str, str] | None = None) -> Path:
     return config_home(env) / TSA_FILE_NAME
 
 
+def default_witness_file(env: Mapping[str, str] | None = None) -> Path:
+    return config_home(env) / WITNESS_FILE_NAME
+
+
 def _path(env: Mapping[str, str], name: str, default: Path) -> Path:
     value = env.get(name)
     return Path(value).expanduser().absolute() if value else default
@@ -74,6 +80,8 @@ class Settings:
     retention: str = "COMPLIANCE:7"
     # Timestamp authorities (``coexarchive.anchor.tsa``): used when the file exists.
     tsa_file: Path = field(default_factory=default_tsa_file)
+    # C2SP witnesses and the quorum verify asks of them (``coexarchive.anchor.witness``).
+    witness_file: Path = field(default_factory=default_witness_file)
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -95,6 +103,7 @@ class Settings:
             "trust_file": _path(env, "COEXARCHIVE_TRUST", default_trust_file(env)),
             "retention": env.get("COEXARCHIVE_RETENTION", "COMPLIANCE:7"),
             "tsa_file": _path(env, "COEXARCHIVE_TSA", default_tsa_file(env)),
+            "witness_file": _path(env, "COEXARCHIVE_WITNESSES", default_witness_file(env)),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]
@@ -171,6 +180,12 @@ class Settings:
         if not self.tsa_file.exists():
             return []
         return load_tsa_file(self.tsa_file)
+
+    def witness_policy(self) -> WitnessPolicy | None:
+        """The configured witnesses and quorum; None when the witness file does not exist."""
+        if not self.witness_file.exists():
+            return None
+        return load_witness_policy(self.witness_file)
 
     def policy(self) -> RetentionPolicy:
         return RetentionPolicy.parse(self.retention)

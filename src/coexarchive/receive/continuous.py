@@ -244,6 +244,7 @@ def follow_from_settings(
         settings.archive_name,
         settings.retention,
         tsa_file=str(settings.tsa_file) if settings.tsa_file.exists() else None,
+        witness_file=str(settings.witness_file) if settings.witness_file.exists() else None,
     )
     follower = ContinuousIngest(
         store_spec.open(), pipeline_runner(store_spec, seal_spec, beam_args, auth=auth), poll=poll

@@ -13,6 +13,7 @@ from datetime import datetime
 
 from coexarchive.anchor.timestamps import check_timestamps
 from coexarchive.anchor.tsa import Tsa
+from coexarchive.anchor.witness import WitnessPolicy, check_witnesses
 from coexarchive.archive_head import PinnedHead, check_archive_heads
 from coexarchive.errors import Failure, StorageError
 from coexarchive.intents import INTENT_PREFIX
@@ -59,6 +60,8 @@ def verify_archive(
     archive_name: str | None = None,
     tsas: Sequence[Tsa] = (),
     at: datetime | None = None,
+    witnesses: WitnessPolicy | None = None,
+    ask_witnesses: bool = True,
 ) -> Report:
     """Verify the archive (or ``chains``); ``since``/``until`` (ms) limit the row checks."""
     report = Report()
@@ -94,11 +97,28 @@ def verify_archive(
         report.timestamps = check_timestamps(
             store, trust, tsas, report.failures, archive_name=archive_name, at=at
         )
+    if witnesses is not None:
+        report.witnesses = check_witnesses(
+            store,
+            trust,
+            witnesses,
+            report.failures,
+            archive_name=archive_name or _head_archive(store, trust),
+            ask=ask_witnesses,
+        )
     if not report.chains:
         report.failures.append(_nothing_verified(store))
     if report.failures:
         raise ArchiveVerificationError(report)
     return report
+
+
+def _head_archive(store: ObjectStore, trust: TrustStore) -> str:
+    """The archive name the newest trusted head states (when the caller gave none)."""
+    from coexarchive.anchor.witness import read_heads_log
+
+    log = read_heads_log(store, trust, None, strict=False)
+    return log.heads[-1].archive if log.heads else ""
 
 
 def object_lock_failure(store: ObjectStore) -> Failure | None:

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from coexarchive.anchor.timestamps import TimestampSummary
+from coexarchive.anchor.witness import WitnessSummary
 from coexarchive.archive_head import HeadSummary
 from coexarchive.errors import ArchiveVerificationError as ArchiveVerificationError
 from coexarchive.errors import Failure, FormatError
@@ -25,6 +26,7 @@ STEPS = (
     "tail",
     "archive-head",
     "timestamp",
+    "witness",
 )
 
 
@@ -53,6 +55,7 @@ class Report:
     steps: tuple[str, ...] = STEPS
     archive_head: HeadSummary | None = None
     timestamps: TimestampSummary | None = None
+    witnesses: WitnessSummary | None = None
 
     @property
     def ok(self) -> bool:
@@ -70,6 +73,7 @@ class Report:
             "failures": [failure.__dict__ for failure in self.failures],
             "archive_head": self.archive_head.to_json() if self.archive_head else None,
             "timestamps": self.timestamps.to_json() if self.timestamps else None,
+            "witnesses": self.witnesses.to_json() if self.witnesses else None,
         }
 
 
