@@ -258,7 +258,13 @@ def _submit(
         try:
             return add_checkpoint(witness, encode_request(old, proof, note), timeout=timeout), old
         except AnchorError as exc:
-            if exc.status != 409 or exc.size is None or attempt:
+            if exc.status == 422:
+                raise AnchorError(
+                    f"witness {witness.name} refuses the heads as inconsistent with the "
+                    f"{old} it saw (fork)",
+                    status=422,
+                ) from None
+            if exc.status != 409 or exc.size is None:
                 raise
             if exc.size > log.size:
                 raise AnchorError(
@@ -269,7 +275,13 @@ def _submit(
                 ) from None
             if exc.size == old:
                 raise AnchorError(
-                    f"witness {witness.name} holds another root for {old} heads (fork)",
+                    f"witness {witness.name} holds another root for {exc.size} heads (fork)",
+                    status=409,
+                    size=exc.size,
+                ) from None
+            if attempt:
+                raise AnchorError(
+                    f"witness {witness.name} moved to size {exc.size} meanwhile; try again",
                     status=409,
                     size=exc.size,
                 ) from None
