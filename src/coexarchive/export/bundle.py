@@ -49,6 +49,7 @@ from coexarchive.export._rows import (
     safe_name,
     sealed_rows,
 )
+from coexarchive.export.anchors import anchor_files
 from coexarchive.export.formats import CURRENT
 from coexarchive.export.holds import INTERNAL_CHAINS
 from coexarchive.export.proofs import ChainTree, chain_tree
@@ -383,7 +384,8 @@ def build_bundle(
                 f"chain {row['chain_id']} seq {row['seq']}: the stored record does not hash to "
                 "its sealed leaf; the archive was altered (run `coexarchive verify`)"
             )
-    return _assemble(request, table, rows, lines, leaves, trees, trust)
+    anchors = anchor_files(catalog.store, trust, trees[0].manifest.archive)
+    return _assemble(request, table, rows, lines, leaves, trees, trust, anchors)
 
 
 def _assemble(
@@ -394,6 +396,7 @@ def _assemble(
     leaves: list[bytes],
     trees: list[ChainTree],
     trust: TrustStore,
+    anchors: tuple[dict[str, bytes], dict[str, Any] | None] = ({}, None),
 ) -> Bundle:
     files: dict[str, bytes] = {
         "README.txt": README.format(format=BUNDLE_FORMAT).encode("utf-8"),
@@ -467,6 +470,11 @@ def _assemble(
             "rsmf": sorted(rsmf),
         },
     }
+    anchor_bytes, anchor_description = anchors
+    if anchor_description is not None:
+        # Only archives with outside anchors add them: other bundles stay byte for byte as before.
+        files.update(anchor_bytes)
+        description["anchors"] = anchor_description
     files["BUNDLE.json"] = _json(description)
     files["MANIFEST"] = manifest_text(files)
     manifest_sha256 = hashlib.sha256(files["MANIFEST"]).hexdigest()

@@ -18,6 +18,8 @@ import orjson
 
 from coexarchive._internal.cliutil import AddOptions, MakeSettings, parse_time
 from coexarchive._internal.clock import now_ms
+from coexarchive.anchor.tsa import load_tsa_file
+from coexarchive.anchor.witness import load_witness_policy
 from coexarchive.export.bundle import ExportRequest, Selection, export_bundle, read_bundle
 from coexarchive.export.holds import HoldRegister, HoldScope, active_holds, read_register
 from coexarchive.export.verify_bundle import BundleReport, BundleVerificationError, verify_bundle
@@ -179,6 +181,8 @@ def cmd_verify_bundle(args: argparse.Namespace) -> int:
             trust_bundle_keys=args.trust_bundle_keys,
             workers=args.workers,
             limits=limits,
+            tsas=load_tsa_file(args.tsa_file) if args.tsa_file else (),
+            witnesses=load_witness_policy(args.witnesses) if args.witnesses else None,
         )
     except BundleVerificationError as exc:
         report = exc.report
@@ -206,6 +210,12 @@ def _print_report(report: BundleReport, *, verbose: bool) -> None:
     for chain in report.chains:
         print(f"  chain {chain['chain_id']}: checkpoint at tree size {chain['tree_size']} verified")
     print(f"keys: {report.trust_source}")
+    if report.anchors is not None:
+        times = ", ".join(f"{n} {t}" for n, t in sorted(report.anchors["timestamps"].items()))
+        print(
+            f"anchors: archive head {report.anchors['head']}; timestamps: {times or 'none checked'}"
+            f"; cosigned by: {', '.join(report.anchors['witnesses']) or 'none checked'}"
+        )
     for warning in report.warnings:
         print(f"WARNING: {warning}", file=sys.stderr)
     if verbose:
@@ -345,6 +355,18 @@ def register(sub: Any, add_archive_options: AddOptions, make_settings: MakeSetti
         action="store_true",
         help="check integrity only, against the keys the bundle itself carries: anyone can make "
         f"such a bundle, so the result is UNTRUSTED and the exit status {EXIT_UNTRUSTED}",
+    )
+    check.add_argument(
+        "--tsa-file",
+        type=Path,
+        help="timestamp authorities ('<name> <url> <roots PEM>' lines; URLs unused): the "
+        "bundle's RFC 3161 tokens must verify against these roots, one per authority named",
+    )
+    check.add_argument(
+        "--witnesses",
+        type=Path,
+        help="witness policy ('witness <vkey> <url>' lines, 'quorum K'): the bundle's archive "
+        "head must be cosigned by K of them (offline: a bundle cannot show a later rollback)",
     )
     defaults = DEFAULT_LIMITS
     check.add_argument(

@@ -29,14 +29,20 @@ Steps, one module each (``layout`` holds 1 to 3, ``trust`` 4 and 5, ``renders`` 
 10. ``rsmf``        every RSMF file re-renders from the proven records (its manifest, attachments
                     and text; the zip's compressed bytes may differ between zlib builds); its
                     ``rsmf.zip`` is read within the bundle's caps.
+11. ``anchors``     the archive head the bundle carries is trusted and states its chains' roots;
+                    its RFC 3161 timestamps verify against the TSA roots given, and its witness
+                    cosignatures meet the policy given (``verify_bundle.anchors``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from coexarchive._internal.gcpause import cyclic_gc_paused
+from coexarchive.anchor.tsa import Tsa
+from coexarchive.anchor.witness import WitnessPolicy
 from coexarchive.export.verify_bundle import worker as _worker
+from coexarchive.export.verify_bundle.anchors import anchors_step
 from coexarchive.export.verify_bundle.layout import custody_step, files_step, layout_step
 from coexarchive.export.verify_bundle.proofs import proofs_step
 from coexarchive.export.verify_bundle.records import Parsed, records_step
@@ -72,6 +78,8 @@ def verify_bundle(
     trust_bundle_keys: bool = False,
     workers: int = 1,
     limits: ReadLimits = DEFAULT_LIMITS,
+    tsas: Sequence[Tsa] = (),
+    witnesses: WitnessPolicy | None = None,
 ) -> BundleReport:
     """Verify a bundle given as path → bytes (see :func:`coexarchive.export.bundle.read_bundle`).
 
@@ -88,7 +96,7 @@ def verify_bundle(
     """
     require_trust_choice(trust, trust_bundle_keys=trust_bundle_keys)
     with cyclic_gc_paused():
-        return _verify(files, trust, trust_bundle_keys, workers, limits)
+        return _verify(files, trust, trust_bundle_keys, workers, limits, tsas, witnesses)
 
 
 def _verify(
@@ -97,6 +105,8 @@ def _verify(
     trust_bundle_keys: bool,
     workers: int,
     limits: ReadLimits,
+    tsas: Sequence[Tsa] = (),
+    witnesses: WitnessPolicy | None = None,
 ) -> BundleReport:
     report = BundleReport()
     description = layout_step(files, report)
@@ -125,6 +135,7 @@ def _verify(
             report.warnings.append(
                 "tables, transcripts and RSMF were not re-rendered: some records did not verify"
             )
+        anchors_step(files, description, store, report, tsas=tsas, witnesses=witnesses)
         failures, warnings = worker.failures(parsed, rendered=proven)
         report.failures.extend(failures)
         report.warnings.extend(warnings)

@@ -29,6 +29,7 @@ STEPS = (
     "tables",
     "transcripts",
     "rsmf",
+    "anchors",
 )
 BUNDLE_KEYS_WARNING = (
     "verified against the public keys the bundle itself carries (keys/trust.txt): this proves "
@@ -90,6 +91,8 @@ class BundleReport:
     matter: str | None = None
     format: str | None = None  # BUNDLE.json's, once step 1 knows it
     steps: tuple[str, ...] = STEPS
+    # What the outside anchors proved (step 11): the head, times per TSA, cosigning witnesses.
+    anchors: dict[str, Any] | None = None
 
     @property
     def ok(self) -> bool:
@@ -127,6 +130,7 @@ class BundleReport:
             "records_verified": sum(1 for r in self.records if r.ok),
             "records_failed": sum(1 for r in self.records if not r.ok),
             "failures": [f.__dict__ for f in self.failures],
+            "anchors": self.anchors,
         }
 
 
