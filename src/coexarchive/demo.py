@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from coexarchive._internal.cliutil import Bind, MakeSettings, shell_exports
+from coexarchive._internal.clock import now_ms
 from coexarchive.commands import ingest_argv, upload_raw
 from coexarchive.errors import ConfigError
 from coexarchive.settings import Settings
@@ -142,15 +143,32 @@ def _run_demo(
     args: argparse.Namespace, paths: DemoPaths, server: Any, bucket: str, step: Any
 ) -> str:
     """Run the flow; the customer with the most messages, for the commands to try next."""
-    from coexarchive._internal.progress import Progress
-    from coexarchive.raw import DeliveryAuth
-    from coexarchive.testing import SimulationConfig, simulate
-    from coexarchive.verify import verify_archive
 
     os.environ["AWS_ACCESS_KEY_ID"] = server.access_key
     os.environ["AWS_SECRET_ACCESS_KEY"] = server.secret_key
     os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
     store = server.store(bucket)
+    anchors = DemoAnchors.start(paths)
+    try:
+        return _run_anchored(args, paths, server, bucket, step, store, anchors)
+    finally:
+        anchors.stop()
+
+
+def _run_anchored(
+    args: argparse.Namespace,
+    paths: DemoPaths,
+    server: Any,
+    bucket: str,
+    step: Any,
+    store: Any,
+    anchors: DemoAnchors,
+) -> str:
+    from coexarchive._internal.progress import Progress
+    from coexarchive.raw import DeliveryAuth
+    from coexarchive.testing import SimulationConfig, simulate
+    from coexarchive.verify import verify_archive
+
     settings = Settings(
         bucket=bucket,
         endpoint_url=server.endpoint_url,
@@ -159,6 +177,8 @@ def _run_demo(
         audit_key_file=paths.audit_key,
         trust_file=paths.trust,
         retention=args.retention,
+        tsa_file=anchors.tsa_file,
+        witness_file=anchors.witness_file,
     )
     step(
         f"generating {args.days} days of traffic for {args.customers} customers (seed {args.seed})"
@@ -179,12 +199,28 @@ def _run_demo(
     demo_auth = DeliveryAuth((config.app_secret,), (config.app_secret,))
     summary = run(ingest_argv(settings, prefix="raw/", workers=args.workers), auth=demo_auth)
     print("\n".join("  " + line for line in summary.lines()))
-    step("verifying the archive")
-    report = verify_archive(store, settings.trust())
+    step(
+        f"anchoring the newest archive head: RFC 3161 timestamp ({anchors.tsa.name}, openssl ts "
+        f"on {anchors.tsa.url}) and witness cosignature ({anchors.witness.key.name})"
+    )
+    anchors.anchor(store, settings)
+    step("verifying the archive, its timestamps and its witness quorum")
+    report = verify_archive(
+        store,
+        settings.trust(),
+        archive_name=DEMO_ARCHIVE,
+        tsas=settings.tsas(),
+        witnesses=settings.witness_policy(),
+    )
     print(
         f"  OK: {len(report.chains)} chain(s), {report.records_checked:,} rows re-hashed, "
         "every check held"
     )
+    for line in [
+        *(report.timestamps.lines() if report.timestamps else []),
+        *(report.witnesses.lines() if report.witnesses else []),
+    ]:
+        print(f"  {line}")
     step("what was archived")
     kinds: Counter[str] = Counter()
     from coexarchive.segments import Manifest, list_manifests
@@ -195,7 +231,99 @@ def _run_demo(
     for kind, count in sorted(kinds.items()):
         print(f"  {kind:<18} {count:>8,}")
     print(f"  quarantined items: {summary.quarantined} (kept with reasons under quarantine/v1/)")
-    return busiest_customer(store, SimulationConfig().phone_number_id) or "CUSTOMER_ID"
+    customer = busiest_customer(store, SimulationConfig().phone_number_id) or "CUSTOMER_ID"
+    step("an evidence bundle with its anchors, verified offline (TSA and witness stopped)")
+    anchors.bundle(store, settings, customer, paths.data_dir / "anchored-bundle.zip")
+    return customer
+
+
+class DemoAnchors:
+    """A loopback TSA (``openssl ts``) and a witness for the demo run, as outside parties."""
+
+    def __init__(self, tsa: Any, witness: Any, tsa_file: Path, witness_file: Path) -> None:
+        self.tsa = tsa
+        self.witness = witness
+        self.tsa_file = tsa_file
+        self.witness_file = witness_file
+
+    @classmethod
+    def start(cls, paths: DemoPaths) -> DemoAnchors:
+        from coexarchive.anchor.witness import heads_origin
+        from coexarchive.anchor.witness_server import WitnessServer, WitnessState
+        from coexarchive.seal.cosignature import CosignerKey
+        from coexarchive.seal.keys import Ed25519Signer, TrustStore
+        from coexarchive.testing.tsa import LocalTsa
+
+        directory = paths.data_dir / "anchors"
+        directory.mkdir(parents=True, exist_ok=True)
+        tsa = LocalTsa(directory / "tsa", name="demo-tsa")
+        tsa.start()
+        key_file = paths.keys_dir / "witness.key"
+        if not key_file.exists():
+            Ed25519Signer.generate("witness.demo/w1").to_file(key_file)
+        signer = Ed25519Signer.from_file(key_file)
+        logs = {heads_origin(DEMO_ARCHIVE): TrustStore.from_file(paths.trust)}
+        witness = WitnessServer(signer, logs, WitnessState(directory / "witness-state"))
+        url = witness.start()
+        tsa_file = tsa.write_tsa_file(directory / "tsa.txt")
+        witness_file = directory / "witnesses.txt"
+        witness_file.write_text(f"witness {CosignerKey.of(signer).vkey()} {url}\nquorum 1\n")
+        return cls(tsa, witness, tsa_file, witness_file)
+
+    def anchor(self, store: ObjectStore, settings: Settings) -> None:
+        """Cover the newest head too when it came from a commit that does not anchor itself."""
+        from coexarchive.anchor.timestamps import timestamp_heads
+        from coexarchive.anchor.witness import cosign_head
+        from coexarchive.archive_head import HeadWriter
+
+        trust = settings.trust()
+        signer = settings.signer()
+        writer = HeadWriter(store, signer=signer, archive_name=DEMO_ARCHIVE, trust=trust)
+        newest = writer.newest()
+        policy = settings.witness_policy()
+        if newest is None or policy is None:
+            return
+        timestamp_heads(store, newest, settings.tsas(), trust=trust, archive_name=DEMO_ARCHIVE)
+        cosign_head(store, policy.witnesses, signer=signer, trust=trust, archive_name=DEMO_ARCHIVE)
+
+    def bundle(self, store: ObjectStore, settings: Settings, customer: str, out: Path) -> None:
+        from coexarchive.export.bundle import ExportRequest, Selection, build_bundle, read_bundle
+        from coexarchive.export.verify_bundle import verify_bundle
+        from coexarchive.query.views import ArchiveCatalog
+
+        trust = settings.trust()
+        request = ExportRequest(
+            matter="demo-anchors",
+            selection=Selection(customer=customer),
+            who="coexarchive demo",
+            as_of=now_ms(),
+            zone="UTC",
+        )
+        built = build_bundle(ArchiveCatalog(store), trust, request)
+        out.unlink(missing_ok=True)
+        built.write(out)
+        self.stop()  # offline from here: nothing but the bundle, keys, TSA roots, witness keys
+        report = verify_bundle(
+            read_bundle(out),
+            trust=trust,
+            tsas=settings.tsas(),
+            witnesses=settings.witness_policy(),
+        )
+        anchors = report.anchors or {}
+        times = ", ".join(f"{n} at {t}" for n, t in sorted(anchors.get("timestamps", {}).items()))
+        print(f"  {out}: {report.result}, {len(report.records)} record(s) proven")
+        print(
+            f"  archive head {anchors.get('head')} timestamped by {times or 'none'}; "
+            f"cosigned by {', '.join(anchors.get('witnesses', [])) or 'none'}"
+        )
+        print(
+            f"  check it yourself: coexarchive verify-bundle {out} --trust {settings.trust_file} "
+            f"--tsa-file {self.tsa_file} --witnesses {self.witness_file}"
+        )
+
+    def stop(self) -> None:
+        self.tsa.stop()
+        self.witness.stop()
 
 
 def busiest_customer(store: ObjectStore, chain_id: str) -> str | None:
