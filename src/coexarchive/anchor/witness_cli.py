@@ -19,6 +19,20 @@ def cmd_vkey(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_keygen(args: argparse.Namespace) -> int:
+    from coexarchive.seal.cosignature import CosignerKey
+    from coexarchive.seal.keys import Ed25519Signer
+
+    if args.key.exists():
+        raise ConfigError(f"{args.key} exists; a witness keeps its key (choose another file)")
+    signer = Ed25519Signer.generate(args.name)
+    args.key.parent.mkdir(parents=True, exist_ok=True)
+    signer.to_file(args.key)
+    print(f"witness key: {args.key} (keep it secret; it is not an archive key)")
+    print(f"witness verifier key: {CosignerKey.of(signer).vkey()}")
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from coexarchive.anchor.witness_server import WitnessServer, WitnessState, load_logs
     from coexarchive.seal.cosignature import CosignerKey
@@ -26,8 +40,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     if not args.key.exists():
         raise ConfigError(
-            f"witness key {args.key} not found: create one with `coexarchive keygen --key FILE "
-            "--name witness.example/w1` (a key of its own, never the archive's)"
+            f"witness key {args.key} not found: create one with `coexarchive witness keygen "
+            "--key FILE --name witness.example/w1` (a key of its own, never the archive's)"
         )
     signer = Ed25519Signer.from_file(args.key)
     server = WitnessServer(signer, load_logs(args.logs), WitnessState(args.state))
@@ -68,6 +82,17 @@ def register(sub: Any) -> None:
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
     serve.add_argument("--port", type=int, default=8480, help="port to listen on")
     serve.set_defaults(handler=cmd_serve)
+    keygen = commands.add_parser(
+        "keygen",
+        help="make the witness's own key (never added to any archive's trust file)",
+        description="Write a new Ed25519 witness key (mode 0600) and print its cosignature/v1 "
+        "verifier key, for the witness files of the archives it witnesses.",
+    )
+    keygen.add_argument("--key", type=Path, required=True, help="file to write")
+    keygen.add_argument(
+        "--name", required=True, help="witness name, a schema-less URL (auditor.example/w1)"
+    )
+    keygen.set_defaults(handler=cmd_keygen)
     vkey = commands.add_parser(
         "vkey",
         help="print the witness's cosignature/v1 verifier key, for the archive's witness file",
