@@ -31,6 +31,13 @@ Then, for the archive as a whole (``coexarchive.archive_head``):
 11. ``archive-head`` the signed archive heads link from the first to the newest, and every chain
                    the newest (or a pinned) head lists is still there, at least as long, with the
                    same root at the stated size.
+12. ``timestamp``  (with a TSA file) every RFC 3161 token over a head verifies against the
+                   configured roots and is over that head's text, sealed digests match, times
+                   are monotonic with the heads; heads without a token are reported as gaps
+                   (``coexarchive.anchor.timestamps``).
+13. ``witness``    (with a witness file) stored cosignatures match the heads log, a quorum
+                   cosigned the newest head, and no witness saw more heads or another history
+                   (``coexarchive.anchor.witness``).
 
 Before any chain, the store must enforce Object Lock; after them, at least one chain must have
 been verified: an empty archive, or one holding only raw objects, is a failure ("nothing was

@@ -94,10 +94,12 @@ def verify_archive(
         store, trust, report, archive_name=archive_name, chains=chains, pins=archive_heads
     )
     if tsas:
+        report.steps = (*report.steps, "timestamp")
         report.timestamps = check_timestamps(
             store, trust, tsas, report.failures, archive_name=archive_name, at=at
         )
     if witnesses is not None:
+        report.steps = (*report.steps, "witness")
         report.witnesses = check_witnesses(
             store,
             trust,

@@ -25,9 +25,9 @@ STEPS = (
     "retention",
     "tail",
     "archive-head",
-    "timestamp",
-    "witness",
 )
+# Checks of the outside anchors, run (and listed) only when a TSA file or witness file is given.
+ANCHOR_STEPS = ("timestamp", "witness")
 
 
 @dataclass
