@@ -148,14 +148,14 @@ def _run_demo(
     os.environ["AWS_SECRET_ACCESS_KEY"] = server.secret_key
     os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
     store = server.store(bucket)
-    anchors = DemoAnchors.start(paths)
+    anchors = DemoAnchors.for_demo(paths)
     try:
-        return _run_anchored(args, paths, server, bucket, step, store, anchors)
+        return _run_demo_anchored(args, paths, server, bucket, step, store, anchors)
     finally:
         anchors.stop()
 
 
-def _run_anchored(
+def _run_demo_anchored(
     args: argparse.Namespace,
     paths: DemoPaths,
     server: Any,
@@ -247,7 +247,7 @@ class DemoAnchors:
         self.witness_file = witness_file
 
     @classmethod
-    def start(cls, paths: DemoPaths) -> DemoAnchors:
+    def for_demo(cls, paths: DemoPaths) -> DemoAnchors:
         from coexarchive.anchor.witness import heads_origin
         from coexarchive.anchor.witness_server import WitnessServer, WitnessState
         from coexarchive.seal.cosignature import CosignerKey
