@@ -216,9 +216,13 @@ def cmd_verify(args: argparse.Namespace) -> int:
         progress.total = sum(
             _manifest_records(store, chain) for chain in (chains or _all_chains(store))
         ) or count_segments(store, chains)
-    executor = default_executor(args.workers)
     from coexarchive.export.holds import held_keys
 
+    job = _verify_job(args, settings, trust)
+    executor = default_executor(args.workers) if job is None else None
+    if job is not None and progress is not None:
+        progress.close()  # the job's workers report no progress to this process
+        progress = None
     try:
         report: Report = verify_archive(
             store,
@@ -236,6 +240,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
             at=parse_moment(args.at) if args.at else None,
             witnesses=settings.witness_policy(),
             ask_witnesses=not args.offline,
+            job=job,
         )
     except ArchiveVerificationError as exc:
         report = exc.report
@@ -249,6 +254,31 @@ def cmd_verify(args: argparse.Namespace) -> int:
     else:
         _print_report(report)
     return 0 if report.ok else 1
+
+
+def _verify_job(args: argparse.Namespace, settings: Any, trust: Any) -> Any:
+    """With ``--runner``: the per-chain steps as a Beam job (``pipelines/verify.py``), else None."""
+    if args.runner is None:
+        if args.beam:
+            raise ConfigError("arguments after `--` go to Beam: give --runner too")
+        return None
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from pipelines.specs import StoreSpec
+    from pipelines.verify import chains_job
+
+    beam_args = [f"--runner={args.runner}"]
+    if args.runner in ("FnApiRunner", "DirectRunner") and args.workers > 1:
+        # Processes, never threads: Beam 2.77's multi_threading mode lost elements here.
+        beam_args += [
+            f"--direct_num_workers={args.workers}",
+            "--direct_running_mode=multi_processing",
+        ]
+    spec = StoreSpec(
+        settings.bucket, settings.endpoint_url, settings.region_name, settings.sse_kms_key_id
+    )
+    options = PipelineOptions(beam_args + list(args.beam))
+    return chains_job(spec, trust, options, output=args.verify_output)
 
 
 def _all_chains(store: object) -> list[str]:
@@ -477,8 +507,26 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="check stored cosignatures only; do not ask the witnesses (cannot see a rollback)",
     )
-    verify.add_argument("--workers", type=int, default=1, help="processes re-hashing segments")
+    verify.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="processes re-hashing segments (with --runner FnApiRunner: the job's workers)",
+    )
+    verify.add_argument(
+        "--runner",
+        help="run the checks as a Beam job on this runner (FnApiRunner, PortableRunner, "
+        "FlinkRunner, SparkRunner, DataflowRunner): segments are checked in parallel across "
+        "its workers and joined per chain; same report and exit code. Runner options go after "
+        "`--` (infra/SCALE-OUT.md)",
+    )
+    verify.add_argument(
+        "--verify-output",
+        help="with --runner: where the job's workers leave their results for this process "
+        "(default: a local temporary directory; on a cluster a gs:// or s3:// prefix)",
+    )
     verify.add_argument("--json", action="store_true", help="print a JSON report")
+    verify.add_argument("beam", nargs="*", help=argparse.SUPPRESS)
     verify.set_defaults(handler=cmd_verify)
 
     head = sub.add_parser(

@@ -49,13 +49,15 @@ Modules: ``archive`` (this orchestration), ``chain`` (steps 1-2 and 6-9 per chai
 
 from coexarchive.verify.archive import (
     CHAIN_PREFIXES,
+    ChainScope,
+    ChainsJob,
     chains_in,
     count_segments,
     default_executor,
     object_lock_failure,
     verify_archive,
 )
-from coexarchive.verify.chain import MAX_SEGMENTS_IN_FLIGHT
+from coexarchive.verify.chain import MAX_SEGMENTS_IN_FLIGHT, ChainVerifier, SegmentCheck
 from coexarchive.verify.report import (
     STEPS,
     ArchiveVerificationError,
@@ -72,8 +74,12 @@ __all__ = [
     "STEPS",
     "ArchiveVerificationError",
     "ChainReport",
+    "ChainScope",
+    "ChainVerifier",
+    "ChainsJob",
     "Head",
     "Report",
+    "SegmentCheck",
     "SegmentOutcome",
     "chains_in",
     "check_segment",

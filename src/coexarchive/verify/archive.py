@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor
+from dataclasses import dataclass
 from datetime import datetime
 
 from coexarchive.anchor.timestamps import check_timestamps
@@ -22,7 +23,7 @@ from coexarchive.segments import list_manifests
 from coexarchive.store import layout
 from coexarchive.store.base import ObjectStore
 from coexarchive.verify.chain import ChainVerifier
-from coexarchive.verify.report import ArchiveVerificationError, Head, Report
+from coexarchive.verify.report import ArchiveVerificationError, ChainReport, Head, Report
 
 # Where a chain leaves objects: a chain with any of them is verified (and fails if unsigned).
 CHAIN_PREFIXES = (
@@ -32,6 +33,35 @@ CHAIN_PREFIXES = (
     f"{layout.DEDUP_PREFIX}v1/",
     INTENT_PREFIX,
 )
+
+
+@dataclass(frozen=True)
+class ChainScope:
+    """What every chain's verification is told besides its id (see ``verify_archive``)."""
+
+    since: int | None = None
+    until: int | None = None
+    heads: tuple[Head, ...] = ()
+    held: frozenset[str] = frozenset()
+    archive_name: str | None = None
+
+    def verifier(self, store: ObjectStore, trust: TrustStore, chain_id: str) -> ChainVerifier:
+        """A verifier of ``chain_id`` that records into a report of its own."""
+        return ChainVerifier(
+            store,
+            trust,
+            chain_id,
+            Report(),
+            self.since,
+            self.until,
+            [head for head in self.heads if head.chain_id == chain_id],
+            set(self.held),
+            archive_name=self.archive_name,
+        )
+
+
+# Verifies the given chains elsewhere (a Beam job): each chain's report and failures, in order.
+ChainsJob = Callable[[Sequence[str], ChainScope], Sequence[tuple[ChainReport, Sequence[Failure]]]]
 
 
 def chains_in(store: ObjectStore) -> list[str]:
@@ -62,15 +92,26 @@ def verify_archive(
     at: datetime | None = None,
     witnesses: WitnessPolicy | None = None,
     ask_witnesses: bool = True,
+    job: ChainsJob | None = None,
 ) -> Report:
-    """Verify the archive (or ``chains``); ``since``/``until`` (ms) limit the row checks."""
+    """Verify the archive (or ``chains``); ``since``/``until`` (ms) limit the row checks.
+
+    With ``job``, the per-chain steps (1-10) run there (``pipelines/verify.py`` spreads them over
+    a Beam runner's workers); the checks before and after them run here either way.
+    """
     report = Report()
     lock_failure = object_lock_failure(store)
     if lock_failure is not None:
         report.failures.append(lock_failure)
         raise ArchiveVerificationError(report)
     held = set(held_keys)
-    for chain_id in chains if chains is not None else chains_in(store):
+    chain_ids = list(chains) if chains is not None else chains_in(store)
+    if job is not None:
+        scope = ChainScope(since, until, tuple(heads), frozenset(held), archive_name)
+        for chain_report, failures in job(chain_ids, scope):
+            report.failures.extend(failures)
+            report.chains.append(chain_report)
+    for chain_id in chain_ids if job is None else ():
         chain_heads = [head for head in heads if head.chain_id == chain_id]
         verifier = ChainVerifier(
             store,

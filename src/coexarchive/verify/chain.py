@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import base64
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Executor, Future
+from dataclasses import dataclass
 
 from coexarchive.errors import (
     CoexArchiveError,
@@ -31,6 +32,22 @@ from coexarchive.verify.segment import SegmentOutcome, check_segment
 from coexarchive.verify.tail import check_tail
 
 MAX_SEGMENTS_IN_FLIGHT = 4
+
+
+@dataclass(frozen=True)
+class SegmentCheck:
+    """Steps 2-5 for one manifest, done apart from its chain (a worker of the verify job).
+
+    ``manifest_sha256`` names the manifest bytes the check started from: the chain's own pass
+    accepts the check only for the manifest it reads itself.
+    """
+
+    manifest_key: str
+    manifest_sha256: str
+    failures: tuple[Failure, ...]  # step 2's, then steps 3-5's, in the order the local run has
+    objects_checked: int
+    rows: int
+    head_roots: Mapping[int, bytes]
 
 
 class ChainVerifier:
@@ -68,10 +85,20 @@ class ChainVerifier:
     def warn(self, message: str, key: str) -> None:
         self.chain.warnings.append(f"{message} ({key})")
 
-    def run(self, executor: Executor | None, on_segment: Callable[[int], None] | None) -> None:
+    def run(
+        self,
+        executor: Executor | None,
+        on_segment: Callable[[int], None] | None,
+        *,
+        checked: Mapping[str, SegmentCheck] | None = None,
+    ) -> None:
+        """Every step for this chain; with ``checked``, steps 2-5 as workers did them, by key."""
         manifests = self._manifests()
         states = self._link(manifests)
-        self._segments(manifests, states, executor, on_segment)
+        if checked is None:
+            self._segments(manifests, states, executor, on_segment)
+        else:
+            self._segments_checked(manifests, checked)
         self._checkpoints(manifests)
         self._forks(manifests)
         self._head(manifests)
@@ -240,6 +267,51 @@ class ChainVerifier:
                     self._absorb(oldest.result(), on_segment, done)
         for manifest, future in jobs:
             self._absorb(future.result(), on_segment, manifest)
+
+    def check_one(self, manifest: Manifest, start: ChainState) -> SegmentCheck:
+        """Steps 2-5 for one manifest (of :meth:`plan`), exactly as :meth:`_segments` does them."""
+        failures_before = len(self.report.failures)
+        objects_before = self.chain.objects_checked
+        head_sizes = [head.checkpoint.size for head in self.heads]
+        data, index = self._fetch_checked(manifest)
+        must_check = any(start.size < size <= manifest.tree_size for size in head_sizes)
+        outcome = None
+        if data is not None and (self._in_range(manifest) or must_check):
+            outcome = check_segment(data, manifest, start, head_sizes, index)
+        failures = self.report.failures[failures_before:]
+        return SegmentCheck(
+            manifest_key=manifest.key,
+            manifest_sha256=self.digests[manifest.key],
+            failures=tuple(failures + (outcome.failures if outcome else [])),
+            objects_checked=self.chain.objects_checked - objects_before,
+            rows=outcome.rows if outcome else 0,
+            head_roots=dict(outcome.head_roots) if outcome else {},
+        )
+
+    def plan(self) -> list[tuple[Manifest, ChainState]]:
+        """Step 1's manifests, each with the state before it: what :meth:`check_one` takes."""
+        manifests = self._manifests()
+        return list(zip(manifests, self._link(manifests), strict=True))
+
+    def _segments_checked(
+        self, manifests: Sequence[Manifest], checked: Mapping[str, SegmentCheck]
+    ) -> None:
+        for manifest in manifests:
+            found = checked.get(manifest.key)
+            if found is None or found.manifest_sha256 != self.digests[manifest.key]:
+                # Written or rewritten after the workers read the chain: unchecked, so no pass.
+                self.fail(
+                    "objects",
+                    "segment was not checked: its manifest appeared or changed while the "
+                    "verification ran (verify again)",
+                    manifest.key,
+                    manifest.first_seq,
+                )
+                continue
+            self.report.failures.extend(found.failures)
+            self.chain.objects_checked += found.objects_checked
+            self.chain.records_checked += found.rows
+            self.head_roots.update(found.head_roots)
 
     def _absorb(
         self, outcome: SegmentOutcome, on_segment: Callable[[int], None] | None, manifest: Manifest
