@@ -55,7 +55,7 @@ class ChainScope:
             self.since,
             self.until,
             [head for head in self.heads if head.chain_id == chain_id],
-            set(self.held),
+            self.held,
             archive_name=self.archive_name,
         )
 

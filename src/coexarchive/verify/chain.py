@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 
@@ -60,7 +61,7 @@ class ChainVerifier:
         since: int | None,
         until: int | None,
         heads: Sequence[Head],
-        held: set[str],
+        held: AbstractSet[str],
         *,
         archive_name: str | None = None,
     ) -> None:
