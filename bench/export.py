@@ -22,8 +22,10 @@ timed) and measures, best of ``--repeat``:
 The archive's store is named in every row: only export reads it (verify-bundle reads the bundle
 directory, on local disk either way). The targets are ratios to the floors of the same run, since
 this machine's speed drifts by up to 1.8x between days: export <= EXPORT_TARGET x the write floor,
-verify-bundle <= VERIFY_TARGET x the read floor (set from issue 7's absolute targets, export < 10 s
-and verify-bundle < 5 s, on the days they were met). Benchmarks report; the exit code is 0.
+verify-bundle <= VERIFY_TARGET x the read floor. No floor was measured on the days the absolute
+targets of issue 7 (export < 10 s, verify-bundle < 5 s) were met, so the ratios are not derived
+from them: they are proposed here, and the first quiet run should confirm or tighten them.
+Benchmarks report; the exit code is 0.
 """
 
 from __future__ import annotations
@@ -62,8 +64,8 @@ from coexarchive.store import MemoryStore, ObjectStore
 
 ARCHIVE = "bench.coexarchive"
 # Ratios to the same run's floors (see the module docstring).
-EXPORT_TARGET = 30.0
-VERIFY_TARGET = 30.0
+EXPORT_TARGET = 10.0
+VERIFY_TARGET = 10.0
 AS_OF = 1_767_571_200_000
 
 
