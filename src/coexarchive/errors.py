@@ -33,6 +33,7 @@ is this module's class).
     │   └── SpoolUnavailable        writing or syncing the spool failed, or it is not open
     ├── CaptureError             the receiver did not confirm an outbound capture
     ├── AnchorError              a timestamp authority or witness was unreachable or refused
+    ├── AuthError                the console refused a sign-in, a session or an action
     ├── PipelineError            an expected failure inside a Beam worker, known by its text
     └── VerificationError        an archive check failed; carries every failure found
         ├── ArchiveVerificationError   ``verify`` failed; carries the full report
@@ -196,6 +197,13 @@ class AnchorError(CoexArchiveError):
 
     def __reduce__(self) -> tuple[type[AnchorError], tuple[str], dict[str, int | None]]:
         return type(self), (str(self),), {"status": self.status, "size": self.size}
+
+class AuthError(CoexArchiveError):
+    """The review console refused a sign-in, a session, a form or an action for a role.
+
+    Its message is safe to show to whoever caused it: it never says which part of a sign-in
+    was wrong.
+    """
 
 
 class PipelineError(CoexArchiveError):

@@ -76,6 +76,9 @@ class Settings:
     # Signs the access-log and hold-register chains, which auditors and legal write: kept apart
     # from the ingest key so those roles never hold the key that seals the archive itself.
     audit_key_file: Path | None = None
+    # Signs what the review console seals (its access-log entries, review decisions, holds): the
+    # console's own service key, so users of the console hold no signing key at all.
+    console_key_file: Path | None = None
     trust_file: Path = field(default_factory=default_trust_file)
     retention: str = "COMPLIANCE:7"
     # Timestamp authorities (``coexarchive.anchor.tsa``): used when the file exists.
@@ -98,6 +101,11 @@ class Settings:
             "audit_key_file": (
                 _path(env, "COEXARCHIVE_AUDIT_KEY", Path())
                 if env.get("COEXARCHIVE_AUDIT_KEY")
+                else None
+            ),
+            "console_key_file": (
+                _path(env, "COEXARCHIVE_CONSOLE_KEY", Path())
+                if env.get("COEXARCHIVE_CONSOLE_KEY")
                 else None
             ),
             "trust_file": _path(env, "COEXARCHIVE_TRUST", default_trust_file(env)),
@@ -148,6 +156,23 @@ class Settings:
             signer = Ed25519Signer.from_file(self.audit_key_file)
             variable = "COEXARCHIVE_AUDIT_KEY"
         self._check_trusted(signer, variable)
+        return signer
+
+    def console_signer(self) -> Ed25519Signer:
+        """The review console's service key; refused unless the trust file lists it."""
+        if self.console_key_file is None:
+            raise ConfigError(
+                "the console needs its own service key: create one with `coexarchive keygen "
+                "--key FILE --name NAME`, add its verifier line to the trust file and set "
+                "COEXARCHIVE_CONSOLE_KEY (or --console-key)"
+            )
+        if not self.console_key_file.exists():
+            raise ConfigError(
+                f"console key {self.console_key_file} not found: create one with "
+                "`coexarchive keygen --key FILE` and add its verifier line to the trust file"
+            )
+        signer = Ed25519Signer.from_file(self.console_key_file)
+        self._check_trusted(signer, "COEXARCHIVE_CONSOLE_KEY")
         return signer
 
     def _check_trusted(self, signer: Ed25519Signer, variable: str) -> None:

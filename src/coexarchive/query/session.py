@@ -82,6 +82,11 @@ class AuditSession:
         self.who = who
         self.trust = trust
         self.clock = clock
+        # Sealed into every entry's params beside the statement's own (the console's channel
+        # and the user's stated reason); empty for the CLI, whose entries are unchanged.
+        self.context: dict[str, Any] = {}
+        # Also seal the ids of the records returned (the console: who saw which records).
+        self.log_record_ids = False
         self.catalog = catalog or ArchiveCatalog(store)
         self.catalog.refresh()
         # The shell may run any SQL, but not read or write local files or change that.
@@ -177,7 +182,9 @@ class AuditSession:
             raise QueryError(f"query failed: {exc}{hint}") from None
         digest = result_digest(table)
         # Logged before anything else happens with the result, verification included.
-        access = self._log(sql, values, report, rows=table.num_rows, digest=digest)
+        access = self._log(
+            sql, values, report, rows=table.num_rows, digest=digest, shown=_record_ids(table)
+        )
         verification = None
         if verify:
             evidence, computed = table, ()
@@ -379,11 +386,15 @@ class AuditSession:
         rows: int | None,
         digest: str | None,
         error: str | None = None,
+        shown: list[str] | None = None,
     ) -> Manifest:
+        logged = {**params, **self.context}
+        if self.log_record_ids and shown is not None:
+            logged["record_ids"] = shown
         entry = AccessEntry(
             who=self.who,
             sql=sql,
-            params=params,
+            params=logged,
             rows=rows,
             result_sha256=digest,
             report=report,
@@ -393,6 +404,12 @@ class AuditSession:
 
     def access_chain(self) -> str:
         return ACCESS_LOG_CHAIN
+
+
+def _record_ids(table: pa.Table) -> list[str] | None:
+    if "record_id" not in table.column_names:
+        return None
+    return [str(value) for value in table.column("record_id").to_pylist() if value is not None]
 
 
 _MISSING_TABLE = re.compile(r"Table with name (\S+) does not exist")

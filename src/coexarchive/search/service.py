@@ -81,6 +81,8 @@ class Searcher:
         self.access_log = access_log
         self.who = who
         self.clock = clock
+        # Sealed into every entry's params (the console's channel, reason and record ids).
+        self.context: dict[str, Any] = {}
 
     def search(
         self,
@@ -110,6 +112,7 @@ class Searcher:
             "index_total": found.total,
             "not_indexed_segments": not_indexed,
             "index_mismatches": mismatched,
+            **self.context,
         }
         entry = AccessEntry(
             who=self.who,
