@@ -629,6 +629,9 @@ def _add_pipeline_commands(sub: Any) -> None:
     from coexarchive.supervision import cli as supervision_cli
 
     supervision_cli.register(sub, _add_archive_options, _settings)
+    from coexarchive.console import cli as console_cli
+
+    console_cli.register(sub, _add_archive_options, _settings)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
