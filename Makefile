@@ -9,7 +9,7 @@ LOCK := requirements/dev.lock
 TOOLS_VENV ?= .venv-tools
 UPGRADE_DIR ?= var/upgrade-check
 
-.PHONY: test lock-check lint types unit venv demo bench clean infra-lint lock upgrade-check
+.PHONY: test lock-check lint types unit venv demo bench clean infra-lint lock upgrade-check console-js
 
 test: lock-check $(STAMP) lint types infra-lint unit
 
@@ -36,8 +36,19 @@ lint: $(STAMP)
 types: $(STAMP)
 	$(BIN)/mypy
 
+# What the console's browser tests run in Node (axe-core, oidc-provider), installed exactly as
+# tests/console/js/package-lock.json pins them, integrity hashes checked, no install scripts run.
+CONSOLE_JS := tests/console/js
+CONSOLE_JS_STAMP := $(CONSOLE_JS)/node_modules/.installed
+
+$(CONSOLE_JS_STAMP): $(CONSOLE_JS)/package-lock.json
+	npm ci --prefix $(CONSOLE_JS) --ignore-scripts --no-audit --no-fund
+	touch $@
+
+console-js: $(CONSOLE_JS_STAMP)
+
 # pytest exits 5 when it collected nothing; that is a failure here, as any non-zero code is.
-unit: $(STAMP)
+unit: $(STAMP) $(CONSOLE_JS_STAMP)
 	$(BIN)/pytest -q
 
 demo: $(STAMP)

@@ -21,6 +21,7 @@ with warnings.catch_warnings():
 
 from supervision._demo import build_demo
 
+from coexarchive._internal.clock import now_ms
 from coexarchive.console.accounts import AccountFile
 from coexarchive.console.app import create_app
 from coexarchive.console.archive import ConsoleArchive
@@ -80,6 +81,13 @@ class Clock:
 
     def advance(self, ms: int) -> None:
         self.now += ms
+
+
+class WallClock(Clock):
+    """The real clock, for a browser whose authenticator codes follow real time."""
+
+    def __call__(self) -> int:
+        return now_ms() + self.now - NOW
 
 
 @dataclass
@@ -143,8 +151,10 @@ def _accounts(path: Path) -> AccountFile:
     return AccountFile(path)
 
 
-def build(store: MemoryStore, tmp: Path, *, with_index: bool = True) -> Harness:
-    clock = Clock()
+def build(
+    store: MemoryStore, tmp: Path, *, with_index: bool = True, clock: Clock | None = None
+) -> Harness:
+    clock = clock or Clock()
     accounts = _accounts(tmp / "accounts.json")
     index_dir = None
     if with_index:

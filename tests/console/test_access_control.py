@@ -247,8 +247,19 @@ def _open_hit(harness: Harness, client: object) -> str:
         ("forged-token", {}),
         ("<real>", {"origin": "https://evil.example"}),
         ("<real>", {"sec-fetch-site": "cross-site"}),
+        ("<real>", {"sec-fetch-site": "same-site"}),
+        ("<real>", {"origin": "null"}),
+        ("<real>", {"origin": "https://testserver.evil.example"}),
     ],
-    ids=["no_token", "forged_token", "foreign_origin", "cross_site_fetch"],
+    ids=[
+        "no_token",
+        "forged_token",
+        "foreign_origin",
+        "cross_site_fetch",
+        "sibling_site_fetch",
+        "null_origin",
+        "lookalike_origin",
+    ],
 )
 def test_forms_without_the_session_token_change_nothing(
     harness: Harness, csrf: str | None, headers: dict[str, str]

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 import pyarrow as pa
 from jinja2 import Environment, FileSystemLoader, select_autoescape
@@ -53,7 +53,7 @@ SECURITY_HEADERS: Final = (
     (b"content-security-policy", CSP.encode()),
     (b"x-content-type-options", b"nosniff"),
     (b"x-frame-options", b"DENY"),
-    (b"referrer-policy", b"no-referrer"),
+    (b"referrer-policy", b"same-origin"),
     (b"cross-origin-opener-policy", b"same-origin"),
     (b"permissions-policy", b"camera=(), microphone=(), geolocation=()"),
 )
@@ -175,9 +175,14 @@ def _guarded(permission: str, handler: Handler, *, form: bool = False) -> Callab
 def _same_origin(request: Request) -> None:
     """A browser's ``Origin`` (or ``Sec-Fetch-Site``) must name the console itself."""
     origin = request.headers.get("origin")
-    if origin is not None and urlsplit(origin).netloc != request.headers.get("host"):
+    fetch_site = request.headers.get("sec-fetch-site")
+    if fetch_site not in (None, "same-origin", "none"):
         raise AuthError("the form was refused: it was sent from another site")
-    if request.headers.get("sec-fetch-site") not in (None, "same-origin", "none"):
+    if origin == "null":
+        # Sent by sandboxed frames and privacy settings: only the browser's own word will do.
+        if fetch_site != "same-origin":
+            raise AuthError("the form was refused: it was sent from another site")
+    elif origin is not None and urlsplit(origin).netloc != request.headers.get("host"):
         raise AuthError("the form was refused: it was sent from another site")
 
 
@@ -453,7 +458,7 @@ async def report(console: Console, request: Request, session: Session) -> Respon
                     "columns": [],
                     "rows": [],
                     "sort": "",
-                    "query": query,
+                    "query": dict(query),
                 },
                 session=session,
             )
@@ -471,6 +476,11 @@ async def report(console: Console, request: Request, session: Session) -> Respon
     columns = table.column_names
     rows = [[_cell(v) for v in row.values()] for row in table.to_pylist()]
     rows, sort = _sorted(columns, rows, query.get("sort", ""))
+    kept = {k: v for k, v in query.items() if k in ("customer", "chain", "since", "until") and v}
+    links = {
+        col: "?" + urlencode({**kept, "sort": f"{col}:{'desc' if sort == col + ':asc' else 'asc'}"})
+        for col in columns
+    }
     return _render(
         console,
         request,
@@ -481,7 +491,9 @@ async def report(console: Console, request: Request, session: Session) -> Respon
             "columns": columns,
             "rows": rows,
             "sort": sort,
-            "query": query,
+            "query": dict(query),
+            "sort_links": links,
+            "csv_link": "?" + urlencode({**kept, "format": "csv"}),
         },
         session=session,
     )
