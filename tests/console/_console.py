@@ -25,6 +25,7 @@ from coexarchive._internal.clock import now_ms
 from coexarchive.console.accounts import AccountFile
 from coexarchive.console.app import create_app
 from coexarchive.console.archive import ConsoleArchive
+from coexarchive.console.oidc import OidcClient, OidcConfig
 from coexarchive.query.views import ArchiveCatalog
 from coexarchive.search.index import SearchIndex
 from coexarchive.store import MemoryStore
@@ -152,7 +153,12 @@ def _accounts(path: Path) -> AccountFile:
 
 
 def build(
-    store: MemoryStore, tmp: Path, *, with_index: bool = True, clock: Clock | None = None
+    store: MemoryStore,
+    tmp: Path,
+    *,
+    with_index: bool = True,
+    clock: Clock | None = None,
+    oidc: OidcConfig | None = None,
 ) -> Harness:
     clock = clock or Clock()
     accounts = _accounts(tmp / "accounts.json")
@@ -171,5 +177,6 @@ def build(
         export_dir=tmp / "exports",
         clock=clock,
     )
-    app = create_app(archive, accounts, clock=clock)
+    client = OidcClient(oidc, clock=clock) if oidc is not None else None
+    app = create_app(archive, accounts, clock=clock, oidc=client)
     return Harness(store, app, archive, accounts, clock, tmp)

@@ -7,26 +7,21 @@ shows (the same tests make them; without it they go to a temporary folder).
 
 from __future__ import annotations
 
-import os
 import re
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import uvicorn
+from console._browser import Served
 from console._console import (
     PASSWORD,
     TRUST,
-    Harness,
     WallClock,
     build,
     copy_of,
     demo_store,
 )
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Page, expect
 
 from coexarchive.export.bundle import read_bundle
 from coexarchive.export.holds import active_holds, read_register
@@ -37,39 +32,7 @@ from coexarchive.supervision.register import REVIEWS_CHAIN, read_chain
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-CHROMIUM = Path(os.environ.get("COEXARCHIVE_CHROMIUM", "/usr/bin/chromium"))
 AXE = Path(__file__).parent / "js" / "node_modules" / "axe-core" / "axe.min.js"
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class Served:
-    def __init__(self, harness: Harness) -> None:
-        self.harness = harness
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.server = uvicorn.Server(
-            uvicorn.Config(harness.app, host="127.0.0.1", port=self.port, log_level="warning")
-        )
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> Served:
-        self.thread.start()
-        deadline = time.monotonic() + 20
-        while not self.server.started:
-            if time.monotonic() > deadline:
-                raise RuntimeError("the console did not start")
-            time.sleep(0.02)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(10)
 
 
 @pytest.fixture(scope="module")
@@ -82,41 +45,6 @@ def served(pristine: MemoryStore, tmp_path: Path) -> Iterator[Served]:
     harness = build(copy_of(pristine), tmp_path, clock=WallClock())
     with Served(harness) as served:
         yield served
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    if not CHROMIUM.exists():
-        pytest.fail(
-            f"{CHROMIUM} not found: `apt-get install chromium fonts-noto-cjk "
-            "fonts-noto-color-emoji` (as .ci/run does), or set COEXARCHIVE_CHROMIUM"
-        )
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), args=["--no-sandbox", "--disable-gpu"]
-        )
-        yield launched
-        launched.close()
-
-
-@pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
-    # axe is injected by the test harness, which CSP would rightly refuse from a page.
-    context = browser.new_context(
-        bypass_csp=True, viewport={"width": 1280, "height": 900}, timezone_id="Asia/Kolkata"
-    )
-    context.set_default_timeout(15_000)
-    opened = context.new_page()
-    yield opened
-    context.close()
-
-
-@pytest.fixture(scope="module")
-def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    wanted = os.environ.get("COEXARCHIVE_SCREENSHOTS")
-    folder = (ROOT / wanted) if wanted else tmp_path_factory.mktemp("screenshots")
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
 
 
 def sign_in(page: Page, served: Served, user: str) -> None:

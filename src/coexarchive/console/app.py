@@ -30,6 +30,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from coexarchive.console import charts
 from coexarchive.console.accounts import AccountFile, TotpChecker
 from coexarchive.console.archive import ConsoleArchive, Viewer
+from coexarchive.console.oidc import OidcClient
 from coexarchive.console.roles import allowed
 from coexarchive.console.sessions import Session, SessionStore, Throttle
 from coexarchive.errors import AuthError, CoexArchiveError, ConfigError
@@ -44,6 +45,8 @@ __all__ = ["ROUTES", "Console", "create_app"]
 HERE: Final = Path(__file__).parent
 SESSION_COOKIE: Final = "__Host-coexarchive-session"
 LOGIN_COOKIE: Final = "__Host-coexarchive-login"
+# Lax, not Strict: the provider sends the browser back with a cross-site navigation.
+OIDC_COOKIE: Final = "__Host-coexarchive-oidc"
 CSP: Final = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "font-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; "
@@ -78,6 +81,7 @@ class Console:
     totp: TotpChecker
     clock: Callable[[], int]
     templates: Environment
+    oidc: OidcClient | None = None
 
 
 def _environment() -> Environment:
@@ -213,7 +217,12 @@ def _viewer(session: Session, reason: str | None = None) -> Viewer:
 async def login_page(request: Request) -> Response:
     console: Console = request.app.state.console
     token = secrets.token_urlsafe(32)
-    response = _render(console, request, "login.html", {"csrf": token, "message": None})
+    response = _render(
+        console,
+        request,
+        "login.html",
+        {"csrf": token, "message": None, "oidc": console.oidc is not None},
+    )
     response.set_cookie(
         LOGIN_COOKIE, token, max_age=600, path="/", secure=True, httponly=True, samesite="strict"
     )
@@ -245,7 +254,11 @@ async def login(request: Request) -> Response:
     except AuthError as exc:
         retry = secrets.token_urlsafe(32)
         response = _render(
-            console, request, "login.html", {"csrf": retry, "message": str(exc)}, status=401
+            console,
+            request,
+            "login.html",
+            {"csrf": retry, "message": str(exc), "oidc": console.oidc is not None},
+            status=401,
         )
         response.set_cookie(
             LOGIN_COOKIE,
@@ -267,9 +280,66 @@ async def login(request: Request) -> Response:
     return signed_in
 
 
+async def oidc_begin(request: Request) -> Response:
+    console: Console = request.app.state.console
+    if console.oidc is None:
+        return Response("OpenID Connect is not configured", status_code=404)
+    oidc = console.oidc
+    url, state = await run_in_threadpool(oidc.begin)
+    response = RedirectResponse(url, status_code=303)
+    response.set_cookie(
+        OIDC_COOKIE, state, max_age=600, path="/", secure=True, httponly=True, samesite="lax"
+    )
+    return response
+
+
+async def oidc_callback(request: Request) -> Response:
+    console: Console = request.app.state.console
+    if console.oidc is None:
+        return Response("OpenID Connect is not configured", status_code=404)
+    oidc = console.oidc
+    query = request.query_params
+    address = request.client.host if request.client else "unknown"
+    try:
+        console.throttle.check(f"addr:{address}")
+        if query.get("error"):
+            raise AuthError("sign-in through the identity provider was refused by it")
+        identity = await run_in_threadpool(
+            lambda: oidc.finish(
+                state=query.get("state", ""),
+                browser_state=request.cookies.get(OIDC_COOKIE, ""),
+                code=query.get("code", ""),
+            )
+        )
+    except AuthError as exc:
+        console.throttle.failed(f"addr:{address}")
+        refused = _render(
+            console,
+            request,
+            "login.html",
+            {"csrf": "", "message": str(exc), "oidc": True, "retry": True},
+            status=401,
+        )
+        refused.delete_cookie(OIDC_COOKIE, path="/", secure=True, httponly=True, samesite="lax")
+        return refused
+    _, value = console.sessions.create(
+        identity.name, identity.roles, "oidc", id_token=identity.id_token
+    )
+    # A page of our own, not a redirect: a Strict cookie set in a chain that began on the
+    # provider's site would not be sent on the redirect; this page's own navigation sends it.
+    page = _render(console, request, "continue.html", {})
+    page.set_cookie(SESSION_COOKIE, value, path="/", secure=True, httponly=True, samesite="strict")
+    page.delete_cookie(OIDC_COOKIE, path="/", secure=True, httponly=True, samesite="lax")
+    return page
+
+
 async def logout(console: Console, request: Request, session: Session) -> Response:
     console.sessions.end(session)
-    response = RedirectResponse("/login", status_code=303)
+    target = "/login"
+    if session.method == "oidc" and console.oidc is not None:
+        back = f"{request.url.scheme}://{request.url.netloc}/login"
+        target = console.oidc.logout_url(session.id_token, back) or target
+    response = RedirectResponse(target, status_code=303)
     response.delete_cookie(SESSION_COOKIE, path="/", secure=True, httponly=True, samesite="strict")
     return response
 
@@ -653,6 +723,7 @@ def create_app(
     clock: Callable[[], int],
     sessions: SessionStore | None = None,
     throttle: Throttle | None = None,
+    oidc: OidcClient | None = None,
 ) -> Starlette:
     console = Console(
         archive=archive,
@@ -662,10 +733,13 @@ def create_app(
         totp=TotpChecker(),
         clock=clock,
         templates=_environment(),
+        oidc=oidc,
     )
     routes: list[Route | Mount] = [
         Route("/login", login_page, methods=["GET"]),
         Route("/login", login, methods=["POST"]),
+        Route("/login/oidc", oidc_begin, methods=["GET"]),
+        Route("/login/oidc/callback", oidc_callback, methods=["GET"]),
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
     ]
     for spec in ROUTES:

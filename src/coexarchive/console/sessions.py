@@ -35,6 +35,7 @@ class Session:
     created_ms: int
     seen_ms: int
     csrf: str = field(default_factory=lambda: secrets.token_urlsafe(32))
+    id_token: str | None = None  # OpenID Connect: the hint for the provider's sign-out
 
 
 class SessionStore:
@@ -57,10 +58,14 @@ class SessionStore:
         digest = hmac.new(self._key, value.encode(), hashlib.sha256).digest()
         return base64.urlsafe_b64encode(digest).decode().rstrip("=")
 
-    def create(self, user: str, roles: frozenset[str], method: str) -> tuple[Session, str]:
+    def create(
+        self, user: str, roles: frozenset[str], method: str, *, id_token: str | None = None
+    ) -> tuple[Session, str]:
         """A new session and the cookie value that names it."""
         now = self.clock()
-        session = Session(secrets.token_urlsafe(32), user, roles, method, now, now)
+        session = Session(
+            secrets.token_urlsafe(32), user, roles, method, now, now, id_token=id_token
+        )
         with self._lock:
             self._sessions[session.id] = session
         return session, f"{session.id}.{self._mac(session.id)}"
