@@ -20,15 +20,18 @@ from typing import Any
 from coexarchive._internal.cliutil import AddOptions, MakeSettings, binder
 from coexarchive._internal.clock import now_ms
 from coexarchive.console.accounts import ROLES, AccountFile
+from coexarchive.console.oidc import OidcConfig
 from coexarchive.errors import ConfigError
 from coexarchive.settings import Settings, config_home
 
 __all__ = ["CONSOLE_ENV", "register"]
 
 ACCOUNTS_ENV = "COEXARCHIVE_CONSOLE_ACCOUNTS"
+OIDC_SECRET_ENV = "COEXARCHIVE_OIDC_CLIENT_SECRET"  # noqa: S105 - a variable name
 CONSOLE_ENV: tuple[tuple[str, str], ...] = (
     ("COEXARCHIVE_CONSOLE_KEY", "the console's service key (its verifier line in the trust file)"),
     (ACCOUNTS_ENV, "console account file (default: $COEXARCHIVE_HOME/console-accounts.json)"),
+    (OIDC_SECRET_ENV, "the console's client secret at the OpenID Provider (with --oidc-issuer)"),
 )
 DEFAULT_PORT = 8420
 
@@ -56,6 +59,7 @@ def cmd_console(args: argparse.Namespace, make_settings: MakeSettings) -> int:
 
     from coexarchive.console.app import create_app
     from coexarchive.console.archive import ConsoleArchive
+    from coexarchive.console.oidc import OidcClient
     from coexarchive.search.index import archive_identity, default_index_dir
 
     if not _loopback(args.host) and not args.behind_tls_proxy:
@@ -68,10 +72,11 @@ def cmd_console(args: argparse.Namespace, make_settings: MakeSettings) -> int:
         settings = dataclasses.replace(settings, console_key_file=args.console_key)
     signer = settings.console_signer()  # refuses a key the trust file does not list
     accounts = accounts_file(args.accounts)
-    if not accounts.load():
+    oidc = _oidc(args)
+    if not accounts.load() and oidc is None:
         raise ConfigError(
-            f"no console accounts in {accounts.path}: add one with "
-            "`coexarchive console-user add NAME --role ROLE`"
+            f"no console accounts in {accounts.path} and no --oidc-issuer: add an account "
+            "with `coexarchive console-user add NAME --role ROLE`"
         )
     archive = ConsoleArchive(
         settings.store(),
@@ -84,7 +89,12 @@ def cmd_console(args: argparse.Namespace, make_settings: MakeSettings) -> int:
         export_dir=args.exports or config_home() / "console-exports",
         clock=now_ms,
     )
-    app = create_app(archive, accounts, clock=now_ms)
+    app = create_app(
+        archive,
+        accounts,
+        clock=now_ms,
+        oidc=OidcClient(oidc, clock=now_ms) if oidc is not None else None,
+    )
     print(
         f"coexarchive console on http://{args.host}:{args.port}/ signing as {signer.name} "
         f"{signer.key_id.hex()}; accounts {accounts.path}",
@@ -100,6 +110,25 @@ def cmd_console(args: argparse.Namespace, make_settings: MakeSettings) -> int:
         log_level="warning",
     )
     return 0
+
+
+def _oidc(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> OidcConfig | None:
+    env = os.environ if env is None else env
+    if not args.oidc_issuer:
+        return None
+    secret = env.get(OIDC_SECRET_ENV, "")
+    if not args.oidc_client_id or not secret:
+        raise ConfigError(
+            f"--oidc-issuer needs --oidc-client-id and the client secret in {OIDC_SECRET_ENV}"
+        )
+    redirect = args.oidc_redirect_uri or f"http://{args.host}:{args.port}/login/oidc/callback"
+    return OidcConfig(
+        issuer=args.oidc_issuer,
+        client_id=args.oidc_client_id,
+        client_secret=secret,
+        redirect_uri=redirect,
+        roles_claim=args.oidc_roles_claim,
+    )
 
 
 def _password(args: argparse.Namespace) -> str:
@@ -176,6 +205,16 @@ def register(sub: Any, add_archive_options: AddOptions, make_settings: MakeSetti
     )
     console.add_argument(
         "--exports", type=Path, help="where bundles are written ($COEXARCHIVE_HOME/console-exports)"
+    )
+    oidc = console.add_argument_group("OpenID Connect (production sign-in)")
+    oidc.add_argument("--oidc-issuer", help="the provider's issuer URL (discovery is read from it)")
+    oidc.add_argument("--oidc-client-id", help="the console's client id at the provider")
+    oidc.add_argument(
+        "--oidc-redirect-uri",
+        help="the callback URL registered at the provider (default: on --host and --port)",
+    )
+    oidc.add_argument(
+        "--oidc-roles-claim", default="roles", help="ID token claim listing the console roles"
     )
     console.set_defaults(handler=bind(cmd_console))
 
