@@ -309,3 +309,25 @@ def test_an_untrusted_console_key_is_refused_at_start(tmp_path: Path) -> None:
         Settings(trust_file=trust, console_key_file=None).console_signer()
     trust.write_text(CONSOLE_KEY.verifier_key() + "\n")
     assert settings.console_signer().key_id == CONSOLE_KEY.key_id
+
+
+def test_concurrent_views_are_each_sealed_once_and_verify(harness: Harness) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    chain, customer = a_conversation(harness)
+    clients = [harness.sign_in(user) for user in ("rita", "aldo", "adam", "lena")]
+    before = len(access_entries(harness.store))
+
+    def view(index: int) -> int:
+        client = clients[index % len(clients)]
+        path = "/conversation" if index % 2 else "/"
+        return int(client.get(path, params={"chain": chain, "customer": customer}).status_code)
+
+    with ThreadPoolExecutor(8) as pool:
+        statuses = list(pool.map(view, range(16)))
+    assert statuses == [200] * 16
+    entries = access_entries(harness.store)
+    # An overview seals four entries (chains, ingest, flags, backlog); a conversation one.
+    assert len(entries) - before == 8 * 4 + 8
+    assert [e["seq"] for e in entries] == list(range(len(entries)))
+    verify_archive(harness.store, TRUST, archive_name=ARCHIVE)

@@ -35,6 +35,7 @@ from coexarchive.retention import RetentionPolicy
 from coexarchive.seal.keys import Signer, TrustStore
 from coexarchive.search.index import SearchIndex
 from coexarchive.search.service import Searcher, SearchResult
+from coexarchive.segments import Manifest
 from coexarchive.store.base import ObjectStore
 from coexarchive.supervision import queue as review_queue
 from coexarchive.supervision.register import REVIEWS_CHAIN, Sealer, read_chain
@@ -76,6 +77,23 @@ WHERE ($who = '' OR who = $who) AND ($text = '' OR contains(lower(sql || ' ' || 
       VARCHAR)), lower($text)))
 ORDER BY seq DESC LIMIT 200
 """
+
+
+class _SerialAccessLog(AccessLog):
+    """The access log, appended to by one thread at a time.
+
+    The writer keeps the chain head between appends; the console's request threads share it
+    and take turns, instead of racing for the same seq and retrying (a loser of five races in
+    a row would have its page refused). Other processes appending at once still race safely.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._turn = threading.Lock()
+
+    def append(self, entry: AccessEntry, *, now_ms: int) -> Manifest:
+        with self._turn:
+            return super().append(entry, now_ms=now_ms)
 
 
 @dataclass(frozen=True)
@@ -151,7 +169,7 @@ class ConsoleArchive:
         self.archive_identity = archive_identity
         self.export_dir = export_dir
         self.clock = clock
-        self.access_log = AccessLog(
+        self.access_log = _SerialAccessLog(
             store, signer=signer, archive_name=archive_name, policy=policy, trust=trust
         )
         self.sealer = Sealer(
