@@ -331,3 +331,25 @@ def test_concurrent_views_are_each_sealed_once_and_verify(harness: Harness) -> N
     assert len(entries) - before == 8 * 4 + 8
     assert [e["seq"] for e in entries] == list(range(len(entries)))
     verify_archive(harness.store, TRUST, archive_name=ARCHIVE)
+
+
+def test_the_conversation_shows_ticks_revokes_and_right_to_left_text(harness: Harness) -> None:
+    from coexarchive.query.views import ArchiveCatalog, connect
+
+    catalog = ArchiveCatalog(harness.store)
+    catalog.refresh()
+    con = connect(catalog)
+    revoked = con.sql(
+        "SELECT chain_id, customer_id FROM messages WHERE kind = 'message_revoke' LIMIT 1"
+    ).fetchall()[0]
+    read = con.sql(
+        "SELECT m.chain_id, m.customer_id FROM messages m JOIN statuses s "
+        "ON m.chain_id = s.chain_id AND m.wamid = s.wamid "
+        "WHERE s.status = 'read' AND m.direction = 'outbound' LIMIT 1"
+    ).fetchall()[0]
+    client = harness.sign_in("rita")
+    page = client.get("/conversation", params={"chain": revoked[0], "customer": revoked[1]})
+    assert "deleted for everyone" in page.text
+    page = client.get("/conversation", params={"chain": read[0], "customer": read[1]})
+    assert 'class="ticks read"' in page.text
+    assert '<p class="text" dir="auto">' in page.text

@@ -301,6 +301,9 @@ class ConsoleArchive:
                 report="conversation",
                 verify=prove,
                 chains=[chain],
+                # Only the segments whose customer filter may hold the customer, as the
+                # transcript report reads them (a proof reads what it proves, unfiltered).
+                _customer=None if prove else customer,
             )
         rows = result.table.to_pylist()
         hits: dict[int, list[review_queue.HitState]] = {}
