@@ -328,3 +328,21 @@ def test_input_echoed_on_a_page_is_escaped(harness: Harness) -> None:
     response = client.get("/access", params={"who": '"><script>alert(1)</script>'})
     assert "<script>alert(1)" not in response.text
     assert "&lt;script&gt;alert(1)" in response.text
+
+
+def test_hostile_archived_text_is_shown_as_text(tmp_path: Path) -> None:
+    from query._archive import ALICE, CHAIN_A, build_archive, inbound
+
+    hostile = '<img src=x onerror="alert(1)"><script>alert(2)</script>\u202egnp.exe'
+    store = MemoryStore()
+    build_archive(
+        store, extra={"900000000000009": [inbound("900000000000009", 1, 0, 5, ALICE, hostile)]}
+    )
+    harness = build(store, tmp_path, with_index=False)
+    client = harness.sign_in("rita")
+    page = client.get("/conversation", params={"chain": "900000000000009", "customer": ALICE})
+    assert page.status_code == 200
+    assert "<img src=x" not in page.text
+    assert "<script>alert(2)" not in page.text
+    assert "&lt;img src=x onerror=" in page.text
+    assert CHAIN_A not in page.text.split("<main")[1]  # only the conversation asked for
