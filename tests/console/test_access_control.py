@@ -346,3 +346,13 @@ def test_hostile_archived_text_is_shown_as_text(tmp_path: Path) -> None:
     assert "<script>alert(2)" not in page.text
     assert "&lt;img src=x onerror=" in page.text
     assert CHAIN_A not in page.text.split("<main")[1]  # only the conversation asked for
+
+
+@pytest.mark.parametrize(("user", "status"), [("lena", 403), ("aldo", 200), ("adam", 200)])
+def test_the_access_report_is_for_auditors_and_admins_only(
+    harness: Harness, user: str, status: int
+) -> None:
+    client = harness.sign_in(user)
+    response = client.get("/reports/access")
+    assert response.status_code == status
+    assert ('href="/reports/access"' in client.get("/reports").text) == (status == 200)

@@ -480,11 +480,18 @@ async def reports(console: Console, request: Request, session: Session) -> Respo
         request,
         "reports.html",
         {
-            "reports": [(name, r.summary, r.needs_customer) for name, r in REPORTS.items()],
+            "reports": [
+                (name, r.summary, r.needs_customer)
+                for name, r in REPORTS.items()
+                if name not in _ACCESS_REPORTS or allowed("access", session.roles)
+            ],
             "review_reports": [(name, text) for name, (text, _) in review_queue.REPORTS.items()],
         },
         session=session,
     )
+
+
+_ACCESS_REPORTS: Final = frozenset({"access"})
 
 
 def _sorted(columns: list[str], rows: list[list[Any]], sort: str) -> tuple[list[list[Any]], str]:
@@ -508,6 +515,9 @@ async def report(console: Console, request: Request, session: Session) -> Respon
         until=_datetime(query.get("until", "")),
     )
     viewer = _viewer(session, query.get("reason"))
+    if name in _ACCESS_REPORTS and not allowed("access", session.roles):
+        # The access log is the auditors' and admins' page, whichever way it is asked for.
+        return _render(console, request, "denied.html", {}, session=session, status=403)
     if name.startswith("review-"):
         review_name = name.removeprefix("review-")
         if review_name not in review_queue.REPORTS:
