@@ -198,6 +198,7 @@ class AnchorError(CoexArchiveError):
     def __reduce__(self) -> tuple[type[AnchorError], tuple[str], dict[str, int | None]]:
         return type(self), (str(self),), {"status": self.status, "size": self.size}
 
+
 class AuthError(CoexArchiveError):
     """The review console refused a sign-in, a session, a form or an action for a role.
 
