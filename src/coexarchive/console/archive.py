@@ -64,7 +64,10 @@ SELECT m.event_time, m.chain_id, m.seq, m.record_id, m.kind, m.origin, m.directi
        m.detail, s.status AS delivery_status
 FROM messages m
 LEFT JOIN (SELECT chain_id, wamid, arg_max(status, (event_time, seq)) AS status
-           FROM records WHERE kind = 'status' GROUP BY chain_id, wamid) s
+           FROM records
+           WHERE kind = 'status' AND chain_id = $chain
+             AND (customer_id = $customer OR customer_id IS NULL)
+           GROUP BY chain_id, wamid) s
   ON m.chain_id = s.chain_id AND m.wamid = s.wamid
 WHERE m.customer_id = $customer AND m.chain_id = $chain
 ORDER BY m.event_time, m.seq
