@@ -30,6 +30,7 @@ from apache_beam.transforms import combiners
 
 from coexarchive import quarantine as quarantine_store
 from coexarchive._internal.beam_failures import expected_failure, quiet_expected_failures
+from coexarchive._internal.clock import now_ms
 from coexarchive._internal.progress import LiveStatus
 from coexarchive.anchor.tsa import load_tsa_file
 from coexarchive.anchor.witness import load_witness_policy
@@ -144,6 +145,7 @@ class SealChain(beam.DoFn):
         self.trust = (
             TrustStore.from_file(self.seal_spec.trust_file) if self.seal_spec.trust_file else None
         )
+        self.personal = self.seal_spec.personal_sealer(self.store, clock=now_ms)
 
     def process(
         self,
@@ -162,6 +164,7 @@ class SealChain(beam.DoFn):
             side_events=[record for batch in side_events for record in unpack_records(batch)],
             enrich=self.enrich,
             trust=self.trust,
+            personal=self.personal,
         )
         if summary.get("unsigned_tail"):
             Metrics.counter(UNSIGNED_TAIL_NAMESPACE, summary["unsigned_tail"]).inc()
@@ -299,6 +302,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--retention", default="COMPLIANCE:7")
     parser.add_argument("--max_segment_records", type=int, default=100_000)
     parser.add_argument(
+        "--data_keys_dir",
+        default=None,
+        help="per-customer data keys, for archives that seal personal content encrypted",
+    )
+    parser.add_argument("--data_key_kms", default=None, help="KMS key that wraps the data keys")
+    parser.add_argument(
         "--allow_unauthenticated",
         action="store_true",
         help="without COEXARCHIVE_APP_SECRETS, seal deliveries marked "
@@ -336,6 +345,8 @@ def run(
         trust_file=args.trust_file,
         tsa_file=args.tsa_file,
         witness_file=args.witness_file,
+        data_keys_dir=args.data_keys_dir,
+        data_key_kms=args.data_key_kms,
     )
     raw_spec = dataclasses.replace(store_spec, bucket=args.raw_bucket or args.bucket)
     keys = sorted(

@@ -15,6 +15,7 @@ from coexarchive.records import Kind, Record
 from coexarchive.resume import UnsignedTailError
 from coexarchive.retention import RetentionPolicy
 from coexarchive.seal.keys import Ed25519Signer, TrustStore
+from coexarchive.seal.personal import PersonalSealer
 from coexarchive.segments import ChainWriter, SegmentResult
 from coexarchive.store.base import ObjectStore
 from pipelines.specs import SealSpec
@@ -33,6 +34,7 @@ def seal_chain(
     side_events: Sequence[Record] = (),
     enrich: EnrichConfig | None = None,
     trust: TrustStore | None = None,
+    personal: PersonalSealer | None = None,
 ) -> dict[str, Any]:
     """De-duplicate ``records`` against the chain, enrich what is new, and seal it.
 
@@ -50,6 +52,7 @@ def seal_chain(
         policy=policy,
         max_segment_records=spec.max_segment_records,
         trust=trust,
+        personal=personal,
     )
     try:
         state = writer.state()

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
+from coexarchive.errors import ConfigError
+from coexarchive.seal.personal import PersonalSealer
 from coexarchive.store.base import ObjectStore
 from coexarchive.store.s3 import S3Store
 
@@ -39,3 +43,25 @@ class SealSpec:
     tsa_file: str | None = None
     # C2SP witnesses each new archive head is submitted to (``coexarchive.anchor.witness``).
     witness_file: str | None = None
+    # Where the data keys live when the archive seals personal content encrypted (its setting
+    # object says so); KMS key that wraps them in production.
+    data_keys_dir: str | None = None
+    data_key_kms: str | None = None
+
+    def personal_sealer(
+        self, store: ObjectStore, *, clock: Callable[[], int]
+    ) -> PersonalSealer | None:
+        """The sealer of personal fields if the archive's setting asks for one, else None."""
+        from coexarchive.datakeys import open_store, personal_sealing_enabled
+
+        if not personal_sealing_enabled(store):
+            return None
+        if self.data_keys_dir is None:
+            raise ConfigError(
+                "this archive seals personal content encrypted (settings/personal-sealing) but "
+                "no data-key directory was given (COEXARCHIVE_DATA_KEYS)"
+            )
+        keys = open_store(
+            Path(self.data_keys_dir), kms_key_id=self.data_key_kms, create=True, clock=clock
+        )
+        return PersonalSealer(keys.current)

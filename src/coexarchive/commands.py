@@ -225,6 +225,8 @@ def cmd_redrive(args: argparse.Namespace, make_settings: MakeSettings) -> int:
         trust_file=str(settings.trust_file) if settings.trust_file.exists() else None,
         tsa_file=str(settings.tsa_file) if settings.tsa_file.exists() else None,
         witness_file=str(settings.witness_file) if settings.witness_file.exists() else None,
+        data_keys_dir=str(settings.data_keys_dir),
+        data_key_kms=settings.data_key_kms,
     )
     raw_spec = StoreSpec(
         raw_bucket, settings.endpoint_url, settings.region_name, settings.sse_kms_key_id

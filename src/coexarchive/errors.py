@@ -34,6 +34,9 @@ is this module's class).
     ├── CaptureError             the receiver did not confirm an outbound capture
     ├── AnchorError              a timestamp authority or witness was unreachable or refused
     ├── AuthError                the console refused a sign-in, a session or an action
+    ├── DataKeyError             a customer's data key is missing, wrong or unusable
+    │   └── DecryptionError         a sealed field did not open (wrong key or tampered ciphertext)
+    ├── ErasureError             an erasure cannot be carried out in full (nothing was destroyed)
     ├── PipelineError            an expected failure inside a Beam worker, known by its text
     └── VerificationError        an archive check failed; carries every failure found
         ├── ArchiveVerificationError   ``verify`` failed; carries the full report
@@ -205,6 +208,16 @@ class AuthError(CoexArchiveError):
     Its message is safe to show to whoever caused it: it never says which part of a sign-in
     was wrong.
     """
+class DataKeyError(CoexArchiveError):
+    """A customer's data key is missing from the key store, or the store cannot unwrap it."""
+
+
+class DecryptionError(DataKeyError):
+    """A sealed personal field did not open: wrong key, or ciphertext or tag altered."""
+
+
+class ErasureError(CoexArchiveError):
+    """An erasure was refused before anything was destroyed (a hold, unencrypted records)."""
 
 
 class PipelineError(CoexArchiveError):

@@ -41,6 +41,7 @@ import zstandard
 
 from coexarchive.customer_filter import CustomerFilter
 from coexarchive.errors import (
+    ConfigError,
     FormatError,
     ObjectExistsError,
     SealError,
@@ -59,6 +60,7 @@ from coexarchive.seal.chain import genesis, seal_records
 from coexarchive.seal.checkpoint import Checkpoint, checkpoint_origin, sign_note
 from coexarchive.seal.keys import Signer, TrustStore, Verifier
 from coexarchive.seal.merkle import Frontier
+from coexarchive.seal.personal import PersonalSealer
 from coexarchive.store import layout
 from coexarchive.store.base import ObjectStore, Retention, sha256_hex
 
@@ -66,6 +68,9 @@ MANIFEST_FORMAT = "coexarchive.manifest/v1"
 INDEX_FORMAT = "coexarchive.record-index/v1"
 CHAIN_HASH_EXTENSION = "chain-hash"
 DEFAULT_SEGMENT_RECORDS = 100_000
+# The archive's own bookkeeping chains: they name customers (whom a hold or an erasure concerns)
+# but hold no conversation, and they must stay readable after an erasure. Never sealed encrypted.
+OVERSIGHT_CHAINS = frozenset({"holds", "access-log", "policies", "reviews", "erasures"})
 # Small row groups let DuckDB and pyarrow skip most of a file when auditors filter on a customer.
 ROW_GROUP_SIZE = 8_192
 
@@ -258,7 +263,9 @@ class SegmentResult:
 # --- Parquet --------------------------------------------------------------------------------------
 
 
-def records_table(sealed: Sequence[SealedRecord]) -> pa.Table:
+def records_table(
+    sealed: Sequence[SealedRecord], *, record_version: int = RECORD_VERSION
+) -> pa.Table:
     """The Arrow table of sealed records, in ``seq`` order, with the normative schema."""
     # One tuple of fields per record, transposed into columns in C: no per-field Python loop.
     values = map(_record_values, [item.record for item in sealed])
@@ -269,7 +276,7 @@ def records_table(sealed: Sequence[SealedRecord]) -> pa.Table:
     columns["seq"] = [item.seq for item in sealed]
     columns["leaf_hash"] = [item.leaf_hash for item in sealed]
     columns["chain_hash"] = [item.chain_hash for item in sealed]
-    columns["record_version"] = [RECORD_VERSION] * len(sealed)
+    columns["record_version"] = [record_version] * len(sealed)
     arrays = [pa.array(columns.get(f.name, ()), type=f.type) for f in RECORD_SCHEMA]
     return pa.Table.from_arrays(arrays, schema=RECORD_SCHEMA)
 
@@ -366,6 +373,7 @@ class ChainWriter:
         policy: RetentionPolicy | None = None,
         max_segment_records: int = DEFAULT_SEGMENT_RECORDS,
         trust: TrustStore | None = None,
+        personal: PersonalSealer | None = None,
     ) -> None:
         self.store = store
         self.chain_id = layout.check_chain_id(chain_id)
@@ -376,6 +384,9 @@ class ChainWriter:
         # Whose checkpoints and intents a resume accepts: the writer's own key, plus the trust
         # file's keys when given (so a chain signed by a rotated-out key can be continued).
         self.trust = _own_trust(signer, trust)
+        # Seals the personal fields of records naming a customer as envelopes (record
+        # version 2); None seals them as they are (version 1).
+        self.personal = personal
         self._state: ChainState | None = None
 
     def state(self) -> ChainState:
@@ -383,6 +394,8 @@ class ChainWriter:
         verifies; :class:`UnsignedTailError` if the chain ends in anything unsigned."""
         if self._state is None:
             from coexarchive.resume import load_state  # resume reads manifests: imported late
+
+            self._check_personal_sealing()
 
             self._state = load_state(
                 self.store,
@@ -392,6 +405,20 @@ class ChainWriter:
                 commit=self._commit,
             )
         return self._state
+
+    def _check_personal_sealing(self) -> None:
+        """Fail closed: never seal a conversation chain in plaintext in an archive whose
+        setting says personal content is sealed encrypted."""
+        if self.personal is not None or self.chain_id in OVERSIGHT_CHAINS:
+            return
+        from coexarchive.datakeys import personal_sealing_enabled  # reads the setting object
+
+        if personal_sealing_enabled(self.store):
+            raise ConfigError(
+                f"chain {self.chain_id}: this archive seals personal content encrypted "
+                "(settings/personal-sealing) and this writer was given no data-key store; "
+                "set COEXARCHIVE_DATA_KEYS (and COEXARCHIVE_DATA_KEY_KMS in production)"
+            )
 
     def append(self, records: Sequence[Record]) -> list[SegmentResult]:
         """Seal ``records`` after the chain's head: one segment per UTC event date."""
@@ -409,14 +436,20 @@ class ChainWriter:
 
     def _write_segment(self, date: str, chunk: Sequence[Record]) -> SegmentResult:
         state = self.state()
-        sealed = seal_records(chunk, first_seq=state.size, prev_chain_hash=state.chain_hash)
+        version = RECORD_VERSION
+        stored: Sequence[Record] = chunk
+        if self.personal is not None and self.chain_id not in OVERSIGHT_CHAINS:
+            stored, version = self.personal.seal(chunk), self.personal.record_version
+        sealed = seal_records(
+            stored, first_seq=state.size, prev_chain_hash=state.chain_hash, record_version=version
+        )
         frontier = state.frontier.copy()
         frontier.extend([item.leaf_hash for item in sealed])
         root = frontier.root()
         first, last = sealed[0].seq, sealed[-1].seq
         retention = _retention(self.policy, chunk)
 
-        segment = parquet_bytes(records_table(sealed))
+        segment = parquet_bytes(records_table(sealed, record_version=version))
         segment_key = content_segment_key(self.chain_id, date, first, last, root)
         created = self.store.put(segment_key, segment, retention=retention)
         index = index_bytes(chunk)

@@ -6,9 +6,10 @@ Read once at the edge (CLI, pipeline options); everything below takes a :class:`
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from coexarchive.anchor.tsa import Tsa, load_tsa_file
 from coexarchive.anchor.witness import WitnessPolicy, load_witness_policy
@@ -17,6 +18,9 @@ from coexarchive.retention import RetentionPolicy
 from coexarchive.seal.keys import Ed25519Signer, TrustStore
 from coexarchive.store.s3 import S3Store
 
+if TYPE_CHECKING:
+    from coexarchive.datakeys import DataKeyStore
+
 DEFAULT_BUCKET = "coexarchive"
 DEFAULT_ARCHIVE_NAME = "coexarchive.local"
 HOME_ENV = "COEXARCHIVE_HOME"
@@ -24,6 +28,7 @@ KEY_FILE_NAME = "signing.key"
 TRUST_FILE_NAME = "trust.txt"
 TSA_FILE_NAME = "tsa.txt"
 WITNESS_FILE_NAME = "witnesses.txt"
+DATA_KEYS_DIR_NAME = "data-keys"
 
 
 def config_home(env: Mapping[str, str] | None = None) -> Path:
@@ -57,6 +62,10 @@ def default_witness_file(env: Mapping[str, str] | None = None) -> Path:
     return config_home(env) / WITNESS_FILE_NAME
 
 
+def default_data_keys_dir(env: Mapping[str, str] | None = None) -> Path:
+    return config_home(env) / DATA_KEYS_DIR_NAME
+
+
 def _path(env: Mapping[str, str], name: str, default: Path) -> Path:
     value = env.get(name)
     return Path(value).expanduser().absolute() if value else default
@@ -85,6 +94,10 @@ class Settings:
     tsa_file: Path = field(default_factory=default_tsa_file)
     # C2SP witnesses and the quorum verify asks of them (``coexarchive.anchor.witness``).
     witness_file: Path = field(default_factory=default_witness_file)
+    # Per-customer data keys of archives that seal personal content encrypted (never in the
+    # bucket: an erasure must be able to destroy them); wrapped by this KMS key when set.
+    data_keys_dir: Path = field(default_factory=default_data_keys_dir)
+    data_key_kms: str | None = None
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -112,6 +125,8 @@ class Settings:
             "retention": env.get("COEXARCHIVE_RETENTION", "COMPLIANCE:7"),
             "tsa_file": _path(env, "COEXARCHIVE_TSA", default_tsa_file(env)),
             "witness_file": _path(env, "COEXARCHIVE_WITNESSES", default_witness_file(env)),
+            "data_keys_dir": _path(env, "COEXARCHIVE_DATA_KEYS", default_data_keys_dir(env)),
+            "data_key_kms": env.get("COEXARCHIVE_DATA_KEY_KMS") or None,
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]
@@ -214,3 +229,12 @@ class Settings:
 
     def policy(self) -> RetentionPolicy:
         return RetentionPolicy.parse(self.retention)
+
+    def data_keys(self, *, create: bool, clock: Callable[[], int]) -> DataKeyStore:
+        """The archive's data-key store (see ``coexarchive.datakeys``); ``create`` makes the
+        local master key when there is none (sealing does, reading and erasing do not)."""
+        from coexarchive.datakeys import open_store
+
+        return open_store(
+            self.data_keys_dir, kms_key_id=self.data_key_kms, create=create, clock=clock
+        )

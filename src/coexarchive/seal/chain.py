@@ -215,9 +215,16 @@ def _row_object(
 
 
 def seal_records(
-    records: Sequence[Record], *, first_seq: int, prev_chain_hash: bytes
+    records: Sequence[Record],
+    *,
+    first_seq: int,
+    prev_chain_hash: bytes,
+    record_version: int = RECORD_VERSION,
 ) -> list[SealedRecord]:
     """Give each record its ``seq`` (from ``first_seq``), leaf hash and chain hash.
+
+    ``record_version`` is the version every record of the batch is sealed as: 2 when the
+    records' personal fields already hold their envelopes (``seal.personal``).
 
     ``prev_chain_hash`` is the chain hash of record ``first_seq - 1`` (``genesis(chain_id)`` for
     the first batch of a chain). Raises :class:`CanonicalizationError` if a record holds a value
@@ -248,6 +255,8 @@ def seal_records(
         with _cyclic_gc_paused():
             for record in records:
                 fields = build(record, seq)
+                if record_version != RECORD_VERSION:
+                    fields["record_version"] = record_version
                 add_value_types(map(type, fields.values()))
                 flags = record.flags
                 add_flag_container(type(flags))
