@@ -44,6 +44,12 @@ ARCHIVE_ENV: EnvVars = (
     ),
     ("COEXARCHIVE_NAME", "archive name in every checkpoint's origin (default: coexarchive.local)"),
     ("COEXARCHIVE_RETENTION", "Object Lock for new objects (default: COMPLIANCE:7)"),
+    (
+        "COEXARCHIVE_DATA_KEYS",
+        "per-customer data keys, if personal content is sealed encrypted "
+        "(default: $COEXARCHIVE_HOME/data-keys)",
+    ),
+    ("COEXARCHIVE_DATA_KEY_KMS", "KMS key that wraps the data keys (default: a local master key)"),
     ("COEXARCHIVE_S3_CONNECT_TIMEOUT", "seconds to connect to S3 (default: 5)"),
     ("COEXARCHIVE_S3_READ_TIMEOUT", "seconds to wait for an S3 answer (default: 10)"),
     ("COEXARCHIVE_S3_MAX_ATTEMPTS", "tries per S3 request, the first included (default: 3)"),
@@ -623,6 +629,9 @@ def _add_pipeline_commands(sub: Any) -> None:
     from coexarchive.export import cli as export_cli
 
     export_cli.register(sub, _add_archive_options, _settings)
+    from coexarchive import erasure_cli
+
+    erasure_cli.register(sub, _add_archive_options, _settings)
     from coexarchive.search import cli as search_cli
 
     search_cli.register(sub, _add_archive_options, _settings)

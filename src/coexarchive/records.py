@@ -44,6 +44,7 @@ class Kind(StrEnum):
     POLICY = "policy"  # a supervision policy version (policies chain)
     HIT = "hit"  # a message that met a rule of a supervision policy (reviews chain)
     REVIEW = "review"  # a reviewer's assignment, decision or re-opening, or a scan (reviews chain)
+    ERASURE = "erasure"  # a customer's data keys destroyed (erasures chain)
 
 
 class Origin(StrEnum):

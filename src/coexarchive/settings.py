@@ -230,6 +230,15 @@ class Settings:
     def policy(self) -> RetentionPolicy:
         return RetentionPolicy.parse(self.retention)
 
+    def readable_data_keys(self, *, clock: Callable[[], int]) -> DataKeyStore | None:
+        """The data-key store for reading, or None when this machine has none (readers then
+        refuse sealed personal fields instead of showing ciphertext)."""
+        from coexarchive.datakeys import MASTER_FILE
+
+        if self.data_key_kms is None and not (self.data_keys_dir / MASTER_FILE).exists():
+            return None
+        return self.data_keys(create=False, clock=clock)
+
     def data_keys(self, *, create: bool, clock: Callable[[], int]) -> DataKeyStore:
         """The archive's data-key store (see ``coexarchive.datakeys``); ``create`` makes the
         local master key when there is none (sealing does, reading and erasing do not)."""

@@ -130,7 +130,14 @@ def cmd_export(args: argparse.Namespace, make_settings: MakeSettings) -> int:
     catalog = ArchiveCatalog(store)
     query_result = None
     if args.query is not None:
-        session = AuditSession(store, access_log=log, who=who, trust=trust, catalog=catalog)
+        session = AuditSession(
+            store,
+            access_log=log,
+            who=who,
+            trust=trust,
+            catalog=catalog,
+            keys=settings.readable_data_keys(clock=now_ms),
+        )
         query_result = session.query(args.query).table
     result = export_bundle(
         catalog,

@@ -50,7 +50,7 @@ __all__ = [
 HOLDS_CHAIN = "holds"
 DETAIL_VERSION = 1
 # Chains that hold the archive's own bookkeeping, never a customer's messages.
-INTERNAL_CHAINS = frozenset({HOLDS_CHAIN, ACCESS_LOG_CHAIN})
+INTERNAL_CHAINS = frozenset({HOLDS_CHAIN, ACCESS_LOG_CHAIN, "erasures"})
 _HOLD_WORKERS = 8
 _TS = pa.timestamp("ms", tz="UTC")
 

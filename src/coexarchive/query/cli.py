@@ -27,6 +27,7 @@ from rich.table import Table
 from rich.text import Text
 
 from coexarchive._internal.cliutil import AddOptions, MakeSettings, parse_moment
+from coexarchive._internal.clock import now_ms
 from coexarchive.errors import ConfigError
 from coexarchive.query import reports, views
 from coexarchive.query.access_log import AccessLog, auditor_identity
@@ -77,7 +78,8 @@ def open_session(settings: Settings, who: str) -> AuditSession:
     store = settings.store()
     trust = settings.trust() if settings.trust_file.exists() else None
     log = AccessLog.for_settings(settings, store, trust=trust)
-    return AuditSession(store, access_log=log, who=who, trust=trust)
+    keys = settings.readable_data_keys(clock=now_ms)
+    return AuditSession(store, access_log=log, who=who, trust=trust, keys=keys)
 
 
 # --- output --------------------------------------------------------------------------------------

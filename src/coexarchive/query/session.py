@@ -42,6 +42,7 @@ from coexarchive.query.views import (
 )
 from coexarchive.seal.checkpoint import checkpoint_origin, open_checkpoint
 from coexarchive.seal.keys import TrustStore
+from coexarchive.seal.personal import KeyLookup, open_if_sealed
 from coexarchive.segments import Manifest
 from coexarchive.store.base import ObjectStore
 
@@ -76,8 +77,12 @@ class AuditSession:
         clock: Callable[[], int] = now_ms,
         catalog: ArchiveCatalog | None = None,
         memory_limit: str | None = None,
+        keys: KeyLookup | None = None,
     ) -> None:
         self.store = store
+        # Opens the personal fields sealed encrypted (record version 2) of the rows a statement
+        # returns, after they are logged and verified as stored; None refuses such rows.
+        self.keys = keys
         self.access_log = access_log
         self.who = who
         self.trust = trust
@@ -203,6 +208,9 @@ class AuditSession:
                 unkeyed_note=unkeyed_note,
                 computed=computed,
             )
+        # Only the rows returned are opened, and only after the access log and verification saw
+        # them as sealed (the proofs commit to the ciphertext; the GCM tag proves the opening).
+        table = open_if_sealed(table, self.keys)
         return QueryResult(table, sql, digest, access, verification)
 
     def report(

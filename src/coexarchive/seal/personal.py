@@ -6,10 +6,11 @@ A record of version 2 (``schemas/SEALING.md``, "Record version 2") holds each no
     enc1:<key id, 16 lowercase hex>:<base64(nonce[12] || AES-256-GCM ciphertext || tag[16])>
 
 The leaf hash commits to the envelope, so verification needs no key, and destroying the
-customer's data key (crypto-shredding) leaves every proof intact. The nonce is synthetic, the
-first 12 bytes of ``SHA-256(nonce key || aad || 0x0A || plaintext)``, so the same record seals
-to the same bytes (re-runs stay idempotent) and a nonce repeats under one key only for
-identical input.
+customer's data key (crypto-shredding) leaves every proof intact. Each record's fields are
+sealed under a *record key* derived from the data key (so a bundle can disclose one record
+without the rest), and the nonce is synthetic, the first 12 bytes of
+``SHA-256(record key || aad || 0x0A || plaintext)``: the same record seals to the same bytes
+(re-runs stay idempotent) and a nonce repeats under one key only for identical input.
 The associated data binds the ciphertext to its chain, record and field, so an envelope moved
 to another row or column does not open.
 
@@ -43,7 +44,10 @@ __all__ = [
     "PersonalSealer",
     "envelope_key_id",
     "open_envelope",
+    "open_if_sealed",
+    "open_sealed",
     "open_table",
+    "record_key",
     "seal_field",
 ]
 
@@ -57,7 +61,7 @@ ERASED = "[erased]"
 NONCE_BYTES = 12
 TAG_BYTES = 16
 _AAD_PREFIX = b"coexarchive/field/v1\n"
-_NONCE_KEY_PREFIX = b"coexarchive/nonce-key/v1\n"
+_RECORD_KEY_PREFIX = b"coexarchive/record-key/v1\n"
 _sha256 = hashlib.sha256
 _ENVELOPE = re.compile(r"enc1:([0-9a-f]{16}):([A-Za-z0-9+/]+={0,2})\Z")
 
@@ -80,31 +84,16 @@ class DataKey:
         return f"DataKey(key_id={self.key_id!r})"
 
 
-class _FieldCipher:
-    """AES-GCM with the synthetic nonce for one data key (built once per customer)."""
+def record_key(data_key: DataKey, chain_id: str, record_id: str) -> bytes:
+    """The AES-256-GCM key of one record's envelopes:
+    ``SHA-256("coexarchive/record-key/v1\\n" || data key || chain_id || "\\n" || record_id)``.
 
-    __slots__ = ("aead", "key_id", "nonce_key", "prefix")
-
-    def __init__(self, key: DataKey) -> None:
-        self.aead = AESGCM(key.secret)
-        self.key_id = key.key_id
-        self.nonce_key = hashlib.sha256(_NONCE_KEY_PREFIX + key.secret).digest()
-        self.prefix = f"{ENVELOPE_PREFIX}{key.key_id}:"
-
-    def seal(self, aad: bytes, plaintext: bytes) -> str:
-        nonce = _sha256(self.nonce_key + aad + b"\n" + plaintext).digest()[:NONCE_BYTES]
-        sealed = nonce + self.aead.encrypt(nonce, plaintext, aad)
-        return self.prefix + base64.b64encode(sealed).decode("ascii")
-
-    def open(self, aad: bytes, sealed: bytes) -> str:
-        try:
-            plaintext = self.aead.decrypt(sealed[:NONCE_BYTES], sealed[NONCE_BYTES:], aad)
-        except InvalidTag:
-            raise DecryptionError(
-                f"a field sealed under data key {self.key_id} does not open: the key is not the "
-                "one it was sealed with, or the ciphertext, its tag or its place was altered"
-            ) from None
-        return plaintext.decode("utf-8")
+    One key per record lets an evidence bundle disclose exactly the records it holds, never
+    the rest of the customer's.
+    """
+    return _sha256(
+        _RECORD_KEY_PREFIX + data_key.secret + f"{chain_id}\n{record_id}".encode()
+    ).digest()
 
 
 def field_aad(chain_id: str, record_id: str, field: str) -> bytes:
@@ -112,9 +101,30 @@ def field_aad(chain_id: str, record_id: str, field: str) -> bytes:
     return _AAD_PREFIX + f"{chain_id}\n{record_id}\n{field}".encode()
 
 
+def _seal_value(aead: AESGCM, key: bytes, prefix: str, aad: bytes, plaintext: bytes) -> str:
+    nonce = _sha256(key + aad + b"\n" + plaintext).digest()[:NONCE_BYTES]
+    return prefix + base64.b64encode(nonce + aead.encrypt(nonce, plaintext, aad)).decode("ascii")
+
+
+def open_sealed(key: bytes, aad: bytes, sealed: bytes, *, key_id: str) -> str:
+    """The plaintext of an envelope's bytes under a record key; :class:`DecryptionError` if the
+    GCM tag does not verify."""
+    try:
+        plaintext = AESGCM(key).decrypt(sealed[:NONCE_BYTES], sealed[NONCE_BYTES:], aad)
+    except InvalidTag:
+        raise DecryptionError(
+            f"a field sealed under data key {key_id} does not open: the key is not the one it "
+            "was sealed with, or the ciphertext, its tag or its place was altered"
+        ) from None
+    return plaintext.decode("utf-8")
+
+
 def seal_field(key: DataKey, chain_id: str, record_id: str, field: str, value: str) -> str:
-    """The envelope of one field value (for vectors and tests; the sealer caches ciphers)."""
-    return _FieldCipher(key).seal(field_aad(chain_id, record_id, field), value.encode("utf-8"))
+    """The envelope of one field value (for vectors and tests; the sealer batches)."""
+    rkey = record_key(key, chain_id, record_id)
+    prefix = f"{ENVELOPE_PREFIX}{key.key_id}:"
+    aad = field_aad(chain_id, record_id, field)
+    return _seal_value(AESGCM(rkey), rkey, prefix, aad, value.encode("utf-8"))
 
 
 def envelope_key_id(envelope: str) -> str:
@@ -140,7 +150,8 @@ def open_envelope(key: DataKey, chain_id: str, record_id: str, field: str, envel
     key_id, sealed = _parse(envelope)
     if key_id != key.key_id:
         raise DecryptionError(f"envelope names data key {key_id}, not {key.key_id}")
-    return _FieldCipher(key).open(field_aad(chain_id, record_id, field), sealed)
+    rkey = record_key(key, chain_id, record_id)
+    return open_sealed(rkey, field_aad(chain_id, record_id, field), sealed, key_id=key_id)
 
 
 class PersonalSealer:
@@ -154,27 +165,36 @@ class PersonalSealer:
 
     def __init__(self, key_for: Callable[[str], DataKey]) -> None:
         self._key_for = key_for
-        self._ciphers: dict[str, _FieldCipher] = {}
+        self._keys: dict[str, tuple[bytes, str]] = {}
 
     def seal(self, records: Iterable[Record]) -> list[Record]:
         out: list[Record] = []
         append = out.append
         replace = dataclasses.replace
-        ciphers = self._ciphers
+        keys = self._keys
+        sha256 = _sha256
+        key_prefix = _RECORD_KEY_PREFIX
+        aad_prefix = _AAD_PREFIX
         for record in records:
             customer = record.customer_id
             if not customer:
                 append(record)
                 continue
-            cipher = ciphers.get(customer)
-            if cipher is None:
-                cipher = ciphers[customer] = _FieldCipher(self._key_for(customer))
-            prefix = _AAD_PREFIX + f"{record.chain_id}\n{record.record_id}\n".encode()
+            known = keys.get(customer)
+            if known is None:
+                key = self._key_for(customer)
+                known = keys[customer] = (key.secret, f"{ENVELOPE_PREFIX}{key.key_id}:")
+            secret, prefix = known
+            place = f"{record.chain_id}\n{record.record_id}".encode()
+            rkey = sha256(key_prefix + secret + place).digest()
+            aead = AESGCM(rkey)
+            place = aad_prefix + place + b"\n"
             changes: dict[str, str] = {}
             for name in PERSONAL_FIELDS:
                 value = getattr(record, name)
                 if value is not None:
-                    changes[name] = cipher.seal(prefix + name.encode(), value.encode("utf-8"))
+                    aad = place + name.encode()
+                    changes[name] = _seal_value(aead, rkey, prefix, aad, value.encode("utf-8"))
             append(replace(record, **changes))
         return out
 
@@ -183,70 +203,103 @@ class PersonalSealer:
 
 
 class KeyLookup:
-    """What :func:`open_table` needs from a key store: a key by id, or why there is none."""
+    """What :func:`open_table` needs: a record's key, or None when it was erased.
 
-    def key(self, key_id: str) -> DataKey | None:  # pragma: no cover - protocol
-        """The key, or None when it was destroyed by an erasure; raises when it is unknown."""
+    A data-key store derives record keys from the data keys it holds; an evidence bundle
+    lists the record keys it discloses.
+    """
+
+    def key(self, key_id: str) -> DataKey | None:  # pragma: no cover - interface
+        """The data key, or None when an erasure destroyed it; raises when it is unknown."""
         raise NotImplementedError
+
+    def record_key(self, key_id: str, chain_id: str, record_id: str) -> bytes | None:
+        """The record key of one record's envelopes; None when erased; raises when unknown."""
+        key = self.key(key_id)
+        return None if key is None else record_key(key, chain_id, record_id)
+
+
+# Result columns that hold a personal field under another name: column → (field, the columns
+# naming the chain and the record whose envelope it is). The ``statuses`` view joins each
+# status to its message's text.
+ALIASES: dict[str, tuple[str, str, str]] = {"msg_text": ("text", "chain_id", "msg_record_id")}
 
 
 def open_table(table: pa.Table, keys: KeyLookup) -> pa.Table:
     """``table`` with the personal fields of its version-2 rows opened (or ``[erased]``).
 
-    Only the rows given are decrypted: call it on a statement's result, never on a scan. A
-    table without ``record_version`` (an aggregate, a report) is returned as it is. Columns
-    needed to open a field (``chain_id``, ``record_id``) must be present when a personal column
-    is; otherwise the personal column is left sealed and named in a
-    :class:`DataKeyError`.
+    Only the rows given are decrypted: call it on a statement's result, never on a scan, and
+    the statements behind flag and count reports return no personal column at all. A personal
+    column is opened under its own name (or an :data:`ALIASES` name) when the result also holds
+    the columns that name its record (``chain_id`` and ``record_id``); otherwise
+    :class:`DataKeyError` says to select them.
     """
     names = table.column_names
-    personal = [name for name in PERSONAL_FIELDS if name in names]
-    if not personal or table.num_rows == 0:
+    specs = [(name, name, "chain_id", "record_id") for name in PERSONAL_FIELDS if name in names]
+    specs += [(alias, *spec) for alias, spec in ALIASES.items() if alias in names]
+    if not specs or table.num_rows == 0:
         return table
     versions = _versions(table)
-    if versions is not None and not any(v == PERSONAL_RECORD_VERSION for v in versions):
-        return table
-    has_ids = "chain_id" in names and "record_id" in names
-    columns = {name: table.column(name).to_pylist() for name in personal}
-    chains = table.column("chain_id").to_pylist() if has_ids else None
-    record_ids = table.column("record_id").to_pylist() if has_ids else None
-    ciphers: dict[str, _FieldCipher | None] = {}
-    for name, values in columns.items():
-        for row, value in enumerate(values):
-            if not isinstance(value, str) or not value.startswith(ENVELOPE_PREFIX):
-                continue
-            if versions is not None and versions[row] != PERSONAL_RECORD_VERSION:
-                continue  # a version-1 value that merely looks like an envelope
-            if chains is None or record_ids is None:
-                raise DataKeyError(
-                    f"column {name} holds sealed personal content; select chain_id and "
-                    "record_id with it so it can be opened"
-                )
-            key_id, sealed = _parse(value)
-            if key_id not in ciphers:
-                key = keys.key(key_id)
-                ciphers[key_id] = None if key is None else _FieldCipher(key)
-            cipher = ciphers[key_id]
-            values[row] = (
-                ERASED
-                if cipher is None
-                else cipher.open(field_aad(chains[row], record_ids[row], name), sealed)
+    for column, field, chain_column, record_column in specs:
+        values = table.column(column).to_pylist()
+        # Only version-2 rows hold envelopes in their own columns; a joined column may hold
+        # another row's envelope, so there the prefix decides.
+        gate = versions if column == field else None
+        rows = [
+            row
+            for row, value in enumerate(values)
+            if isinstance(value, str)
+            and value.startswith(ENVELOPE_PREFIX)
+            and (gate is None or gate[row] == PERSONAL_RECORD_VERSION)
+        ]
+        if not rows:
+            continue
+        if chain_column not in names or record_column not in names:
+            raise DataKeyError(
+                f"column {column} holds sealed personal content; select {chain_column} and "
+                f"{record_column} with it so it can be opened"
             )
-    for name, values in columns.items():
-        index = names.index(name)
-        table = table.set_column(index, table.field(name), pa.array(values, type=pa.string()))
+        chains = table.column(chain_column).to_pylist()
+        record_ids = table.column(record_column).to_pylist()
+        for row in rows:
+            key_id, sealed = _parse(values[row])
+            rkey = keys.record_key(key_id, chains[row], record_ids[row])
+            if rkey is None:
+                values[row] = ERASED
+            else:
+                aad = field_aad(chains[row], record_ids[row], field)
+                values[row] = open_sealed(rkey, aad, sealed, key_id=key_id)
+        index = names.index(column)
+        table = table.set_column(index, table.field(column), pa.array(values, pa.string()))
     return table
 
 
 def _versions(table: pa.Table) -> list[int | None] | None:
     if "record_version" not in table.column_names:
         return None
-    return table.column("record_version").to_pylist()
+    versions: list[int | None] = table.column("record_version").to_pylist()
+    return versions
 
 
-def sealed_row_count(table: pa.Table) -> int:
-    """How many rows of ``table`` are version 2 (for reports that say what they opened)."""
-    if "record_version" not in table.column_names:
-        return 0
-    mask = pc.equal(table.column("record_version"), PERSONAL_RECORD_VERSION)
-    return int(pc.sum(mask).as_py() or 0)
+def holds_sealed_fields(table: pa.Table) -> bool:
+    """Whether a personal column of ``table`` (under its name or an alias) holds an envelope."""
+    for name in (*PERSONAL_FIELDS, *ALIASES):
+        if name not in table.column_names or not pa.types.is_string(table.schema.field(name).type):
+            continue
+        if pc.any(pc.starts_with(table.column(name), ENVELOPE_PREFIX)).as_py():
+            return True
+    return False
+
+
+def open_if_sealed(table: pa.Table, keys: KeyLookup | None) -> pa.Table:
+    """``open_table`` when keys are given; without them, refuse a table holding envelopes
+    rather than show or index ciphertext as if it were the text."""
+    if keys is not None:
+        return open_table(table, keys)
+    if holds_sealed_fields(table):
+        raise DataKeyError(
+            "these records were sealed with their personal content encrypted and no data-key "
+            "store was found: set COEXARCHIVE_DATA_KEYS (and COEXARCHIVE_DATA_KEY_KMS in "
+            "production) to the archive's data-key directory"
+        )
+    return table

@@ -51,7 +51,9 @@ def _access_log(settings: Settings) -> AccessLog:
 
 def _index(settings: Settings, args: argparse.Namespace) -> SearchIndex:
     directory: Path = args.index or default_index_dir(settings)
-    return SearchIndex(directory, archive_identity(settings))
+    return SearchIndex(
+        directory, archive_identity(settings), keys=settings.readable_data_keys(clock=now_ms)
+    )
 
 
 def cmd_search(args: argparse.Namespace, make_settings: MakeSettings) -> int:

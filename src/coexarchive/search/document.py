@@ -34,6 +34,7 @@ SEARCH_COLUMNS = (
     "customer_id",
     "msg_type",
     "text",
+    "record_version",
 )
 MEDIA_TYPES = frozenset({"image", "video", "audio", "document", "sticker"})
 

@@ -26,6 +26,7 @@ import tantivy
 from coexarchive._internal.progress import Progress
 from coexarchive.errors import SearchIndexError
 from coexarchive.query.views import ArchiveCatalog, Segment, Window, business_segments
+from coexarchive.seal.personal import ERASED, KeyLookup, open_if_sealed
 from coexarchive.search.analysis import ANALYZER_VERSION
 from coexarchive.search.document import MEDIA_TYPES, SEARCH_COLUMNS, Searchable, file_name
 from coexarchive.search.language import And, Filter, Near, Node, Not, Or, Phrase
@@ -95,9 +96,12 @@ class Update:
 class SearchIndex:
     """One archive's search index in ``directory``."""
 
-    def __init__(self, directory: Path, identity: str) -> None:
+    def __init__(self, directory: Path, identity: str, *, keys: KeyLookup | None = None) -> None:
         self.directory = directory
         self.identity = identity
+        # Opens personal fields sealed encrypted (record version 2) before they are indexed
+        # or read back; an erased customer's fields open as ``[erased]`` and are not indexed.
+        self.keys = keys
         self.schema = _schema()
         self._index: tantivy.Index | None = None
 
@@ -265,15 +269,38 @@ class SearchIndex:
         self, writer: tantivy.IndexWriter, catalog: ArchiveCatalog, segment: Segment
     ) -> int:
         dataset = catalog.dataset([segment])
-        table = dataset.to_table(columns=list(SEARCH_COLUMNS))
-        names = media_file_names(dataset)
+        table = open_if_sealed(dataset.to_table(columns=list(SEARCH_COLUMNS)), self.keys)
+        names = media_file_names(dataset, self.keys)
         count = 0
         for row in table.to_pylist():
+            if row["text"] == ERASED:
+                continue  # an erased customer's record: nothing of it may be indexed
             searchable = Searchable.of(row, names.get(row["seq"]))
             if searchable.empty:
                 continue
             writer.add_document(_document(searchable, row, segment.key))
             count += 1
+        return count
+
+    def purge_customer(self, customer: str, catalog: ArchiveCatalog) -> int:
+        """Remove every trace of ``customer`` after an erasure; returns the documents removed.
+
+        A deleted document's words stay in the index files until their segment is merged
+        away, so the index is rebuilt (the erased records open as ``[erased]`` and are left
+        out) and the old files are collected: nothing of the customer's text remains.
+        """
+        index = self._open(create=False)
+        self._sidecar()
+        index.reload()
+        term = tantivy.Query.term_query(self.schema, "customer_id", customer)
+        found = index.searcher().search(term, limit=1, count=True)
+        count = int(getattr(found, "count", 0) or 0)
+        self.update(catalog, rebuild=True)
+        writer = index.writer(heap_size=_HEAP, num_threads=1)
+        try:
+            writer.garbage_collect_files()
+        finally:
+            writer.wait_merging_threads()
         return count
 
     # -- searching -----------------------------------------------------------------------------
@@ -330,14 +357,17 @@ class SearchIndex:
         return Hits(hits, total if total is not None else len(hits))
 
 
-def media_file_names(dataset: ds.Dataset) -> dict[int, str]:
+def media_file_names(dataset: ds.Dataset, keys: KeyLookup | None = None) -> dict[int, str]:
     """seq → the media file name recorded in ``detail``, for the segment's media records."""
     media = dataset.to_table(
-        columns=["seq", "msg_type", "detail"],
+        columns=["seq", "chain_id", "record_id", "record_version", "msg_type", "detail"],
         filter=ds.field("msg_type").isin(pa.array(sorted(MEDIA_TYPES))),
     )
+    media = open_if_sealed(media, keys)
     names = {}
     for row in media.to_pylist():
+        if row["detail"] == ERASED:
+            continue
         name = file_name(row["msg_type"], row["detail"])
         if name is not None:
             names[row["seq"]] = name

@@ -27,6 +27,7 @@ from coexarchive.query.views import (
     business_segments,
     utc_ms,
 )
+from coexarchive.seal.personal import open_if_sealed
 from coexarchive.search.analysis import Token, stem
 from coexarchive.search.document import SEARCH_COLUMNS, Searchable, matches
 from coexarchive.search.index import Hit, SearchIndex, media_file_names
@@ -144,7 +145,8 @@ class Searcher:
             dataset = self.catalog.dataset([segment])
             wanted = ds.field("seq").isin(pa.array(sorted(set(seqs)), pa.int64()))
             table = dataset.to_table(columns=list(SEARCH_COLUMNS), filter=wanted)
-            names = media_file_names(dataset.filter(wanted))
+            table = open_if_sealed(table, self.index.keys)
+            names = media_file_names(dataset.filter(wanted), self.index.keys)
             for row in table.to_pylist():
                 records[(row["chain_id"], row["seq"])] = (row, names.get(row["seq"]))
         rows, mismatched = [], 0
