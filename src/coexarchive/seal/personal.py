@@ -43,6 +43,7 @@ __all__ = [
     "DataKey",
     "PersonalSealer",
     "envelope_key_id",
+    "field_aad",
     "open_envelope",
     "open_if_sealed",
     "open_sealed",
