@@ -21,6 +21,7 @@ from coexarchive.query.views import ArchiveCatalog
 from coexarchive.records import Record
 from coexarchive.retention import RetentionPolicy
 from coexarchive.seal.keys import Ed25519Signer, TrustStore
+from coexarchive.seal.personal import PersonalSealer
 from coexarchive.segments import ChainWriter
 from coexarchive.store.base import ObjectStore
 from support.archive import (
@@ -236,11 +237,17 @@ def build_evidence(
     policy: RetentionPolicy | None = None,
     extra: Sequence[Record] = (),
     key: Ed25519Signer | None = None,
+    personal: PersonalSealer | None = None,
 ) -> Evidence:
     key = key or signer()
     for chain, records in ((CHAIN_A, chain_a()), (CHAIN_B, chain_b())):
         writer = ChainWriter(
-            store, chain, signer=key, archive_name=ARCHIVE, policy=policy or short_policy()
+            store,
+            chain,
+            signer=key,
+            archive_name=ARCHIVE,
+            policy=policy or short_policy(),
+            personal=personal,
         )
         by_day: dict[int, list[Record]] = {}
         for record in [*records, *(r for r in extra if r.chain_id == chain)]:

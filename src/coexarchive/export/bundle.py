@@ -50,6 +50,12 @@ from coexarchive.export._rows import (
     sealed_rows,
 )
 from coexarchive.export.anchors import anchor_files
+from coexarchive.export.disclosure import (
+    RECORD_KEYS,
+    disclosure_lines,
+    open_rows,
+    read_disclosures,
+)
 from coexarchive.export.formats import CURRENT
 from coexarchive.export.holds import INTERNAL_CHAINS
 from coexarchive.export.proofs import ChainTree, chain_tree
@@ -66,6 +72,7 @@ from coexarchive.query.views import ACCESS_LOG_CHAIN, ArchiveCatalog
 from coexarchive.records import RECORD_SCHEMA
 from coexarchive.seal.checkpoint import open_note
 from coexarchive.seal.keys import TrustStore
+from coexarchive.seal.personal import KeyLookup
 from coexarchive.segments import Manifest, b64
 
 __all__ = [
@@ -349,8 +356,13 @@ def build_bundle(
     request: ExportRequest,
     *,
     query_result: pa.Table | None = None,
+    keys: KeyLookup | None = None,
 ) -> Bundle:
-    """Select, prove and render; raises if the archive does not prove what it would export."""
+    """Select, prove and render; raises if the archive does not prove what it would export.
+
+    ``keys`` opens records sealed with their personal content encrypted (record version 2):
+    the bundle discloses each one's record key, or null when an erasure destroyed it.
+    """
     selection = request.selection
     catalog.refresh()
     if selection.query is not None:
@@ -385,7 +397,7 @@ def build_bundle(
                 "its sealed leaf; the archive was altered (run `coexarchive verify`)"
             )
     anchors = anchor_files(catalog.store, trust, trees[0].manifest.archive)
-    return _assemble(request, table, rows, lines, leaves, trees, trust, anchors)
+    return _assemble(request, table, rows, lines, leaves, trees, trust, anchors, keys)
 
 
 def _assemble(
@@ -397,14 +409,23 @@ def _assemble(
     trees: list[ChainTree],
     trust: TrustStore,
     anchors: tuple[dict[str, bytes], dict[str, Any] | None] = ({}, None),
+    keys: KeyLookup | None = None,
 ) -> Bundle:
+    disclosure = disclosure_lines(rows, keys)
+    shown = rows
+    if disclosure is not None:
+        shown, problems = open_rows(rows, read_disclosures(disclosure))
+        if problems:
+            raise ProofError(f"cannot render the bundle: {problems[0]}")
     files: dict[str, bytes] = {
         "README.txt": README.format(format=BUNDLE_FORMAT).encode("utf-8"),
         "records/records.jsonl": b"".join(line + b"\n" for line in lines),
         # chain_hash stays in the archive: a bundle holding some of a chain cannot prove it.
         "records/records.parquet": records_parquet(table.drop_columns(["chain_hash"])),
-        "records/records.csv": records_csv(rows, leaves),
+        "records/records.csv": records_csv(shown, leaves),
     }
+    if disclosure is not None:
+        files[RECORD_KEYS] = disclosure
     chains = []
     position = 0
     for tree in trees:
@@ -445,11 +466,11 @@ def _assemble(
             }
         )
     files["keys/trust.txt"] = _signing_keys(trees, trust)
-    groups = conversations(rows)
+    groups = conversations(shown)
     transcripts = render_transcripts(
-        rows, leaves, zone_name=request.zone, matter=request.matter, groups=groups
+        shown, leaves, zone_name=request.zone, matter=request.matter, groups=groups
     )
-    rsmf = render_rsmf(rows, leaves, groups=groups)
+    rsmf = render_rsmf(shown, leaves, groups=groups)
     files.update(transcripts)
     files.update(rsmf)
     description = {
@@ -468,6 +489,7 @@ def _assemble(
             "keys": "keys/trust.txt",
             "transcripts": sorted(transcripts),
             "rsmf": sorted(rsmf),
+            **({"record_keys": RECORD_KEYS} if disclosure is not None else {}),
         },
     }
     anchor_bytes, anchor_description = anchors
@@ -539,10 +561,11 @@ def export_bundle(
     sealed_at_ms: int,
     out: Path | None = None,
     query_result: pa.Table | None = None,
+    keys: KeyLookup | None = None,
 ) -> ExportResult:
     """Build the bundle, seal its custody entry in the access log, and only then write it."""
     with cyclic_gc_paused():
-        bundle = build_bundle(catalog, trust, request, query_result=query_result)
+        bundle = build_bundle(catalog, trust, request, query_result=query_result, keys=keys)
     selection = request.selection
     entry = AccessEntry(
         who=request.who,

@@ -128,6 +128,7 @@ def cmd_export(args: argparse.Namespace, make_settings: MakeSettings) -> int:
     )
     log = AccessLog.for_settings(settings, store, trust=trust)
     catalog = ArchiveCatalog(store)
+    keys = settings.readable_data_keys(clock=now_ms)
     query_result = None
     if args.query is not None:
         session = AuditSession(
@@ -136,7 +137,7 @@ def cmd_export(args: argparse.Namespace, make_settings: MakeSettings) -> int:
             who=who,
             trust=trust,
             catalog=catalog,
-            keys=settings.readable_data_keys(clock=now_ms),
+            keys=keys,
         )
         query_result = session.query(args.query).table
     result = export_bundle(
@@ -147,6 +148,7 @@ def cmd_export(args: argparse.Namespace, make_settings: MakeSettings) -> int:
         sealed_at_ms=now,
         out=args.out,
         query_result=query_result,
+        keys=keys,
     )
     bundle = result.bundle
     counts = bundle.custody["counts"]

@@ -41,6 +41,7 @@ from collections.abc import Mapping, Sequence
 from coexarchive._internal.gcpause import cyclic_gc_paused
 from coexarchive.anchor.tsa import Tsa
 from coexarchive.anchor.witness import WitnessPolicy
+from coexarchive.export.disclosure import RECORD_KEYS
 from coexarchive.export.verify_bundle import worker as _worker
 from coexarchive.export.verify_bundle.anchors import anchors_step
 from coexarchive.export.verify_bundle.layout import custody_step, files_step, layout_step
@@ -127,6 +128,8 @@ def _verify(
         store = keys_step(files, trust, report, trust_bundle_keys=trust_bundle_keys)
         chains = checkpoints_step(files, description, store, report)
         proofs_step(files, chains, rows, leaves, report)
+        for problem in parsed.opening[1] if parsed.complete else ():
+            report.fail("records", problem, key=RECORD_KEYS)
         proven = parsed.complete and all(result.ok for result in report.records)
         if proven:
             csv_table_step(parsed, report)

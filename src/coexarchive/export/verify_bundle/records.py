@@ -9,7 +9,9 @@ from typing import Any
 
 import orjson
 
+from coexarchive.errors import FormatError
 from coexarchive.export._rows import ConversationKey, Row, conversations, leaf_of, parse_line
+from coexarchive.export.disclosure import RECORD_KEYS, open_rows, read_disclosures
 from coexarchive.export.formats import CURRENT, Rendering, rendering_of
 from coexarchive.export.verify_bundle.report import RECORDS, BundleReport, RecordResult
 from coexarchive.export.zipfiles import Budget
@@ -40,6 +42,20 @@ class Parsed:
     @functools.cached_property
     def groups(self) -> dict[ConversationKey, list[int]]:
         return conversations(self.rows)
+
+    @functools.cached_property
+    def opening(self) -> tuple[list[Row], list[str]]:
+        """The rows as rendered (version-2 personal fields opened with the record keys the
+        bundle discloses, ``[erased]`` where it discloses none) and what did not open."""
+        try:
+            disclosed = read_disclosures(self.files.get(RECORD_KEYS))
+        except FormatError as exc:
+            return list(self.rows), [str(exc)]
+        return open_rows(self.rows, disclosed)
+
+    @property
+    def shown(self) -> list[Row]:
+        return self.opening[0]
 
 
 def parse(files: Mapping[str, bytes], description: Mapping[str, Any], budget: Budget) -> Parsed:

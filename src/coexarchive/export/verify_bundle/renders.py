@@ -26,7 +26,7 @@ def transcripts_step(proven: Parsed, report: BundleReport) -> None:
     description = proven.description
     try:
         expected = render_transcripts(
-            proven.rows,
+            proven.shown,
             proven.leaves,
             zone_name=str(description.get("time_zone")),
             matter=str(description.get("matter")),
@@ -43,10 +43,10 @@ def transcripts_step(proven: Parsed, report: BundleReport) -> None:
 def rsmf_step(proven: Parsed, report: BundleReport) -> None:
     files = proven.files
     expected = render_rsmf_parts(
-        proven.rows, proven.leaves, groups=proven.groups, rules=proven.rules
+        proven.shown, proven.leaves, groups=proven.groups, rules=proven.rules
     )
     if not proven.rules.safe_headers:
-        exposed = unsafe_header_values(proven.rows, proven.groups)
+        exposed = unsafe_header_values(proven.shown, proven.groups)
         if exposed:
             report.warnings.append(
                 f"{proven.rules.format} RSMF headers of {len(exposed)} conversation(s) (first: "

@@ -21,7 +21,7 @@ __all__ = ["csv_table_step", "parquet_table_step"]
 def csv_table_step(proven: Parsed, report: BundleReport) -> None:
     path = "records/records.csv"
     if path in proven.files:
-        expected = records_csv(proven.rows, proven.leaves, proven.rules)
+        expected = records_csv(proven.shown, proven.leaves, proven.rules)
         compare(report, "tables", path, expected, proven.files[path])
     else:
         report.fail("tables", "file is missing", key=path)
