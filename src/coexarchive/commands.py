@@ -71,6 +71,9 @@ def ingest_argv(
         argv.append(f"--region_name={settings.region_name}")
     if settings.sse_kms_key_id:
         argv.append(f"--sse_kms_key_id={settings.sse_kms_key_id}")
+    argv.append(f"--data_keys_dir={settings.data_keys_dir}")
+    if settings.data_key_kms:
+        argv.append(f"--data_key_kms={settings.data_key_kms}")
     if not any(a.startswith("--runner") for a in extra):
         argv.append("--runner=FnApiRunner")
         if workers > 1:

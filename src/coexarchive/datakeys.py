@@ -33,6 +33,8 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from coexarchive.errors import ConfigError, DataKeyError, FormatError, ObjectMissingError
+from coexarchive.records import Record
+from coexarchive.retention import RetentionPolicy
 from coexarchive.seal.canonical import canonical_bytes
 from coexarchive.seal.personal import PERSONAL_FIELDS, DataKey, KeyLookup
 from coexarchive.store.base import ObjectStore, Retention
@@ -43,6 +45,7 @@ __all__ = [
     "KeyWrapper",
     "KmsWrapper",
     "LocalWrapper",
+    "enable_for_new_archive",
     "enable_personal_sealing",
     "open_store",
     "personal_sealing_enabled",
@@ -301,6 +304,15 @@ def enable_personal_sealing(store: ObjectStore, *, since: int, retention: Retent
     if store.exists(SETTING_KEY):
         return False
     return store.put(SETTING_KEY, data, retention=retention)
+
+
+def enable_for_new_archive(store: ObjectStore, *, now: int, policy: RetentionPolicy) -> bool:
+    """Turn the setting on for an archive that has sealed nothing yet (an existing archive keeps
+    the format it was created with); returns whether this call turned it on."""
+    if next(iter(store.list("manifests/")), None) is not None:
+        return False
+    marker = Record("settings", "-", "settings", "system", "none", now, received_time=now)
+    return enable_personal_sealing(store, since=now, retention=policy.retention_for([marker]))
 
 
 def personal_sealing_enabled(store: ObjectStore) -> bool:

@@ -50,6 +50,10 @@ class DemoPaths:
     def trust(self) -> Path:
         return self.keys_dir / "trust.txt"
 
+    @property
+    def data_keys(self) -> Path:
+        return self.keys_dir / "data-keys"
+
     def ensure_keys(self) -> None:
         """The ingest key and the audit key (access log, holds), both in the one trust file."""
         from coexarchive.seal.keys import Ed25519Signer
@@ -77,6 +81,7 @@ class DemoPaths:
             "COEXARCHIVE_SIGNING_KEY": str(self.signing_key),
             "COEXARCHIVE_AUDIT_KEY": str(self.audit_key),
             "COEXARCHIVE_TRUST": str(self.trust),
+            "COEXARCHIVE_DATA_KEYS": str(self.data_keys),
             "COEXARCHIVE_RETENTION": retention,
             # What the simulation signs with, so that ingest and redrive work here too.
             "COEXARCHIVE_APP_SECRETS": demo_secret,
@@ -179,7 +184,13 @@ def _run_demo_anchored(
         retention=args.retention,
         tsa_file=anchors.tsa_file,
         witness_file=anchors.witness_file,
+        data_keys_dir=paths.data_keys,
     )
+    from coexarchive._internal.clock import now_ms
+    from coexarchive.datakeys import enable_for_new_archive
+
+    if enable_for_new_archive(store, now=now_ms(), policy=settings.policy()):
+        step("new archive: personal content is sealed encrypted, one data key per customer")
     step(
         f"generating {args.days} days of traffic for {args.customers} customers (seed {args.seed})"
     )

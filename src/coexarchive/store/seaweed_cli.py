@@ -90,6 +90,13 @@ def _parser() -> argparse.ArgumentParser:
         default=[],
         help="create this Object Lock bucket (repeatable; default: COEXARCHIVE_BUCKET)",
     )
+    parser.add_argument(
+        "--plaintext",
+        action="store_true",
+        help="leave new archive buckets sealing personal content unencrypted (record version "
+        "1); by default a bucket that holds no archive yet seals it encrypted under per-customer "
+        "data keys, so `coexarchive erase` can honour erasure requests",
+    )
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument(
         "--background",
@@ -140,6 +147,24 @@ def _main(args: argparse.Namespace) -> int:
     return _foreground(args, data_dir, buckets)
 
 
+def _new_archive_setting(args: argparse.Namespace, server: EmbeddedS3, bucket: str) -> None:
+    """A bucket that holds no archive yet seals personal content encrypted (unless --plaintext);
+    the raw bucket, when separate, holds no archive and gets no setting."""
+    from coexarchive._internal.clock import now_ms
+    from coexarchive.datakeys import enable_for_new_archive
+    from coexarchive.settings import Settings
+
+    settings = Settings.from_env()
+    if args.plaintext or (settings.raw_bucket == bucket != settings.bucket):
+        return
+    if enable_for_new_archive(server.store(bucket), now=now_ms(), policy=settings.policy()):
+        print(
+            f"# bucket {bucket}: personal content will be sealed encrypted (data keys in "
+            f"{settings.data_keys_dir}; --plaintext to opt out)",
+            file=sys.stderr,
+        )
+
+
 def _background(args: argparse.Namespace, data_dir: Path, buckets: list[str]) -> int:
     server = EmbeddedS3.attach(data_dir)
     reused = server is not None
@@ -151,6 +176,7 @@ def _background(args: argparse.Namespace, data_dir: Path, buckets: list[str]) ->
     try:
         for bucket in buckets:
             create_locked_bucket(server.client(), bucket)
+            _new_archive_setting(args, server, bucket)
     except BaseException:
         if not reused:
             server.stop()
@@ -176,6 +202,7 @@ def _foreground(args: argparse.Namespace, data_dir: Path, buckets: list[str]) ->
         server.start()
         for bucket in buckets:
             create_locked_bucket(server.client(), bucket)
+            _new_archive_setting(args, server, bucket)
         print(
             f"# embedded S3 (local only) on {server.endpoint_url}, data in {server.data_dir}; "
             f"bucket(s) {', '.join(buckets)} with Object Lock and versioning"
