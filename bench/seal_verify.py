@@ -76,6 +76,7 @@ from coexarchive.seal.merkle import (
     root_from_leaves,
     verify_inclusion,
 )
+from coexarchive.seal.personal import PERSONAL_RECORD_VERSION, DataKey, PersonalSealer
 from coexarchive.segments import (
     ChainState,
     Manifest,
@@ -260,13 +261,15 @@ class Segment:
     index: bytes  # the record-id index, which verify checks against the rows
 
 
-def build_segments(sealed: Sequence[SealedRecord], chain_id: str) -> list[Segment]:
+def build_segments(
+    sealed: Sequence[SealedRecord], chain_id: str, record_version: int = RECORD_VERSION
+) -> list[Segment]:
     segments: list[Segment] = []
     state = ChainState.empty(chain_id)
     retention = Retention("COMPLIANCE", datetime(2032, 1, 1, tzinfo=UTC))
     for start in range(0, len(sealed), SEGMENT_RECORDS):
         chunk = sealed[start : start + SEGMENT_RECORDS]
-        data = parquet_bytes(records_table(chunk))
+        data = parquet_bytes(records_table(chunk, record_version=record_version))
         frontier = state.frontier.copy().extend([s.leaf_hash for s in chunk])
         first, last = chunk[0].seq, chunk[-1].seq
         manifest = Manifest(
@@ -526,6 +529,32 @@ def proto_seal(records: Sequence[Record], prev: bytes) -> bytes:
     return frontier.root()
 
 
+def data_key_for(customer: str) -> DataKey:
+    """A fixed data key per customer, as ``DataKeyStore.current`` returns (benchmark only)."""
+    secret = _sha256(b"bench data key\n" + customer.encode()).digest()
+    return DataKey(secret[:8].hex(), customer, secret)
+
+
+def encrypted_write_path(records: Sequence[Record], prev: bytes) -> tuple[bytes, list[Segment]]:
+    """``ChainWriter`` with personal sealing: envelopes, then ``seal_records`` + ``records_table``
+    (record version 2); returns the root and the segments for the verify comparison."""
+    sealer = PersonalSealer(data_key_for)
+    frontier = Frontier()
+    sealed: list[SealedRecord] = []
+    for start in range(0, len(records), SEGMENT_RECORDS):
+        chunk = seal_records(
+            sealer.seal(records[start : start + SEGMENT_RECORDS]),
+            first_seq=start,
+            prev_chain_hash=prev,
+            record_version=PERSONAL_RECORD_VERSION,
+        )
+        records_table(chunk, record_version=PERSONAL_RECORD_VERSION)
+        frontier.extend([item.leaf_hash for item in chunk])
+        prev = chunk[-1].chain_hash
+        sealed.extend(chunk)
+    return frontier.root(), build_segments(sealed, _records.CHAIN_ID, PERSONAL_RECORD_VERSION)
+
+
 def current_write_path(records: Sequence[Record], prev: bytes) -> bytes:
     """What ``ChainWriter`` does before Parquet encoding: ``seal_records`` + ``records_table``."""
     frontier = Frontier()
@@ -705,6 +734,62 @@ def sha_ni() -> str:
     return "yes" if " sha_ni" in flags else "no"
 
 
+def encryption_rows(records: Sequence[Record], prev: bytes, repeat: int) -> None:
+    """Record version 2 beside version 1 in the same run: the writer path (envelopes +
+    seal_records + records_table; Parquet encoding is the same work for both and left out)
+    and check_segment on the Parquet bytes of each, interleaved."""
+    n = len(records)
+    personal = sum(1 for r in records if r.customer_id)
+    print(
+        f"\nencryption, record version 2 vs 1 (best of {repeat}, interleaved; "
+        f"{personal:,} of {n:,} records name a customer and are encrypted):"
+    )
+    plain_segments = build_segments(ours_seal(records, prev)[1], _records.CHAIN_ID)
+    timed = interleaved(
+        repeat,
+        {
+            "plain": lambda: current_write_path(records, prev),
+            "encrypted": lambda: encrypted_write_path(records, prev),
+        },
+    )
+    encrypted_segments = timed["encrypted"][1][1]
+    checked = interleaved(
+        repeat,
+        {
+            "plain": lambda: check_all(plain_segments),
+            "encrypted": lambda: check_all(encrypted_segments),
+        },
+    )
+    seal_plain = n / timed["plain"][0]
+    seal_enc = n / timed["encrypted"][0]
+    verify_plain = n / checked["plain"][0]
+    verify_enc = n / checked["encrypted"][0]
+    add(Row("v1: seal_records + records_table (writer path)", n, timed["plain"][0], seal_plain))
+    add(
+        Row(
+            "v2: envelopes + seal_records + records_table",
+            n,
+            timed["encrypted"][0],
+            seal_plain,
+            "≥0.8x v1 seal (issue)",
+            seal_enc >= 0.8 * seal_plain,
+        )
+    )
+    add(Row("v1: check_segment, Parquet bytes (1 core)", n, checked["plain"][0], verify_plain))
+    add(
+        Row(
+            "v2: check_segment, Parquet bytes (1 core)",
+            n,
+            checked["encrypted"][0],
+            verify_plain,
+            "unchanged within noise",
+            verify_enc >= 0.9 * verify_plain,
+        )
+    )
+    stored = sum(len(s.data) for s in encrypted_segments) / sum(len(s.data) for s in plain_segments)
+    print(f"  v2 segments are {stored:.2f}x the bytes of v1 (zstd Parquet)")
+
+
 def print_table(n: int) -> None:
     header = (
         f"{'operation':<58} {'records':>9} {'seconds':>8} {'records/s':>11} "
@@ -733,6 +818,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--auditchain-proofs", type=int, default=2)
     parser.add_argument("--skip-peers", action="store_true")
     parser.add_argument("--raw-detail", action="store_true", help="embed a raw event in detail")
+    parser.add_argument(
+        "--encryption-only",
+        action="store_true",
+        help="only the record-version-2 comparison: writer path and verify, encrypted vs not",
+    )
     args = parser.parse_args(argv)
     n = 100_000 if args.quick else args.records
     peer_n = min(n, args.peer_records or n)
@@ -761,6 +851,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"canonical bytes mean {sizes.mean():.0f}, min {sizes.min()}, max {sizes.max()}, "
         f"p50 {int(np.median(sizes))}"
     )
+
+    encryption_rows(records, prev, repeat)
+    if args.encryption_only:
+        print_table(n)
+        return 0
 
     # --- seal ---
     print(f"\nseal (best of {repeat}, interleaved):")

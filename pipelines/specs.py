@@ -64,4 +64,4 @@ class SealSpec:
         keys = open_store(
             Path(self.data_keys_dir), kms_key_id=self.data_key_kms, create=True, clock=clock
         )
-        return PersonalSealer(keys.current)
+        return PersonalSealer.for_store(keys)

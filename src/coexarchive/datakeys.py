@@ -24,7 +24,7 @@ import binascii
 import hashlib
 import os
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -220,22 +220,42 @@ class DataKeyStore(KeyLookup):
         key = self._index().get(customer_id)
         if key is not None:
             return key
-        key = DataKey(self.random(8).hex(), customer_id, self.random(32))
-        doc = {
-            "format": KEY_FORMAT,
-            "key_id": key.key_id,
-            "customer_id": customer_id,
-            "wrap": self.wrapper.name,
-            "wrapped": base64.b64encode(self.wrapper.wrap(key.key_id, key.secret)).decode(),
-            "created": self.clock(),
-        }
+        self.prepare([customer_id])
+        return self._index()[customer_id]
+
+    def prepare(self, customers: Iterable[str]) -> None:
+        """Create the keys of every customer that has none, durably, before anything is sealed
+        under them: the files are written, then synced together (one sync for a batch of new
+        customers instead of one each), then the directory."""
+        index = self._index()
+        missing = sorted({c for c in customers if c not in index})
+        if not missing:
+            return
         self.directory.mkdir(parents=True, exist_ok=True)
-        _write_new(
-            self.directory / f"{key.key_id}.key", orjson.dumps(doc, option=orjson.OPT_SORT_KEYS)
-        )
-        self._index()[customer_id] = key
-        self._by_id[key.key_id] = key
-        return key
+        written: list[tuple[Path, DataKey]] = []
+        for customer_id in missing:
+            key = DataKey(self.random(8).hex(), customer_id, self.random(32))
+            doc = {
+                "format": KEY_FORMAT,
+                "key_id": key.key_id,
+                "customer_id": customer_id,
+                "wrap": self.wrapper.name,
+                "wrapped": base64.b64encode(self.wrapper.wrap(key.key_id, key.secret)).decode(),
+                "created": self.clock(),
+            }
+            path = self.directory / f"{key.key_id}.key"
+            _write_new(path, orjson.dumps(doc, option=orjson.OPT_SORT_KEYS), sync=False)
+            written.append((path, key))
+        for path, _ in written:
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        _sync_directory(self.directory)
+        for _, key in written:
+            index[key.customer_id] = key
+            self._by_id[key.key_id] = key
 
     def destroy(self, customer_id: str, *, reason: str) -> list[str]:
         """Destroy every live key of ``customer_id`` (two writers racing may each have made
@@ -276,15 +296,28 @@ class DataKeyStore(KeyLookup):
             out.flush()
             os.fsync(out.fileno())
         key_file.unlink()
+        _sync_directory(self.directory)
         self._by_id[key.key_id] = None
 
 
-def _write_new(path: Path, data: bytes) -> None:
+def _write_new(path: Path, data: bytes, *, sync: bool = True) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as out:
         out.write(data)
         out.flush()
-        os.fsync(out.fileno())
+        if sync:
+            os.fsync(out.fileno())
+    if sync:
+        _sync_directory(path.parent)
+
+
+def _sync_directory(directory: Path) -> None:
+    """Make the directory entries of new or removed files durable."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 # --- the archive's setting ------------------------------------------------------------------------

@@ -72,7 +72,7 @@ def _without_raw(records: list[Record]) -> list[Record]:
 
 def build(tmp_path: Path, *, raw: bool = False, personal: bool = True) -> Archive:
     archive = Archive(MemoryStore(), tmp_path / "data-keys")
-    sealer = PersonalSealer(archive.keys().current) if personal else None
+    sealer = PersonalSealer.for_store(archive.keys()) if personal else None
     manifests = []
     for chain in (CHAIN, OTHER_CHAIN):
         writer = ChainWriter(

@@ -112,7 +112,7 @@ def _sealed_segment(tmp_path: Path) -> tuple[MemoryStore, pa.Table, DataKeyStore
         signer=signer(),
         archive_name=ARCHIVE,
         policy=short_policy(),
-        personal=PersonalSealer(keys.current),
+        personal=PersonalSealer.for_store(keys),
     )
     manifest = writer.append(make_records(CHAIN, 14))[0].manifest
     return store, read_segment(store.get(manifest.segment.key)), keys
