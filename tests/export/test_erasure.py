@@ -239,3 +239,22 @@ def test_unknown_customer_and_empty_reason_are_refused(tmp_path: Path) -> None:
         archive.eraser().erase("449999999999", archive.keys(), reason="x", who="d", now_ms=NOW)
     with pytest.raises(InvalidArgumentError):
         archive.eraser().erase(ERASED_CUSTOMER, archive.keys(), reason=" ", who="d", now_ms=NOW)
+
+
+def test_supervision_reads_opened_text_and_refuses_ciphertext(tmp_path: Path) -> None:
+    from coexarchive.errors import DataKeyError
+    from coexarchive.supervision.scan import read_messages
+
+    archive = build(tmp_path)
+    catalog = ArchiveCatalog(archive.store)
+    catalog.refresh()
+    rows, _ = read_messages(catalog, CHAIN, keys=archive.keys())
+    assert [r.text for r in rows] == [r.text for r in make_records(CHAIN, 21)] + [
+        r.text for r in make_records(CHAIN, 21, day=1)
+    ]
+    with pytest.raises(DataKeyError):
+        read_messages(catalog, CHAIN)
+    archive.eraser().erase(ERASED_CUSTOMER, archive.keys(), reason="DSR", who="d", now_ms=NOW)
+    rows, _ = read_messages(catalog, CHAIN, keys=archive.keys())
+    assert {r.text for r in rows if r.customer_id == ERASED_CUSTOMER} == {ERASED}
+    assert ERASED not in {r.text for r in rows if r.customer_id != ERASED_CUSTOMER}

@@ -153,6 +153,7 @@ def cmd_policy_rescan(args: argparse.Namespace, make_settings: MakeSettings) -> 
         since=args.since,
         until=args.until,
         chains=args.chain,
+        keys=ctx.settings.readable_data_keys(clock=now_ms),
     )
     params = {
         "policy": sealed.policy.label,
@@ -238,7 +239,12 @@ def cmd_review_show(args: argparse.Namespace, make_settings: MakeSettings) -> in
     at = _parse_iso(str(detail["message_time"]))
     window = args.days * _DAY_MS
     rows, _ = read_messages(
-        catalog, chain, since=at - window, until=at + window + 1, customer=customer
+        catalog,
+        chain,
+        since=at - window,
+        until=at + window + 1,
+        customer=customer,
+        keys=ctx.settings.readable_data_keys(clock=now_ms),
     )
     rows.sort(key=lambda r: (r.event_time, r.seq))
     index = next((i for i, r in enumerate(rows) if r.seq == seq), None)

@@ -28,6 +28,7 @@ from coexarchive.export.holds import INTERNAL_CHAINS
 from coexarchive.query.views import ArchiveCatalog
 from coexarchive.records import Kind, Origin, Record
 from coexarchive.seal.chain import recompute_leaf_hashes
+from coexarchive.seal.personal import KeyLookup, open_if_sealed
 from coexarchive.segments import Manifest, read_segment
 from coexarchive.store.base import sha256_hex
 from coexarchive.supervision.library import SealedPolicy
@@ -140,8 +141,14 @@ def read_messages(
     since: int | None = None,
     until: int | None = None,
     customer: str | None = None,
+    keys: KeyLookup | None = None,
 ) -> tuple[list[MessageRow], dict[str, tuple[str, ...]]]:
-    """The chain's message records in the window, and every record's latest reassessed flags."""
+    """The chain's message records in the window, and every record's latest reassessed flags.
+
+    Messages sealed with their personal content encrypted are opened with ``keys`` (an erased
+    customer's read ``[erased]`` and match nothing); without keys such messages are refused, so
+    a scan never passes over ciphertext as if it held no words.
+    """
     messages: list[MessageRow] = []
     assessed: dict[str, tuple[int, tuple[str, ...]]] = {}
     for manifest in catalog.manifests(chain_id):
@@ -163,7 +170,7 @@ def read_messages(
         wanted = pc.is_in(table["kind"], pa.array(MESSAGE_KINDS))
         if customer is not None:
             wanted = pc.and_(wanted, pc.equal(table["customer_id"], customer))
-        for row in table.filter(wanted).to_pylist():
+        for row in open_if_sealed(table.filter(wanted), keys).to_pylist():
             at = round(row["event_time"].timestamp() * 1000)
             if (since is not None and at < since) or (until is not None and at >= until):
                 continue
@@ -265,13 +272,14 @@ def rescan(
     since: int | None = None,
     until: int | None = None,
     chains: Sequence[str] | None = None,
+    keys: KeyLookup | None = None,
 ) -> ScanOutcome:
     """Scan the window with ``sealed`` and seal the hits the ``reviews`` chain lacks."""
     matcher = Matcher(sealed.policy)
     outcome = ScanOutcome(sealed)
     for chain_id in business_chains(catalog, chains):
         counts = outcome.counts.setdefault(chain_id, ChainCounts())
-        rows, assessed = read_messages(catalog, chain_id, since=since, until=until)
+        rows, assessed = read_messages(catalog, chain_id, since=since, until=until, keys=keys)
         counts.scanned = len(rows)
         for row, flags, match in _matches(matcher, rows, assessed):
             counts.hits += 1
