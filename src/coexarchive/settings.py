@@ -20,6 +20,8 @@ from coexarchive.store.s3 import S3Store
 
 if TYPE_CHECKING:
     from coexarchive.datakeys import DataKeyStore
+    from coexarchive.seal.personal import PersonalSealer
+    from coexarchive.store.base import ObjectStore
 
 DEFAULT_BUCKET = "coexarchive"
 DEFAULT_ARCHIVE_NAME = "coexarchive.local"
@@ -238,6 +240,18 @@ class Settings:
         if self.data_key_kms is None and not (self.data_keys_dir / MASTER_FILE).exists():
             return None
         return self.data_keys(create=False, clock=clock)
+
+    def personal_sealer(
+        self, store: ObjectStore, *, clock: Callable[[], int]
+    ) -> PersonalSealer | None:
+        """The sealer of personal fields if the archive's setting asks for one (the local
+        master key is created on first use), else None."""
+        from coexarchive.datakeys import personal_sealing_enabled
+        from coexarchive.seal.personal import PersonalSealer
+
+        if not personal_sealing_enabled(store):
+            return None
+        return PersonalSealer.for_store(self.data_keys(create=True, clock=clock))
 
     def data_keys(self, *, create: bool, clock: Callable[[], int]) -> DataKeyStore:
         """The archive's data-key store (see ``coexarchive.datakeys``); ``create`` makes the

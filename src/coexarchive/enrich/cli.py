@@ -50,6 +50,7 @@ def _seal(
         signer=settings.signer(),
         archive_name=settings.archive_name,
         policy=settings.policy(),
+        personal=settings.personal_sealer(store, clock=now_ms),
     )
 
 
@@ -128,7 +129,13 @@ def cmd_reassess(args: argparse.Namespace, make_settings: MakeSettings) -> int:
     total = 0
     for chain_id in chains:
         result = reassess(
-            store, chain_id, since_ms=args.since, until_ms=until, now_ms=now, config=config
+            store,
+            chain_id,
+            since_ms=args.since,
+            until_ms=until,
+            now_ms=now,
+            config=config,
+            keys=settings.readable_data_keys(clock=now_ms),
         )
         changes = ", ".join(f"{k} {v}" for k, v in result.counts().items()) or "no changes"
         sealed = ""

@@ -22,6 +22,7 @@ from coexarchive.enrich.templates import TemplateEvent, template_event_of
 from coexarchive.enrich.window import InboundEvent, inbound_event_of, is_echo
 from coexarchive.errors import FormatError
 from coexarchive.records import Kind, Record
+from coexarchive.seal.personal import KeyLookup, open_if_sealed
 from coexarchive.segments import Manifest, list_manifests
 from coexarchive.store.base import ObjectStore
 
@@ -176,9 +177,16 @@ def _records(table: pa.Table) -> list[Record]:
 
 
 def read_records(
-    store: ObjectStore, chain_id: str, *, kinds: set[str], since_ms: int, until_ms: int
+    store: ObjectStore,
+    chain_id: str,
+    *,
+    kinds: set[str],
+    since_ms: int,
+    until_ms: int,
+    keys: KeyLookup | None = None,
 ) -> list[tuple[int, Record]]:
-    """Full sealed records of ``kinds`` with event time in [since, until), with their ``seq``."""
+    """Full sealed records of ``kinds`` with event time in [since, until), with their ``seq``;
+    personal fields sealed encrypted are opened with ``keys`` (refused without them)."""
     found: list[tuple[int, Record]] = []
     for manifest in _manifests(store, chain_id):
         if not kinds & set(manifest.kinds):
@@ -188,7 +196,7 @@ def read_records(
         key = manifest.segment.key
         table = _table(store.get(key), key, None)
         mask = pc.is_in(table.column("kind"), value_set=pa.array(sorted(kinds)))
-        table = table.filter(mask)
+        table = open_if_sealed(table.filter(mask), keys)
         seqs = table.column("seq").to_pylist()
         for seq, record in zip(seqs, _records(table), strict=True):
             if since_ms <= record.event_time < until_ms:

@@ -9,6 +9,7 @@ from coexarchive.dedup import DedupIndex
 from coexarchive.records import Record
 from coexarchive.retention import RetentionPolicy
 from coexarchive.seal.keys import Signer
+from coexarchive.seal.personal import PersonalSealer
 from coexarchive.segments import ChainWriter
 from coexarchive.store.base import ObjectStore
 
@@ -32,9 +33,18 @@ def seal_new(
     signer: Signer,
     archive_name: str,
     policy: RetentionPolicy,
+    personal: PersonalSealer | None = None,
 ) -> SealOutcome:
-    """De-duplicate ``records`` against the chain and seal the new ones, like the ingest job."""
-    writer = ChainWriter(store, chain_id, signer=signer, archive_name=archive_name, policy=policy)
+    """De-duplicate ``records`` against the chain and seal the new ones, like the ingest job
+    (encrypting personal fields with ``personal`` when the archive seals them so)."""
+    writer = ChainWriter(
+        store,
+        chain_id,
+        signer=signer,
+        archive_name=archive_name,
+        policy=policy,
+        personal=personal,
+    )
     state = writer.state()
     classified = DedupIndex(store, chain_id, committed_size=state.size).classify(records)
     results = writer.append(classified.new) if classified.new else []
