@@ -186,7 +186,6 @@ def _run_demo_anchored(
         witness_file=anchors.witness_file,
         data_keys_dir=paths.data_keys,
     )
-    from coexarchive._internal.clock import now_ms
     from coexarchive.datakeys import enable_for_new_archive
 
     if enable_for_new_archive(store, now=now_ms(), policy=settings.policy()):
@@ -310,7 +309,8 @@ class DemoAnchors:
             as_of=now_ms(),
             zone="UTC",
         )
-        built = build_bundle(ArchiveCatalog(store), trust, request)
+        keys = settings.readable_data_keys(clock=now_ms)
+        built = build_bundle(ArchiveCatalog(store), trust, request, keys=keys)
         out.unlink(missing_ok=True)
         built.write(out)
         self.stop()  # offline from here: nothing but the bundle, keys, TSA roots, witness keys
