@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ import rfc8785
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from coexarchive.archive_head import write_head_after
-from coexarchive.datakeys import DataKeyStore, LocalWrapper, enable_personal_sealing
+from coexarchive.datakeys import DataKeyStore, KmsWrapper, LocalWrapper, enable_personal_sealing
 from coexarchive.errors import ConfigError, DataKeyError, DecryptionError, FormatError
 from coexarchive.records import RECORD_FIELDS
 from coexarchive.seal.chain import recompute_leaf_hashes
@@ -248,3 +249,35 @@ def test_sealing_is_deterministic_for_idempotent_reruns(tmp_path: Path) -> None:
     assert once == again
     assert [r.text for r in once] != [r.text for r in records]
     assert all(name in RECORD_FIELDS for name in ("text", "detail"))
+
+
+# --- data keys wrapped by AWS KMS (moto) ----------------------------------------------------------
+
+
+@pytest.fixture
+def kms_client() -> Iterator[Any]:
+    import boto3
+    from moto import mock_aws
+
+    with mock_aws():
+        client = boto3.client(
+            "kms", region_name="us-east-1", aws_access_key_id="a", aws_secret_access_key="b"
+        )
+        yield client
+
+
+def test_kms_wrapped_keys_open_and_a_wrong_context_is_refused(
+    tmp_path: Path, kms_client: Any
+) -> None:
+    key_id = kms_client.create_key(Description="coexarchive data keys")["KeyMetadata"]["KeyId"]
+    wrapper = KmsWrapper(kms_client, key_id)
+    keys = DataKeyStore(tmp_path / "keys", wrapper, clock=lambda: 0)
+    created = keys.current("447700900000")
+    stored = json.loads(next((tmp_path / "keys").glob("*.key")).read_text())
+    assert stored["wrap"] == "kms" and created.secret.hex() not in json.dumps(stored)
+    reopened = DataKeyStore(tmp_path / "keys", KmsWrapper(kms_client, key_id), clock=lambda: 0)
+    assert reopened.key(created.key_id) == created
+    # A wrapped key presented under another key id does not unwrap (encryption context).
+    wrapped = base64.b64decode(stored["wrapped"])
+    with pytest.raises(DataKeyError, match="KMS refused"):
+        wrapper.unwrap("0" * 16, wrapped)
