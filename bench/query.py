@@ -11,7 +11,10 @@ into one bucket per layout (``--layouts``), from the same records:
 * ``current``:  segments exactly as ``coexarchive.segments`` writes them today (rows sorted by
   customer_id, event_time and seq, 8,192-row groups; manifests with customer filters);
 * ``sorted``:   the same order in 2,048-row groups;
-* ``sorted8k``: the same order in 8,192-row groups, written by the benchmark's own writer.
+* ``sorted8k``: the same order in 8,192-row groups, written by the benchmark's own writer;
+* ``encrypted``: ``current`` with personal content sealed encrypted (record version 2, one data
+  key per customer in ``--data-dir``/data-keys); its transcript is compared with ``current``'s
+  (target: ≤ 1.3x).
 
 Everything else (manifests, checkpoints) is written by the same ``ChainWriter``, so every layout
 verifies. Each layout is built once (a marker file per layout in the data dir); a data dir built
@@ -62,12 +65,14 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from coexarchive import segments
+from coexarchive.datakeys import DataKeyStore, open_store
 from coexarchive.query.access_log import AccessLog
 from coexarchive.query.reports import REPORTS, Params, build_sql
 from coexarchive.query.session import AuditSession
 from coexarchive.records import Record, stable_id
 from coexarchive.retention import ClassRetention, RetentionPolicy
 from coexarchive.seal.keys import Ed25519Signer, TrustStore
+from coexarchive.seal.personal import PersonalSealer
 from coexarchive.segments import ChainWriter
 from coexarchive.store.s3 import S3Store
 from coexarchive.store.seaweed import EmbeddedS3
@@ -76,7 +81,15 @@ ARCHIVE = "coexarchive.bench"
 START_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 DAY_MS = 86_400_000
 # Layout name → row-group size of the sorted proposal (None: segments.py as it is).
-LAYOUTS: dict[str, int | None] = {"current": None, "sorted": 2_048, "sorted8k": 8_192}
+LAYOUTS: dict[str, int | None] = {
+    "current": None,
+    "sorted": 2_048,
+    "sorted8k": 8_192,
+    "encrypted": None,
+}
+# Layouts sealed with personal content encrypted (record version 2): the same records, the same
+# writer, under one data key per customer; queries open only the rows they return.
+ENCRYPTED = frozenset({"encrypted"})
 TEXTS = (
     "Hi, is my order #{n} on its way?",
     "Olá! Gostaria de saber o preço do pacote família, por favor.",
@@ -207,13 +220,26 @@ def sorted_parquet_bytes(row_group: int) -> Callable[[pa.Table], bytes]:
     return write
 
 
-def build(key: Ed25519Signer, args: argparse.Namespace, stores: dict[str, S3Store]) -> None:
+def data_keys(data_dir: Path) -> DataKeyStore:
+    return open_store(data_dir / "data-keys", kms_key_id=None, create=True, clock=lambda: START_MS)
+
+
+def build(
+    key: Ed25519Signer, args: argparse.Namespace, stores: dict[str, S3Store], keys: DataKeyStore
+) -> None:
     chains = chain_ids(args.chains)
     per_day = args.records // (args.chains * args.days)
     policy = RetentionPolicy(default=ClassRetention(mode="GOVERNANCE", years=1))
     writers = {
         layout: {
-            chain: ChainWriter(store, chain, signer=key, archive_name=ARCHIVE, policy=policy)
+            chain: ChainWriter(
+                store,
+                chain,
+                signer=key,
+                archive_name=ARCHIVE,
+                policy=policy,
+                personal=PersonalSealer.for_store(keys) if layout in ENCRYPTED else None,
+            )
             for chain in chains
         }
         for layout, store in stores.items()
@@ -313,11 +339,20 @@ def probe(spec: dict[str, Any]) -> dict[str, Any]:
         key = Ed25519Signer.from_file(spec["key_file"])
         trust = TrustStore.parse(key.verifier_key() + "\n")
         log = AccessLog(store, signer=key, archive_name=ARCHIVE)
-        cold, (session, result) = timed(
-            lambda: (lambda s: (s, s.report(name, params)))(
-                AuditSession(store, access_log=log, who="bench", trust=trust)
-            )
-        )
+        # The data keys are read in the timing, as a reader opening the archive would.
+        keys_dir = spec.get("data_keys")
+
+        def open_session() -> AuditSession:
+            keys = None
+            if keys_dir:
+                keys = open_store(Path(keys_dir), kms_key_id=None, create=False, clock=lambda: 0)
+            return AuditSession(store, access_log=log, who="bench", trust=trust, keys=keys)
+
+        def first_report() -> tuple[AuditSession, Any]:
+            opened = open_session()
+            return opened, opened.report(name, params)
+
+        cold, (session, result) = timed(first_report)
         warm, _ = timed(lambda: session.report(name, params))
         log_time, _ = timed(lambda: log.append(_entry(), now_ms=time.time_ns() // 10**6))
         return {"cold": cold, "warm": warm, "rows": result.table.num_rows, "log": log_time}
@@ -469,7 +504,7 @@ def main(argv: list[str] | None = None) -> int:
         }
         if missing:
             print(f"building {args.records:,} records in layouts {', '.join(missing)} ({data_dir})")
-            build(Ed25519Signer.from_file(key_file), args, missing)
+            build(Ed25519Signer.from_file(key_file), args, missing, data_keys(data_dir))
             for layout in missing:
                 (data_dir / f"built-{layout}").write_text(f"{args.records}\n")
         if args.build_only:
@@ -483,6 +518,7 @@ def main(argv: list[str] | None = None) -> int:
             ("transcript", Params(customer=customer, since=week, until=week + timedelta(days=7))),
             ("compliance", Params()),
         ]
+        transcripts: dict[str, float] = {}
         for layout in chosen:
             store = stores[layout]
             print(f"\nlayout {layout} (every row: {repeat_note(args.repeat)}):")
@@ -494,11 +530,14 @@ def main(argv: list[str] | None = None) -> int:
                     "report": name,
                     "params": params_json(params),
                     "key_file": str(key_file),
+                    "data_keys": str(data_dir / "data-keys") if layout in ENCRYPTED else None,
                 }
                 cold, warm, rows, log_time = in_fresh_processes(
                     args.repeat, common | {"kind": "ours"}
                 )
                 ours = Timing(f"ours: {label}, incl. opening the session", cold, warm, rows)
+                if label == "transcript":
+                    transcripts[layout] = cold
                 raw = Timing(
                     f"raw DuckDB: {label}, listing + scan",
                     *in_fresh_processes(args.repeat, common | {"kind": "raw"})[:3],
@@ -524,6 +563,12 @@ def main(argv: list[str] | None = None) -> int:
                     f"  {'ours ÷ raw reading the same totals (cold)':<58} "
                     f"{ours.cold / totals.cold:8.2f}x   access-log append {log_time * 1000:.0f} ms"
                 )
+        if "current" in transcripts and "encrypted" in transcripts:
+            ratio = transcripts["encrypted"] / transcripts["current"]
+            print(
+                f"\ntranscript, cold incl. session open: encrypted / current = {ratio:.2f}x "
+                f"(target ≤ 1.3x: {'met' if ratio <= 1.3 else 'NOT met'}; {args.records:,} records)"
+            )
     return 0
 
 
