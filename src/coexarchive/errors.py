@@ -208,6 +208,8 @@ class AuthError(CoexArchiveError):
     Its message is safe to show to whoever caused it: it never says which part of a sign-in
     was wrong.
     """
+
+
 class DataKeyError(CoexArchiveError):
     """A customer's data key is missing from the key store, or the store cannot unwrap it."""
 

@@ -33,6 +33,7 @@ from coexarchive.query.session import AuditSession, QueryResult
 from coexarchive.query.views import ArchiveCatalog, Window
 from coexarchive.retention import RetentionPolicy
 from coexarchive.seal.keys import Signer, TrustStore
+from coexarchive.seal.personal import KeyLookup
 from coexarchive.search.index import SearchIndex
 from coexarchive.search.service import Searcher, SearchResult
 from coexarchive.segments import Manifest
@@ -162,8 +163,11 @@ class ConsoleArchive:
         archive_identity: str | None = None,
         export_dir: Path,
         clock: Callable[[], int],
+        keys: KeyLookup | None = None,
     ) -> None:
         self.store = store
+        # Opens personal content sealed encrypted (record version 2) in what a page shows.
+        self.keys = keys
         self.trust = trust
         self.signer = signer
         self.archive_name = archive_name
@@ -199,6 +203,7 @@ class ConsoleArchive:
                     who=viewer.user,
                     trust=self.trust,
                     clock=self.clock,
+                    keys=self.keys,
                 )
                 session.log_record_ids = True
                 found = (threading.Lock(), session)
@@ -285,7 +290,7 @@ class ConsoleArchive:
         if self.index_dir is None or self.archive_identity is None:
             raise ConfigError("the console was started without a search index (--index)")
         searcher = Searcher(
-            SearchIndex(self.index_dir, self.archive_identity),
+            SearchIndex(self.index_dir, self.archive_identity, keys=self.keys),
             ArchiveCatalog(self.store),
             access_log=self.access_log,
             who=viewer.user,
@@ -431,6 +436,7 @@ class ConsoleArchive:
             access_log=self.access_log,
             sealed_at_ms=now,
             out=self.export_dir / name,
+            keys=self.keys,
         )
         return name
 

@@ -88,6 +88,7 @@ def cmd_console(args: argparse.Namespace, make_settings: MakeSettings) -> int:
         archive_identity=archive_identity(settings),
         export_dir=args.exports or config_home() / "console-exports",
         clock=now_ms,
+        keys=settings.readable_data_keys(clock=now_ms),
     )
     app = create_app(
         archive,
