@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from coexarchive.store import EmbeddedS3, MemoryStore, S3Store
+from coexarchive.testing.graph import GraphMediaServer
 
 
 @pytest.fixture(scope="session")
@@ -33,3 +34,28 @@ def s3_store(seaweed: EmbeddedS3) -> Iterator[S3Store]:
 @pytest.fixture
 def memory_store() -> MemoryStore:
     return MemoryStore()
+
+
+class ManualClock:
+    """A clock a test moves by hand (ms since the epoch)."""
+
+    def __init__(self, now: int) -> None:
+        self.now = now
+
+    def __call__(self) -> int:
+        return self.now
+
+    def advance(self, ms: int) -> None:
+        self.now += ms
+
+
+@pytest.fixture
+def graph_clock() -> ManualClock:
+    return ManualClock(1_767_607_200_000)  # 2026-01-05T10:00:00Z
+
+
+@pytest.fixture
+def graph_server(graph_clock: ManualClock) -> Iterator[GraphMediaServer]:
+    """The local Graph API media server on a free loopback port, on the test's clock."""
+    with GraphMediaServer(clock=graph_clock) as server:
+        yield server

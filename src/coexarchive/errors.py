@@ -37,6 +37,7 @@ is this module's class).
     ├── DataKeyError             a customer's data key is missing, wrong or unusable
     │   └── DecryptionError         a sealed field did not open (wrong key or tampered ciphertext)
     ├── ErasureError             an erasure cannot be carried out in full (nothing was destroyed)
+    ├── MediaFetchError          the Graph API did not hand over an attachment; carries the cause
     ├── PipelineError            an expected failure inside a Beam worker, known by its text
     └── VerificationError        an archive check failed; carries every failure found
         ├── ArchiveVerificationError   ``verify`` failed; carries the full report
@@ -220,6 +221,27 @@ class DecryptionError(DataKeyError):
 
 class ErasureError(CoexArchiveError):
     """An erasure was refused before anything was destroyed (a hold, unencrypted records)."""
+
+
+class MediaFetchError(CoexArchiveError):
+    """The Graph API did not hand over an attachment's bytes.
+
+    ``cause`` is a ``coexarchive.media.Cause`` value; ``retry_after`` the seconds Graph asked
+    to wait (429 ``Retry-After``), if any; ``fatal`` means no fetch can succeed with these
+    settings (a refused token), so the job stops rather than record every attachment as a gap.
+    """
+
+    def __init__(
+        self, message: str, *, cause: str = "", retry_after: float | None = None, fatal: bool = False
+    ) -> None:
+        self.cause = cause
+        self.retry_after = retry_after
+        self.fatal = fatal
+        super().__init__(message)
+
+    def __reduce__(self) -> tuple[type[MediaFetchError], tuple[str], dict[str, object]]:
+        state = {"cause": self.cause, "retry_after": self.retry_after, "fatal": self.fatal}
+        return type(self), (str(self),), state
 
 
 class PipelineError(CoexArchiveError):

@@ -54,7 +54,7 @@ __all__ = [
 
 RAW_FORMAT_VERSION = 1
 SIGNATURE_HEADER = "x-hub-signature-256"
-SOURCES = frozenset({"webhook", "outbound"})
+SOURCES = frozenset({"webhook", "outbound", "media"})
 # An allowlist, not a denylist: a header nobody thought about (a proxy's auth token, a cookie) must
 # never reach a retained, undeletable object.
 KEPT_HEADERS = frozenset({SIGNATURE_HEADER, "x-hub-signature", "content-type", "user-agent"})
@@ -76,6 +76,8 @@ _SIG_PREFIX = "sha256="
 # rotation): Meta's app secret(s) for webhooks, the capture secret(s) for /outbound sends.
 APP_SECRETS_ENV = "COEXARCHIVE_APP_SECRETS"
 CAPTURE_SECRETS_ENV = "COEXARCHIVE_OUTBOUND_TOKEN"
+# The media fetcher signs its fetch receipts (``source: "media"``) with these; the first signs.
+MEDIA_SECRETS_ENV = "COEXARCHIVE_MEDIA_SECRETS"
 # The quarantine reason of a delivery whose signature does not verify (RAW_LANDING.md §3).
 SIGNATURE_INVALID = "signature_invalid"
 SIGNATURE_UNVERIFIABLE = "signature_unverifiable"
@@ -93,7 +95,7 @@ class Delivery:
     receiver_id: str
     seq: int
     received_at: int  # ms since epoch, UTC, receiver clock
-    source: str  # "webhook" (from Meta) or "outbound" (captured Cloud API send)
+    source: str  # "webhook" (from Meta), "outbound" (captured Cloud API send), "media" (receipt)
     headers: Mapping[str, str] = field(default_factory=dict)
     body: bytes = b""
 
@@ -227,14 +229,16 @@ class DeliveryAuth:
     """The secrets ingest authenticates landed deliveries with (``RAW_LANDING.md`` §3).
 
     ``app_secrets`` check webhooks (Meta's ``X-Hub-Signature-256``), ``capture_secrets`` check
-    outbound captures. Without app secrets, ingest refuses to run unless
-    ``allow_unauthenticated`` says explicitly that deliveries are to be sealed unchecked; each
-    record made from such a delivery then says ``"delivery_auth": "unverified_no_secret"``.
+    outbound captures, ``media_secrets`` the media fetcher's receipts. Without app secrets, ingest
+    refuses to run unless ``allow_unauthenticated`` says explicitly that deliveries are to be
+    sealed unchecked; each record made from such a delivery then says
+    ``"delivery_auth": "unverified_no_secret"``.
     """
 
     app_secrets: tuple[bytes, ...] = ()
     capture_secrets: tuple[bytes, ...] = ()
     allow_unauthenticated: bool = False
+    media_secrets: tuple[bytes, ...] = ()
     _verified: dict[str, tuple[Mapping[str, str], ...]] = field(
         init=False, repr=False, compare=False, default_factory=dict
     )
@@ -243,6 +247,7 @@ class DeliveryAuth:
         for name, secrets in (
             ("app", self.app_secrets),
             ("capture", self.capture_secrets),
+            ("media", self.media_secrets),
         ):
             if not all(isinstance(secret, bytes) and secret for secret in secrets):
                 raise ConfigError(f"every {name} secret must be non-empty bytes")
@@ -253,7 +258,11 @@ class DeliveryAuth:
                 "them marked unverified"
             )
         # One shared detail addition per secret, built once (callers only read it).
-        for source, secrets in (("webhook", self.app_secrets), ("outbound", self.capture_secrets)):
+        for source, secrets in (
+            ("webhook", self.app_secrets),
+            ("outbound", self.capture_secrets),
+            ("media", self.media_secrets),
+        ):
             self._verified[source] = tuple(
                 {AUTH_MEMBER: VERIFIED, KEY_ID_MEMBER: secret_id(secret)} for secret in secrets
             )
@@ -263,6 +272,7 @@ class DeliveryAuth:
         return (
             f"DeliveryAuth(app_secrets=<{len(self.app_secrets)} hidden>, "
             f"capture_secrets=<{len(self.capture_secrets)} hidden>, "
+            f"media_secrets=<{len(self.media_secrets)} hidden>, "
             f"allow_unauthenticated={self.allow_unauthenticated})"
         )
 
@@ -275,6 +285,7 @@ class DeliveryAuth:
             app_secrets=secrets_from(env.get(APP_SECRETS_ENV, "")),
             capture_secrets=secrets_from(env.get(CAPTURE_SECRETS_ENV, "")),
             allow_unauthenticated=allow_unauthenticated,
+            media_secrets=secrets_from(env.get(MEDIA_SECRETS_ENV, "")),
         )
 
     def check(self, delivery: Delivery) -> Mapping[str, str] | str:
@@ -285,6 +296,8 @@ class DeliveryAuth:
         """
         if delivery.source == "webhook":
             secrets, header, variable = self.app_secrets, "app", APP_SECRETS_ENV
+        elif delivery.source == "media":
+            secrets, header, variable = self.media_secrets, "media", MEDIA_SECRETS_ENV
         else:
             secrets, header, variable = self.capture_secrets, "capture", CAPTURE_SECRETS_ENV
         if not secrets:
@@ -435,7 +448,7 @@ def _delivery_problem(
         if type(value) is not int or value < 0:
             return f"{name!r} must be a non-negative integer, got {value!r}"
     if source not in SOURCES:
-        return f"unknown source {source!r} (expected 'webhook' or 'outbound')"
+        return f"unknown source {source!r} (expected 'webhook', 'outbound' or 'media')"
     if not isinstance(headers, Mapping) or not all(
         isinstance(name, str) and isinstance(value, str) for name, value in headers.items()
     ):

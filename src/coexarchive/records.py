@@ -45,6 +45,7 @@ class Kind(StrEnum):
     HIT = "hit"  # a message that met a rule of a supervision policy (reviews chain)
     REVIEW = "review"  # a reviewer's assignment, decision or re-opening, or a scan (reviews chain)
     ERASURE = "erasure"  # a customer's data keys destroyed (erasures chain)
+    MEDIA = "media"  # the outcome of fetching a message's attachment (stored bytes or the cause)
 
 
 class Origin(StrEnum):

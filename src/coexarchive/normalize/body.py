@@ -33,6 +33,7 @@ from coexarchive.normalize.contacts import _preference, _state_sync
 from coexarchive.normalize.fast import _fast_status, _fast_text, _with_fast_path
 from coexarchive.normalize.history import _history_chunks
 from coexarchive.normalize.management import _MANAGEMENT, _unsupported
+from coexarchive.normalize.media import media_receipt_record
 from coexarchive.normalize.messages import _echo, _inbound, _status, _value_error
 from coexarchive.normalize.outbound import _outbound
 from coexarchive.webhooks._base import NumberText
@@ -69,15 +70,17 @@ def normalize_delivery(
     """Normalise one landed body; ``received_time`` is in ms since the epoch.
 
     ``source`` is the landing line's: ``"webhook"`` for Meta's POSTs, ``"outbound"`` for a captured
-    Cloud API send (``schemas/RAW_LANDING.md`` §4). ``auth`` holds the ``detail`` members that say
-    how the delivery was authenticated (``coexarchive.raw.DeliveryAuth.check``); every record of
-    the delivery carries them.
+    Cloud API send (``schemas/RAW_LANDING.md`` §4), ``"media"`` for a media fetch receipt (§4a).
+    ``auth`` holds the ``detail`` members that say how the delivery was authenticated
+    (``coexarchive.raw.DeliveryAuth.check``); every record of the delivery carries them.
     """
     sink = _Sink(raw_key, raw_line, received_time, auth or {})
     try:
         tree = _parse_body(body)
         if source == "outbound":
             sink.records.append(_outbound(tree, sink))
+        elif source == "media":
+            sink.records.append(media_receipt_record(tree, sink))
         elif source == "webhook":
             _walk_body(tree, sink)
         else:

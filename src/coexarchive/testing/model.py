@@ -14,6 +14,7 @@ Keys of :class:`ExpectedEvent` for events without a wamid (stable descriptions):
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import random
 from collections.abc import Sequence
@@ -23,6 +24,7 @@ from typing import Any
 
 from coexarchive.errors import ConfigError
 from coexarchive.testing.content import _INBOUND_TYPES, _PEOPLE
+from coexarchive.testing.graph import media_content
 
 DEFAULT_START = datetime(2026, 1, 5, tzinfo=UTC)
 DEMO_APP_SECRET = b"coexarchive-demo-app-secret"
@@ -185,10 +187,15 @@ class _SimulatorBase:
 
     def media(self, mime_type: str, **extra: Any) -> dict[str, Any]:
         self.media_counter += 1
+        media_id = str(1900000000000000 + self.media_counter)
+        # The draw is kept so that the rest of the simulation stays as it was; the hash is the
+        # real one of the bytes the local Graph server serves for this id.
+        self.rng.randbytes(32)
+        content = media_content(media_id, mime_type)
         media: dict[str, Any] = {
-            "id": str(1900000000000000 + self.media_counter),
+            "id": media_id,
             "mime_type": mime_type,
-            "sha256": base64.b64encode(self.rng.randbytes(32)).decode(),
+            "sha256": base64.b64encode(hashlib.sha256(content).digest()).decode(),
         }
         media.update(extra)
         return media

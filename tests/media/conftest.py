@@ -1,0 +1,5 @@
+"""Fixtures of the media tests (builders in ``support.media``)."""
+
+from support.media import make_fetcher
+
+__all__ = ["make_fetcher"]

@@ -1,0 +1,88 @@
+"""Builders for the media tests: references, a fetcher on the local Graph server, receipts."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+import pytest
+
+from coexarchive.media.fetch import FetchOptions, MediaFetcher
+from coexarchive.media.graph import GraphClient, GraphConfig
+from coexarchive.media.receipt import MediaRef
+from coexarchive.raw import decode_landing
+from coexarchive.retention import RetentionPolicy
+from coexarchive.store.memory import MemoryStore
+from coexarchive.testing.graph import GraphMediaServer
+
+RECEIPT_SECRET = b"media-receipt-secret"
+CHAIN = "900000000000001"
+POLICY = RetentionPolicy.parse("GOVERNANCE:1")
+
+
+def ref_for(
+    server: GraphMediaServer,
+    media_id: str,
+    *,
+    created_ms: int,
+    mime: str = "image/jpeg",
+    msg_type: str = "image",
+    size: int | None = None,
+    register: bool = True,
+    advertised: str | None = None,
+) -> MediaRef:
+    """A reference as ingest sealed it, to an attachment the server knows (webhook hash base64)."""
+    if register:
+        item = server.add(media_id, mime, created_ms=created_ms, size=size)
+        advertised = advertised or base64.b64encode(bytes.fromhex(item.sha256)).decode()
+    return MediaRef(
+        chain_id=CHAIN,
+        media_id=media_id,
+        record_id=hashlib.sha256(media_id.encode()).hexdigest()[:32],
+        wamid=f"wamid.{media_id}",
+        kind="message",
+        msg_type=msg_type,
+        mime_type=mime,
+        advertised_sha256=advertised,
+        captured_time=created_ms,
+    )
+
+
+@pytest.fixture
+def make_fetcher(graph_server: GraphMediaServer, graph_clock: Any) -> Callable[..., MediaFetcher]:
+    def make(
+        store: Any = None, raw_store: Any = None, *, token: str | None = None, **options: Any
+    ) -> MediaFetcher:
+        config = GraphConfig(
+            base_url=graph_server.base_url,
+            token=token or graph_server.token,
+            version=graph_server.version,
+        )
+        sleeps: list[float] = []
+        fetcher = MediaFetcher(
+            store if store is not None else MemoryStore(),
+            raw_store if raw_store is not None else MemoryStore(),
+            GraphClient(config),
+            policy=POLICY,
+            receipt_secret=RECEIPT_SECRET,
+            options=FetchOptions(**{"backoff_s": 0.001, "receipts_per_object": 1, **options}),
+            clock=graph_clock,
+            sleep=sleeps.append,
+        )
+        fetcher.sleeps = sleeps  # type: ignore[attr-defined]
+        return fetcher
+
+    return make
+
+
+def receipts(raw_store: MemoryStore) -> list[dict[str, Any]]:
+    """Every landed receipt body, parsed."""
+    found = []
+    for key in raw_store.list("raw/"):
+        for line in decode_landing(raw_store.get(key), key=key):
+            assert line.delivery is not None and line.delivery.source == "media"
+            found.append(orjson.loads(line.delivery.body))
+    return found
