@@ -65,6 +65,7 @@ AUDITOR_ENV: EnvVars = (
 AUTH_ENV: EnvVars = (
     ("COEXARCHIVE_APP_SECRETS", "Meta app secret(s), comma-separated for rotation"),
     ("COEXARCHIVE_OUTBOUND_TOKEN", "capture secret(s) that sign /outbound bodies"),
+    ("COEXARCHIVE_MEDIA_SECRETS", "secret(s) that sign media fetch receipts (`media fetch`)"),
 )
 RECEIVE_ENV: EnvVars = (
     *AUTH_ENV,
@@ -635,6 +636,9 @@ def _add_pipeline_commands(sub: Any) -> None:
     from coexarchive.search import cli as search_cli
 
     search_cli.register(sub, _add_archive_options, _settings)
+    from coexarchive.media import cli as media_cli
+
+    media_cli.register(sub, _add_archive_options, _settings)
     from coexarchive.supervision import cli as supervision_cli
 
     supervision_cli.register(sub, _add_archive_options, _settings)

@@ -43,6 +43,8 @@ __all__ = [
     "MediaItem",
     "library_from_landing",
     "media_content",
+    "serve_landing",
+    "simulation_end_ms",
 ]
 
 DEMO_GRAPH_TOKEN = "coexarchive-demo-graph-token"  # noqa: S105 (a published test value)
@@ -388,3 +390,17 @@ def _items(tree: Any) -> Iterator[dict[str, Any]]:
                     yield from (
                         m for m in (thread or {}).get("messages") or [] if isinstance(m, dict)
                     )
+
+
+def simulation_end_ms(start_ms: int, days: int) -> int:
+    """The moment a simulation's traffic ends plus an hour: "now" for its media fetch."""
+    return start_ms + days * DAY_MS + 3_600_000
+
+
+def serve_landing(
+    objects: Iterable[tuple[str, bytes]], *, clock: Callable[[], int], port: int = 0
+) -> GraphMediaServer:
+    """A started server holding every attachment the landed webhooks reference."""
+    server = GraphMediaServer(clock=clock, port=port).start()
+    server.add_all(library_from_landing(objects))
+    return server

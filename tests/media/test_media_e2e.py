@@ -1,0 +1,134 @@
+"""End to end on the real S3 server: simulated webhooks → ingest → media fetch → ingest.
+
+Every attachment the simulation sends is stored once under its hash and sealed as a ``media``
+record bound to its message, ids past Meta's 7 days are sealed as named gaps (the message itself
+untouched), and ``verify`` still passes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from coexarchive.commands import upload_raw
+from coexarchive.media.fetch import FetchOptions, MediaFetcher, pending_refs
+from coexarchive.media.graph import GraphClient, GraphConfig
+from coexarchive.raw import DeliveryAuth
+from coexarchive.retention import RetentionPolicy
+from coexarchive.segments import Manifest, list_manifests, read_segment
+from coexarchive.store.s3 import S3Store
+from coexarchive.testing import SimulationConfig, simulate
+from coexarchive.testing.graph import serve_landing, simulation_end_ms
+from coexarchive.verify import chains_in, verify_archive
+from pipelines.ingest import SealSpec, StoreSpec, run_pipeline
+from support.archive import signer, trust_for
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+POLICY = RetentionPolicy.parse("GOVERNANCE:1")
+CONFIG = SimulationConfig(seed=5, customers=4, days=2)
+RECEIPT_SECRET = b"e2e-media-secret"
+AUTH = DeliveryAuth((CONFIG.app_secret,), (CONFIG.app_secret,), media_secrets=(RECEIPT_SECRET,))
+
+
+@pytest.fixture
+def world(
+    s3_store: S3Store, seaweed: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> dict[str, Any]:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", seaweed.access_key)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", seaweed.secret_key)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    key_file = tmp_path / "signing.key"
+    signer().to_file(key_file)
+    return {
+        "store": s3_store,
+        "spec": StoreSpec(
+            s3_store.bucket, endpoint_url=seaweed.endpoint_url, region_name="us-east-1"
+        ),
+        "seal": SealSpec(str(key_file), "coexarchive.test", "GOVERNANCE:1"),
+    }
+
+
+def ingest(world: dict[str, Any], keys: list[str]) -> Any:
+    return run_pipeline(
+        sorted(keys),
+        world["spec"],
+        world["seal"],
+        PipelineOptions(["--runner=FnApiRunner"]),
+        auth=AUTH,
+    )
+
+
+def rows(store: S3Store) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = []
+    for chain in chains_in(store):
+        for key in list_manifests(store, chain):
+            manifest = Manifest.from_bytes(store.get(key))
+            found += read_segment(store.get(manifest.segment.key)).to_pylist()
+    return found
+
+
+def fetch(store: S3Store, server: Any, clock: Any) -> Any:
+    config = GraphConfig(base_url=server.base_url, token=server.token, version=server.version)
+    fetcher = MediaFetcher(
+        store, store, GraphClient(config), policy=POLICY, receipt_secret=RECEIPT_SECRET,
+        options=FetchOptions(backoff_s=0.001), clock=clock,
+    )  # fmt: skip
+    return fetcher.run(pending_refs(store, store))
+
+
+def test_attachments_are_fetched_stored_once_and_sealed_as_media_records(
+    world: dict[str, Any],
+) -> None:
+    store: S3Store = world["store"]
+    sim = simulate(CONFIG)
+    upload_raw(store, sim.objects, policy=POLICY)
+    ingest(world, [k for k, _ in sim.objects])
+    before = rows(store)
+    messages = {r["record_id"]: r for r in before if r["media_id"] and r["kind"] != "media"}
+    assert len(messages) >= 5
+
+    now = simulation_end_ms(int(CONFIG.start.timestamp() * 1000), CONFIG.days)
+    server = serve_landing(sim.objects, clock=lambda: now)
+    try:
+        # Graph no longer knows one id: it must become a named gap, nothing else lost (the
+        # fetch's own expiry rule, from the archive's capture time, is in test_fetch.py).
+        expired = next(iter(messages.values()))["media_id"]
+        server._state.items[expired].created_ms = now - 8 * 86_400_000
+        summary = fetch(store, server, lambda: now)
+        assert summary.failed == {"not_found": 1}
+        receipts = summary.receipt_objects
+        sealed = ingest(world, receipts)
+        assert sealed.quarantined == 0
+        # A second pass finds nothing left to fetch, and a re-ingest seals nothing twice.
+        assert pending_refs(store, store) == []
+        assert ingest(world, receipts).sealed == 0
+    finally:
+        server.stop()
+
+    after = rows(store)
+    media = [r for r in after if r["kind"] == "media"]
+    assert len(media) == len({(m["chain_id"], m["media_id"]) for m in messages.values()})
+    assert {m["ref_record_id"] for m in media} == set(messages)
+    gap = next(m for m in media if m["media_id"] == expired)
+    assert gap["status"] == "failed" and gap["flags"] == ["media_gap"]
+    assert orjson.loads(gap["detail"])["raw"]["cause"] == "not_found"
+    # The message that lost its attachment is still there, unchanged.
+    assert [r for r in after if r["record_id"] == gap["ref_record_id"]] == [
+        r for r in before if r["record_id"] == gap["ref_record_id"]
+    ]
+    for record in media:
+        if record["status"] != "stored":
+            continue
+        raw = orjson.loads(record["detail"])["raw"]
+        data = store.get(raw["object_key"])
+        assert hashlib.sha256(data).hexdigest() == raw["sha256"] and len(data) == raw["size"]
+        assert store.info(raw["object_key"]).retention is not None
+    verify_archive(store, trust_for(signer()))
+    assert os.environ.get("COEXARCHIVE_GRAPH_TOKEN") is None  # nothing leaked into the env
