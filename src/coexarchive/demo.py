@@ -86,6 +86,7 @@ class DemoPaths:
             # What the simulation signs with, so that ingest and redrive work here too.
             "COEXARCHIVE_APP_SECRETS": demo_secret,
             "COEXARCHIVE_OUTBOUND_TOKEN": demo_secret,
+            "COEXARCHIVE_MEDIA_SECRETS": demo_secret,
         }
 
 
@@ -205,10 +206,18 @@ def _run_demo_anchored(
     step("running the ingest pipeline (Apache Beam, FnApiRunner)")
     from pipelines.ingest import run
 
-    # The simulated traffic is signed with the demo app secret, captures included.
-    demo_auth = DeliveryAuth((config.app_secret,), (config.app_secret,))
+    # The simulated traffic is signed with the demo app secret, captures and receipts included.
+    secret = config.app_secret
+    demo_auth = DeliveryAuth((secret,), (secret,), media_secrets=(secret,))
     summary = run(ingest_argv(settings, prefix="raw/", workers=args.workers), auth=demo_auth)
     print("\n".join("  " + line for line in summary.lines()))
+    step("fetching the attachments from a local Graph API media server")
+    receipts = _fetch_media(store, settings, sim.objects, config, secret)
+    if receipts:
+        step("sealing the fetch receipts as media records")
+        prefix = os.path.commonprefix(receipts)  # noqa: RUF071 (a key prefix, not a path)
+        again = run(ingest_argv(settings, prefix=prefix, workers=1), auth=demo_auth)
+        print(f"  {again.sealed:,} media records sealed")
     step(
         f"anchoring the newest archive head: RFC 3161 timestamp ({anchors.tsa.name}, openssl ts "
         f"on {anchors.tsa.url}) and witness cosignature ({anchors.witness.key.name})"
@@ -335,6 +344,38 @@ class DemoAnchors:
     def stop(self) -> None:
         self.tsa.stop()
         self.witness.stop()
+
+
+def _fetch_media(
+    store: ObjectStore,
+    settings: Settings,
+    objects: list[tuple[str, bytes]],
+    config: Any,
+    secret: bytes,
+) -> list[str]:
+    """Fetch every attachment from a local Graph server on the simulation's clock; the receipt
+    objects landed. Ids older than Meta's 7 days at the end of the week become named gaps."""
+    from coexarchive.media.fetch import MediaFetcher, pending_refs
+    from coexarchive.media.graph import GraphClient, GraphConfig
+    from coexarchive.testing.graph import serve_landing, simulation_end_ms
+
+    now = simulation_end_ms(int(config.start.timestamp() * 1000), config.days)
+    graph = serve_landing(objects, clock=lambda: now)
+    try:
+        client = GraphClient(GraphConfig(graph.base_url, graph.token, graph.version))
+        fetcher = MediaFetcher(
+            store,
+            store,
+            client,
+            policy=settings.policy(),
+            receipt_secret=secret,
+            clock=lambda: now,
+        )
+        summary = fetcher.run(pending_refs(store, store))
+    finally:
+        graph.stop()
+    print("\n".join("  " + line for line in summary.lines()))
+    return summary.receipt_objects
 
 
 def busiest_customer(store: ObjectStore, chain_id: str) -> str | None:
