@@ -19,6 +19,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from coexarchive.commands import upload_raw
 from coexarchive.media.fetch import FetchOptions, MediaFetcher, pending_refs
 from coexarchive.media.graph import GraphClient, GraphConfig
+from coexarchive.normalize._base import follow_up_record_id
 from coexarchive.raw import DeliveryAuth
 from coexarchive.retention import RetentionPolicy
 from coexarchive.segments import Manifest, list_manifests, read_segment
@@ -99,7 +100,7 @@ def test_attachments_are_fetched_stored_once_and_sealed_as_media_records(
     try:
         # Graph no longer knows one id: it must become a named gap, nothing else lost (the
         # fetch's own expiry rule, from the archive's capture time, is in test_fetch.py).
-        expired = next(iter(messages.values()))["media_id"]
+        expired = next(m for m in messages.values() if m["kind"] == "message")["media_id"]
         server._state.items[expired].created_ms = now - 8 * 86_400_000
         summary = fetch(store, server, lambda: now)
         assert summary.failed == {"not_found": 1}
@@ -130,5 +131,16 @@ def test_attachments_are_fetched_stored_once_and_sealed_as_media_records(
         data = store.get(raw["object_key"])
         assert hashlib.sha256(data).hexdigest() == raw["sha256"] and len(data) == raw["size"]
         assert store.info(raw["object_key"]).retention is not None
+    # The history follow-up is sealed beside its placeholder (never rewritten) and fetched.
+    (follow_up,) = [
+        r
+        for r in after
+        if r["wamid"] and r["record_id"] == follow_up_record_id(r["chain_id"], r["wamid"])
+    ]
+    (placeholder,) = [r for r in after if r["record_id"] == follow_up["ref_record_id"]]
+    assert placeholder["msg_type"] == "media_placeholder" and placeholder["media_id"] is None
+    assert (follow_up["msg_type"], follow_up["text"]) == ("image", "Comprovante")
+    (completed,) = [m for m in media if m["ref_record_id"] == follow_up["record_id"]]
+    assert completed["status"] == "stored" and completed["wamid"] == placeholder["wamid"]
     verify_archive(store, trust_for(signer()))
     assert os.environ.get("COEXARCHIVE_GRAPH_TOKEN") is None  # nothing leaked into the env

@@ -360,11 +360,27 @@ def test_history_media_follow_up_is_not_a_live_message() -> None:
         "outbound",
     )
     assert echo.media_id == "1900000000000777"
-    # Same wamid as the placeholder of history_chunk: the same record id.
+    # Same wamid as the placeholder of history_chunk: a record of its own, bound to the
+    # placeholder's, so that dedup keeps both and the placeholder is never rewritten.
     placeholder = records("history_chunk")[2]
-    assert echo.record_id == placeholder.record_id
+    assert echo.wamid == placeholder.wamid and echo.record_id != placeholder.record_id
+    assert echo.ref_record_id == placeholder.record_id
+    assert echo.record_id == stable_id("history_media_followup", echo.chain_id, echo.wamid)
     assert (message.kind, message.direction) == ("history_message", "inbound")
     assert detail(message)["history_media_followup"] is True
+    assert message.ref_record_id == stable_id("message", message.chain_id, message.wamid)
+
+
+def test_history_follow_up_and_its_placeholder_are_both_sealed() -> None:
+    from coexarchive.dedup import DedupIndex
+    from coexarchive.store.memory import MemoryStore
+
+    placeholder = records("history_chunk")[2]
+    follow_up = records("history_media_followup")[0]
+    index = DedupIndex(MemoryStore(), placeholder.chain_id, committed_size=0)
+    result = index.classify([placeholder, follow_up])
+    assert {r.record_id for r in result.new} == {placeholder.record_id, follow_up.record_id}
+    assert result.duplicates == 0
 
 
 @pytest.mark.parametrize("name", ["history_declined", "history_declined_bare_value"])

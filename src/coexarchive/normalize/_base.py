@@ -11,7 +11,7 @@ from typing import Any, Final
 import orjson
 from pydantic import ValidationError
 
-from coexarchive.records import Direction, Kind, Origin, Record, RecordId
+from coexarchive.records import Direction, Kind, Origin, Record, RecordId, stable_id
 from coexarchive.webhooks._base import NumberText
 from coexarchive.webhooks.envelope import WebhookError
 
@@ -310,6 +310,14 @@ def _phone(number: str | None) -> str | None:
 
 def _digest(obj: Any) -> str:
     return hashlib.sha256(orjson.dumps(obj, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+FOLLOW_UP: Final = "history_media_followup"
+
+
+def follow_up_record_id(chain_id: str, wamid: str) -> str:
+    """Identity of a history media follow-up: its own, beside its placeholder's message id."""
+    return stable_id(FOLLOW_UP, chain_id, wamid)
 
 
 def message_record_id(chain_id: str, wamid: str) -> str:

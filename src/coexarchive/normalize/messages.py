@@ -7,12 +7,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from coexarchive.normalize._base import (
+    FOLLOW_UP,
     _Change,
     _digest,
     _first_error,
     _phone,
     _Rejected,
     _seconds,
+    follow_up_record_id,
     message_record_id,
 )
 from coexarchive.records import Direction, Kind, Origin, Record, stable_id
@@ -198,14 +200,19 @@ def _message_record(
 ) -> Record:
     """What every message-like record shares once its content is known (both parse paths)."""
     kind = _kind_of(content.msg_type, default_kind)
-    if wamid is not None:
+    ref_record_id = None
+    if wamid is not None and extra.get(FOLLOW_UP) and kind == Kind.HISTORY_MESSAGE:
+        # A history media follow-up completes its placeholder (same wamid) and never rewrites
+        # it: an identity of its own, bound to the placeholder's by ``ref_record_id``.
+        record_id = follow_up_record_id(change.chain_id, wamid)
+        ref_record_id = message_record_id(change.chain_id, wamid)
+    elif wamid is not None:
         record_id = message_record_id(change.chain_id, wamid)
     elif kind in (Kind.MESSAGE_EDIT, Kind.MESSAGE_REVOKE) and content.context_wamid is not None:
         # No own wamid: the edit is identified by what it edits and when.
         record_id = stable_id(kind.value, change.chain_id, content.context_wamid, seconds)
     else:
         raise _Rejected("id missing")
-    ref_record_id = None
     if content.context_wamid is not None and (
         kind in (Kind.MESSAGE_EDIT, Kind.MESSAGE_REVOKE) or content.msg_type == "reaction"
     ):
@@ -246,7 +253,7 @@ def _message_record(
 def _inbound(change: _Change, *, history: bool) -> Callable[[Any, str], Record]:
     def handle(raw: dict[str, Any], path: str) -> Record:
         msg = Message.model_validate(raw)
-        extra: dict[str, Any] = {"history_media_followup": True} if history else {}
+        extra: dict[str, Any] = {FOLLOW_UP: True} if history else {}
         system = msg.type == "system"
         return _message_like(
             change,
@@ -270,7 +277,7 @@ def _inbound(change: _Change, *, history: bool) -> Callable[[Any, str], Record]:
 def _echo(change: _Change, *, history: bool) -> Callable[[Any, str], Record]:
     def handle(raw: dict[str, Any], path: str) -> Record:
         echo = MessageEcho.model_validate(raw)
-        extra: dict[str, Any] = {"history_media_followup": True} if history else {}
+        extra: dict[str, Any] = {FOLLOW_UP: True} if history else {}
         wa_id = _phone(echo.to)
         if echo.to is not None and wa_id != echo.to:
             extra["to_as_sent"] = echo.to

@@ -53,6 +53,10 @@ class SimulationConfig:
     include_history: bool = True
 
 
+# The key of a history media follow-up's expected event: its wamid is its placeholder's.
+FOLLOW_UP_SUFFIX = ":media_followup"
+
+
 @dataclass(frozen=True)
 class ExpectedEvent:
     """One distinct event the archive must hold exactly once."""

@@ -14,6 +14,7 @@ from coexarchive.testing.content import (
 from coexarchive.testing.live import _LiveTraffic
 from coexarchive.testing.model import (
     DAY,
+    FOLLOW_UP_SUFFIX,
     ExpectedEvent,
     _Customer,
     _Delivery,
@@ -338,6 +339,10 @@ class _Simulator(_LiveTraffic):
         sent = self.start + 3 * 3600
         body = _envelope(self.config.waba_id, [("history", value)], ensure_ascii=True)
         self.special.append(_Delivery(sent, sent * 1000 + 450, "webhook", body, []))
+        # Sealed beside its placeholder (same wamid, an identity of its own).
+        self.add_expected(
+            ExpectedEvent(Kind.HISTORY_MESSAGE, self.chain, f"{wamid}{FOLLOW_UP_SUFFIX}")
+        )
 
     def _declined(self) -> None:
         """A second onboarded number whose business turned history sharing off (2593109)."""
