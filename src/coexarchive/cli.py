@@ -223,6 +223,12 @@ def cmd_verify(args: argparse.Namespace) -> int:
         progress.total = sum(
             _manifest_records(store, chain) for chain in (chains or _all_chains(store))
         ) or count_segments(store, chains)
+    from coexarchive.verify.media import MediaCheck
+
+    try:
+        media = MediaCheck.parse(args.media)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     from coexarchive.export.holds import held_keys
 
     job = _verify_job(args, settings, trust)
@@ -248,6 +254,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
             witnesses=settings.witness_policy(),
             ask_witnesses=not args.offline,
             job=job,
+            media=media,
         )
     except ArchiveVerificationError as exc:
         report = exc.report
@@ -312,6 +319,7 @@ def _print_report(report: object) -> None:
             f"chain {chain.chain_id}: {chain.records} records in {chain.segments} segments, "
             f"{chain.records_checked} rows re-hashed, {chain.checkpoints} checkpoints verified, "
             f"tree size {chain.tree_size}, root {chain.root_hash}"
+            + (f", {chain.media_checked} attachments re-hashed" if chain.media_checked else "")
         )
         for warning in chain.warnings:
             print(f"  warning: {warning}")
@@ -472,7 +480,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="verify the whole archive (or one chain) end to end",
         description="Re-hash every row, link the hash chains, rebuild each Merkle root, check "
         "every checkpoint signature against the trust file, look for forks and truncation, and "
-        "check Object Lock retention on every object. Exit 0 only when everything holds.",
+        "check Object Lock retention on every object, and re-hash every stored attachment "
+        "against the size and SHA-256 its sealed media record states (naming any that is "
+        "missing or altered). Exit 0 only when everything holds.",
         epilog="Pin a head: keep a copy of the archive head (`coexarchive head`) or of a chain's "
         "checkpoint somewhere the writer cannot reach (another account, a witness, paper) and "
         "pass it with --expect-head; verify then proves the archive was not cut short or forked "
@@ -531,6 +541,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--verify-output",
         help="with --runner: where the job's workers leave their results for this process "
         "(default: a local temporary directory; on a cluster a gs:// or s3:// prefix)",
+    )
+    verify.add_argument(
+        "--media",
+        default="all",
+        metavar="all|none|sample=N",
+        help="stored attachments to re-hash: all, none, or N per chain chosen at random "
+        "(default: all)",
     )
     verify.add_argument("--json", action="store_true", help="print a JSON report")
     verify.add_argument("beam", nargs="*", help=argparse.SUPPRESS)

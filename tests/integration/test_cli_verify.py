@@ -40,7 +40,8 @@ def test_clean_archive_exits_zero_with_a_json_report(
     assert report["ok"] is True
     assert report["chains"][0]["records_checked"] == 20
     steps = report["steps"]
-    assert steps[0] == "manifests" and steps[-2:] == ["tail", "archive-head"] and len(steps) == 11
+    assert steps[0] == "manifests" and steps[-3:] == ["tail", "archive-head", "media"]
+    assert len(steps) == 12
     assert report["archive_head"]["seq"] == 1 and report["archive_head"]["chains"] == 1
 
 

@@ -26,7 +26,7 @@ from coexarchive.segments import Manifest, list_manifests, read_segment
 from coexarchive.store.s3 import S3Store
 from coexarchive.testing import SimulationConfig, simulate
 from coexarchive.testing.graph import serve_landing, simulation_end_ms
-from coexarchive.verify import chains_in, verify_archive
+from coexarchive.verify import ArchiveVerificationError, chains_in, verify_archive
 from pipelines.ingest import SealSpec, StoreSpec, run_pipeline
 from support.archive import signer, trust_for
 
@@ -142,5 +142,15 @@ def test_attachments_are_fetched_stored_once_and_sealed_as_media_records(
     assert (follow_up["msg_type"], follow_up["text"]) == ("image", "Comprovante")
     (completed,) = [m for m in media if m["ref_record_id"] == follow_up["record_id"]]
     assert completed["status"] == "stored" and completed["wamid"] == placeholder["wamid"]
-    verify_archive(store, trust_for(signer()))
+    report = verify_archive(store, trust_for(signer()))
+    assert sum(chain.media_checked for chain in report.chains) == len(
+        {orjson.loads(m["detail"])["raw"]["object_key"] for m in media if m["status"] == "stored"}
+    )
+
+    # A storage-level attacker puts new bytes on top of a locked attachment: verify names it.
+    victim = orjson.loads(completed["detail"])["raw"]["object_key"]
+    store.client.put_object(Bucket=store.bucket, Key=victim, Body=b"forged receipt photo")
+    with pytest.raises(ArchiveVerificationError) as caught:
+        verify_archive(store, trust_for(signer()))
+    assert {(f.step, f.key) for f in caught.value.report.failures} == {("media", victim)}
     assert os.environ.get("COEXARCHIVE_GRAPH_TOKEN") is None  # nothing leaked into the env

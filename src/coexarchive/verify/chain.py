@@ -28,6 +28,7 @@ from coexarchive.segments import (
 )
 from coexarchive.store import layout
 from coexarchive.store.base import ObjectStore, sha256_hex
+from coexarchive.verify.media import MediaRow
 from coexarchive.verify.report import ChainReport, Head, Report
 from coexarchive.verify.segment import SegmentOutcome, check_segment
 from coexarchive.verify.tail import check_tail
@@ -79,6 +80,8 @@ class ChainVerifier:
         self.boundary_roots: dict[int, bytes] = {}
         self.digests: dict[str, str] = {}  # manifest key → SHA-256 of its bytes
         self.signed_sizes: set[int] = set()  # sizes whose checkpoint verified and matched
+        self.media: list[MediaRow] = []  # the verified segments' media records, for step 12
+        self.manifests: list[Manifest] = []
 
     def fail(self, step: str, message: str, key: str | None = None, seq: int | None = None) -> None:
         self.report.failures.append(Failure(step, message, self.chain_id, key, seq))
@@ -95,6 +98,7 @@ class ChainVerifier:
     ) -> None:
         """Every step for this chain; with ``checked``, steps 2-5 as workers did them, by key."""
         manifests = self._manifests()
+        self.manifests = manifests
         states = self._link(manifests)
         if checked is None:
             self._segments(manifests, states, executor, on_segment)
@@ -320,6 +324,7 @@ class ChainVerifier:
         self.report.failures.extend(outcome.failures)
         self.chain.records_checked += outcome.rows
         self.head_roots.update(outcome.head_roots)
+        self.media.extend(outcome.media)
         if on_segment:
             on_segment(manifest.record_count)
 

@@ -25,6 +25,7 @@ STEPS = (
     "retention",
     "tail",
     "archive-head",
+    "media",
 )
 # Checks of the outside anchors, run (and listed) only when a TSA file or witness file is given.
 ANCHOR_STEPS = ("timestamp", "witness")
@@ -40,6 +41,7 @@ class ChainReport:
     root_hash: str = ""
     checkpoints: int = 0
     objects_checked: int = 0
+    media_checked: int = 0  # stored attachments re-hashed (step 12)
     warnings: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
@@ -20,6 +20,7 @@ from coexarchive.errors import Failure, FormatError
 from coexarchive.findings import findings_of_table
 from coexarchive.seal.chain import chain_step, recompute_leaf_hashes
 from coexarchive.segments import INDEX_FORMAT, ChainState, Manifest, read_segment
+from coexarchive.verify.media import MediaRow, media_rows
 
 _sha256 = hashlib.sha256
 _INDEX_HEADER = (INDEX_FORMAT + "\n").encode()
@@ -31,6 +32,8 @@ class SegmentOutcome:
     rows: int
     # Root of the tree at each pinned-head size that falls inside this segment.
     head_roots: dict[int, bytes]
+    # The segment's ``media`` records, for step 12 (the attachments they name).
+    media: list[MediaRow] = field(default_factory=list)
 
 
 def check_segment(
@@ -165,7 +168,8 @@ def check_segment(
             head_roots[pending.pop(0)] = frontier.root()
     if frontier.root() != manifest.root_hash or tuple(frontier.hashes) != manifest.frontier:
         fail("merkle", "segment leaves do not produce the manifest's Merkle root")
-    return SegmentOutcome(failures, rows, head_roots)
+    media = media_rows(table) if not manifest.kinds or manifest.kinds.get("media") else []
+    return SegmentOutcome(failures, rows, head_roots, media)
 
 
 def _kind_counts(table: pa.Table) -> dict[str, int]:

@@ -1,0 +1,125 @@
+"""``verify`` step 12: stored attachments match their sealed media records; tampering is named."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import pytest
+
+from coexarchive.archive_head import write_head_after
+from coexarchive.media.receipt import MediaRef
+from coexarchive.normalize import normalize_delivery
+from coexarchive.raw import decode_landing
+from coexarchive.records import Record
+from coexarchive.segments import ChainWriter
+from coexarchive.store.memory import MemoryStore
+from coexarchive.testing.graph import GraphMediaServer
+from coexarchive.verify import ArchiveVerificationError, verify_archive
+from coexarchive.verify.media import MediaCheck
+from support.archive import ARCHIVE, make_records, short_policy, signer, trust_for
+from support.media import CHAIN, ref_for
+
+pytestmark = pytest.mark.integration
+
+
+def seal(store: MemoryStore, records: list[Record]) -> None:
+    writer = ChainWriter(store, CHAIN, signer=signer(), archive_name=ARCHIVE, policy=short_policy())
+    results = writer.append(records)
+    write_head_after(store, [r.manifest for r in results], signer=signer(), archive_name=ARCHIVE)
+
+
+def media_records(raw: MemoryStore) -> list[Record]:
+    found = []
+    for key in raw.list("raw/"):
+        for line in decode_landing(raw.get(key), key=key):
+            assert line.delivery is not None
+            result = normalize_delivery(
+                line.delivery.body, raw_key=key, raw_line=line.line, received_time=1, source="media"
+            )
+            found += result.records
+    return found
+
+
+@pytest.fixture
+def archive(graph_server: GraphMediaServer, graph_clock: Any, make_fetcher: Any) -> dict[str, Any]:
+    """Three messages with attachments sealed, fetched, and their media records sealed."""
+    store, raw = MemoryStore(), MemoryStore()
+    messages = make_records(CHAIN, 3)
+    refs: list[MediaRef] = []
+    for i, message in enumerate(messages):
+        ref = ref_for(graph_server, f"m{i}", created_ms=graph_clock())
+        refs.append(dataclasses.replace(ref, record_id=message.record_id, wamid=message.wamid))
+    seal(store, messages)
+    make_fetcher(store, raw).run(refs)
+    media = media_records(raw)
+    seal(store, media)
+    keys = sorted({r.detail.split('"object_key":"')[1].split('"')[0] for r in media})
+    return {"store": store, "keys": keys}
+
+
+def test_untouched_archive_verifies_every_attachment(archive: dict[str, Any]) -> None:
+    report = verify_archive(archive["store"], trust_for(signer()))
+    assert report.chains[0].media_checked == 3
+
+
+def test_altered_attachment_is_named(archive: dict[str, Any]) -> None:
+    store, key = archive["store"], archive["keys"][1]
+    data = store.unsafe_objects[key]
+    store.unsafe_objects[key] = data[:-1] + bytes([data[-1] ^ 1])
+    with pytest.raises(ArchiveVerificationError) as caught:
+        verify_archive(store, trust_for(signer()))
+    (failure,) = caught.value.report.failures
+    assert failure.step == "media" and failure.key == key and "altered" in failure.message
+
+
+def test_truncated_attachment_is_named(archive: dict[str, Any]) -> None:
+    store, key = archive["store"], archive["keys"][0]
+    store.unsafe_objects[key] = store.unsafe_objects[key][:100]
+    with pytest.raises(ArchiveVerificationError) as caught:
+        verify_archive(store, trust_for(signer()))
+    assert [(f.step, f.key) for f in caught.value.report.failures] == [("media", key)]
+
+
+def test_missing_attachment_is_named(archive: dict[str, Any]) -> None:
+    store, key = archive["store"], archive["keys"][2]
+    store.unsafe_delete(key)
+    with pytest.raises(ArchiveVerificationError) as caught:
+        verify_archive(store, trust_for(signer()))
+    (failure,) = caught.value.report.failures
+    assert failure.key == key and "missing" in failure.message
+
+
+def test_sample_checks_that_many_and_none_checks_nothing(archive: dict[str, Any]) -> None:
+    store = archive["store"]
+    store.unsafe_delete(archive["keys"][0])
+    with pytest.raises(ArchiveVerificationError):
+        verify_archive(store, trust_for(signer()), media=MediaCheck(sample=3))
+    skipped = verify_archive(store, trust_for(signer()), media=None)
+    assert skipped.chains[0].media_checked == 0
+
+
+def test_media_record_for_a_message_the_chain_does_not_hold_is_refused(
+    graph_server: GraphMediaServer, graph_clock: Any, make_fetcher: Any
+) -> None:
+    store, raw = MemoryStore(), MemoryStore()
+    seal(store, make_records(CHAIN, 1))
+    orphan = ref_for(graph_server, "m9", created_ms=graph_clock())  # names no sealed record
+    make_fetcher(store, raw).run([orphan])
+    seal(store, media_records(raw))
+    with pytest.raises(ArchiveVerificationError) as caught:
+        verify_archive(store, trust_for(signer()))
+    (failure,) = caught.value.report.failures
+    assert "does not hold" in failure.message and orphan.record_id in failure.message
+
+
+@pytest.mark.parametrize("text", ["some", "sample=0", "sample=x", "sample=-1", ""])
+def test_bad_media_option_is_refused(text: str) -> None:
+    with pytest.raises(ValueError, match="--media takes"):
+        MediaCheck.parse(text)
+
+
+def test_media_option_values() -> None:
+    assert MediaCheck.parse("all") == MediaCheck()
+    assert MediaCheck.parse("none") is None
+    assert MediaCheck.parse("sample=5") == MediaCheck(sample=5)
