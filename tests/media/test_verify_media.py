@@ -2,60 +2,23 @@
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 import pytest
 
-from coexarchive.archive_head import write_head_after
-from coexarchive.media.receipt import MediaRef
-from coexarchive.normalize import normalize_delivery
-from coexarchive.raw import decode_landing
-from coexarchive.records import Record
-from coexarchive.segments import ChainWriter
 from coexarchive.store.memory import MemoryStore
 from coexarchive.testing.graph import GraphMediaServer
 from coexarchive.verify import ArchiveVerificationError, verify_archive
 from coexarchive.verify.media import MediaCheck
-from support.archive import ARCHIVE, make_records, short_policy, signer, trust_for
-from support.media import CHAIN, ref_for
+from support.archive import make_records, signer, trust_for
+from support.media import CHAIN, media_records, ref_for, seal
 
 pytestmark = pytest.mark.integration
 
 
-def seal(store: MemoryStore, records: list[Record]) -> None:
-    writer = ChainWriter(store, CHAIN, signer=signer(), archive_name=ARCHIVE, policy=short_policy())
-    results = writer.append(records)
-    write_head_after(store, [r.manifest for r in results], signer=signer(), archive_name=ARCHIVE)
-
-
-def media_records(raw: MemoryStore) -> list[Record]:
-    found = []
-    for key in raw.list("raw/"):
-        for line in decode_landing(raw.get(key), key=key):
-            assert line.delivery is not None
-            result = normalize_delivery(
-                line.delivery.body, raw_key=key, raw_line=line.line, received_time=1, source="media"
-            )
-            found += result.records
-    return found
-
-
 @pytest.fixture
-def archive(graph_server: GraphMediaServer, graph_clock: Any, make_fetcher: Any) -> dict[str, Any]:
-    """Three messages with attachments sealed, fetched, and their media records sealed."""
-    store, raw = MemoryStore(), MemoryStore()
-    messages = make_records(CHAIN, 3)
-    refs: list[MediaRef] = []
-    for i, message in enumerate(messages):
-        ref = ref_for(graph_server, f"m{i}", created_ms=graph_clock())
-        refs.append(dataclasses.replace(ref, record_id=message.record_id, wamid=message.wamid))
-    seal(store, messages)
-    make_fetcher(store, raw).run(refs)
-    media = media_records(raw)
-    seal(store, media)
-    keys = sorted({r.detail.split('"object_key":"')[1].split('"')[0] for r in media})
-    return {"store": store, "keys": keys}
+def archive(media_archive: dict[str, Any]) -> dict[str, Any]:
+    return media_archive
 
 
 def test_untouched_archive_verifies_every_attachment(archive: dict[str, Any]) -> None:

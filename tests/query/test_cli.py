@@ -95,7 +95,7 @@ def test_report_formats_for_filing(
 def test_report_list_explains_each_report(capsys: pytest.CaptureFixture[str]) -> None:
     assert run("report", "--list") == 0
     lines = capsys.readouterr().out.splitlines()
-    assert len(lines) == 11 and lines[0].startswith("transcript ")
+    assert len(lines) == 12 and lines[0].startswith("transcript ")
 
 
 def test_a_new_object_version_over_a_segment_fails_verify_and_shows_nothing(

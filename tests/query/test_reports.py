@@ -169,7 +169,7 @@ def test_access_report_shows_who_ran_what() -> None:
 
 
 def test_every_report_is_listed_with_one_line() -> None:
-    assert len(REPORTS) == 11
+    assert len(REPORTS) == 12
     for report in REPORTS.values():
         assert report.summary and "\n" not in report.summary
 

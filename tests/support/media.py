@@ -86,3 +86,56 @@ def receipts(raw_store: MemoryStore) -> list[dict[str, Any]]:
             assert line.delivery is not None and line.delivery.source == "media"
             found.append(orjson.loads(line.delivery.body))
     return found
+
+
+def seal(store: Any, records: list[Any]) -> None:
+    """Seal ``records`` into chain :data:`CHAIN` as one commit (with its archive head)."""
+    from coexarchive.archive_head import write_head_after
+    from coexarchive.segments import ChainWriter
+    from support.archive import ARCHIVE, short_policy, signer
+
+    writer = ChainWriter(store, CHAIN, signer=signer(), archive_name=ARCHIVE, policy=short_policy())
+    results = writer.append(records)
+    write_head_after(store, [r.manifest for r in results], signer=signer(), archive_name=ARCHIVE)
+
+
+def media_records(raw: MemoryStore) -> list[Any]:
+    """The media records ingest makes of every receipt landed in ``raw``."""
+    from coexarchive.normalize import normalize_delivery
+
+    found = []
+    for key in raw.list("raw/"):
+        for line in decode_landing(raw.get(key), key=key):
+            assert line.delivery is not None
+            result = normalize_delivery(
+                line.delivery.body, raw_key=key, raw_line=line.line, received_time=1, source="media"
+            )
+            found += result.records
+    return found
+
+
+@pytest.fixture
+def media_archive(
+    graph_server: GraphMediaServer, graph_clock: Any, make_fetcher: Any
+) -> dict[str, Any]:
+    """Three messages with attachments sealed, fetched, and their media records sealed; a fourth
+    whose attachment Graph no longer has (a sealed gap) and a fifth never fetched."""
+    import dataclasses
+
+    from support.archive import make_records
+
+    store, raw = MemoryStore(), MemoryStore()
+    messages = [dataclasses.replace(m, media_id=f"m{i}", msg_type="image")
+                for i, m in enumerate(make_records(CHAIN, 5))]  # fmt: skip
+    refs = []
+    for i, message in enumerate(messages[:4]):
+        ref = ref_for(graph_server, f"m{i}", created_ms=graph_clock(), register=i < 3)
+        refs.append(dataclasses.replace(ref, record_id=message.record_id, wamid=message.wamid))
+    seal(store, messages)
+    make_fetcher(store, raw).run(refs)
+    media = media_records(raw)
+    seal(store, media)
+    keys = sorted(
+        {orjson.loads(r.detail)["raw"]["object_key"] for r in media if r.status == "stored"}
+    )
+    return {"store": store, "keys": keys, "messages": messages, "media": media}

@@ -57,6 +57,25 @@ DERIVED: dict[str, Callable[[Row], Any]] = {
         for name in ("who", "report", "sql", "params", "rows", "result_sha256")
     },
 }
+
+
+def _receipt(name: str) -> Callable[[Row], Any]:
+    def get(row: Row) -> Any:
+        try:
+            return orjson.loads(row["detail"]).get("raw", {}).get(name)
+        except (orjson.JSONDecodeError, AttributeError):
+            return None
+
+    return get
+
+
+# The media view's receipt columns (``detail.raw`` of a media record).
+DERIVED.update(
+    {
+        name: _of_kind("media", _receipt(name))
+        for name in ("cause", "mime_type", "size", "sha256", "object_key")
+    }
+)
 # ``flags`` unnests a record's flags: each row's ``flag`` must be one of the sealed flags.
 MEMBER_OF = {"flag": "flags"}
 
@@ -102,6 +121,16 @@ JOINS: tuple[Join, ...] = (
         lambda row, joined: (
             joined["kind"] == "consent_event" and joined["customer_id"] == row["customer_id"]
         ),
+    ),
+    # The media view: the message a media record completes (its ref_record_id).
+    Join(
+        "message_seq",
+        {
+            "message_kind": "kind",
+            "message_time": "event_time",
+            "caption": "text",
+        },
+        lambda row, joined: joined["record_id"] == row["ref_record_id"],
     ),
     # Current flags: those of the row's latest assessment (which names the row), else its own.
     Join(

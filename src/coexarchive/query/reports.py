@@ -17,6 +17,8 @@ from typing import Any
 from coexarchive.errors import ConfigError
 from coexarchive.query.viewdefs import MESSAGE_KINDS_SQL
 
+REFERENCING_KINDS_SQL = "('message', 'echo', 'outbound', 'history_message', 'message_edit')"
+
 __all__ = ["REPORTS", "Params", "Report", "build_sql"]
 
 
@@ -87,6 +89,22 @@ FROM quarantine WHERE true{qwhere}
 ORDER BY finding, event_time NULLS LAST, chain_id, seq, raw_key, raw_line
 """
 
+# Attachments lost for good (a sealed media_gap) and attachments no fetch ever answered for.
+_MEDIA_GAPS = f"""
+SELECT 'media_gap' AS gap, chain_id, seq, event_time, media_id, wamid, customer_id, msg_type,
+       cause
+FROM media WHERE list_contains(flags, 'media_gap'){{where}}
+UNION ALL
+SELECT 'not_fetched', r.chain_id, r.seq, r.event_time, r.media_id, r.wamid, r.customer_id,
+       r.msg_type, NULL
+FROM sealed_records r
+WHERE r.media_id IS NOT NULL AND r.kind IN {REFERENCING_KINDS_SQL}
+  AND NOT EXISTS (SELECT 1 FROM sealed_records f
+                  WHERE f.kind = 'media' AND f.chain_id = r.chain_id
+                    AND f.ref_record_id = r.record_id){{where}}
+ORDER BY event_time, chain_id, seq
+"""
+
 REPORTS: dict[str, Report] = {
     report.name: report
     for report in (
@@ -148,6 +166,17 @@ REPORTS: dict[str, Report] = {
             "message) and quarantined input",
             _CAPTURE_GAPS,
             unkeyed_rows="quarantined input, which is kept but never sealed",
+        ),
+        Report(
+            "media-gaps",
+            "attachments lost (sealed media_gap, with the cause) or never fetched, per chain "
+            "and day",
+            _MEDIA_GAPS,
+            aggregate_sql="""
+            SELECT chain_id, CAST(event_time AS DATE) AS day, gap, coalesce(cause, '') AS cause,
+                   count(*) AS attachments
+            FROM ({rows}) GROUP BY ALL ORDER BY chain_id, day, gap, cause
+            """,
         ),
         Report(
             "volume",

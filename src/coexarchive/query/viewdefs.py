@@ -44,6 +44,16 @@ MESSAGE_KINDS_SQL = (
 )
 
 
+# What a media record's receipt (``detail.raw``) says, as columns (RAW_LANDING.md §4a).
+MEDIA_DETAIL_SQL = (
+    "json_extract_string(m.detail, '$.raw.cause') AS cause, "
+    "json_extract_string(m.detail, '$.raw.mime_type') AS mime_type, "
+    "CAST(json_extract(m.detail, '$.raw.size') AS BIGINT) AS size, "
+    "json_extract_string(m.detail, '$.raw.sha256') AS sha256, "
+    "json_extract_string(m.detail, '$.raw.object_key') AS object_key"
+)
+
+
 class _WindowLike(Protocol):
     @property
     def since(self) -> int | None: ...
@@ -156,6 +166,24 @@ VIEWS: dict[str, tuple[str, str]] = {
     "account_events": (
         "account updates, phone quality, history declined or failed, webhook errors",
         "SELECT * FROM sealed_records WHERE kind = 'account_event'",
+    ),
+    "media": (
+        "one row per attachment fetch (media record): status stored or failed, cause, MIME "
+        "type, size, sha256 and object key, with the message it completes (message_seq)",
+        f"""
+        SELECT m.chain_id, m.seq, m.record_id, m.event_time, m.media_id, m.wamid,
+               m.customer_id, m.msg_type, m.status, m.flags, m.flags_seq, m.ref_record_id,
+               {MEDIA_DETAIL_SQL},
+               g.seq AS message_seq, g.kind AS message_kind, g.event_time AS message_time,
+               g.text AS caption
+        FROM records m
+        LEFT JOIN (SELECT chain_id, record_id, min(seq) AS seq, arg_min(kind, seq) AS kind,
+                          arg_min(event_time, seq) AS event_time, arg_min(text, seq) AS text
+                   FROM sealed_records WHERE media_id IS NOT NULL AND kind <> 'media'
+                   GROUP BY chain_id, record_id) g
+          ON m.chain_id = g.chain_id AND m.ref_record_id = g.record_id
+        WHERE m.kind = 'media'
+        """,
     ),
     "access_log": (
         "every auditor query and report: who, when, SQL, parameters, rows, result SHA-256",
