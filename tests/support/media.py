@@ -20,6 +20,7 @@ from coexarchive.testing.graph import GraphMediaServer
 
 RECEIPT_SECRET = b"media-receipt-secret"
 CHAIN = "900000000000001"
+CUSTOMER = "447700900123"
 POLICY = RetentionPolicy.parse("GOVERNANCE:1")
 
 
@@ -125,12 +126,21 @@ def media_archive(
     from support.archive import make_records
 
     store, raw = MemoryStore(), MemoryStore()
-    messages = [dataclasses.replace(m, media_id=f"m{i}", msg_type="image")
-                for i, m in enumerate(make_records(CHAIN, 5))]  # fmt: skip
+    messages = [
+        dataclasses.replace(
+            m, media_id=f"m{i}", msg_type="image", customer_id=CUSTOMER, customer_wa_id=CUSTOMER
+        )
+        for i, m in enumerate(make_records(CHAIN, 5))
+    ]
+
     refs = []
     for i, message in enumerate(messages[:4]):
         ref = ref_for(graph_server, f"m{i}", created_ms=graph_clock(), register=i < 3)
-        refs.append(dataclasses.replace(ref, record_id=message.record_id, wamid=message.wamid))
+        refs.append(
+            dataclasses.replace(
+                ref, record_id=message.record_id, wamid=message.wamid, customer_id=CUSTOMER
+            )
+        )
     seal(store, messages)
     make_fetcher(store, raw).run(refs)
     media = media_records(raw)

@@ -58,6 +58,7 @@ from coexarchive.export.disclosure import (
 )
 from coexarchive.export.formats import CURRENT
 from coexarchive.export.holds import INTERNAL_CHAINS
+from coexarchive.export.media import bundle_media
 from coexarchive.export.proofs import ChainTree, chain_tree
 from coexarchive.export.rsmf import render_rsmf
 from coexarchive.export.transcript import load_zone, render_transcripts
@@ -72,6 +73,7 @@ from coexarchive.query.views import ACCESS_LOG_CHAIN, ArchiveCatalog
 from coexarchive.records import RECORD_SCHEMA
 from coexarchive.seal.checkpoint import open_note
 from coexarchive.seal.keys import TrustStore
+from coexarchive.store.base import ObjectStore
 from coexarchive.seal.personal import KeyLookup
 from coexarchive.segments import Manifest, b64
 
@@ -397,7 +399,9 @@ def build_bundle(
                 "its sealed leaf; the archive was altered (run `coexarchive verify`)"
             )
     anchors = anchor_files(catalog.store, trust, trees[0].manifest.archive)
-    return _assemble(request, table, rows, lines, leaves, trees, trust, anchors, keys)
+    return _assemble(
+        request, table, rows, lines, leaves, trees, trust, anchors, keys, store=catalog.store
+    )
 
 
 def _assemble(
@@ -410,6 +414,8 @@ def _assemble(
     trust: TrustStore,
     anchors: tuple[dict[str, bytes], dict[str, Any] | None] = ({}, None),
     keys: KeyLookup | None = None,
+    *,
+    store: ObjectStore | None = None,
 ) -> Bundle:
     disclosure = disclosure_lines(rows, keys)
     shown = rows
@@ -417,6 +423,8 @@ def _assemble(
         shown, problems = open_rows(rows, read_disclosures(disclosure))
         if problems:
             raise ProofError(f"cannot render the bundle: {problems[0]}")
+    # The attachments the (opened) media records name, checked against them.
+    media = bundle_media(store, shown) if store is not None else {}
     files: dict[str, bytes] = {
         "README.txt": README.format(format=BUNDLE_FORMAT).encode("utf-8"),
         "records/records.jsonl": b"".join(line + b"\n" for line in lines),
@@ -473,6 +481,7 @@ def _assemble(
     rsmf = render_rsmf(shown, leaves, groups=groups)
     files.update(transcripts)
     files.update(rsmf)
+    files.update(media or {})
     description = {
         "format": BUNDLE_FORMAT,
         "generator": f"coexarchive {__version__}",
@@ -497,6 +506,8 @@ def _assemble(
         # Only archives with outside anchors add them: other bundles stay byte for byte as before.
         files.update(anchor_bytes)
         description["anchors"] = anchor_description
+    if media:
+        description["files"]["media"] = sorted(media)  # type: ignore[index]
     files["BUNDLE.json"] = _json(description)
     files["MANIFEST"] = manifest_text(files)
     manifest_sha256 = hashlib.sha256(files["MANIFEST"]).hexdigest()

@@ -33,6 +33,7 @@ from coexarchive.export._rows import (
     uncatalogued_text,
 )
 from coexarchive.export.formats import CURRENT, Rendering
+from coexarchive.export.media import Attachment, attachment_of, attachments
 
 __all__ = ["TRANSCRIPT_VERSION", "load_zone", "render_transcripts", "transcript_path"]
 
@@ -63,6 +64,7 @@ monospace,Menlo,Consolas,monospace;font-size:12px}.meta{color:#444}dl{display:gr
 columns:max-content auto;gap:2px 12px}dt{font-weight:600}footer{margin-top:24px;color:#444;font-\
 size:12px}"""
 
+_CSP = "default-src 'none'; style-src 'unsafe-inline'"
 _HEAD = (
     '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
     '<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; '
@@ -221,8 +223,14 @@ def _page(
     business = next((r["business_phone"] for r in rows if r["business_phone"]), None)
     later = _later_events(rows, {id(all_rows[p]): utc[p] for p in positions})
     title = f"WhatsApp conversation {customer or '(no customer)'} — {business or chain}"
+    # Each message's fetched attachment, from the media record that completes it.
+    attached = {a.ref_record_id: a for a in attachments(rows) if a.ref_record_id}
+    head = _HEAD.format(title=esc(title), generator=rules.transcript_version)
+    if any(a.path for a in attached.values()):
+        # The bundle's own media/ files only: no other source, still no script.
+        head = head.replace(_CSP, _CSP + "; img-src 'self'; media-src 'self'", 1)
     parts = [
-        _HEAD.format(title=esc(title), generator=rules.transcript_version),
+        head,
         f"<h1>{esc(title)}</h1>\n<dl>\n",
         f"<dt>Matter</dt><dd>{esc(matter)}</dd>\n",
         f"<dt>Business number</dt><dd>{esc(business or 'unknown')} "
@@ -249,6 +257,7 @@ def _page(
                 after,
                 current[position],
                 rules,
+                attached.get(row["record_id"]),
             )
         )
     parts.append("</table>\n")
@@ -300,6 +309,7 @@ def _row(
     later: list[str] | None,
     current: CurrentFlags,
     rules: Rendering,
+    attachment: Attachment | None = None,
 ) -> str:
     """One record's table row; ``local`` is already escaped. Flags are current: a re-assessed
     record's say which assessment set them, and an assessment row shows its own in its content
@@ -323,14 +333,16 @@ def _row(
         f'<tr class="{css}" id="seq-{row["seq"]}"><td class="mono">#{row["seq"]} · '
         f"{leaf[:8].hex()}</td><td>{utc}</td>"
         f"<td>{local}</td><td>{arrow}</td><td>{origin}</td>"
-        f'<td>{esc(kind)}</td><td class="body" dir="auto">{_content(row, rules)}</td>'
+        f'<td>{esc(kind)}</td><td class="body" dir="auto">{_content(row, rules, attachment)}</td>'
         f"<td>{statuses}</td><td>{flags}</td></tr>\n"
     )
 
 
-def _content(row: Row, rules: Rendering) -> str:
+def _content(row: Row, rules: Rendering, attachment: Attachment | None = None) -> str:
     kind, msg_type = row["kind"], row["msg_type"]
     text = esc(row["text"])
+    if kind == "media":
+        return _fetch_outcome(row)
     if kind == "status":
         return esc(f"Delivery status {row['status']} for message {row['wamid']}")
     if kind == "message_edit":
@@ -358,7 +370,8 @@ def _content(row: Row, rules: Rendering) -> str:
         )
         return template + ("\n" + text if text else "")
     if row["media_id"] or msg_type in MEDIA_TYPES:
-        return _media(row) + ("\n" + text if text else "")
+        shown = _media(row) if attachment is None else _attachment(row, attachment)
+        return shown + ("\n" + text if text else "")
     if kind not in _MESSAGE_KINDS:
         return esc(" ".join(str(v) for v in (kind, msg_type, row["status"]) if v)) + (
             "\n" + text if text else ""
@@ -374,3 +387,44 @@ def _media(row: Row) -> str:
             if isinstance(media.get(name), str):
                 facts.append(f"{name} {media[name]}")
     return esc(f"[{row['msg_type'] or 'media'} — reference only: {', '.join(facts) or 'no id'}]")
+
+
+def _attachment(row: Row, attachment: Attachment) -> str:
+    """The attachment itself, from the bundle's ``media/`` file its media record names."""
+    what = row["msg_type"] or "media"
+    path = attachment.path
+    if path is None:
+        cause = attachment.cause or "unknown cause"
+        return esc(f"[{what} — not archived: {cause} (media gap, record #{attachment.seq})]")
+    src = f"../../{path}"
+    mime = attachment.mime_type or "application/octet-stream"
+    facts = esc(f"[{what} — {mime}, {attachment.size} bytes, sha256 {attachment.sha256}]")
+    major = mime.split("/", 1)[0]
+    if major == "image" or what in ("image", "sticker"):
+        shown = (
+            f'<a href="{src}"><img src="{src}" alt="{esc(what)}" loading="lazy" '
+            'style="max-width:320px;max-height:320px"></a>'
+        )
+    elif major == "audio" or what == "audio":
+        shown = f'<audio controls preload="none" src="{src}"></audio>'
+    elif major == "video" or what == "video":
+        shown = f'<video controls preload="none" style="max-width:320px" src="{src}"></video>'
+    else:
+        name = attachment.filename or "document"
+        shown = f'<a href="{src}" download="{esc(name)}">{esc(name)}</a>'
+    return f"{shown}<br>{facts}"
+
+
+def _fetch_outcome(row: Row) -> str:
+    found = attachment_of(row)
+    if found is None:
+        return ""
+    if found.path is None:
+        return esc(
+            f"Attachment of record {found.ref_record_id} not archived: "
+            f"{found.cause or 'unknown cause'} (media gap)"
+        )
+    return esc(
+        f"Attachment of record {found.ref_record_id} archived: {found.mime_type}, "
+        f"{found.size} bytes, sha256 {found.sha256}"
+    )

@@ -42,6 +42,7 @@ from coexarchive._internal.gcpause import cyclic_gc_paused
 from coexarchive.anchor.tsa import Tsa
 from coexarchive.anchor.witness import WitnessPolicy
 from coexarchive.export.disclosure import RECORD_KEYS
+from coexarchive.export.media import media_problems
 from coexarchive.export.verify_bundle import worker as _worker
 from coexarchive.export.verify_bundle.anchors import anchors_step
 from coexarchive.export.verify_bundle.layout import custody_step, files_step, layout_step
@@ -100,6 +101,12 @@ def verify_bundle(
         return _verify(files, trust, trust_bundle_keys, workers, limits, tsas, witnesses)
 
 
+# Step 11: every attachment file is the one its proven media record sealed, and only those.
+def media_step(proven: Parsed, report: BundleReport) -> None:
+    for path, problem in media_problems(proven.rows, proven.files):
+        report.fail("media", problem, key=path)
+
+
 def _verify(
     files: Mapping[str, bytes],
     trust: TrustStore | None,
@@ -134,9 +141,11 @@ def _verify(
         if proven:
             csv_table_step(parsed, report)
             parquet_table_step(parsed, report)
+            media_step(parsed, report)
         elif rows:
             report.warnings.append(
-                "tables, transcripts and RSMF were not re-rendered: some records did not verify"
+                "tables, transcripts and RSMF were not re-rendered and attachments not checked: "
+                "some records did not verify"
             )
         anchors_step(files, description, store, report, tsas=tsas, witnesses=witnesses)
         failures, warnings = worker.failures(parsed, rendered=proven)

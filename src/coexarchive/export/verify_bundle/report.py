@@ -30,6 +30,7 @@ STEPS = (
     "transcripts",
     "rsmf",
     "anchors",
+    "media",
 )
 BUNDLE_KEYS_WARNING = (
     "verified against the public keys the bundle itself carries (keys/trust.txt): this proves "
