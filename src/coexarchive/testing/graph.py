@@ -226,6 +226,7 @@ class GraphMediaServer:
 def _handler_for(server: GraphMediaServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True  # small header writes must not wait for delayed ACKs
 
         def log_message(self, format: str, *args: Any) -> None:
             return  # quiet: tests and the demo print their own lines
