@@ -81,3 +81,26 @@ def test_export_refuses_an_attachment_altered_in_the_archive(media_archive: dict
     store.unsafe_objects[key] = b"forged"
     with pytest.raises(ProofError, match="does not match its sealed sha256"):
         export(store)
+
+
+def test_rsmf_attachments_carry_the_real_bytes(media_archive: dict[str, Any]) -> None:
+    import email
+    import io
+    import zipfile
+
+    files = export(media_archive["store"])
+    media = {v for k, v in files.items() if k.startswith("media/")}
+    carried = []
+    for path in sorted(p for p in files if p.startswith("rsmf/")):
+        message = email.message_from_bytes(files[path])
+        for part in message.walk():
+            if part.get_filename() == "rsmf.zip":
+                payload = part.get_payload(decode=True)
+                assert isinstance(payload, bytes)
+                with zipfile.ZipFile(io.BytesIO(payload)) as archive:
+                    carried += [
+                        archive.read(n) for n in archive.namelist() if n.startswith("media-")
+                    ]
+    assert media and media <= set(carried)
+    # The unfetched attachment still travels as a reference, never as invented bytes.
+    assert any(b"does not hold" in data for data in carried)

@@ -478,7 +478,7 @@ def _assemble(
     transcripts = render_transcripts(
         shown, leaves, zone_name=request.zone, matter=request.matter, groups=groups
     )
-    rsmf = render_rsmf(shown, leaves, groups=groups)
+    rsmf = render_rsmf(shown, leaves, groups=groups, media=media)
     files.update(transcripts)
     files.update(rsmf)
     files.update(media or {})

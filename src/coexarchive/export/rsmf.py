@@ -39,6 +39,7 @@ from coexarchive.export._rows import (
     uncatalogued_text,
 )
 from coexarchive.export.formats import CURRENT, Rendering
+from coexarchive.export.media import attachment_of, attachments
 from coexarchive.export.zipfiles import zip_bytes
 
 __all__ = [
@@ -98,9 +99,14 @@ def render_rsmf(
     *,
     groups: Groups | None = None,
     rules: Rendering = CURRENT,
+    media: Mapping[str, bytes] | None = None,
 ) -> dict[str, bytes]:
-    """Path → ``.rsmf`` bytes, for every conversation that has events."""
-    parts = render_rsmf_parts(rows, leaves, groups=groups, rules=rules)
+    """Path → ``.rsmf`` bytes, for every conversation that has events.
+
+    ``media`` holds the bundle's ``media/`` files: a message whose attachment a ``media`` record
+    says was stored carries those bytes in ``rsmf.zip``, else a text file naming the reference.
+    """
+    parts = render_rsmf_parts(rows, leaves, groups=groups, rules=rules, media=media)
     return {path: part.message() for path, part in parts.items()}
 
 
@@ -110,6 +116,7 @@ def render_rsmf_parts(
     *,
     groups: Groups | None = None,
     rules: Rendering = CURRENT,
+    media: Mapping[str, bytes] | None = None,
 ) -> dict[str, RsmfParts]:
     """Path → the parts of its ``.rsmf`` message, for every conversation that has events.
 
@@ -121,6 +128,7 @@ def render_rsmf_parts(
     times = iso_utc_many([row["event_time"] for row in rows])
     current = current_flags(rows) if rules.current_flags else [(r["flags"], None) for r in rows]
     files: dict[str, RsmfParts] = {}
+    attached = _attached(rows, media)
     for key, positions in (conversations(rows) if groups is None else groups).items():
         by_day: dict[str, list[int]] = {}
         for position in positions:
@@ -137,6 +145,7 @@ def render_rsmf_parts(
                     [times[p] for p in chunk],
                     [current[p] for p in chunk],
                     rules,
+                    attached,
                 )
                 files[path] = _parts(key, manifest, attachments, day, rules)
     return files
@@ -195,6 +204,7 @@ def rsmf_manifest_of(
     times: Sequence[str] | None = None,
     current: Sequence[CurrentFlags] | None = None,
     rules: Rendering = CURRENT,
+    attached: Mapping[str, tuple[str, bytes, str]] | None = None,
 ) -> tuple[dict[str, Any], dict[str, bytes]]:
     """The ``rsmf_manifest.json`` document of one slice, and its attachment files.
 
@@ -232,6 +242,7 @@ def rsmf_manifest_of(
                     "action": _RECEIPTS[row["status"]],
                 }
             )
+        held = (attached or {}).get(row["record_id"]) if kind != "media" else None
         event: dict[str, Any] = {
             # Record ids repeat when a live message and its history copy are both kept.
             "id": f"{chain}:{row['seq']}",
@@ -241,11 +252,15 @@ def rsmf_manifest_of(
             "participant": sender,
             "conversation": conversation_id,
             "timestamp": timestamp,
-            "body": _body(row, rules),
+            "body": _body(row, rules, held=held is not None),
         }
         if row["direction"] in ("inbound", "outbound") and kind != "status":
             event["direction"] = "incoming" if row["direction"] == "inbound" else "outgoing"
-        if row["media_id"]:
+        if held is not None:
+            name, data, display = held
+            attachments[name] = data
+            event["attachments"] = [{"id": name, "display": display, "size": len(data)}]
+        elif row["media_id"] and kind != "media":
             name, data = _attachment(row)
             attachments[name] = data
             event["attachments"] = [
@@ -300,8 +315,15 @@ def rsmf_manifest_of(
     return manifest, attachments
 
 
-def _body(row: Row, rules: Rendering) -> str:
+def _body(row: Row, rules: Rendering, held: bool = False) -> str:
     kind, text = row["kind"], row["text"] or ""
+    if kind == "media":
+        found = attachment_of(row)
+        what = f"{row['msg_type'] or 'media'} of record {row['ref_record_id']}"
+        if found is not None and found.path is not None:
+            return f"[attachment fetched: {what}, {found.size} bytes, sha256 {found.sha256}]"
+        cause = found.cause if found is not None else None
+        return f"[attachment not archived: {what}: {cause or 'unknown cause'} (media gap)]"
     if kind == "status":
         code = f" (error {row['error_code']})" if row["error_code"] is not None else ""
         return f"[delivery status: {row['status']}{code} for {row['wamid']}]"
@@ -313,7 +335,8 @@ def _body(row: Row, rules: Rendering) -> str:
         head = f"[template {row['template_name']} ({row['template_language']})]"
         return f"{head} {text}".rstrip()
     if row["media_id"]:
-        return f"[{row['msg_type'] or 'media'} attachment: reference only] {text}".rstrip()
+        how = "attached" if held else "reference only"
+        return f"[{row['msg_type'] or 'media'} attachment: {how}] {text}".rstrip()
     if rules.readable_types and is_uncatalogued_message(row):
         return f"{uncatalogued_text(row)} {text}".rstrip()
     if rules.readable_types and kind == "assessment":
@@ -323,6 +346,21 @@ def _body(row: Row, rules: Rendering) -> str:
         summary = " ".join(str(v) for v in (kind, row["msg_type"], row["status"]) if v)
         return f"[{summary}] {text}".rstrip()
     return text
+
+
+def _attached(
+    rows: Sequence[Row], media: Mapping[str, bytes] | None
+) -> dict[str, tuple[str, bytes, str]]:
+    """Message record id → (file name, bytes, display) of its stored attachment in ``media``."""
+    found: dict[str, tuple[str, bytes, str]] = {}
+    for attachment in attachments(rows):
+        path, held = attachment.path, media or {}
+        if path is None or attachment.ref_record_id is None or path not in held:
+            continue
+        name = f"media-{path.removeprefix('media/')[:16]}"
+        display = f"{attachment.mime_type or 'attachment'} ({attachment.filename or name})"
+        found.setdefault(attachment.ref_record_id, (name, held[path], display))
+    return found
 
 
 def _attachment(row: Row) -> tuple[str, bytes]:

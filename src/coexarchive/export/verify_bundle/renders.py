@@ -7,6 +7,7 @@ import binascii
 from collections.abc import Mapping
 
 from coexarchive.errors import ConfigError
+from coexarchive.export.media import MEDIA_DIR
 from coexarchive.export.rsmf import (
     BOUNDARY,
     RsmfParts,
@@ -42,8 +43,9 @@ def transcripts_step(proven: Parsed, report: BundleReport) -> None:
 # Step 10: each RSMF file is what the proven records render to.
 def rsmf_step(proven: Parsed, report: BundleReport) -> None:
     files = proven.files
+    media = {path: data for path, data in files.items() if path.startswith(MEDIA_DIR)}
     expected = render_rsmf_parts(
-        proven.shown, proven.leaves, groups=proven.groups, rules=proven.rules
+        proven.shown, proven.leaves, groups=proven.groups, rules=proven.rules, media=media
     )
     if not proven.rules.safe_headers:
         exposed = unsafe_header_values(proven.shown, proven.groups)
