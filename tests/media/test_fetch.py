@@ -277,3 +277,18 @@ def test_concurrency_is_bounded(
     fetcher.client.download = counted  # type: ignore[method-assign]
     assert fetcher.run(refs).stored == 12
     assert 1 <= peak[0] <= 3
+
+
+def test_an_outbound_sends_uploaded_media_id_is_kept_for_thirty_days(
+    graph_server: GraphMediaServer, graph_clock: Any, make_fetcher: Any
+) -> None:
+    import dataclasses
+
+    raw = MemoryStore()
+    ref = ref_for(graph_server, "up1", created_ms=graph_clock(), register=False)
+    inbound = dataclasses.replace(ref, captured_time=graph_clock() - 8 * DAY)
+    outbound = dataclasses.replace(inbound, media_id="up2", kind="outbound")
+    make_fetcher(raw_store=raw).run([inbound, outbound])
+    causes = {r["media_id"]: r["cause"] for r in receipts(raw)}
+    # Past 7 days a webhook's id has expired; an uploaded one is merely unknown until day 30.
+    assert causes == {"up1": "expired", "up2": "not_found"}

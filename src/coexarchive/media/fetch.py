@@ -61,6 +61,7 @@ from coexarchive.store import layout
 from coexarchive.store.base import ObjectStore, Retention
 
 WINDOW_MS = 7 * DAY_MS  # Meta resolves a webhook's media id for 7 days
+UPLOAD_WINDOW_MS = 30 * DAY_MS  # and media the business uploaded (an outbound send's id) for 30
 RECEIVER_PREFIX = "media-"
 REFERENCING_KINDS = frozenset(
     {Kind.MESSAGE, Kind.ECHO, Kind.HISTORY_MESSAGE, Kind.OUTBOUND, Kind.MESSAGE_EDIT}
@@ -349,7 +350,8 @@ class MediaFetcher:
         return Retention(mode=rule.mode, retain_until=add_years(captured, rule.years))
 
     def _window_closed(self, ref: MediaRef) -> bool:
-        return self.clock() - ref.captured_time >= WINDOW_MS
+        window = UPLOAD_WINDOW_MS if ref.kind == Kind.OUTBOUND else WINDOW_MS
+        return self.clock() - ref.captured_time >= window
 
     def _back_off(self, error: MediaFetchError, cause: Cause, attempt: int) -> None:
         if cause == Cause.URL_EXPIRED:

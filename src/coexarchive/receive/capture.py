@@ -11,6 +11,12 @@ Each body is signed like a webhook: ``X-Hub-Signature-256`` is the HMAC-SHA256 o
 keyed with the capture secret (the receiver's ``COEXARCHIVE_OUTBOUND_TOKEN``), so the landed
 capture carries its own proof of origin (``schemas/RAW_LANDING.md`` §4). It uses only the standard
 library, so it drops into any sending system.
+
+Media: a send with a media id (``{"type": "image", "image": {"id": ...}}``, media the sending system
+uploaded) is archived like an inbound attachment: ``coexarchive media fetch`` resolves the id with
+the Graph API and stores the bytes (Meta keeps uploaded media 30 days). A send by ``link`` is
+captured with its URL only: the archive does not fetch links yet, so upload the file and send its
+id when the bytes must be archived.
 """
 
 from __future__ import annotations
