@@ -24,7 +24,9 @@ import hashlib
 import hmac
 import json
 import random
+import struct
 import threading
+import zlib
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -77,8 +79,45 @@ def _chunks(media_id: str, size: int) -> Iterator[bytes]:
 
 
 def media_content(media_id: str, mime_type: str, size: int | None = None) -> bytes:
-    """The bytes the local server serves for ``media_id`` (small files only: held in memory)."""
+    """The bytes the local server serves for ``media_id`` (small files only: held in memory).
+
+    An image of no given size is a real picture (a PNG, whatever MIME type Meta announced, as
+    browsers go by the bytes), so that transcripts show something; other content is noise.
+    """
+    if size is None and mime_type.startswith("image/"):
+        return _picture(media_id, _size_for(media_id, mime_type))
     return b"".join(_chunks(media_id, size if size is not None else _size_for(media_id, mime_type)))
+
+
+def _picture(media_id: str, size: int) -> bytes:
+    """A deterministic PNG of roughly ``size`` bytes: a colour gradient with some grain."""
+    seed = int.from_bytes(hashlib.sha256(b"picture\x1f" + media_id.encode()).digest()[:8], "big")
+    rng = random.Random(seed)  # noqa: S311 (test content, not secrets)
+    side = max(16, int((size / 3) ** 0.5))
+    tint = [rng.randrange(256) for _ in range(3)]
+    rows = []
+    for y in range(side):
+        grain = rng.randbytes(side)
+        row = bytearray(b"\x00")
+        for x in range(side):
+            g = grain[x] & 0x3F
+            row += bytes(
+                ((x * 255 // side + tint[0] + g) & 0xFF, (y * 255 // side + tint[1] + g) & 0xFF,
+                 (tint[2] + g) & 0xFF)
+            )  # fmt: skip
+        rows.append(bytes(row))
+    header = struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + _png_chunk(b"IHDR", header)
+        + _png_chunk(b"IDAT", zlib.compress(b"".join(rows), 6))
+        + _png_chunk(b"IEND", b"")
+    )
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    body = kind + data
+    return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
 
 
 @dataclass
@@ -92,7 +131,11 @@ class MediaItem:
     sha256: str = ""  # hex; computed on registration
     content_id: str = ""  # whose bytes it serves (another id's: the same file sent twice)
 
+    picture: bytes | None = None  # a real image's bytes (see ``media_content``)
+
     def chunks(self) -> Iterator[bytes]:
+        if self.picture is not None:
+            return (self.picture[i : i + _BLOCK] for i in range(0, len(self.picture), _BLOCK))
         return _chunks(self.content_id or self.media_id, self.size)
 
 
@@ -172,9 +215,15 @@ class GraphMediaServer:
     ) -> MediaItem:
         """Register a media id (its content follows from the id, or from ``same_bytes_as``)."""
         content_id = same_bytes_as or media_id
-        if size is None:
+        picture = None
+        if size is None and mime_type.startswith("image/"):
+            picture = media_content(content_id, mime_type)
+            size = len(picture)
+        elif size is None:
             size = _size_for(content_id, mime_type)
-        item = MediaItem(media_id, mime_type, created_ms, size, content_id=content_id)
+        item = MediaItem(
+            media_id, mime_type, created_ms, size, content_id=content_id, picture=picture
+        )
         digest = hashlib.sha256()
         for chunk in item.chunks():
             digest.update(chunk)
