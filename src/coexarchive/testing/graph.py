@@ -35,6 +35,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from coexarchive._internal.clock import DAY_MS, now_ms
+from coexarchive.errors import ConfigError
 from coexarchive.raw import decode_landing
 
 __all__ = [
@@ -174,7 +175,10 @@ class GraphMediaServer:
         self.clock = clock
         self._state = _State()
         self._url_key = random.Random().randbytes(32)  # noqa: S311 (signs test URLs)
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", port), _handler_for(self))
+        try:
+            self._httpd = ThreadingHTTPServer(("127.0.0.1", port), _handler_for(self))
+        except OSError as exc:
+            raise ConfigError(f"cannot serve media on 127.0.0.1:{port}: {exc.strerror}") from None
         self._httpd.daemon_threads = True
         self._thread: threading.Thread | None = None
 
