@@ -86,3 +86,16 @@ def test_media_option_values() -> None:
     assert MediaCheck.parse("all") == MediaCheck()
     assert MediaCheck.parse("none") is None
     assert MediaCheck.parse("sample=5") == MediaCheck(sample=5)
+
+
+def test_a_legal_hold_reaches_the_attachments(archive: dict[str, Any]) -> None:
+    from coexarchive.export.holds import HoldRegister, HoldScope, held_keys
+    from support.archive import ARCHIVE, START_MS, short_policy
+    from support.media import CUSTOMER
+
+    store = archive["store"]
+    register = HoldRegister(store, signer=signer(), archive_name=ARCHIVE, policy=short_policy())
+    outcome = register.place("M-9", HoldScope(customer=CUSTOMER), who="dana", now_ms=START_MS)
+    assert set(archive["keys"]) <= set(outcome.keys)
+    assert all(store.info(key).legal_hold for key in archive["keys"])
+    verify_archive(store, trust_for(signer()), held_keys=held_keys(store))

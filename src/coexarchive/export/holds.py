@@ -29,6 +29,7 @@ import pyarrow.dataset as ds
 
 from coexarchive.audit_chain import AuditChainClient, AuditChainWriter
 from coexarchive.errors import ConfigError, FormatError, ObjectMissingError, SealError
+from coexarchive.media.objects import segment_media_keys
 from coexarchive.query.views import ACCESS_LOG_CHAIN, ArchiveCatalog, Segment
 from coexarchive.records import Direction, Kind, Origin, Record, stable_id
 from coexarchive.seal.chain import recompute_leaf_hashes
@@ -346,6 +347,9 @@ class HoldRegister(AuditChainClient):
 
     def _segment_keys(self, manifest: Manifest) -> list[str]:
         keys = [manifest.segment.key, manifest.record_index.key, manifest.key]
+        if manifest.kinds.get("media"):
+            # The attachments the segment's media records name are held with it.
+            keys += segment_media_keys(self.store, manifest.segment.key)
         # A manifest whose checkpoint is not written yet is committed by the next writer.
         if self.store.exists(manifest.checkpoint_key):
             keys.append(manifest.checkpoint_key)

@@ -73,6 +73,27 @@ def iter_object(store: ObjectStore, key: str, chunk: int = READ_CHUNK) -> Iterat
         yield response["Body"].read()
 
 
+def segment_media_keys(store: ObjectStore, segment_key: str) -> list[str]:
+    """The attachment objects the stored ``media`` records of one segment name (legal holds)."""
+    import io
+
+    import orjson
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(io.BytesIO(store.get(segment_key)), columns=["kind", "status", "detail"])
+    media = table.filter(
+        pc.and_(pc.equal(table["kind"], "media"), pc.equal(table["status"], "stored"))
+    )
+    keys = set()
+    for detail in media.column("detail").to_pylist():
+        raw = orjson.loads(detail).get("raw", {})
+        key = raw.get("object_key") if isinstance(raw, dict) else None
+        if isinstance(key, str) and key.startswith("media/v1/sha256="):
+            keys.add(key)
+    return sorted(keys)
+
+
 def _is_s3(store: ObjectStore) -> bool:
     from coexarchive.store.s3 import S3Store
 
