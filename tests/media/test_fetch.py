@@ -36,6 +36,9 @@ def test_fetch_stores_bytes_by_hash_with_the_referencing_records_retention(
     assert receipt["completes"]["record_id"] == ref.record_id
     retention = store.info(key).retention
     assert retention is not None and retention.retain_until.year == 2027
+    # The receipt is raw evidence, under Object Lock like every raw object.
+    (receipt_key,) = raw.list("raw/")
+    assert raw.info(receipt_key).retention is not None
 
 
 def test_same_bytes_in_two_messages_are_stored_once_and_referenced_twice(

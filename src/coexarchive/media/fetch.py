@@ -33,6 +33,7 @@ import orjson
 import pyarrow.parquet as pq
 
 from coexarchive._internal.clock import DAY_MS, now_ms
+from coexarchive.commands import raw_retention
 from coexarchive.errors import MediaFetchError, ObjectMissingError
 from coexarchive.media.graph import GraphClient
 from coexarchive.media.objects import ensure_retention, store_media_file
@@ -114,9 +115,16 @@ class ReceiptLanding:
     """Lands receipts as ``source: "media"`` raw objects, signed with the receipt secret."""
 
     def __init__(
-        self, raw_store: ObjectStore, secret: bytes, *, per_object: int, clock: Callable[[], int]
+        self,
+        raw_store: ObjectStore,
+        secret: bytes,
+        *,
+        per_object: int,
+        clock: Callable[[], int],
+        policy: RetentionPolicy,
     ) -> None:
         self.raw_store = raw_store
+        self.policy = policy
         self.secret = secret
         self.per_object = per_object
         self.clock = clock
@@ -157,7 +165,11 @@ class ReceiptLanding:
             return
         first = self.pending[0]
         key = landing_key(self.receiver_id, first.seq, first.received_at)
-        self.raw_store.put(key, encode_landing(self.pending), content_type="application/zstd")
+        # Receipts are raw evidence: locked like every raw object, from their landing date.
+        retention = raw_retention(key, self.policy)
+        self.raw_store.put(
+            key, encode_landing(self.pending), retention=retention, content_type="application/zstd"
+        )
         self.keys.append(key)
         self.pending = []
 
@@ -185,7 +197,11 @@ class MediaFetcher:
         self.clock = clock
         self.sleep = sleep
         self.landing = ReceiptLanding(
-            raw_store, receipt_secret, per_object=options.receipts_per_object, clock=clock
+            raw_store,
+            receipt_secret,
+            per_object=options.receipts_per_object,
+            clock=clock,
+            policy=policy,
         )
         self.summary = FetchSummary()
         self._pause_until = 0.0
