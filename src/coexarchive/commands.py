@@ -124,38 +124,10 @@ def cmd_simulate(args: argparse.Namespace, make_settings: MakeSettings) -> int:
             f"COEXARCHIVE_OUTBOUND_TOKEN={secret}"
         )
     if args.serve_media is not None:
-        serve_media(objects, args.serve_media)
+        from coexarchive.testing.graph import serve_until_stopped
+
+        serve_until_stopped(objects, args.serve_media)
     return 0
-
-
-def serve_media(objects: list[tuple[str, bytes]], port: int) -> None:
-    """Serve the simulated attachments as the Graph API would, until Ctrl-C or SIGTERM.
-
-    The server's clock stands an hour after the last delivery, so ids are as fresh as at the
-    end of the simulated days (older than 7 days then: 404, as Meta answers).
-    """
-    import threading
-
-    from coexarchive._internal.signals import stop_on_signals
-    from coexarchive.testing.graph import GraphMediaServer, library_from_landing
-
-    library = library_from_landing(objects)
-    now = max((created for _, _, created in library), default=0) + 3_600_000
-    server = GraphMediaServer(port=port, clock=lambda: now).start()
-    server.add_all(library)
-    print(
-        f"serving {len(library)} attachment(s) as the Graph API on {server.base_url}; fetch them:"
-    )
-    for name, value in server.environment().items():
-        print(f"  export {name}={value}")
-    print("  export COEXARCHIVE_MEDIA_SECRETS=<any secret; give ingest the same>")
-    print("  coexarchive ingest && coexarchive media fetch && coexarchive ingest")
-    stop = threading.Event()
-    try:
-        with stop_on_signals(stop, what="media server stops"):
-            stop.wait()
-    finally:
-        server.stop()
 
 
 def cmd_ingest(args: argparse.Namespace, make_settings: MakeSettings) -> int:

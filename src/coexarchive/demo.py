@@ -212,7 +212,7 @@ def _run_demo_anchored(
     summary = run(ingest_argv(settings, prefix="raw/", workers=args.workers), auth=demo_auth)
     print("\n".join("  " + line for line in summary.lines()))
     step("fetching the attachments from a local Graph API media server")
-    receipts = _fetch_media(store, settings, sim.objects, config, secret)
+    receipts = _demo_fetch_media(store, settings, sim.objects, config, secret)
     if receipts:
         step("sealing the fetch receipts as media records")
         prefix = os.path.commonprefix(receipts)  # noqa: RUF071 (a key prefix, not a path)
@@ -346,7 +346,7 @@ class DemoAnchors:
         self.witness.stop()
 
 
-def _fetch_media(
+def _demo_fetch_media(
     store: ObjectStore,
     settings: Settings,
     objects: list[tuple[str, bytes]],

@@ -31,7 +31,9 @@ from pipelines.ingest import SealSpec, normalize_object, seal_chain
 from support.archive import SIM_AUTH, signer
 
 POLICY = RetentionPolicy.parse("GOVERNANCE:1")
-SIM_DIGEST = "2461384b3e1d842ede49fc6a32d3f03f7a8afd6633333b96becc09a41f7638ea"
+# Re-pinned when simulated attachments got their real SHA-256 and history media follow-ups their
+# own record beside the placeholder.
+SIM_DIGEST = "c166f27d898b49aeb36fcdb8e4b0e9a300936fc97199aca5b155ddbbe7a31917"
 BULK_DIGEST = "dc197a215aaa3ba938d5cad2c54b797ee7d52a1bb8b4487ad0ca83dd33b09486"
 Objects = Sequence[tuple[str, bytes]]
 SIGNED = ("checkpoints/", "intents/")  # signed notes: Ed25519 is deterministic, so pin their bytes

@@ -47,6 +47,7 @@ __all__ = [
     "library_from_landing",
     "media_content",
     "serve_landing",
+    "serve_until_stopped",
     "simulation_end_ms",
 ]
 
@@ -458,3 +459,32 @@ def serve_landing(
     server = GraphMediaServer(clock=clock, port=port).start()
     server.add_all(library_from_landing(objects))
     return server
+
+
+def serve_until_stopped(objects: list[tuple[str, bytes]], port: int) -> None:
+    """Serve the simulated attachments as the Graph API would, until Ctrl-C or SIGTERM.
+
+    The server's clock stands an hour after the last delivery, so ids are as fresh as at the
+    end of the simulated days (older than 7 days then: 404, as Meta answers).
+    """
+    import threading
+
+    from coexarchive._internal.signals import stop_on_signals
+
+    library = library_from_landing(objects)
+    now = max((created for _, _, created in library), default=0) + 3_600_000
+    server = GraphMediaServer(port=port, clock=lambda: now).start()
+    server.add_all(library)
+    print(
+        f"serving {len(library)} attachment(s) as the Graph API on {server.base_url}; fetch them:"
+    )
+    for name, value in server.environment().items():
+        print(f"  export {name}={value}")
+    print("  export COEXARCHIVE_MEDIA_SECRETS=<any secret; give ingest the same>")
+    print("  coexarchive ingest && coexarchive media fetch && coexarchive ingest")
+    stop = threading.Event()
+    try:
+        with stop_on_signals(stop, what="media server stops"):
+            stop.wait()
+    finally:
+        server.stop()
