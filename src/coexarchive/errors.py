@@ -232,7 +232,12 @@ class MediaFetchError(CoexArchiveError):
     """
 
     def __init__(
-        self, message: str, *, cause: str = "", retry_after: float | None = None, fatal: bool = False
+        self,
+        message: str,
+        *,
+        cause: str = "",
+        retry_after: float | None = None,
+        fatal: bool = False,
     ) -> None:
         self.cause = cause
         self.retry_after = retry_after
@@ -240,7 +245,8 @@ class MediaFetchError(CoexArchiveError):
         super().__init__(message)
 
     def __reduce__(self) -> tuple[type[MediaFetchError], tuple[str], dict[str, object]]:
-        state = {"cause": self.cause, "retry_after": self.retry_after, "fatal": self.fatal}
+        state: dict[str, object] = {"cause": self.cause, "retry_after": self.retry_after}
+        state["fatal"] = self.fatal
         return type(self), (str(self),), state
 
 
