@@ -73,9 +73,9 @@ from coexarchive.query.views import ACCESS_LOG_CHAIN, ArchiveCatalog
 from coexarchive.records import RECORD_SCHEMA
 from coexarchive.seal.checkpoint import open_note
 from coexarchive.seal.keys import TrustStore
-from coexarchive.store.base import ObjectStore
 from coexarchive.seal.personal import KeyLookup
 from coexarchive.segments import Manifest, b64
+from coexarchive.store.base import ObjectStore
 
 __all__ = [
     "BUNDLE_FORMAT",

@@ -87,7 +87,12 @@ def segment_media_keys(store: ObjectStore, segment_key: str) -> list[str]:
     )
     keys = set()
     for detail in media.column("detail").to_pylist():
-        raw = orjson.loads(detail).get("raw", {})
+        try:
+            raw = orjson.loads(detail).get("raw", {})
+        except orjson.JSONDecodeError:
+            # Sealed encrypted (record version 2): the key is not readable without the
+            # customer's data key. Seam: media records' facts should stay plaintext.
+            continue
         key = raw.get("object_key") if isinstance(raw, dict) else None
         if isinstance(key, str) and key.startswith("media/v1/sha256="):
             keys.add(key)

@@ -45,12 +45,16 @@ MESSAGE_KINDS_SQL = (
 
 
 # What a media record's receipt (``detail.raw``) says, as columns (RAW_LANDING.md §4a).
-MEDIA_DETAIL_SQL = (
-    "json_extract_string(m.detail, '$.raw.cause') AS cause, "
-    "json_extract_string(m.detail, '$.raw.mime_type') AS mime_type, "
-    "CAST(json_extract(m.detail, '$.raw.size') AS BIGINT) AS size, "
-    "json_extract_string(m.detail, '$.raw.sha256') AS sha256, "
-    "json_extract_string(m.detail, '$.raw.object_key') AS object_key"
+# A detail sealed encrypted (record version 2) is no JSON: its columns are NULL, never an error.
+MEDIA_DETAIL_SQL = ", ".join(
+    f"CASE WHEN json_valid(m.detail) THEN {expression} END AS {name}"
+    for expression, name in (
+        ("json_extract_string(m.detail, '$.raw.cause')", "cause"),
+        ("json_extract_string(m.detail, '$.raw.mime_type')", "mime_type"),
+        ("CAST(json_extract(m.detail, '$.raw.size') AS BIGINT)", "size"),
+        ("json_extract_string(m.detail, '$.raw.sha256')", "sha256"),
+        ("json_extract_string(m.detail, '$.raw.object_key')", "object_key"),
+    )
 )
 
 

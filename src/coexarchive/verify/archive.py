@@ -145,6 +145,7 @@ def verify_archive(
                 verifier.manifests,
                 media,
                 verifier.fail,
+                verifier.warn,
             )
         report.chains.append(verifier.chain)
     for head in heads:

@@ -22,6 +22,7 @@ import pyarrow.compute as pc
 from coexarchive.errors import FormatError, ObjectMissingError, StorageError
 from coexarchive.media.objects import iter_object
 from coexarchive.media.receipt import is_media_key
+from coexarchive.seal.personal import ENVELOPE_PREFIX
 from coexarchive.segments import Manifest, read_index
 from coexarchive.store.base import ObjectStore
 
@@ -37,6 +38,7 @@ class MediaRow:
     object_key: str | None
     sha256: str | None
     size: int | None
+    encrypted: bool = False  # its detail is sealed encrypted (record version 2)
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,7 @@ def media_rows(table: pa.Table) -> list[MediaRow]:
                 object_key=_str(raw.get("object_key")),
                 sha256=_str(raw.get("sha256")),
                 size=size if type(size) is int else None,
+                encrypted=str(row["detail"]).startswith(ENVELOPE_PREFIX),
             )
         )
     return rows
@@ -86,14 +89,26 @@ def check_media(
     manifests: Sequence[Manifest],
     check: MediaCheck,
     fail: Callable[[str, str, str | None, int | None], None],
+    warn: Callable[[str, str], None] | None = None,
 ) -> int:
-    """Check ``rows``' references and stored objects; the number of objects re-hashed."""
+    """Check ``rows``' references and stored objects; the number of objects re-hashed.
+
+    A media record sealed encrypted (record version 2) states its SHA-256 and size only to
+    whoever holds the customer's data key: its attachment is not re-hashed, and ``warn`` says so.
+    """
     if not rows:
         return 0
     _check_references(store, rows, manifests, fail)
     stored: dict[str, MediaRow] = {}
+    encrypted = [row for row in rows if row.status == "stored" and row.encrypted]
+    if encrypted and warn is not None:
+        warn(
+            f"{len(encrypted)} attachment(s) not re-hashed: their media records are sealed "
+            "encrypted, so their sha256 and size need the customer's data key",
+            f"seq {encrypted[0].seq}",
+        )
     for row in rows:
-        if row.status != "stored":
+        if row.status != "stored" or row.encrypted:
             continue
         if row.object_key is None or row.sha256 is None or row.size is None:
             fail("media", "stored media record lacks its object key, sha256 or size", None, row.seq)

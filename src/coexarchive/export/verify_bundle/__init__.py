@@ -103,7 +103,7 @@ def verify_bundle(
 
 # Step 11: every attachment file is the one its proven media record sealed, and only those.
 def media_step(proven: Parsed, report: BundleReport) -> None:
-    for path, problem in media_problems(proven.rows, proven.files):
+    for path, problem in media_problems(proven.shown, proven.files):
         report.fail("media", problem, key=path)
 
 
