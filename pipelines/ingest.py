@@ -42,12 +42,14 @@ from coexarchive.raw import DeliveryAuth
 from coexarchive.retention import RetentionPolicy
 from coexarchive.seal.keys import Ed25519Signer, TrustStore
 from coexarchive.store import layout
+from coexarchive.supervision.at_ingest import load_active_policies
 from pipelines.normalize_step import normalize_object, pack_records, unpack_records
 from pipelines.seal_step import seal_chain
 from pipelines.specs import SealSpec, StoreSpec
 from pipelines.summary import (
     DERIVED_PREFIX,
     NAMESPACE,
+    SUPERVISION_GAP_NAMESPACE,
     UNSIGNED_TAIL_NAMESPACE,
     IngestSummary,
     summary_from,
@@ -146,6 +148,15 @@ class SealChain(beam.DoFn):
             TrustStore.from_file(self.seal_spec.trust_file) if self.seal_spec.trust_file else None
         )
         self.personal = self.seal_spec.personal_sealer(self.store, clock=now_ms)
+        # Read once per worker: the policies sealed (with the audit key) before this run began,
+        # from a chain that verified against the trust file; else a named gap, never silence.
+        self.supervision = load_active_policies(
+            self.store,
+            self.trust or TrustStore([self.signer.verifier()]),
+            archive_name=self.seal_spec.archive_name,
+        )
+        if self.supervision.gap is not None:
+            log.warning("supervision at ingest is off: %s", self.supervision.gap)
 
     def process(
         self,
@@ -165,9 +176,12 @@ class SealChain(beam.DoFn):
             enrich=self.enrich,
             trust=self.trust,
             personal=self.personal,
+            supervision=self.supervision,
         )
         if summary.get("unsigned_tail"):
             Metrics.counter(UNSIGNED_TAIL_NAMESPACE, summary["unsigned_tail"]).inc()
+        if summary.get("supervision_gap"):
+            Metrics.counter(SUPERVISION_GAP_NAMESPACE, summary["supervision_gap"]).inc()
         self.chains.inc()
         self.sealed.inc(summary["sealed"])
         self.observations.inc(summary["observations"])

@@ -18,6 +18,7 @@ from coexarchive.seal.keys import Ed25519Signer, TrustStore
 from coexarchive.seal.personal import PersonalSealer
 from coexarchive.segments import ChainWriter, SegmentResult
 from coexarchive.store.base import ObjectStore
+from coexarchive.supervision.at_ingest import ActivePolicies, scan_batch
 from pipelines.specs import SealSpec
 
 log = logging.getLogger(__name__)
@@ -35,6 +36,7 @@ def seal_chain(
     enrich: EnrichConfig | None = None,
     trust: TrustStore | None = None,
     personal: PersonalSealer | None = None,
+    supervision: ActivePolicies | None = None,
 ) -> dict[str, Any]:
     """De-duplicate ``records`` against the chain, enrich what is new, and seal it.
 
@@ -43,6 +45,11 @@ def seal_chain(
 
     A chain that ends in objects no trusted key signed (:class:`UnsignedTailError`) is left
     unsealed and named in the summary's ``unsigned_tail``; the other chains of the run still seal.
+
+    ``supervision``: the active policies (``coexarchive.supervision.at_ingest``); the new
+    messages are scanned with them and their hits sealed in the same append. When they could
+    not be verified, a ``scan_gap`` record is sealed instead and the summary's
+    ``supervision_gap`` says why.
     """
     writer = ChainWriter(
         store,
@@ -69,6 +76,7 @@ def seal_chain(
             "segments": 0,
             "tree_size": None,
             "unsigned_tail": str(exc),
+            "supervision_gap": None,
         }
     # A chain's batch is hundreds of thousands of acyclic records: the cyclic collector would
     # re-traverse all of them every few thousand allocations (a quarter of the time).
@@ -87,6 +95,8 @@ def seal_chain(
             config=enrich or EnrichConfig(),
             side_events=side_events,
         )
+        scan = scan_batch(chain_id, to_seal, supervision or ActivePolicies())
+        to_seal += scan.records
         results = writer.append(to_seal) if to_seal else []
     written = _written_by_this_run(to_seal, state.size, results)
     # Enrichment returns new objects for the records it flags: tell input from derived by id.
@@ -113,6 +123,8 @@ def seal_chain(
         "tree_size": writer.state().size,
         # What the archive head will state for this chain (its last committed manifest).
         "manifest": writer.state().last_manifest,
+        "supervision_gap": scan.gap
+        and f"chain {chain_id}: {scan.unscanned} message(s) not scanned by supervision: {scan.gap}",
     }
 
 

@@ -14,6 +14,8 @@ from coexarchive.errors import SealError
 NAMESPACE = "coexarchive.ingest"
 # One counter per chain that ends in an unsigned tail, named by its error line (keys, no content).
 UNSIGNED_TAIL_NAMESPACE = "coexarchive.ingest.unsigned_tail"
+# One counter per chain whose new messages supervision could not scan, named by its gap line.
+SUPERVISION_GAP_NAMESPACE = "coexarchive.ingest.supervision_gap"
 DERIVED_PREFIX = "derived_"
 
 
@@ -47,6 +49,9 @@ class IngestSummary:
     extra: dict[str, int] = field(default_factory=dict)
     # One line per chain left unsealed because it ends in objects no trusted key signed.
     unsigned_tails: list[str] = field(default_factory=list)
+    # One line per chain whose new messages were sealed but not scanned by supervision (the
+    # policies could not be verified); each is also sealed in the chain as a ``scan_gap``.
+    supervision_gaps: list[str] = field(default_factory=list)
 
     def check(self) -> None:
         """Raise :class:`SealError` naming every chain this run refused to seal (if any)."""
@@ -61,6 +66,7 @@ class IngestSummary:
             for key, value in theirs.items():
                 mine[key] = mine.get(key, 0) + value
         self.unsigned_tails = sorted({*self.unsigned_tails, *other.unsigned_tails})
+        self.supervision_gaps = sorted({*self.supervision_gaps, *other.supervision_gaps})
 
     def unaccounted(self) -> int:
         """Normalised events not accounted for as sealed, duplicate, concurrent or held back."""
@@ -93,6 +99,7 @@ class IngestSummary:
             f"derived records:     {derived:>10,}" + (f"  ({kinds})" if kinds else ""),
             f"segments written:    {self.segments:>10,}  across {self.chains:,} chain(s)",
         ]
+        lines += [f"SUPERVISION GAP: {gap}" for gap in self.supervision_gaps]
         if self.unaccounted():
             lines.append(f"unaccounted events:  {self.unaccounted():>10,}  (a bug: please report)")
         return lines
@@ -112,13 +119,15 @@ class IngestSummary:
         derived = sum(self.derived.values())
         if derived:
             parts.append(f"{derived:,} derived")
+        if self.supervision_gaps:
+            parts.append(f"SUPERVISION GAP in {len(self.supervision_gaps)} chain(s)")
         return ", ".join(parts)
 
 
 COUNT_FIELDS = tuple(
     f.name
     for f in dataclasses.fields(IngestSummary)
-    if f.name not in ("derived", "extra", "unsigned_tails")
+    if f.name not in ("derived", "extra", "unsigned_tails", "supervision_gaps")
 )
 
 
@@ -138,6 +147,10 @@ def summary_from(result: Any) -> IngestSummary:
     tails = result.metrics().query(MetricsFilter().with_namespace(UNSIGNED_TAIL_NAMESPACE))
     summary.unsigned_tails = sorted(
         {c.key.metric.name for c in tails["counters"] if c.committed or c.attempted}
+    )
+    gaps = result.metrics().query(MetricsFilter().with_namespace(SUPERVISION_GAP_NAMESPACE))
+    summary.supervision_gaps = sorted(
+        {c.key.metric.name for c in gaps["counters"] if c.committed or c.attempted}
     )
     return summary
 

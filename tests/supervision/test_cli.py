@@ -192,3 +192,60 @@ def test_verify_names_an_altered_policy_or_review_record(
     code, _, err = run(capsys, "review", "list")
     if chain == REVIEWS_CHAIN:
         assert code == 2 and "run `coexarchive verify`" in err
+
+
+@pytest.fixture
+def empty_archive(
+    s3_store: S3Store, seaweed: EmbeddedS3, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> S3Store:
+    use_cli_environment(monkeypatch, seaweed, s3_store, SIGNER, tmp_path, auditor="ana@compliance")
+    return s3_store
+
+
+def test_ingest_scans_new_messages_and_the_queue_shows_its_hits(
+    empty_archive: S3Store, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Policy first, then traffic: `coexarchive ingest` (the Beam job) seals the hits as it seals
+    the messages; the reviewer works them like any other, and a rescan adds none twice."""
+    assert run(capsys, "policy", "import", str(SAMPLE))[0] == 0
+    sim = ("simulate", "--seed", "7", "--customers", "12", "--days", "3")
+    assert run(capsys, *sim)[0] == 0
+    code, out, _ = run(capsys, "ingest")
+    assert code == 0 and "hit" in out and "SUPERVISION GAP" not in out, out
+    assert list_manifests(empty_archive, REVIEWS_CHAIN) == []  # ingest holds no audit key
+
+    code, out, _ = run(capsys, "review", "list", "--json")
+    listed = json.loads(out)
+    assert code == 0 and len(listed) > 20
+    assert {h["found_by"] for h in listed} == {"ingest"}
+    arabic = next(h for h in listed if h["rule"] == "cancellations-ar")
+    code, out, _ = run(capsys, "review", "show", arabic["id"][:10])
+    assert code == 0 and "إلغاء" in out and "WARNING" not in out
+    code, out, _ = run(
+        capsys, "review", "decide", arabic["id"], "--disposition", "closed", "--note", "ok"
+    )
+    assert code == 0 and "decided closed" in out
+    code, out, _ = run(capsys, "policy", "rescan", "--policy", "conduct-sample")
+    assert code == 0 and f"{len(listed)} hit(s), 0 new sealed" in out
+    code, out, _ = run(capsys, "review", "list", "--json", "--state", "all")
+    assert len(json.loads(out)) == len(listed)
+    code, out, _ = run(capsys, "verify")
+    assert code == 0, out
+
+
+def test_ingest_over_an_altered_policies_chain_scans_nothing_and_says_so(
+    empty_archive: S3Store, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A storage attacker rewrites the sealed policy: ingest still seals every message, scans
+    none, prints the gap and seals it in the chain, where `review report gaps` finds it."""
+    assert run(capsys, "policy", "import", str(SAMPLE))[0] == 0
+    _tamper_detail(empty_archive, POLICIES_CHAIN, lambda d: {**d, "who": "someone else"})
+    assert run(capsys, "simulate", "--seed", "7", "--customers", "3", "--days", "1")[0] == 0
+    code, out, _ = run(capsys, "ingest")
+    assert code == 0, out
+    assert "SUPERVISION GAP: chain" in out and "policies chain does not verify" in out
+    code, out, _ = run(capsys, "review", "report", "gaps", "--json")
+    gaps = json.loads(out)
+    assert code == 0 and gaps and all(int(g["unscanned"]) > 0 for g in gaps)
+    code, out, _ = run(capsys, "review", "list", "--json")
+    assert code == 0 and json.loads(out) == []

@@ -362,6 +362,7 @@ def test_reports(store: MemoryStore) -> None:
             "sampled": len(sampled),
             "reviewed": 1,
             "scanned_last": outcome.counts[CHAIN].scanned,
+            "scanned_at_ingest": 0,
             "reviewed_share": f"{1 / len(sampled):.2f}",
         }
     ]

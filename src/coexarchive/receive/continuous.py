@@ -243,6 +243,7 @@ def follow_from_settings(
         str(settings.key_file),
         settings.archive_name,
         settings.retention,
+        trust_file=str(settings.trust_file) if settings.trust_file.exists() else None,
         tsa_file=str(settings.tsa_file) if settings.tsa_file.exists() else None,
         witness_file=str(settings.witness_file) if settings.witness_file.exists() else None,
     )

@@ -28,7 +28,13 @@ from coexarchive.supervision import queue as review_queue
 from coexarchive.supervision.library import import_policy, resolve_policy, sealed_policies
 from coexarchive.supervision.policy import load_policy
 from coexarchive.supervision.register import REVIEWS_CHAIN, Sealer, read_chain
-from coexarchive.supervision.scan import message_fields, read_messages, rescan
+from coexarchive.supervision.scan import (
+    IngestRow,
+    ingest_rows,
+    message_fields,
+    read_messages,
+    rescan,
+)
 
 __all__ = ["register"]
 
@@ -180,8 +186,13 @@ def cmd_policy_rescan(args: argparse.Namespace, make_settings: MakeSettings) -> 
 # --- review --------------------------------------------------------------------------------------
 
 
+def _at_ingest(ctx: _Context) -> list[IngestRow]:
+    return ingest_rows(ArchiveCatalog(ctx.store))
+
+
 def _queue(ctx: _Context) -> review_queue.Queue:
-    return review_queue.fold(read_chain(ctx.store, REVIEWS_CHAIN))
+    """Hits sealed by rescans (``reviews``) and by ingest (the business chains), one queue."""
+    return review_queue.fold(read_chain(ctx.store, REVIEWS_CHAIN), _at_ingest(ctx))
 
 
 def cmd_review_list(args: argparse.Namespace, make_settings: MakeSettings) -> int:
@@ -205,6 +216,7 @@ def cmd_review_list(args: argparse.Namespace, make_settings: MakeSettings) -> in
             "rule": hit.rule,
             "chain": hit.chain,
             "seq": hit.detail.get("seq"),
+            "found_by": hit.detail.get("found_by"),
             "assignee": hit.assignee,
             "state": hit.disposition or "open",
             "matched": ", ".join(str(s.get("words")) for s in hit.detail.get("spans", []))
@@ -233,7 +245,11 @@ def cmd_review_show(args: argparse.Namespace, make_settings: MakeSettings) -> in
     ctx = _context(args, make_settings)
     hit = _queue(ctx).find(args.id)
     detail = hit.detail
-    chain, seq, customer = str(detail["chain"]), int(detail["seq"]), detail.get("customer")
+    chain, record_id, customer = (
+        str(detail["chain"]),
+        str(detail["record_id"]),
+        detail.get("customer"),
+    )
     catalog = ArchiveCatalog(ctx.store)
     catalog.refresh(chain)
     at = _parse_iso(str(detail["message_time"]))
@@ -247,14 +263,20 @@ def cmd_review_show(args: argparse.Namespace, make_settings: MakeSettings) -> in
         keys=ctx.settings.readable_data_keys(clock=now_ms),
     )
     rows.sort(key=lambda r: (r.event_time, r.seq))
-    index = next((i for i, r in enumerate(rows) if r.seq == seq), None)
+    index = next((i for i, r in enumerate(rows) if r.record_id == record_id), None)
     if index is None:
         raise ConfigError(
-            f"hit {hit.id[:12]}: message seq {seq} of chain {chain} is not in the archive; "
+            f"hit {hit.id[:12]}: message {record_id} of chain {chain} is not in the archive; "
             "run `coexarchive verify`"
         )
     message = rows[index]
-    proven = message.leaf_hash.hex() == detail.get("leaf_hash")
+    seq = message.seq
+    # A rescan's hit names the message's leaf hash; ingest's hit is sealed in the message's own
+    # chain, by the run that sealed the message, and names it by record id (read checked above).
+    if "leaf_hash" in detail:
+        proven = message.leaf_hash.hex() == detail.get("leaf_hash")
+    else:
+        proven = hit.sealed_in == chain
     # Without a customer there is no conversation to show: only the message itself.
     context = review_queue.context_window(rows, index, args.context) if customer else [message]
     shown: list[dict[str, Any]] = [
@@ -321,6 +343,7 @@ def _act(action: str) -> Callable[[argparse.Namespace, MakeSettings], int]:
             disposition=getattr(args, "disposition", None),
             note=getattr(args, "note", None),
             to=getattr(args, "to", None),
+            at_ingest=_at_ingest(ctx),
         )
         what = {
             "decide": f"decided {getattr(args, 'disposition', '')}",
@@ -341,7 +364,7 @@ def cmd_review_report(args: argparse.Namespace, make_settings: MakeSettings) -> 
     ctx = _context(args, make_settings)
     rows = review_queue.report(args.name, _queue(ctx), now_ms=now_ms())
     for row in rows:
-        for key in ("decided_at",):
+        for key in ("decided_at", "sealed_at"):
             if key in row:
                 row[key] = _iso(row[key])
     seq = ctx.logged(f"review report {args.name}", {}, rows, len(rows))

@@ -21,7 +21,14 @@ from coexarchive.supervision.register import (
     read_chain,
 )
 
-__all__ = ["ImportOutcome", "SealedPolicy", "import_policy", "resolve_policy", "sealed_policies"]
+__all__ = [
+    "ImportOutcome",
+    "SealedPolicy",
+    "import_policy",
+    "parse_sealed",
+    "resolve_policy",
+    "sealed_policies",
+]
 
 
 @dataclass(frozen=True)
@@ -39,7 +46,7 @@ class ImportOutcome:
     created: bool  # False: this exact version was already sealed
 
 
-def _sealed(row: ChainRow) -> SealedPolicy:
+def parse_sealed(row: ChainRow) -> SealedPolicy:
     detail = row.detail
     try:
         policy = parse_policy(detail["policy"], source=f"policies seq {row.seq}")
@@ -52,7 +59,9 @@ def _sealed(row: ChainRow) -> SealedPolicy:
 
 def sealed_policies(store: ObjectStore) -> list[SealedPolicy]:
     """Every sealed policy version, in the order they were imported."""
-    return [_sealed(row) for row in read_chain(store, POLICIES_CHAIN) if row.kind == Kind.POLICY]
+    return [
+        parse_sealed(row) for row in read_chain(store, POLICIES_CHAIN) if row.kind == Kind.POLICY
+    ]
 
 
 def resolve_policy(store: ObjectStore, spec: str) -> SealedPolicy:
@@ -80,7 +89,7 @@ def import_policy(sealer: Sealer, policy: Policy, *, who: str, now_ms: int) -> I
         for row in rows:
             if row.kind != Kind.POLICY:
                 continue
-            sealed = _sealed(row)
+            sealed = parse_sealed(row)
             if (sealed.policy.name, sealed.policy.version) != (policy.name, policy.version):
                 continue
             if sealed.policy.sha256() != digest:

@@ -1,5 +1,9 @@
 """The review queue, folded from the ``reviews`` chain, and the sealed actions that change it.
 
+Hits come from two places: ``policy rescan`` seals them in ``reviews``, ingest seals them in the
+message's own chain (``supervision.at_ingest``). A hit has one id wherever it is sealed, so it is
+one entry in the queue and is decided once; decisions are always sealed in ``reviews``.
+
 A hit is *open* until a reviewer decides it (``no_action``, ``escalate`` or ``closed``); it can be
 decided once, and only ``reopen`` (its own sealed event) makes it open again. ``assign`` names who
 should review it. Every action is checked against the chain it extends (``Sealer.seal``), so two
@@ -22,6 +26,7 @@ from coexarchive.supervision.register import (
     event_id,
     internal_record,
 )
+from coexarchive.supervision.scan import IngestRow
 
 __all__ = [
     "DISPOSITIONS",
@@ -56,6 +61,7 @@ class HitState:
     note: str | None = None
     first_decision_at: int | None = None
     history: list[dict[str, Any]] = field(default_factory=list)
+    sealed_in: str = REVIEWS_CHAIN  # the chain holding the hit record (its seq is in that chain)
 
     @property
     def open(self) -> bool:
@@ -77,6 +83,8 @@ class HitState:
         return {
             "id": self.id,
             "seq": self.seq,
+            "sealed_in": self.sealed_in,
+            "found_by": self.detail.get("found_by"),
             "found_at": self.found_at,
             "policy": self.policy,
             "rule": self.rule,
@@ -102,6 +110,8 @@ class HitState:
 class Queue:
     hits: dict[str, HitState] = field(default_factory=dict)
     scans: list[ChainRow] = field(default_factory=list)
+    ingest_scans: list[IngestRow] = field(default_factory=list)
+    gaps: list[IngestRow] = field(default_factory=list)  # messages ingest could not scan
 
     def find(self, prefix: str) -> HitState:
         """The hit whose id is ``prefix`` or starts with it (at least six hex digits)."""
@@ -118,9 +128,22 @@ class Queue:
         return found[0]
 
 
-def fold(rows: Iterable[ChainRow]) -> Queue:
-    """The queue as the chain's records (in ``seq`` order) leave it."""
+def fold(rows: Iterable[ChainRow], at_ingest: Iterable[IngestRow] = ()) -> Queue:
+    """The queue as the chain's records (in ``seq`` order) leave it, with ingest's hits first."""
     queue = Queue()
+    for found in sorted(at_ingest, key=lambda f: (f.row.event_time, f.chain_id, f.row.seq)):
+        row = found.row
+        if row.kind == Kind.HIT:
+            queue.hits.setdefault(
+                row.record_id,
+                HitState(
+                    row.record_id, row.seq, row.event_time, row.detail, sealed_in=found.chain_id
+                ),
+            )
+        elif row.detail.get("action") == "scan_gap":
+            queue.gaps.append(found)
+        elif row.detail.get("action") == "scan":
+            queue.ingest_scans.append(found)
     for row in rows:
         if row.kind == Kind.HIT:
             queue.hits.setdefault(
@@ -165,6 +188,7 @@ def act(
     disposition: str | None = None,
     note: str | None = None,
     to: str | None = None,
+    at_ingest: Sequence[IngestRow] = (),
 ) -> tuple[HitState, int]:
     """Seal ``assign``, ``decide`` or ``reopen`` of a hit; returns the hit after it and the seq."""
     if action == "decide" and disposition not in DISPOSITIONS:
@@ -176,7 +200,7 @@ def act(
     found: list[HitState] = []
 
     def build(rows: list[ChainRow]) -> list[Record]:
-        hit = fold(rows).find(hit_id)
+        hit = fold(rows, at_ingest).find(hit_id)
         found[:] = [hit]
         if action == "decide" and not hit.open:
             raise ConfigError(
@@ -331,6 +355,11 @@ def _sample_coverage(queue: Queue, now_ms: int) -> list[dict[str, Any]]:
         label = f"{scan.detail['policy']}@{scan.detail['version']}"
         for chain, counts in scan.detail.get("chains", {}).items():
             scanned[(label, chain)] = int(counts["scanned"])
+    at_ingest: dict[tuple[str, str], int] = {}
+    for found in queue.ingest_scans:  # every message ingest scanned, per policy version
+        for label in found.row.detail.get("policies", {}):
+            key = (str(label), found.chain_id)
+            at_ingest[key] = at_ingest.get(key, 0) + int(found.row.detail.get("scanned", 0))
     rows: dict[tuple[str, str], dict[str, Any]] = {}
     for hit in queue.hits.values():
         if hit.detail.get("rule_type") != "sample":
@@ -343,8 +372,24 @@ def _sample_coverage(queue: Queue, now_ms: int) -> list[dict[str, Any]]:
         entry["reviewed"] += hit.first_decision_at is not None
     for key, entry in rows.items():
         entry["scanned_last"] = scanned.get(key)
+        entry["scanned_at_ingest"] = at_ingest.get(key, 0)
         entry["reviewed_share"] = f"{entry['reviewed'] / entry['sampled']:.2f}"
     return [rows[key] for key in sorted(rows)]
+
+
+def _gaps(queue: Queue, now_ms: int) -> list[dict[str, Any]]:
+    return [
+        {
+            "chain": found.chain_id,
+            "seq": found.row.seq,
+            "sealed_at": found.row.event_time,
+            "unscanned": found.row.detail.get("unscanned"),
+            "first_message_time": found.row.detail.get("first_message_time"),
+            "last_message_time": found.row.detail.get("last_message_time"),
+            "reason": found.row.detail.get("reason"),
+        }
+        for found in queue.gaps
+    ]
 
 
 REPORTS: Final = {
@@ -355,6 +400,10 @@ REPORTS: Final = {
     "sample-coverage": (
         "sampled hits per policy and chain, how many were reviewed, messages in the last scan",
         _sample_coverage,
+    ),
+    "gaps": (
+        "messages ingest sealed but could not scan (policies unverified): rescan their window",
+        _gaps,
     ),
 }
 

@@ -45,9 +45,13 @@ from coexarchive.supervision.register import (
 __all__ = [
     "MESSAGE_KINDS",
     "SUPERVISION_CHAINS",
+    "IngestRow",
     "MessageRow",
     "ScanOutcome",
+    "ingest_rows",
+    "iso_ms",
     "message_fields",
+    "message_fields_of",
     "read_messages",
     "rescan",
 ]
@@ -76,7 +80,7 @@ _COLUMNS: Final = (
 )
 
 
-def _iso(ms: int | None) -> str | None:
+def iso_ms(ms: int | None) -> str | None:
     if ms is None:
         return None
     return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat(timespec="milliseconds")
@@ -98,12 +102,17 @@ class MessageRow:
 
 def message_fields(row: MessageRow) -> dict[str, str]:
     """What a lexicon reads of a message: its text (body or caption) and its document name."""
+    return message_fields_of(row.text, row.detail)
+
+
+def message_fields_of(text: str | None, detail: str) -> dict[str, str]:
+    """The fields a lexicon reads, from a record's ``text`` and ``detail`` JSON."""
     fields: dict[str, str] = {}
-    if row.text:
-        fields["text"] = row.text
-    if '"filename"' in row.detail:
+    if text:
+        fields["text"] = text
+    if '"filename"' in detail:
         try:
-            media = orjson.loads(row.detail).get("media")
+            media = orjson.loads(detail).get("media")
         except orjson.JSONDecodeError:
             media = None
         name = media.get("filename") if isinstance(media, dict) else None
@@ -126,6 +135,50 @@ def _checked_segment(catalog: ArchiveCatalog, manifest: Manifest) -> pa.Table:
             f"{manifest.segment.key}: a record does not match its seal; run `coexarchive verify`"
         )
     return table
+
+
+@dataclass(frozen=True)
+class IngestRow:
+    """A ``hit`` or ``review`` record that ingest sealed in a business chain."""
+
+    chain_id: str
+    row: ChainRow
+
+
+def ingest_rows(catalog: ArchiveCatalog, chains: Sequence[str] | None = None) -> list[IngestRow]:
+    """Every hit and scan record ingest sealed in the business chains, each checked against its
+    segment's manifest and its leaf hash (only segments whose manifest counts such kinds)."""
+    wanted = pa.array([Kind.HIT.value, Kind.REVIEW.value])
+    found: list[IngestRow] = []
+    for chain_id in business_chains(catalog, chains):
+        for manifest in catalog.manifests(chain_id):
+            if not (manifest.kinds.get(Kind.HIT.value) or manifest.kinds.get(Kind.REVIEW.value)):
+                continue
+            table = _checked_segment(catalog, manifest)
+            table = table.filter(pc.is_in(table["kind"], wanted))
+            columns = ["seq", "record_id", "kind", "event_time", "ref_record_id", "detail"]
+            for row in table.select(columns).to_pylist():
+                try:
+                    detail = orjson.loads(row["detail"])
+                except orjson.JSONDecodeError:
+                    raise FormatError(
+                        f"{manifest.segment.key}: seq {row['seq']} of chain {chain_id} has a "
+                        "detail that is not JSON"
+                    ) from None
+                found.append(
+                    IngestRow(
+                        chain_id,
+                        ChainRow(
+                            seq=int(row["seq"]),
+                            record_id=str(row["record_id"]),
+                            kind=str(row["kind"]),
+                            event_time=round(row["event_time"].timestamp() * 1000),
+                            ref_record_id=row["ref_record_id"],
+                            detail=detail,
+                        ),
+                    )
+                )
+    return found
 
 
 def business_chains(catalog: ArchiveCatalog, chains: Sequence[str] | None = None) -> list[str]:
@@ -229,7 +282,7 @@ def _hit(
         "seq": row.seq,
         "record_id": row.record_id,
         "message_kind": row.kind,
-        "message_time": _iso(row.event_time),
+        "message_time": iso_ms(row.event_time),
         "leaf_hash": row.leaf_hash.hex(),
         "customer": row.customer_id,
         "spans": [span.to_json() for span in match.spans],
@@ -277,6 +330,10 @@ def rescan(
     """Scan the window with ``sealed`` and seal the hits the ``reviews`` chain lacks."""
     matcher = Matcher(sealed.policy)
     outcome = ScanOutcome(sealed)
+    # A hit ingest already sealed in the message's chain is the same hit (same id): not again.
+    at_ingest = {
+        found.row.record_id for found in ingest_rows(catalog, chains) if found.row.kind == Kind.HIT
+    }
     for chain_id in business_chains(catalog, chains):
         counts = outcome.counts.setdefault(chain_id, ChainCounts())
         rows, assessed = read_messages(catalog, chain_id, since=since, until=until, keys=keys)
@@ -289,14 +346,14 @@ def rescan(
         "action": "scan",
         "policy": sealed.policy.name,
         "version": sealed.policy.version,
-        "since": _iso(since),
-        "until": _iso(until),
+        "since": iso_ms(since),
+        "until": iso_ms(until),
         "chains": {chain: c.to_json() for chain, c in sorted(outcome.counts.items())},
         "who": who,
     }
 
     def build(rows: list[ChainRow]) -> list[Record]:
-        known = {row.record_id for row in rows if row.kind == Kind.HIT}
+        known = {row.record_id for row in rows if row.kind == Kind.HIT} | at_ingest
         outcome.sealed = [hit for hit in outcome.found if hit.record_id not in known]
         detail = {**summary, "new_hits": len(outcome.sealed)}
         scan = internal_record(
