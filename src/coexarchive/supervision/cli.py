@@ -427,7 +427,8 @@ def register(sub: Any, add_archive_options: AddOptions, make_settings: MakeSetti
     review = sub.add_parser(
         "review",
         help="the supervision review queue: list, show, assign, decide, reopen, report",
-        description="Hits found by `policy rescan`, and what reviewers decided. Every decision "
+        description="Hits found by ingest (as it seals new messages, in their own chain) and "
+        "by `policy rescan` (in the chain `reviews`), and what reviewers decided. Every decision "
         "is sealed in the chain `reviews` with the reviewer's name and time; every read is "
         "sealed in the access log.",
     )
