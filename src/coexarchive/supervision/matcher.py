@@ -30,6 +30,7 @@ _EXCLUDE: Final = 1
 _NEAR: Final = 2
 _TWO_64: Final = Decimal(2**64)
 _MAX_STEMS: Final = 200_000
+_MAX_PIECES: Final = 500_000
 
 
 class Span(NamedTuple):
@@ -95,6 +96,8 @@ class Matcher:
         self.sample_rules: list[SampleRule] = [r for r in policy.rules if isinstance(r, SampleRule)]
         # Automaton per stemming language (None: unstemmed): key → (key, words, entries).
         entries: dict[str | None, dict[str, list[tuple[int, int, str]]]] = {}
+        # Per automaton: the words a term's key starts with, and the single-word prefix keys.
+        starts: dict[str | None, tuple[set[str], set[str]]] = {}
         for index, rule in enumerate(self.lexicon):
             language = rule.language if rule.stem else None
             table = entries.setdefault(language, {})
@@ -108,6 +111,13 @@ class Matcher:
                 for term in terms:
                     key, _ = _key(term, language, self.stemmers)
                     table.setdefault(key, []).append((index, role, term))
+                    if role == _TERM:
+                        whole, prefixes = starts.setdefault(language, (set(), set()))
+                        first, _space, rest = key.strip().partition(" ")
+                        if key.endswith(" ") or rest:  # " w1 ... " or " w1 pre": w1 whole
+                            whole.add(first)
+                        else:  # " pre": a word that starts with it
+                            prefixes.add(first)
         self.automata: list[tuple[str | None, Any]] = []
         for language, table in sorted(entries.items(), key=lambda item: item[0] or ""):
             automaton = ahocorasick.Automaton()
@@ -117,6 +127,14 @@ class Matcher:
             automaton.make_automaton()
             self.automata.append((language, automaton))
         self._stem_languages = [language for language, _ in self.automata if language]
+        self._starts = {
+            language: (frozenset(whole), tuple(sorted(prefixes)))
+            for language, (whole, prefixes) in starts.items()
+        }
+        # Raw whitespace-free pieces of text known to start no term (quiet) or to maybe start
+        # one (loud); bounded, cleared when full. See _may_match.
+        self._quiet: set[str] = set()
+        self._loud: set[str] = set()
         # word → its stem in each of _stem_languages (bounded; cleared when full).
         self._stem_cache: dict[str, tuple[str, ...]] = {}
 
@@ -147,6 +165,44 @@ class Matcher:
             for language, column in zip(self._stem_languages, zip(*rows, strict=True), strict=True)
         }
 
+    def _loud_piece(self, piece: str) -> bool:
+        """Whether a word of ``piece`` (normalised, stemmed per automaton) can start a term."""
+        for word in normalize(piece).split():
+            for language, (whole, prefixes) in self._starts.items():
+                stem = word if language is None else self.stemmers.stem_words(language, [word])[0]
+                if stem in whole or stem.startswith(prefixes):
+                    return True
+        return False
+
+    def _may_match(self, text: str) -> bool:
+        """False only when no term can match ``text``: an exact shortcut, not a heuristic.
+
+        A term's key ``" w1 ... "`` matches only where ``w1`` is a whole word of the normal form
+        (a single-word prefix key: where a word starts with it), and every word of the normal
+        form comes from one whitespace-free piece of the raw text, normalised on its own
+        (``normalize`` works piece by piece). So a text whose pieces are all known to yield no
+        such word cannot match; most messages are rejected by one set lookup per piece, and
+        neither normalised, stemmed nor walked.
+        """
+        pieces = text.split()
+        quiet = self._quiet
+        if quiet.issuperset(pieces):
+            return False
+        loud = self._loud
+        if len(quiet) + len(loud) + len(pieces) > _MAX_PIECES:
+            quiet.clear()
+            loud.clear()
+        for piece in pieces:
+            if piece in quiet:
+                continue
+            if piece in loud:
+                return True
+            if self._loud_piece(piece):
+                loud.add(piece)
+                return True
+            quiet.add(piece)
+        return False
+
     def find(self, fields: Mapping[str, str]) -> dict[int, _Found]:
         """Every term, exclusion and proximity match in ``fields``, by lexicon rule index."""
         found: dict[int, _Found] = {}
@@ -175,7 +231,15 @@ class Matcher:
         return found
 
     def lexicon_matches(self, fields: Mapping[str, str]) -> list[Match]:
-        everything = self.find(fields)
+        quiet = self._quiet
+        for text in fields.values():  # the common case, inlined: nothing can match (_may_match)
+            if not quiet.issuperset(text.split()):
+                break
+        else:
+            return []
+        # Exclusions and proximity act only on terms of their own field: a field where no term
+        # can match adds no span, so it is left out whole.
+        everything = self.find({n: t for n, t in fields.items() if self._may_match(t)})
         if not everything:
             return []
         matches = []
