@@ -50,8 +50,8 @@ def with_format(files: dict[str, bytes], name: str) -> dict[str, bytes]:
     return reseal({**files, "BUNDLE.json": orjson.dumps(description)})
 
 
-def test_new_bundles_are_v2() -> None:
-    assert BUNDLE_FORMAT == V2
+def test_new_bundles_are_v3_and_v2_samples_stay_v2() -> None:
+    assert BUNDLE_FORMAT == "coexarchive.bundle/v3"
     assert orjson.loads(sample("v2.zip")["BUNDLE.json"])["format"] == V2
 
 

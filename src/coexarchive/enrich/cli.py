@@ -192,8 +192,9 @@ def register(sub: Any, add_archive_options: AddOptions, make_settings: MakeSetti
         "import",
         help="seal a snapshot of the Graph API template list",
         description='Read the JSON of GET /<WABA_ID>/message_templates ({"data": [...]}) and '
-        "seal, on the WABA's chain, a template_event for each template whose status or category "
-        "the archive does not already hold as of --as-of.",
+        "seal, on the WABA's chain, a template_event for each template whose status, category or "
+        "text (components) the archive does not already hold as of --as-of; evidence bundles show "
+        "template sends with that text.",
     )
     add_archive_options(timport)
     timport.add_argument("file", type=Path, help="JSON of the Graph API template list")

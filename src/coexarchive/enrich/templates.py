@@ -9,6 +9,7 @@ and category as of the import). ``message_template_quality_update`` changes neit
 from __future__ import annotations
 
 import bisect
+import hashlib
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ __all__ = [
     "TemplateFacts",
     "TemplateRegistry",
     "catalogue_records",
+    "content_digest",
     "language_key",
     "parse_catalogue",
     "template_event_of",
@@ -51,6 +53,15 @@ class TemplateEvent:
     event_time: int
     status: str | None
     category: str | None
+    content: str | None = None  # SHA-256 of a catalogue entry's components (its text)
+
+
+def content_digest(entry: Any) -> str | None:
+    """SHA-256 of a catalogue entry's ``components`` (canonical JSON); None without them."""
+    components = entry.get("components") if isinstance(entry, dict) else None
+    if not isinstance(components, list):
+        return None
+    return hashlib.sha256(orjson.dumps(components, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
 def template_event_of(record: Record) -> TemplateEvent | None:
@@ -60,6 +71,12 @@ def template_event_of(record: Record) -> TemplateEvent | None:
         return None
     status: str | None = None
     category: str | None = None
+    content: str | None = None
+    if record.msg_type == CATALOGUE_TYPE:
+        try:
+            content = content_digest(orjson.loads(record.detail).get("raw"))
+        except (orjson.JSONDecodeError, AttributeError):
+            content = None
     if record.msg_type in ("template_status", CATALOGUE_TYPE):
         status = (record.template_status or record.status or "").upper() or None
         category = (record.template_category or "").upper() or None
@@ -76,6 +93,7 @@ def template_event_of(record: Record) -> TemplateEvent | None:
         record.event_time,
         status,
         category,
+        content,
     )
 
 
@@ -87,6 +105,7 @@ class TemplateFacts:
     category: str | None = None
     status_ref: str | None = None
     category_ref: str | None = None
+    content: str | None = None  # the text in force (catalogue components' SHA-256), if known
 
 
 class TemplateRegistry:
@@ -107,16 +126,18 @@ class TemplateRegistry:
         if not found:
             return TemplateFacts()
         end = bisect.bisect_right(self._times[key], at)
-        status = category = None
+        status = category = content = None
         status_ref = category_ref = None
         for event in reversed(found[:end]):
             if status is None and event.status is not None:
                 status, status_ref = event.status, event.record_id
             if category is None and event.category is not None:
                 category, category_ref = event.category, event.record_id
-            if status is not None and category is not None:
+            if content is None and event.content is not None:
+                content = event.content
+            if status is not None and category is not None and content is not None:
                 break
-        return TemplateFacts(status, category, status_ref, category_ref)
+        return TemplateFacts(status, category, status_ref, category_ref, content)
 
 
 # --- catalogue import ----------------------------------------------------------------------------
@@ -196,7 +217,9 @@ def catalogue_records(
     records = []
     for entry in entries:
         facts = known.facts_at(entry.name, entry.language, as_of_ms)
-        if facts.status == entry.status and facts.category == entry.category:
+        digest = content_digest(entry.raw)
+        same_text = digest is None or facts.content == digest
+        if facts.status == entry.status and facts.category == entry.category and same_text:
             continue
         detail = {
             "v": 1,

@@ -38,6 +38,7 @@ import pyarrow.parquet as pq
 
 from coexarchive import __version__
 from coexarchive._internal.gcpause import cyclic_gc_paused
+from coexarchive.enrich.templates import CATALOGUE_TYPE
 from coexarchive.errors import ConfigError, ProofError
 from coexarchive.export._rows import (
     Row,
@@ -349,6 +350,59 @@ def _with_assessments(
     return merged.sort_by("seq")
 
 
+def _with_template_texts(
+    catalog: ArchiveCatalog,
+    trust: TrustStore,
+    request: ExportRequest,
+    tables: list[pa.Table],
+    trees: list[ChainTree],
+) -> None:
+    """Add the catalogue entries of every template sent in ``tables`` (up to the last send), from
+    the WABA chains, so the renderings can show each send's text as of the send with its proof."""
+    names: set[str] = set()
+    latest = None
+    for table in tables:
+        sent = table.filter(pc.is_valid(table.column("template_name")))
+        if sent.num_rows:
+            names.update(sent.column("template_name").to_pylist())
+            last = pc.max(sent.column("event_time")).as_py()
+            latest = last if latest is None or last > latest else latest
+    if not names or latest is None:
+        return
+    chains = [tree.chain_id for tree in trees]
+    for chain_id in catalog.chains():
+        if not chain_id.startswith("waba-"):
+            continue
+        manifests = catalog.manifests(chain_id)
+        pinned = request.tree_sizes.get(chain_id)
+        size = pinned if pinned is not None else (manifests[-1].tree_size if manifests else 0)
+        holding = [
+            m
+            for m in manifests
+            if m.last_seq < size and (m.kinds.get("template_event", 0) > 0 or not m.kinds)
+        ]
+        if not holding:
+            continue
+        found = catalog.dataset(holding).to_table(
+            filter=(ds.field("kind") == "template_event")
+            & (ds.field("msg_type") == CATALOGUE_TYPE)
+            & ds.field("template_name").isin(pa.array(sorted(names), pa.string()))
+            & (ds.field("event_time") <= pa.scalar(latest, _TS))
+        )
+        if found.num_rows == 0:
+            continue
+        found = found.select(RECORD_SCHEMA.names)
+        if chain_id in chains:
+            at = chains.index(chain_id)
+            have = pa.array(tables[at].column("seq").to_pylist(), pa.int64())
+            extra = found.filter(pc.invert(pc.is_in(found.column("seq"), have)))
+            tables[at] = pa.concat_tables([tables[at], extra]).sort_by("seq")
+        else:
+            tables.append(found.sort_by("seq"))
+            trees.append(chain_tree(catalog, chain_id, trust, size=size))
+            chains.append(chain_id)
+
+
 # --- building ------------------------------------------------------------------------------------
 
 
@@ -387,6 +441,7 @@ def build_bundle(
         tables.append(table)
     if not tables:
         raise ConfigError("no sealed record matches the selection; nothing to export")
+    _with_template_texts(catalog, trust, request, tables, trees)
     table = pa.concat_tables(tables)
     rows = sealed_rows(table)
     lines = [canonical_line(row) for row in rows]

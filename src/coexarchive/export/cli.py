@@ -348,7 +348,7 @@ def register(sub: Any, add_archive_options: AddOptions, make_settings: MakeSetti
         f"everything holds against them; 1 when a check fails; {EXIT_UNTRUSTED} (UNTRUSTED) when "
         "everything holds against --trust-bundle-keys. A bundle past the size and count limits, "
         "or with a duplicate, absolute, '..' or linked member, is refused before it is read. "
-        "Bundles of every format a release wrote (coexarchive.bundle/v1 and v2) are checked by "
+        "Bundles of every format a release wrote (coexarchive.bundle/v1, v2 and v3) are checked by "
         "the rules of their own format.",
     )
     check.add_argument("path", type=Path, help="bundle directory or zip")

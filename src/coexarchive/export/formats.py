@@ -10,6 +10,9 @@ verifying after the renderings changed (``schemas/BUNDLE.md``, "Version history"
 - ``coexarchive.bundle/v2``: current flags (``records.csv`` gains ``current_flags`` and
   ``flags_seq``); assessments and uncatalogued messages (polls) shown readably; RSMF header values
   with control and direction characters removed, RFC 2047-encoded and folded.
+- ``coexarchive.bundle/v3``: template sends show the template's text from the registry as of the
+  send (the catalogue entry in force, which the bundle holds with its proof), parameters filled
+  in, buttons listed, with name and version; or say that the registry has no text for it.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from typing import Any
 
 from coexarchive import __version__
 
-__all__ = ["CURRENT", "FORMATS", "V1", "V2", "Rendering", "known_formats", "rendering_of"]
+__all__ = ["CURRENT", "FORMATS", "V1", "V2", "V3", "Rendering", "known_formats", "rendering_of"]
 
 
 @dataclass(frozen=True)
@@ -33,6 +36,7 @@ class Rendering:
     readable_types: bool  # assessments and uncatalogued messages (polls) shown readably
     safe_headers: bool  # RSMF headers: controls removed, RFC 2047, folded; else as recorded
     transcript_version: str
+    template_bodies: bool = False  # template sends rendered with the registry's text
     generator: str = f"coexarchive {__version__}"  # X-RSMF-Generator and BUNDLE.json
 
 
@@ -50,8 +54,16 @@ V2 = Rendering(
     safe_headers=True,
     transcript_version="coexarchive.transcript/v2",
 )
-CURRENT = V2
-FORMATS: Mapping[str, Rendering] = {rules.format: rules for rules in (V1, V2)}
+V3 = Rendering(
+    "coexarchive.bundle/v3",
+    current_flags=True,
+    readable_types=True,
+    safe_headers=True,
+    transcript_version="coexarchive.transcript/v3",
+    template_bodies=True,
+)
+CURRENT = V3
+FORMATS: Mapping[str, Rendering] = {rules.format: rules for rules in (V1, V2, V3)}
 _GENERATOR = re.compile(r"coexarchive [0-9A-Za-z.+\-]{1,40}")
 
 

@@ -40,6 +40,7 @@ from coexarchive.export._rows import (
 )
 from coexarchive.export.formats import CURRENT, Rendering
 from coexarchive.export.media import attachment_of, attachments
+from coexarchive.export.templates import TemplateBodies, render_send
 from coexarchive.export.zipfiles import zip_bytes
 
 __all__ = [
@@ -127,6 +128,8 @@ def render_rsmf_parts(
     """
     times = iso_utc_many([row["event_time"] for row in rows])
     current = current_flags(rows) if rules.current_flags else [(r["flags"], None) for r in rows]
+    # Template sends are shown with the registry's text, from catalogue rows of any conversation.
+    bodies = TemplateBodies(rows) if rules.template_bodies else None
     files: dict[str, RsmfParts] = {}
     attached = _attached(rows, media)
     for key, positions in (conversations(rows) if groups is None else groups).items():
@@ -146,6 +149,7 @@ def render_rsmf_parts(
                     [current[p] for p in chunk],
                     rules,
                     attached,
+                    bodies,
                 )
                 files[path] = _parts(key, manifest, attachments, day, rules)
     return files
@@ -205,6 +209,7 @@ def rsmf_manifest_of(
     current: Sequence[CurrentFlags] | None = None,
     rules: Rendering = CURRENT,
     attached: Mapping[str, tuple[str, bytes, str]] | None = None,
+    bodies: TemplateBodies | None = None,
 ) -> tuple[dict[str, Any], dict[str, bytes]]:
     """The ``rsmf_manifest.json`` document of one slice, and its attachment files.
 
@@ -252,7 +257,7 @@ def rsmf_manifest_of(
             "participant": sender,
             "conversation": conversation_id,
             "timestamp": timestamp,
-            "body": _body(row, rules, held=held is not None),
+            "body": _body(row, rules, bodies, held=held is not None),
         }
         if row["direction"] in ("inbound", "outbound") and kind != "status":
             event["direction"] = "incoming" if row["direction"] == "inbound" else "outgoing"
@@ -315,7 +320,9 @@ def rsmf_manifest_of(
     return manifest, attachments
 
 
-def _body(row: Row, rules: Rendering, held: bool = False) -> str:
+def _body(
+    row: Row, rules: Rendering, bodies: TemplateBodies | None = None, held: bool = False
+) -> str:
     kind, text = row["kind"], row["text"] or ""
     if kind == "media":
         found = attachment_of(row)
@@ -331,6 +338,8 @@ def _body(row: Row, rules: Rendering, held: bool = False) -> str:
         return f"[edit of {row['context_wamid']}] {text}".rstrip()
     if kind == "message_revoke":
         return f"[revoked {row['context_wamid']}]"
+    if row["template_name"] and bodies is not None:
+        return f"{render_send(row, bodies)}\n{text}".rstrip()
     if row["template_name"]:
         head = f"[template {row['template_name']} ({row['template_language']})]"
         return f"{head} {text}".rstrip()

@@ -34,6 +34,7 @@ from coexarchive.export._rows import (
 )
 from coexarchive.export.formats import CURRENT, Rendering
 from coexarchive.export.media import Attachment, attachment_of, attachments
+from coexarchive.export.templates import TemplateBodies, render_send
 
 __all__ = ["TRANSCRIPT_VERSION", "load_zone", "render_transcripts", "transcript_path"]
 
@@ -178,11 +179,15 @@ def render_transcripts(
     times = [row["event_time"] for row in rows]
     utc, local = clock.utc_many(times), [esc(text) for text in clock.local_many(times)]
     current = current_flags(rows) if rules.current_flags else [(r["flags"], None) for r in rows]
+    # Template sends are shown with the registry's text, from catalogue rows of any conversation.
+    bodies = TemplateBodies(rows) if rules.template_bodies else None
     pages: dict[str, bytes] = {}
     index_rows = []
     for key, positions in (conversations(rows) if groups is None else groups).items():
         path = transcript_path(key)
-        page = _page(key, rows, leaves, current, positions, utc, local, clock, matter, rules)
+        page = _page(
+            key, rows, leaves, current, positions, utc, local, clock, matter, rules, bodies
+        )
         pages[path] = page.encode()
         first, last = positions[0], positions[-1]
         index_rows.append(
@@ -216,6 +221,7 @@ def _page(
     clock: _Clock,
     matter: str,
     rules: Rendering,
+    bodies: TemplateBodies | None = None,
 ) -> str:
     chain, customer = key
     rows = [all_rows[p] for p in positions]
@@ -258,6 +264,7 @@ def _page(
                 current[position],
                 rules,
                 attached.get(row["record_id"]),
+                bodies,
             )
         )
     parts.append("</table>\n")
@@ -310,6 +317,7 @@ def _row(
     current: CurrentFlags,
     rules: Rendering,
     attachment: Attachment | None = None,
+    bodies: TemplateBodies | None = None,
 ) -> str:
     """One record's table row; ``local`` is already escaped. Flags are current: a re-assessed
     record's say which assessment set them, and an assessment row shows its own in its content
@@ -329,16 +337,22 @@ def _row(
     statuses = "<br>".join(esc(line) for line in later or ())
     arrow = DIRECTIONS.get(direction, esc(direction))
     origin = esc(ORIGINS.get(row["origin"], row["origin"]))
+    content = _content(row, rules, attachment, bodies)
     return (
         f'<tr class="{css}" id="seq-{row["seq"]}"><td class="mono">#{row["seq"]} · '
         f"{leaf[:8].hex()}</td><td>{utc}</td>"
         f"<td>{local}</td><td>{arrow}</td><td>{origin}</td>"
-        f'<td>{esc(kind)}</td><td class="body" dir="auto">{_content(row, rules, attachment)}</td>'
+        f'<td>{esc(kind)}</td><td class="body" dir="auto">{content}</td>'
         f"<td>{statuses}</td><td>{flags}</td></tr>\n"
     )
 
 
-def _content(row: Row, rules: Rendering, attachment: Attachment | None = None) -> str:
+def _content(
+    row: Row,
+    rules: Rendering,
+    attachment: Attachment | None = None,
+    bodies: TemplateBodies | None = None,
+) -> str:
     kind, msg_type = row["kind"], row["msg_type"]
     text = esc(row["text"])
     if kind == "media":
@@ -362,6 +376,8 @@ def _content(row: Row, rules: Rendering, attachment: Attachment | None = None) -
         )
     if rules.readable_types and is_uncatalogued_message(row):
         return esc(uncatalogued_text(row)) + ("\n" + text if text else "")
+    if row["template_name"] and bodies is not None:
+        return esc(render_send(row, bodies)) + ("\n" + text if text else "")
     if row["template_name"]:
         template = esc(
             f"[template {row['template_name']} ({row['template_language']}; "
