@@ -52,10 +52,11 @@ def with_format(files: dict[str, bytes], name: str) -> dict[str, bytes]:
 
 def test_new_bundles_are_v3_and_v2_samples_stay_v2() -> None:
     assert BUNDLE_FORMAT == "coexarchive.bundle/v3"
+    assert orjson.loads(sample("v3.zip")["BUNDLE.json"])["format"] == BUNDLE_FORMAT
     assert orjson.loads(sample("v2.zip")["BUNDLE.json"])["format"] == V2
 
 
-@pytest.mark.parametrize("name", ["v1.zip", "v2.zip"])
+@pytest.mark.parametrize("name", ["v1.zip", "v2.zip", "v3.zip", "v3-hostile-header.zip"])
 @pytest.mark.parametrize("workers", [1, 2])
 def test_golden_sample_of_every_format_verifies_ok(name: str, workers: int) -> None:
     files = sample(name)

@@ -38,6 +38,7 @@ ZOE = "447700900101"
 MALLORY = "447700900666"
 START_MS = 1_767_571_200_000  # 2026-01-05T00:00:00Z
 MINUTE_MS = 60_000
+WABA_CHAIN = "waba-102290129340398"
 
 
 def record(n: int, minute: int, **fields: object) -> Record:
@@ -80,6 +81,28 @@ def records() -> list[Record]:
         template_status="APPROVED",
         consent_state="unknown",
         flags=("marketing_without_consent",),
+        detail=orjson.dumps(
+            {
+                "raw": {
+                    "request": {
+                        "type": "template",
+                        "template": {
+                            "name": "promo_spring",
+                            "language": {"code": "fr_FR"},
+                            "components": [
+                                {
+                                    "type": "body",
+                                    "parameters": [
+                                        {"type": "text", "text": "Zoë"},
+                                        {"type": "text", "text": "31 mars"},
+                                    ],
+                                }
+                            ],
+                        },
+                    }
+                }
+            }
+        ).decode(),
     )
     poll = {
         "poll": {"question": "Quel créneau ?", "options": [{"name": "Matin"}, {"name": "Soir"}]}
@@ -139,6 +162,52 @@ def records() -> list[Record]:
     ]
 
 
+def catalogue() -> list[Record]:
+    """The catalogue entry of the template sent (written from coexarchive.bundle/v3 on, whose
+    renderings show a template send with the registry's text as of the send)."""
+    entry = {
+        "name": "promo_spring",
+        "language": "fr_FR",
+        "status": "APPROVED",
+        "category": "MARKETING",
+        "id": "1700000000000077",
+        "components": [
+            {"type": "HEADER", "format": "TEXT", "text": "Printemps"},
+            {"type": "BODY", "text": "Bonjour {{1}}, -20 % sur <tout> jusqu'au {{2}} !"},
+            {"type": "FOOTER", "text": "Répondez STOP pour ne plus recevoir nos offres"},
+            {"type": "BUTTONS", "buttons": [{"type": "QUICK_REPLY", "text": "Stop promotions"}]},
+        ],
+    }
+    detail = {
+        "v": 1,
+        "field": "template_catalogue",
+        "path": "$.data[0]",
+        "time_source": "as_of",
+        "template_id": entry["id"],
+        "source": "catalogue.json",
+        "raw": entry,
+    }
+    return [
+        Record(
+            chain_id=WABA_CHAIN,
+            record_id=stable_id("template_catalogue", WABA_CHAIN, "promo_spring", START_MS),
+            kind="template_event",
+            origin="system",
+            direction="none",
+            event_time=START_MS,
+            received_time=START_MS + MINUTE_MS,
+            waba_id=WABA_CHAIN.removeprefix("waba-"),
+            msg_type="template_catalogue",
+            status="APPROVED",
+            template_name="promo_spring",
+            template_language="fr_FR",
+            template_status="APPROVED",
+            template_category="MARKETING",
+            detail=orjson.dumps(detail, option=orjson.OPT_SORT_KEYS).decode(),
+        )
+    ]
+
+
 def main(out: Path) -> None:
     key = Ed25519Signer.from_seed(ARCHIVE, b"coexarchive golden bundle sample")
     trust = TrustStore([key.verifier()])
@@ -152,6 +221,10 @@ def main(out: Path) -> None:
     )
     writer.append(records())
     version = BUNDLE_FORMAT.rsplit("/", 1)[1]
+    if int(version.removeprefix("v")) >= 3:
+        ChainWriter(
+            store, WABA_CHAIN, signer=key, archive_name=ARCHIVE, policy=writer.policy
+        ).append(catalogue())
     out.mkdir(parents=True, exist_ok=True)
     for name, who in ((f"{version}.zip", ZOE), (f"{version}-hostile-header.zip", MALLORY)):
         request = ExportRequest(
