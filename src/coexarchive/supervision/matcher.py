@@ -20,7 +20,7 @@ from typing import Any, Final, NamedTuple
 
 import ahocorasick
 
-from coexarchive.supervision.normalize import Stemmers, normalize
+from coexarchive.supervision.normalize import Stemmers, normalize, normalize_pieces
 from coexarchive.supervision.policy import FlagRule, LexiconRule, Policy, SampleRule
 
 __all__ = ["Match", "Matcher", "Span", "sample_point"]
@@ -174,8 +174,9 @@ class Matcher:
                     return True
         return False
 
-    def _may_match(self, text: str) -> bool:
-        """False only when no term can match ``text``: an exact shortcut, not a heuristic.
+    def _may_match(self, pieces: list[str]) -> bool:
+        """False only when no term can match the text of ``pieces`` (its whitespace-free pieces,
+        ``text.split()``): an exact shortcut, not a heuristic.
 
         A term's key ``" w1 ... "`` matches only where ``w1`` is a whole word of the normal form
         (a single-word prefix key: where a word starts with it), and every word of the normal
@@ -184,7 +185,6 @@ class Matcher:
         such word cannot match; most messages are rejected by one set lookup per piece, and
         neither normalised, stemmed nor walked.
         """
-        pieces = text.split()
         quiet = self._quiet
         if quiet.issuperset(pieces):
             return False
@@ -205,9 +205,12 @@ class Matcher:
 
     def find(self, fields: Mapping[str, str]) -> dict[int, _Found]:
         """Every term, exclusion and proximity match in ``fields``, by lexicon rule index."""
+        return self._find({name: text.split() for name, text in fields.items()})
+
+    def _find(self, fields: Mapping[str, list[str]]) -> dict[int, _Found]:
         found: dict[int, _Found] = {}
-        for name, text in fields.items():
-            base = normalize(text)
+        for name, pieces in fields.items():
+            base = normalize_pieces(pieces)
             base_words: list[str] | None = None
             stemmed = self._stemmed(base) if self._stem_languages else {}
             for language, automaton in self.automata:
@@ -231,15 +234,17 @@ class Matcher:
         return found
 
     def lexicon_matches(self, fields: Mapping[str, str]) -> list[Match]:
-        quiet = self._quiet
-        for text in fields.values():  # the common case, inlined: nothing can match (_may_match)
-            if not quiet.issuperset(text.split()):
-                break
-        else:
-            return []
         # Exclusions and proximity act only on terms of their own field: a field where no term
-        # can match adds no span, so it is left out whole.
-        everything = self.find({n: t for n, t in fields.items() if self._may_match(t)})
+        # can match adds no span, so it is left out whole (most messages: all their fields).
+        quiet = self._quiet
+        loud: dict[str, list[str]] = {}
+        for name, text in fields.items():
+            pieces = text.split()
+            if not quiet.issuperset(pieces) and self._may_match(pieces):
+                loud[name] = pieces
+        if not loud:
+            return []
+        everything = self._find(loud)
         if not everything:
             return []
         matches = []

@@ -26,7 +26,7 @@ from typing import Final
 
 import snowballstemmer
 
-__all__ = ["STEM_LANGUAGES", "Stemmers", "normalize", "words"]
+__all__ = ["STEM_LANGUAGES", "Stemmers", "normalize", "normalize_pieces", "words"]
 
 # ISO 639-1 code → Snowball algorithm.
 STEM_LANGUAGES: Final[dict[str, str]] = {
@@ -161,6 +161,20 @@ def normalize(text: str) -> str:
     if "" in pieces:  # a piece that was only punctuation or emoji
         pieces = [piece for piece in pieces if piece]
     return " " + " ".join(pieces) + " "
+
+
+def normalize_pieces(pieces: list[str]) -> str:
+    """``normalize(text)`` from ``text.split()``, for callers that split the text already."""
+    joined = " ".join(pieces)
+    if joined.isascii():
+        return " " + " ".join(joined.lower().encode().translate(_ASCII).decode().split()) + " "
+    try:
+        normal = list(map(_TOKENS.__getitem__, pieces))
+    except KeyError:
+        return normalize(joined)
+    if "" in normal:
+        normal = [piece for piece in normal if piece]
+    return " " + " ".join(normal) + " "
 
 
 def words(normalized: str) -> list[str]:
