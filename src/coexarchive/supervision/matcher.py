@@ -205,16 +205,16 @@ class Matcher:
 
     def find(self, fields: Mapping[str, str]) -> dict[int, _Found]:
         """Every term, exclusion and proximity match in ``fields``, by lexicon rule index."""
-        return self._find({name: text.split() for name, text in fields.items()})
+        return self._find({name: (text, text.split()) for name, text in fields.items()})
 
-    def _find(self, fields: Mapping[str, list[str]]) -> dict[int, _Found]:
+    def _find(self, fields: Mapping[str, tuple[str, list[str]]]) -> dict[int, _Found]:
         found: dict[int, _Found] = {}
-        for name, pieces in fields.items():
-            base = normalize_pieces(pieces)
+        for name, (text, pieces) in fields.items():
+            base = normalize_pieces(text, pieces)
             base_words: list[str] | None = None
-            stemmed = self._stemmed(base) if self._stem_languages else {}
+            stemmed = self._stemmed(base) if self._stem_languages else None
             for language, automaton in self.automata:
-                spaced = base if language is None else stemmed[language]
+                spaced = base if stemmed is None or language is None else stemmed[language]
                 for end, (key, words, entries) in automaton.iter(spaced):
                     start = end - len(key) + 1
                     first = spaced.count(" ", 0, start + 1) - 1
@@ -237,11 +237,11 @@ class Matcher:
         # Exclusions and proximity act only on terms of their own field: a field where no term
         # can match adds no span, so it is left out whole (most messages: all their fields).
         quiet = self._quiet
-        loud: dict[str, list[str]] = {}
+        loud: dict[str, tuple[str, list[str]]] = {}
         for name, text in fields.items():
             pieces = text.split()
             if not quiet.issuperset(pieces) and self._may_match(pieces):
-                loud[name] = pieces
+                loud[name] = (text, pieces)
         if not loud:
             return []
         everything = self._find(loud)

@@ -163,15 +163,14 @@ def normalize(text: str) -> str:
     return " " + " ".join(pieces) + " "
 
 
-def normalize_pieces(pieces: list[str]) -> str:
-    """``normalize(text)`` from ``text.split()``, for callers that split the text already."""
-    joined = " ".join(pieces)
-    if joined.isascii():
-        return " " + " ".join(joined.lower().encode().translate(_ASCII).decode().split()) + " "
+def normalize_pieces(text: str, pieces: list[str]) -> str:
+    """``normalize(text)``, given ``pieces`` = ``text.split()`` (for callers that have it)."""
+    if text.isascii():
+        return " " + " ".join(text.lower().encode().translate(_ASCII).decode().split()) + " "
     try:
         normal = list(map(_TOKENS.__getitem__, pieces))
     except KeyError:
-        return normalize(joined)
+        return normalize(text)
     if "" in normal:
         normal = [piece for piece in normal if piece]
     return " " + " ".join(normal) + " "
