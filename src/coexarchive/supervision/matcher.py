@@ -7,6 +7,10 @@ automaton per stemming language, matched against the stemmed text. A text is nor
 stemmed once per such language, and walked once per automaton: the cost does not grow with the
 number of terms.
 
+Most texts hold no word that a term starts with. The matcher remembers which raw
+whitespace-free pieces of text yield no such word (``Matcher._may_match``) and rejects a text made
+only of them by one set lookup per piece, unnormalised; the shortcut is exact, never a guess.
+
 Spans are word positions in the normalised text (``[start, end)``, counted from 0), per field.
 """
 
