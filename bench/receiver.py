@@ -302,6 +302,9 @@ def main() -> int:
     ratios = [o["rps"] / f["rps"] for o, f in zip(results["ours"], results["floor"], strict=True)]
     print(f"ratio ours/floor per pass: {', '.join(f'{r:.2f}' for r in ratios)}"
           f"  (median {statistics.median(ratios):.2f}; target ≥ 0.70)")  # fmt: skip
+    tails = [o["p99"] / f["p99"] for o, f in zip(results["ours"], results["floor"], strict=True)]
+    print(f"p99 ours/floor per pass: {', '.join(f'{r:.2f}' for r in tails)}"
+          f"  (median {statistics.median(tails):.2f}; target ≤ 1.50)")  # fmt: skip
     return 0
 
 
