@@ -10,7 +10,7 @@ import pytest
 
 from coexarchive.errors import StorageError
 from coexarchive.raw import decode_landing, encode_landing
-from coexarchive.receive.shipper import Shipper, encode_segment, ship_segment
+from coexarchive.receive.shipper import Shipper
 from coexarchive.receive.spool import Spool
 from coexarchive.store.base import Retention
 from coexarchive.store.memory import MemoryStore
@@ -140,18 +140,3 @@ def test_background_thread_ships_and_stop_drains(tmp_path: Path, count: int) -> 
     shipper.start()
     shipper.stop(drain_for=5.0)
     assert len(landed_bodies(store)) == count
-
-
-def test_streamed_segment_encodes_exactly_as_the_read_one(tmp_path: Path) -> None:
-    spool = filled_spool(tmp_path, segment_bytes=1 << 20)
-    (segment,) = spool.closed_segments()
-    deliveries = spool.read(segment)
-    stream = spool.stream(segment)
-    assert not isinstance(stream, list)  # decoded as consumed, not all at once
-    encoded = encode_segment(stream)
-    assert encoded is not None
-    key, data, count, last_seq = encoded
-    assert data == encode_landing(deliveries)
-    assert (count, last_seq) == (len(deliveries), deliveries[-1].seq)
-    assert key == ship_segment(MemoryStore(), deliveries, retention_for)[0]
-    assert encode_segment(iter([])) is None

@@ -11,20 +11,15 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from coexarchive.errors import (
-    CoexArchiveError,
-    FormatError,
-    InvalidArgumentError,
-    ObjectExistsError,
-)
+from coexarchive.errors import CoexArchiveError, FormatError, ObjectExistsError
 from coexarchive.raw import Delivery, decode_landing, encode_landing, landing_key
 from coexarchive.receive.spool import ClosedSegment, Spool
 from coexarchive.store.base import ObjectStore, Retention
 
-__all__ = ["Shipper", "ShipperStats", "encode_segment", "ship_segment"]
+__all__ = ["Shipper", "ShipperStats", "ship_segment"]
 
 log = logging.getLogger("coexarchive.receive.shipper")
 
@@ -47,52 +42,18 @@ def ship_segment(
     store: ObjectStore, deliveries: list[Delivery], retention_for: RetentionFor
 ) -> tuple[str, bool]:
     """Land one segment's deliveries; ``(key, created)``. Raises if the store did not confirm."""
-    encoded = encode_segment(deliveries)
-    if encoded is None:
-        raise InvalidArgumentError("a landing object needs at least one delivery")
-    key, data, _, _ = encoded
-    return key, _put(store, key, data, retention_for, lambda: deliveries)
-
-
-def encode_segment(deliveries: Iterable[Delivery]) -> tuple[str, bytes, int, int] | None:
-    """``(key, landing bytes, deliveries, last seq)``, or None when there is no delivery.
-
-    Reads ``deliveries`` once, keeping only the first alive (it names the key).
-    """
-    first: Delivery | None = None
-    count = 0
-    last_seq = -1
-
-    def counted() -> Iterator[Delivery]:
-        nonlocal first, count, last_seq
-        for delivery in deliveries:
-            if first is None:
-                first = delivery
-            count += 1
-            last_seq = delivery.seq
-            yield delivery
-
-    data = encode_landing(counted())
-    if first is None:
-        return None
-    return landing_key(first.receiver_id, first.seq, first.received_at), data, count, last_seq
-
-
-def _put(
-    store: ObjectStore,
-    key: str,
-    data: bytes,
-    retention_for: RetentionFor,
-    deliveries: Callable[[], list[Delivery]],
-) -> bool:
-    """Whether the object was created; False when the same deliveries were already there."""
+    key = landing_key(deliveries[0].receiver_id, deliveries[0].seq, deliveries[0].received_at)
+    data = encode_landing(deliveries)
     try:
-        return store.put(key, data, retention=retention_for(key), content_type="application/zstd")
+        created = store.put(
+            key, data, retention=retention_for(key), content_type="application/zstd"
+        )
     except ObjectExistsError:
         # Another encoder version may compress the same lines differently: compare the lines.
-        if not _same_deliveries(store.get(key), key, deliveries()):
+        if not _same_deliveries(store.get(key), key, deliveries):
             raise
-        return False
+        created = False
+    return key, created
 
 
 def _same_deliveries(existing: bytes, key: str, deliveries: list[Delivery]) -> bool:
@@ -161,16 +122,12 @@ class Shipper:
             return True
 
     def _ship(self, segment: ClosedSegment) -> bool:
-        # Streamed: one delivery decoded at a time (see iter_segment), the bytes held instead.
-        encoded = encode_segment(self.spool.stream(segment))
-        if encoded is None:
+        deliveries = self.spool.read(segment)
+        if not deliveries:
             self.spool.trim(segment, segment.first_seq)
             return True
-        key, data, count, last_seq = encoded
         try:
-            created = _put(
-                self.store, key, data, self.retention_for, lambda: self.spool.read(segment)
-            )
+            key, created = ship_segment(self.store, deliveries, self.retention_for)
         except ObjectExistsError:
             self.stats.conflicts += 1
             log.error(
@@ -187,12 +144,12 @@ class Shipper:
                 extra={"segment": segment.path.name, "error": detail},
             )
             return False
-        self.spool.trim(segment, last_seq)
+        self.spool.trim(segment, deliveries[-1].seq)
         self.stats.objects += 1
-        self.stats.deliveries += count
+        self.stats.deliveries += len(deliveries)
         self.stats.already_there += 0 if created else 1
         self.stats.last_success = time.time()
-        log.info("shipped", extra={"key": key, "deliveries": count})
+        log.info("shipped", extra={"key": key, "deliveries": len(deliveries)})
         return True
 
     def _run(self) -> None:
