@@ -22,3 +22,16 @@ def cyclic_gc_paused() -> Iterator[None]:
     finally:
         if was_enabled:
             gc.enable()
+
+
+def freeze_long_lived() -> int:
+    """Move every object alive now out of the cyclic collector's reach; returns how many.
+
+    A long-running server allocates its modules, classes and configuration once; each full
+    collection would walk them all again (tens of thousands of objects, tens of milliseconds on a
+    busy machine) while requests wait. Frozen objects are still freed by reference counting; only
+    cycles among them would stay, and startup leaves none worth collecting. No collection first:
+    on a busy machine it would hold the port closed for longer than the freeze saves.
+    """
+    gc.freeze()
+    return gc.get_freeze_count()

@@ -22,6 +22,7 @@ from typing import Any
 
 import orjson
 
+from coexarchive._internal.gcpause import freeze_long_lived
 from coexarchive.errors import CoexArchiveError, ConfigError
 from coexarchive.raw import receiver_id_problem
 from coexarchive.receive.app import Receiver, ReceiverConfig, app_secrets_from, create_app
@@ -262,7 +263,10 @@ def start(
                   lambda: shipper.stats.failures)  # fmt: skip
     metrics.gauge("coexarchive_ship_last_success_seconds", "Unix time of the last upload.",
                   lambda: shipper.stats.last_success)  # fmt: skip
-    return Running(receiver, shipper, create_app(receiver))
+    app = create_app(receiver)
+    # What exists now lives as long as the server: full collections need not walk it again.
+    freeze_long_lived()
+    return Running(receiver, shipper, app)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
