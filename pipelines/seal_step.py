@@ -11,6 +11,7 @@ from typing import Any
 from coexarchive._internal.gcpause import cyclic_gc_paused
 from coexarchive.dedup import DedupIndex
 from coexarchive.enrich import EnrichConfig, enrich_for_seal
+from coexarchive.export.holds import NewDataHolds
 from coexarchive.records import Kind, Record
 from coexarchive.resume import UnsignedTailError
 from coexarchive.retention import RetentionPolicy
@@ -60,6 +61,9 @@ def seal_chain(
         max_segment_records=spec.max_segment_records,
         trust=trust,
         personal=personal,
+        # Holds follow data: a segment holding records an active hold covers is held as it is
+        # sealed, before its checkpoint commits it (read from the sealed register each run).
+        legal_holds=NewDataHolds.load(store),
     )
     try:
         state = writer.state()

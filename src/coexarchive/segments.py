@@ -32,7 +32,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 import pyarrow as pa
@@ -374,8 +374,13 @@ class ChainWriter:
         max_segment_records: int = DEFAULT_SEGMENT_RECORDS,
         trust: TrustStore | None = None,
         personal: PersonalSealer | None = None,
+        legal_holds: LegalHolds | None = None,
     ) -> None:
         self.store = store
+        # Asked of every new segment: must its objects carry a legal hold (an active hold covers
+        # its records)? Held before the checkpoint commits them, so no committed segment a hold
+        # covers is ever without it (``coexarchive.export.holds.NewDataHolds``).
+        self.legal_holds = legal_holds
         self.chain_id = layout.check_chain_id(chain_id)
         self.signer = signer
         self.archive_name = archive_name
@@ -455,6 +460,9 @@ class ChainWriter:
         index = index_bytes(chunk)
         ikey = index_key(self.chain_id, date, first, root)
         self.store.put(ikey, index, retention=retention)
+        held = self.legal_holds is not None and self.legal_holds(self.chain_id, chunk)
+        if held:
+            self._hold(segment_key, ikey)
 
         manifest = Manifest(
             archive=self.archive_name,
@@ -497,11 +505,18 @@ class ChainWriter:
                 f"chain {self.chain_id}: another writer committed seq {first} first; "
                 "re-run the job to continue after its segment"
             ) from exc
+        if held:
+            self._hold(manifest.key)
         self._commit(manifest)
         self._state = ChainState.after(manifest)
         return SegmentResult(manifest=manifest, created=created)
 
+    def _hold(self, *keys: str) -> None:
+        for key in keys:
+            self.store.set_legal_hold(key, True)
+
     def _commit(self, manifest: Manifest) -> None:
+        """Write the signed checkpoint, held when the segment it commits is."""
         checkpoint = Checkpoint(
             origin=checkpoint_origin(self.archive_name, self.chain_id),
             size=manifest.tree_size,
@@ -516,6 +531,16 @@ class ChainWriter:
                 f"chain {self.chain_id}: a different checkpoint for size {manifest.tree_size} "
                 "already exists; refusing to sign a fork"
             ) from exc
+        # The segment was held before its manifest was written if a hold covers it (also in a
+        # crashed run whose manifest a resume commits now): its checkpoint follows it.
+        if self.legal_holds and self.store.info(manifest.segment.key).legal_hold:
+            self._hold(manifest.checkpoint_key)
+
+
+class LegalHolds(Protocol):
+    """Whether records about to be sealed into chain ``chain_id`` fall under an active hold."""
+
+    def __call__(self, chain_id: str, records: Sequence[Record], /) -> bool: ...
 
 
 _chain_of = operator.attrgetter("chain_id")

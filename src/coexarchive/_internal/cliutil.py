@@ -9,6 +9,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from coexarchive._internal.helpformat import HelpFormatter, Parser
+from coexarchive.customers import normalize_customer
+from coexarchive.errors import InvalidArgumentError
 from coexarchive.settings import Settings
 
 __all__ = [
@@ -20,6 +22,7 @@ __all__ = [
     "Parser",
     "add_signing_key_option",
     "binder",
+    "parse_customer",
     "parse_moment",
     "parse_time",
     "shell_exports",
@@ -63,3 +66,11 @@ def parse_time(text: str) -> int:
 def shell_exports(values: Mapping[str, str]) -> list[str]:
     """``export NAME=value`` lines, each value quoted for a POSIX shell (for ``eval "$(…)"``)."""
     return [f"export {name}={shlex.quote(value)}" for name, value in values.items()]
+
+
+def parse_customer(text: str) -> str:
+    """A customer's phone number (any usual spelling) or BSUID, as records store it (a type)."""
+    try:
+        return normalize_customer(text)
+    except InvalidArgumentError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None

@@ -18,8 +18,9 @@ from typing import Any, Final
 
 import orjson
 
+from coexarchive.customers import is_bsuid, normalize_customer
 from coexarchive.enrich.consent import ALL, MARKETING, OPTED_IN, OPTED_OUT, OTHER
-from coexarchive.errors import FormatError
+from coexarchive.errors import FormatError, InvalidArgumentError
 from coexarchive.records import Direction, Kind, Origin, Record, stable_id
 
 __all__ = ["FIELDS", "ConsentImport", "RowProblem", "parse_consent_file"]
@@ -33,9 +34,6 @@ _STATES: Final[dict[str, str]] = {
     "revoked": OPTED_OUT, "withdrawn": OPTED_OUT, "no": OPTED_OUT,
 }  # fmt: skip
 _PURPOSES: Final = frozenset({MARKETING, OTHER, ALL})
-# A phone number in international form (digits, optional leading +) or a BSUID (CC.digits...).
-_WA_ID: Final = re.compile(r"^\+?[1-9][0-9]{6,14}$")
-_BSUID: Final = re.compile(r"^[A-Z]{2}(\.[A-Za-z0-9]{1,128}){1,2}$")
 _CHAIN: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 _MAX_TEXT: Final = 1024
 # Unix seconds up to 9999-12-31; milliseconds are refused rather than misread.
@@ -169,12 +167,14 @@ def _record(
         raise _BadRow("; ".join(problems))
     customer = _text(values["customer"], "customer")
     wa_id = user_id = None
-    if _WA_ID.fullmatch(customer):
-        wa_id = customer.lstrip("+")
-    elif _BSUID.fullmatch(customer):
+    try:
+        customer = normalize_customer(customer)
+    except InvalidArgumentError:
+        raise _BadRow("customer is neither a phone number (wa_id) nor a BSUID") from None
+    if is_bsuid(customer):
         user_id = customer
     else:
-        raise _BadRow("customer is neither a phone number (wa_id) nor a BSUID")
+        wa_id = customer
     purpose = _text(values["purpose"], "purpose").lower()
     if purpose not in _PURPOSES:
         raise _BadRow(f"purpose {purpose!r} is not marketing, other or all")

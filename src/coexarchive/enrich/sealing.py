@@ -37,6 +37,8 @@ def seal_new(
 ) -> SealOutcome:
     """De-duplicate ``records`` against the chain and seal the new ones, like the ingest job
     (encrypting personal fields with ``personal`` when the archive seals them so)."""
+    from coexarchive.export.holds import NewDataHolds  # holds read the query catalog
+
     writer = ChainWriter(
         store,
         chain_id,
@@ -44,6 +46,7 @@ def seal_new(
         archive_name=archive_name,
         policy=policy,
         personal=personal,
+        legal_holds=NewDataHolds.load(store),
     )
     state = writer.state()
     classified = DedupIndex(store, chain_id, committed_size=state.size).classify(records)

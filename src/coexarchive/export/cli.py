@@ -16,12 +16,12 @@ from typing import Any
 
 import orjson
 
-from coexarchive._internal.cliutil import AddOptions, MakeSettings, parse_time
+from coexarchive._internal.cliutil import AddOptions, MakeSettings, parse_customer, parse_time
 from coexarchive._internal.clock import now_ms
 from coexarchive.anchor.tsa import load_tsa_file
 from coexarchive.anchor.witness import load_witness_policy
 from coexarchive.export.bundle import ExportRequest, Selection, export_bundle, read_bundle
-from coexarchive.export.holds import HoldRegister, HoldScope, active_holds, read_register
+from coexarchive.export.holds import HoldRegister, HoldScope, coverage
 from coexarchive.export.verify_bundle import BundleReport, BundleVerificationError, verify_bundle
 from coexarchive.export.zipfiles import DEFAULT_LIMITS, ReadLimits
 from coexarchive.query.access_log import AccessLog, auditor_identity
@@ -63,13 +63,17 @@ def cmd_hold_place(args: argparse.Namespace, make_settings: MakeSettings) -> int
             "hold"
         )
         return 0
+    if not outcome.segments:
+        print(
+            f"matter {args.matter}: prospective hold recorded at seq {outcome.sealed.last_seq} "
+            f"by {who}: no sealed record matches yet; matching records are held as they are sealed"
+        )
+        return 0
     print(
         f"matter {args.matter}: legal hold placed on {len(outcome.keys)} object(s) of "
         f"{outcome.segments} segment(s); recorded in the hold register at seq "
-        f"{outcome.sealed.last_seq} by {who}"
+        f"{outcome.sealed.last_seq} by {who}; records sealed later that match are held too"
     )
-    if not outcome.segments:
-        print("warning: no sealed record matches the scope yet; re-run `hold place` after ingest")
     return 0
 
 
@@ -86,22 +90,44 @@ def cmd_hold_release(args: argparse.Namespace, make_settings: MakeSettings) -> i
 
 
 def cmd_hold_list(args: argparse.Namespace, make_settings: MakeSettings) -> int:
-    found = active_holds(read_register(make_settings(args).store()))
-    holds = [found[m] for m in sorted(found) if args.all or found[m].active]
+    matters = coverage(make_settings(args).store(), include_released=args.all)
     if args.json:
-        print(orjson.dumps([h.to_json() for h in holds], option=orjson.OPT_INDENT_2).decode())
+        documents = []
+        for matter in matters:
+            document = matter.hold.to_json()
+            document.update(
+                objects=len(matter.keys),
+                records=matter.records,
+                segments=matter.segments,
+                prospective=matter.prospective,
+            )
+            documents.append(document)
+        print(orjson.dumps(documents, option=orjson.OPT_INDENT_2).decode())
         return 0
-    if not holds:
+    if not matters:
         print("no active legal holds" if not args.all else "no legal holds")
-    for hold in holds:
-        state = "ACTIVE" if hold.active else f"released {_iso(hold.released_at or 0)}"
+    for matter in matters:
+        hold = matter.hold
+        if not hold.active:
+            state = f"released {_iso(hold.released_at or 0)}"
+        else:
+            state = (
+                "ACTIVE, PROSPECTIVE (nothing sealed matches yet)"
+                if matter.prospective
+                else "ACTIVE"
+            )
         scopes = "; ".join(
             ", ".join(f"{k}={v}" for k, v in scope.items() if v is not None)
             for scope in hold.scopes
         )
+        held = (
+            f"{len(matter.keys)} object(s) holding {matter.records} record(s) now held"
+            if hold.active
+            else f"{len(hold.keys)} object(s) were held"
+        )
         print(
             f"{hold.matter}: {state}; placed {_iso(hold.placed_at)} by {hold.placed_by}; "
-            f"{len(hold.keys)} object(s); scope {scopes}"
+            f"{held}; scope {scopes}"
         )
     return 0
 
@@ -268,13 +294,17 @@ def register(sub: Any, add_archive_options: AddOptions, make_settings: MakeSetti
         "place",
         help="hold every object holding a customer's (or a chain's) records",
         description="Put a legal hold on each segment (Parquet, record index, manifest, "
-        "checkpoint) holding matching records, then seal the placement. Re-running it holds "
-        "segments sealed since.",
+        "checkpoint) holding matching records, then seal the placement. The hold follows the "
+        "data: until released, ingest holds every new segment holding matching records before "
+        "committing it. A scope that matches nothing yet is recorded as a prospective hold. "
+        "Phone numbers may be typed with + and spaces (+65 9170 3423).",
     )
     add_archive_options(place)
     place.add_argument("--matter", required=True, help="matter name or reference")
     target = place.add_mutually_exclusive_group(required=True)
-    target.add_argument("--customer", help="customer wa_id or BSUID (in every business chain)")
+    target.add_argument(
+        "--customer", type=parse_customer, help="customer wa_id or BSUID (in every business chain)"
+    )
     target.add_argument("--chain", help="a whole chain (business phone number id)")
     place.add_argument("--since", type=parse_time, help="records from this time (ISO, inclusive)")
     place.add_argument("--until", type=parse_time, help="records before this time (ISO, exclusive)")
@@ -296,7 +326,12 @@ def register(sub: Any, add_archive_options: AddOptions, make_settings: MakeSetti
     release.add_argument("--key", type=Path, help="signing key file")
     release.set_defaults(handler=bind(cmd_hold_release))
 
-    listing = hold_sub.add_parser("list", help="list legal holds from the register")
+    listing = hold_sub.add_parser(
+        "list",
+        help="list legal holds, with the objects and records each holds now",
+        description="List the matters of the sealed hold register; for each active one, the "
+        "objects and records its scopes cover now (prospective when nothing sealed matches yet).",
+    )
     add_archive_options(listing)
     listing.add_argument("--all", action="store_true", help="include released matters")
     listing.add_argument("--json", action="store_true", help="print the register as JSON")
@@ -316,7 +351,9 @@ def register(sub: Any, add_archive_options: AddOptions, make_settings: MakeSetti
         "--matter", required=True, help="matter name or reference, kept with the export"
     )
     what = export.add_mutually_exclusive_group(required=True)
-    what.add_argument("--customer", help="customer wa_id or BSUID (in every business chain)")
+    what.add_argument(
+        "--customer", type=parse_customer, help="customer wa_id or BSUID (in every business chain)"
+    )
     what.add_argument("--query", help="SQL over the auditor views returning chain_id and seq")
     export.add_argument("--since", type=parse_time, help="records from this time (ISO, inclusive)")
     export.add_argument(

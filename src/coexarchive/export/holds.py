@@ -16,6 +16,7 @@ Clock and identity are parameters: the CLI passes the wall clock and ``--as``.
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -28,7 +29,14 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 
 from coexarchive.audit_chain import AuditChainClient, AuditChainWriter
-from coexarchive.errors import ConfigError, FormatError, ObjectMissingError, SealError
+from coexarchive.customers import normalize_customer
+from coexarchive.errors import (
+    ConfigError,
+    FormatError,
+    InvalidArgumentError,
+    ObjectMissingError,
+    SealError,
+)
 from coexarchive.media.objects import segment_media_keys
 from coexarchive.query.views import ACCESS_LOG_CHAIN, ArchiveCatalog, Segment
 from coexarchive.records import Direction, Kind, Origin, Record, stable_id
@@ -43,8 +51,12 @@ __all__ = [
     "HoldOutcome",
     "HoldRegister",
     "HoldScope",
+    "MatterCoverage",
+    "NewDataHolds",
     "active_holds",
+    "coverage",
     "held_keys",
+    "hold_new_objects",
     "read_register",
 ]
 
@@ -54,6 +66,12 @@ DETAIL_VERSION = 1
 INTERNAL_CHAINS = frozenset({HOLDS_CHAIN, ACCESS_LOG_CHAIN, "erasures"})
 _HOLD_WORKERS = 8
 _TS = pa.timestamp("ms", tz="UTC")
+
+
+def _ms(text: str | None) -> int | None:
+    if text is None:
+        return None
+    return int(datetime.fromisoformat(text).timestamp() * 1000)
 
 
 def _iso(ms: int | None) -> str | None:
@@ -74,6 +92,9 @@ class HoldScope:
     def __post_init__(self) -> None:
         if (self.customer is None) == (self.chain is None):
             raise ConfigError("a hold names exactly one of --customer or --chain")
+        if self.customer is not None:
+            # One spelling everywhere: ``+65 9170 3423`` holds the records of ``6591703423``.
+            object.__setattr__(self, "customer", normalize_customer(self.customer))
         if self.since is not None and self.until is not None and self.since >= self.until:
             raise ConfigError("--since must be before --until")
 
@@ -89,6 +110,45 @@ class HoldScope:
         if self.since is not None and manifest.max_event_time < self.since:
             return False
         return not (self.until is not None and manifest.min_event_time >= self.until)
+
+    @classmethod
+    def from_json(cls, value: Mapping[str, Any]) -> HoldScope:
+        """A scope as the register stores it (ISO times, as ``to_json`` writes them)."""
+        fields: dict[str, Any] = {
+            "customer": value.get("customer"),
+            "chain": value.get("chain"),
+            "since": _ms(value.get("since")),
+            "until": _ms(value.get("until")),
+        }
+        try:
+            return cls(**fields)
+        except InvalidArgumentError:
+            # Placed before identifiers were normalised, with a spelling no record uses: the
+            # register is signed as it is, so keep the scope exactly as sealed.
+            scope = object.__new__(cls)
+            for name, field_value in fields.items():
+                object.__setattr__(scope, name, field_value)
+            return scope
+
+    def covers(self, chain_id: str, records: Iterable[Record]) -> bool:
+        """Whether any of ``records`` (all of chain ``chain_id``) falls in this scope."""
+        if self.chain is not None:
+            if chain_id != self.chain:
+                return False
+        elif chain_id in INTERNAL_CHAINS:
+            return False
+        for record in records:
+            if self.since is not None and record.event_time < self.since:
+                continue
+            if self.until is not None and record.event_time >= self.until:
+                continue
+            if self.customer is None or self.customer in (
+                record.customer_id,
+                record.customer_wa_id,
+                record.customer_user_id,
+            ):
+                return True
+        return False
 
 
 @dataclass(frozen=True)
@@ -205,12 +265,207 @@ def active_holds(events: Iterable[HoldEvent]) -> dict[str, Hold]:
 
 
 def held_keys(store: ObjectStore) -> set[str]:
-    """Objects under a registered, unreleased legal hold (for ``verify_archive(held_keys=)``)."""
+    """Objects an unreleased legal hold covers (for ``verify_archive(held_keys=)``).
+
+    Those its placements held, and those of every segment its scopes match now: segments
+    sealed after the placement must carry the hold too.
+    """
     keys: set[str] = set()
-    for hold in active_holds(read_register(store)).values():
-        if hold.active:
-            keys |= hold.keys
+    for matter in coverage(store):
+        keys |= matter.keys
     return keys
+
+
+# --- what holds cover now, and what they will cover ---------------------------------------------
+
+
+@dataclass(frozen=True)
+class Coverage:
+    """What one scope (or a matter's scopes together) covers in the archive now."""
+
+    manifests: list[Manifest] = field(default_factory=list)
+    records: int = 0
+
+    def keys(self, store: ObjectStore) -> set[str]:
+        return {key for manifest in self.manifests for key in segment_keys(store, manifest)}
+
+
+def segment_keys(store: ObjectStore, manifest: Manifest) -> list[str]:
+    """The objects a hold on a segment covers: Parquet, record index, manifest, checkpoint."""
+    keys = [manifest.segment.key, manifest.record_index.key, manifest.key]
+    if manifest.kinds.get("media"):
+        # The attachments the segment's media records name are held with it.
+        keys += segment_media_keys(store, manifest.segment.key)
+    # A manifest whose checkpoint is not written yet is committed by the next writer.
+    if store.exists(manifest.checkpoint_key):
+        keys.append(manifest.checkpoint_key)
+    return keys
+
+
+def match_scope(catalog: ArchiveCatalog, scope: HoldScope) -> Coverage:
+    """The committed segments holding records in ``scope``, and how many records match."""
+    catalog.refresh()
+    if scope.chain is not None:
+        candidates: list[Segment] = [
+            s for s in catalog.segments(chains=[scope.chain]) if scope.overlaps(s)
+        ]
+        wanted: ds.Expression | None = None
+    else:
+        assert scope.customer is not None
+        candidates = [
+            s for s in catalog.segments() if s.chain_id not in INTERNAL_CHAINS and scope.overlaps(s)
+        ]
+        wanted = (
+            (ds.field("customer_id") == scope.customer)
+            | (ds.field("customer_wa_id") == scope.customer)
+            | (ds.field("customer_user_id") == scope.customer)
+        )
+    if not candidates:
+        return Coverage()
+    if scope.since is not None:
+        after = ds.field("event_time") >= pa.scalar(scope.since, _TS)
+        wanted = after if wanted is None else wanted & after
+    if scope.until is not None:
+        before = ds.field("event_time") < pa.scalar(scope.until, _TS)
+        wanted = before if wanted is None else wanted & before
+    hits: Counter[tuple[str, int]] = Counter()
+    if wanted is None:
+        # A whole chain: every record of every segment, no need to read one.
+        for segment in candidates:
+            hits[(segment.chain_id, segment.first_seq)] = segment.last_seq - segment.first_seq + 1
+    else:
+        found = catalog.dataset(candidates).to_table(columns=["chain_id", "seq"], filter=wanted)
+        by_chain: dict[str, list[Segment]] = {}
+        for segment in candidates:
+            by_chain.setdefault(segment.chain_id, []).append(segment)
+        for chain_id, seq in zip(
+            found.column("chain_id").to_pylist(), found.column("seq").to_pylist(), strict=True
+        ):
+            for segment in by_chain[chain_id]:
+                if segment.first_seq <= seq <= segment.last_seq:
+                    hits[(chain_id, segment.first_seq)] += 1
+                    break
+    # Holds need the manifests (they name every object of a segment): read only the hits'.
+    manifests = [
+        manifest
+        for chain_id in sorted({chain for chain, _ in hits})
+        for manifest in catalog.manifests(chain_id)
+        if (chain_id, manifest.first_seq) in hits
+    ]
+    return Coverage(manifests, sum(hits.values()))
+
+
+def active_scopes(events: Iterable[HoldEvent]) -> list[tuple[str, HoldScope]]:
+    """Every (matter, scope) of the active holds, in matter order."""
+    holds = active_holds(events)
+    return [
+        (matter, HoldScope.from_json(scope))
+        for matter in sorted(holds)
+        if holds[matter].active
+        for scope in holds[matter].scopes
+    ]
+
+
+@dataclass(frozen=True)
+class MatterCoverage:
+    """A matter's holds as they stand: the objects held and the records in them."""
+
+    hold: Hold
+    keys: set[str]
+    records: int
+    segments: int
+
+    @property
+    def prospective(self) -> bool:
+        """Active, but no sealed record matches yet: it will hold what arrives."""
+        return self.hold.active and not self.segments
+
+
+def coverage(store: ObjectStore, *, include_released: bool = False) -> list[MatterCoverage]:
+    """Each matter's coverage now: what its scopes match today, plus what its placements held.
+
+    A hold follows data, so what it covers is computed from its scopes, not only read from the
+    register (which lists the objects held when each placement was sealed).
+    """
+    holds = active_holds(read_register(store))
+    catalog = ArchiveCatalog(store)
+    out = []
+    for matter in sorted(holds):
+        hold = holds[matter]
+        if not hold.active:
+            if include_released:
+                out.append(MatterCoverage(hold, set(), 0, 0))
+            continue
+        keys = set(hold.keys)
+        records = segments = 0
+        for scope in hold.scopes:
+            found = match_scope(catalog, HoldScope.from_json(scope))
+            keys |= found.keys(store)
+            records += found.records
+            segments += len(found.manifests)
+        out.append(MatterCoverage(hold, keys, records, segments))
+    return out
+
+
+class NewDataHolds:
+    """The active holds, asked by every writer of new objects whether they must be held.
+
+    Ingest passes it to :class:`~coexarchive.segments.ChainWriter`, which holds a segment's
+    objects before it writes the checkpoint that commits them; the media fetcher calls
+    :func:`hold_new_objects`. Built once per run from the sealed register.
+    """
+
+    def __init__(self, scopes: Sequence[tuple[str, HoldScope]]) -> None:
+        self.scopes = list(scopes)
+
+    @classmethod
+    def load(cls, store: ObjectStore) -> NewDataHolds:
+        return cls(active_scopes(read_register(store)))
+
+    def matters(self, chain_id: str, records: Sequence[Record]) -> list[str]:
+        """The matters whose holds cover any of ``records`` (all of chain ``chain_id``)."""
+        return sorted({m for m, scope in self.scopes if scope.covers(chain_id, records)})
+
+    def __call__(self, chain_id: str, records: Sequence[Record]) -> bool:
+        return bool(self.scopes) and bool(self.matters(chain_id, records))
+
+    def __bool__(self) -> bool:
+        return bool(self.scopes)
+
+
+def hold_new_objects(
+    store: ObjectStore,
+    keys: Sequence[str],
+    *,
+    chain_id: str,
+    records: Sequence[Record],
+    holds: NewDataHolds | None = None,
+) -> list[str]:
+    """Hold ``keys`` (new objects holding ``records``) if an active hold covers the records.
+
+    For writers other than ingest, such as the media fetcher: call it after writing the objects
+    and before sealing whatever commits them. Returns the matters that hold them.
+    """
+    holds = holds if holds is not None else NewDataHolds.load(store)
+    matters = holds.matters(chain_id, records)
+    if matters:
+        set_legal_holds(store, keys, on=True)
+    return matters
+
+
+def set_legal_holds(store: ObjectStore, keys: Sequence[str], *, on: bool) -> None:
+    """Place or lift the legal hold on every key (in parallel); SealError if one is missing."""
+    if not keys:
+        return
+
+    def apply(key: str) -> None:
+        try:
+            store.set_legal_hold(key, on)
+        except ObjectMissingError:
+            raise SealError(f"cannot hold {key!r}: the object is missing") from None
+
+    with ThreadPoolExecutor(max_workers=min(_HOLD_WORKERS, len(keys))) as pool:
+        list(pool.map(apply, keys))
 
 
 # --- placing and releasing -----------------------------------------------------------------------
@@ -225,47 +480,7 @@ class HoldRegister(AuditChainClient):
 
     def matching_segments(self, scope: HoldScope) -> list[Manifest]:
         """Committed segments holding at least one record in ``scope``."""
-        self.catalog.refresh()
-        if scope.chain is not None:
-            return [m for m in self.catalog.manifests(scope.chain) if scope.overlaps(m)]
-        assert scope.customer is not None
-        candidates = [
-            m
-            for m in self.catalog.segments()
-            if m.chain_id not in INTERNAL_CHAINS and scope.overlaps(m)
-        ]
-        if not candidates:
-            return []
-        wanted = (
-            (ds.field("customer_id") == scope.customer)
-            | (ds.field("customer_wa_id") == scope.customer)
-            | (ds.field("customer_user_id") == scope.customer)
-        )
-        if scope.since is not None:
-            wanted &= ds.field("event_time") >= pa.scalar(scope.since, _TS)
-        if scope.until is not None:
-            wanted &= ds.field("event_time") < pa.scalar(scope.until, _TS)
-        found = self.catalog.dataset(candidates).to_table(
-            columns=["chain_id", "seq"], filter=wanted
-        )
-        hits: set[tuple[str, int]] = set()
-        by_chain: dict[str, list[Segment]] = {}
-        for segment in candidates:
-            by_chain.setdefault(segment.chain_id, []).append(segment)
-        for chain_id, seq in zip(
-            found.column("chain_id").to_pylist(), found.column("seq").to_pylist(), strict=True
-        ):
-            for segment in by_chain[chain_id]:
-                if segment.first_seq <= seq <= segment.last_seq:
-                    hits.add((chain_id, segment.first_seq))
-                    break
-        # Holds need the manifests (they name every object of a segment): read only the hits'.
-        return [
-            manifest
-            for chain_id in sorted({chain for chain, _ in hits})
-            for manifest in self.catalog.manifests(chain_id)
-            if (chain_id, manifest.first_seq) in hits
-        ]
+        return match_scope(self.catalog, scope).manifests
 
     def place(
         self,
@@ -346,27 +561,10 @@ class HoldRegister(AuditChainClient):
     # -- helpers --------------------------------------------------------------------------------
 
     def _segment_keys(self, manifest: Manifest) -> list[str]:
-        keys = [manifest.segment.key, manifest.record_index.key, manifest.key]
-        if manifest.kinds.get("media"):
-            # The attachments the segment's media records name are held with it.
-            keys += segment_media_keys(self.store, manifest.segment.key)
-        # A manifest whose checkpoint is not written yet is committed by the next writer.
-        if self.store.exists(manifest.checkpoint_key):
-            keys.append(manifest.checkpoint_key)
-        return keys
+        return segment_keys(self.store, manifest)
 
     def _set_holds(self, keys: Sequence[str], *, on: bool) -> None:
-        if not keys:
-            return
-
-        def apply(key: str) -> None:
-            try:
-                self.store.set_legal_hold(key, on)
-            except ObjectMissingError:
-                raise SealError(f"cannot hold {key!r}: the object is missing") from None
-
-        with ThreadPoolExecutor(max_workers=min(_HOLD_WORKERS, len(keys))) as pool:
-            list(pool.map(apply, keys))
+        set_legal_holds(self.store, keys, on=on)
 
     def _seal(
         self, detail: Mapping[str, Any], *, now_ms: int, customer: str | None, origin: Origin

@@ -26,7 +26,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from coexarchive._internal.cliutil import AddOptions, MakeSettings, parse_moment
+from coexarchive._internal.cliutil import AddOptions, MakeSettings, parse_customer, parse_moment
 from coexarchive._internal.clock import now_ms
 from coexarchive.errors import ConfigError
 from coexarchive.query import reports, views
@@ -523,7 +523,7 @@ def register(sub: Any, add_archive_options: AddOptions, make_settings: MakeSetti
         help="the report to run: " + ", ".join(sorted(reports.REPORTS)),
     )
     report.add_argument("--list", action="store_true", help="list the reports, one line each")
-    report.add_argument("--customer", help="customer id (wa_id or BSUID)")
+    report.add_argument("--customer", type=parse_customer, help="customer id (wa_id or BSUID)")
     report.add_argument("--chain", help="one business number (chain id)")
     _output(report)
     report.set_defaults(handler=bind(cmd_report))
