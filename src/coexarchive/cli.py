@@ -662,6 +662,9 @@ def _add_pipeline_commands(sub: Any) -> None:
     from coexarchive.console import cli as console_cli
 
     console_cli.register(sub, _add_archive_options, _settings)
+    from coexarchive import retention_cli
+
+    retention_cli.register(sub, _add_archive_options, _settings)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -41,6 +41,7 @@ class Kind(StrEnum):
     ASSESSMENT = "assessment"  # a later re-assessment of an earlier record's flags
     ACCESS = "access"  # an auditor query or export (access-log chain)
     HOLD = "hold"  # a legal-hold placement or release (hold register chain)
+    DISPOSITION = "disposition"  # segments whose content was deleted (dispositions chain)
     POLICY = "policy"  # a supervision policy version (policies chain)
     HIT = "hit"  # a message that met a rule of a supervision policy (reviews chain)
     REVIEW = "review"  # a reviewer's assignment, decision or re-opening, or a scan (reviews chain)

@@ -63,7 +63,7 @@ __all__ = [
 HOLDS_CHAIN = "holds"
 DETAIL_VERSION = 1
 # Chains that hold the archive's own bookkeeping, never a customer's messages.
-INTERNAL_CHAINS = frozenset({HOLDS_CHAIN, ACCESS_LOG_CHAIN, "erasures"})
+INTERNAL_CHAINS = frozenset({HOLDS_CHAIN, ACCESS_LOG_CHAIN, "erasures", "dispositions"})
 _HOLD_WORKERS = 8
 _TS = pa.timestamp("ms", tz="UTC")
 
@@ -334,7 +334,12 @@ def match_scope(catalog: ArchiveCatalog, scope: HoldScope) -> Coverage:
         for segment in candidates:
             hits[(segment.chain_id, segment.first_seq)] = segment.last_seq - segment.first_seq + 1
     else:
-        found = catalog.dataset(candidates).to_table(columns=["chain_id", "seq"], filter=wanted)
+        try:
+            found = catalog.dataset(candidates).to_table(columns=["chain_id", "seq"], filter=wanted)
+        except (ObjectMissingError, FileNotFoundError):
+            # A segment deleted behind the archive's back: verify names it; match the rest.
+            candidates = [s for s in candidates if catalog.store.exists(s.key)]
+            found = catalog.dataset(candidates).to_table(columns=["chain_id", "seq"], filter=wanted)
         by_chain: dict[str, list[Segment]] = {}
         for segment in candidates:
             by_chain.setdefault(segment.chain_id, []).append(segment)

@@ -20,7 +20,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 import pyarrow as pa
@@ -28,6 +28,7 @@ import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 
 from coexarchive import quarantine
+from coexarchive.errors import FormatError
 from coexarchive.query.viewdefs import (
     ACCESS_DATASET,
     SEALED_DATASET,
@@ -41,7 +42,10 @@ from coexarchive.query.viewdefs import (
 from coexarchive.records import RECORD_SCHEMA
 from coexarchive.segments import Manifest
 from coexarchive.store import layout
-from coexarchive.store.base import ObjectStore
+from coexarchive.store.base import ObjectStore, sha256_hex
+
+if TYPE_CHECKING:
+    from coexarchive.disposition import DisposedSegment
 from coexarchive.store.s3 import S3Store
 
 __all__ = [
@@ -152,6 +156,7 @@ class ArchiveCatalog:
         self._manifests: dict[str, Manifest] = {}
         self._committed: dict[tuple[str, int], str] = {}  # (chain, first seq) → manifest key
         self._segments: dict[tuple[str, int], Segment] = {}
+        self._disposed: Mapping[tuple[str, int], DisposedSegment] | None = None
         # Grows whenever a business chain gains committed segments (``records`` is then stale).
         self.generation = 0
         # Segments of any other store (the in-memory twin) are copied into a native in-memory
@@ -226,9 +231,39 @@ class ArchiveCatalog:
                 self._segments[(chain, segment.first_seq)] = segment
             if self._tiles(chain):
                 return
-        # Ambiguous: the manifests decide.
+        # Ambiguous: the manifests decide, leaving out segments a disposition deleted.
         for manifest in self.manifests(chain):
+            if not files.get((chain, manifest.first_seq)) and self.is_disposed(manifest):
+                self._segments.pop((chain, manifest.first_seq), None)
+                continue
             self._segments[(chain, manifest.first_seq)] = Segment.of(manifest)
+
+    def is_disposed(self, manifest: Manifest) -> bool:
+        """Whether a disposition deleted this segment's content (so no query reads it)."""
+        entry = self._dispositions().get((manifest.chain_id, manifest.first_seq))
+        return (
+            entry is not None
+            and entry.segment == manifest.segment
+            and not self.store.exists(manifest.segment.key)
+        )
+
+    def kept_leaves(self, manifest: Manifest) -> list[bytes]:
+        """A disposed segment's leaf hashes, checked against the SHA-256 its disposition sealed."""
+        from coexarchive.disposition import read_leaves
+
+        entry = self._dispositions()[(manifest.chain_id, manifest.first_seq)]
+        data = self.store.get(entry.leaves.key)
+        if sha256_hex(data) != entry.leaves.sha256:
+            raise FormatError(f"{entry.leaves.key}: differs from the disposition's SHA-256")
+        return read_leaves(data, count=manifest.record_count, key=entry.leaves.key)
+
+    def _dispositions(self) -> Mapping[tuple[str, int], DisposedSegment]:
+        if self._disposed is None:
+            from coexarchive.disposition import read_dispositions  # it reads this catalog's kin
+
+            # Hints only (queries decide what not to read); verify checks the signatures.
+            self._disposed = read_dispositions(self.store, None)
+        return self._disposed
 
     def _tiles(self, chain: str) -> bool:
         mine = sorted((s for s in self._segments.values() if s.chain_id == chain), key=_first)

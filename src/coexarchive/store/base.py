@@ -90,6 +90,14 @@ class ObjectStore(Protocol):
         """Set a retention at least as strong; RetentionError if refused."""
         ...
 
+    def dispose(self, key: str) -> None:
+        """Delete every version of ``key`` (and its delete markers): content gone for good.
+
+        Object Lock decides: RetentionError while any version is retained or under legal hold.
+        Only disposition calls it, after sealing what it deletes (``coexarchive.disposition``).
+        """
+        ...
+
     def versions(self, key: str) -> builtins.list[str]:
         """Ids of every stored version of exactly ``key``, delete markers excluded.
 

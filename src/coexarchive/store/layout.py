@@ -18,6 +18,7 @@ RAW_PREFIX = "raw/"
 QUARANTINE_PREFIX = "quarantine/"
 ACCESS_LOG_PREFIX = "access-log/"
 HOLDS_PREFIX = "holds/"
+LEAVES_PREFIX = "leaves/"  # leaf hashes of disposed segments, kept so proofs outlive content
 DEDUP_PREFIX = "dedup/"
 INGESTED_PREFIX = "ingested/"  # continuous ingest: one marker per raw object processed
 
@@ -71,3 +72,10 @@ def number_of(key: str) -> int:
     """The zero-padded number that ends a checkpoint or manifest key."""
     tail = key.rsplit("/", 1)[-1].split(".", 1)[0]
     return int(tail)
+
+
+def leaves_key(chain_id: str, first_seq: int, last_seq: int) -> str:
+    """Where the leaf hashes of a disposed segment (seq ``first..last``) are kept."""
+    return (
+        f"{LEAVES_PREFIX}chain={check_chain_id(chain_id)}/{pad(first_seq)}-{pad(last_seq)}.leaves"
+    )

@@ -9,6 +9,7 @@ import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
+from coexarchive._internal.clock import now_ms
 from coexarchive.errors import ObjectExistsError, ObjectMissingError, RetentionError
 from coexarchive.store.base import ObjectInfo, Retention, sha256_hex
 
@@ -114,6 +115,21 @@ class MemoryStore:
         """One version per key: the in-memory store keeps no history."""
         version = self._version_ids.get(key)
         return [version] if version is not None and key in self.unsafe_objects else []
+
+    def dispose(self, key: str) -> None:
+        """Delete ``key`` as S3 would: refused under legal hold or before its retention ends."""
+        with self._lock:
+            self.get(key)
+            if self._legal_hold.get(key, False):
+                raise RetentionError(f"{key!r} is under legal hold: it cannot be deleted")
+            retention = self._retention.get(key)
+            now = datetime.fromtimestamp(now_ms() / 1000, tz=UTC)
+            if retention is not None and retention.retain_until > now:
+                raise RetentionError(
+                    f"{key!r} is retained until {retention.retain_until.isoformat()}: it cannot "
+                    "be deleted yet"
+                )
+        self.unsafe_delete(key)
 
     def unsafe_delete(self, key: str) -> None:
         """Remove ``key`` and its lock state regardless of retention or legal hold."""

@@ -252,6 +252,24 @@ class S3Store:
             self._raise(error, "list versions of", key)
         return versions, markers
 
+    def dispose(self, key: str) -> None:
+        """Delete every version and delete marker of ``key``; RetentionError if S3 refuses."""
+        versions, markers = self._versions(key)
+        if not versions and not markers:
+            raise ObjectMissingError(key)
+        for version_id in versions + markers:
+            try:
+                self._client.delete_object(Bucket=self.bucket, Key=key, VersionId=version_id)
+            except ClientError as error:
+                if error_code(error) in MISSING:
+                    continue
+                raise RetentionError(
+                    f"S3 refused to delete {key!r} version {version_id} ({describe(error)}): "
+                    "its retention has not ended or it is under legal hold"
+                ) from None
+            except BotoCoreError as error:
+                self._raise(error, "delete", key)
+
     def _delete_version(self, key: str, version_id: str) -> None:
         try:
             self._client.delete_object(Bucket=self.bucket, Key=key, VersionId=version_id)

@@ -16,7 +16,14 @@ from coexarchive.anchor.timestamps import check_timestamps
 from coexarchive.anchor.tsa import Tsa
 from coexarchive.anchor.witness import WitnessPolicy, check_witnesses
 from coexarchive.archive_head import PinnedHead, check_archive_heads
-from coexarchive.errors import Failure, StorageError
+from coexarchive.disposition import DisposedSegment, read_dispositions
+from coexarchive.errors import (
+    Failure,
+    FormatError,
+    ObjectMissingError,
+    SignatureError,
+    StorageError,
+)
 from coexarchive.intents import INTENT_PREFIX
 from coexarchive.seal.keys import TrustStore
 from coexarchive.segments import list_manifests
@@ -45,6 +52,8 @@ class ChainScope:
     heads: tuple[Head, ...] = ()
     held: frozenset[str] = frozenset()
     archive_name: str | None = None
+    # Segments signed dispositions name (read once, by ``verify_archive``, and verified there).
+    disposed: tuple[DisposedSegment, ...] = ()
 
     def verifier(self, store: ObjectStore, trust: TrustStore, chain_id: str) -> ChainVerifier:
         """A verifier of ``chain_id`` that records into a report of its own."""
@@ -58,6 +67,7 @@ class ChainScope:
             [head for head in self.heads if head.chain_id == chain_id],
             self.held,
             archive_name=self.archive_name,
+            disposed={(entry.chain_id, entry.first_seq): entry for entry in self.disposed},
         )
 
 
@@ -112,9 +122,17 @@ def verify_archive(
         report.failures.append(lock_failure)
         raise ArchiveVerificationError(report)
     held = set(held_keys)
+    try:
+        disposed = read_dispositions(store, trust)
+    except (FormatError, SignatureError, ObjectMissingError) as exc:
+        # Fail closed: without a register that verifies, no missing content is excused.
+        report.failures.append(Failure("objects", f"disposition register: {exc}", "dispositions"))
+        disposed = {}
     chain_ids = list(chains) if chains is not None else chains_in(store)
     if job is not None:
-        scope = ChainScope(since, until, tuple(heads), frozenset(held), archive_name)
+        scope = ChainScope(
+            since, until, tuple(heads), frozenset(held), archive_name, tuple(disposed.values())
+        )
         for chain_report, failures in job(chain_ids, scope):
             report.failures.extend(failures)
             if media is not None:
@@ -134,6 +152,7 @@ def verify_archive(
             chain_heads,
             held,
             archive_name=archive_name,
+            disposed=disposed,
         )
         verifier.run(executor, on_segment)
         if media is not None:

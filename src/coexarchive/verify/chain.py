@@ -9,6 +9,7 @@ from collections.abc import Set as AbstractSet
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 
+from coexarchive.disposition import DisposedSegment, read_leaves
 from coexarchive.errors import (
     CoexArchiveError,
     Failure,
@@ -30,7 +31,7 @@ from coexarchive.store import layout
 from coexarchive.store.base import ObjectStore, sha256_hex
 from coexarchive.verify.media import MediaRow
 from coexarchive.verify.report import ChainReport, Head, Report
-from coexarchive.verify.segment import SegmentOutcome, check_segment
+from coexarchive.verify.segment import SegmentOutcome, check_leaves, check_segment
 from coexarchive.verify.tail import check_tail
 
 MAX_SEGMENTS_IN_FLIGHT = 4
@@ -65,8 +66,11 @@ class ChainVerifier:
         held: AbstractSet[str],
         *,
         archive_name: str | None = None,
+        disposed: Mapping[tuple[str, int], DisposedSegment] | None = None,
     ) -> None:
         self.archive_name = archive_name
+        # Segments a signed disposition names (read and verified by ``verify_archive``).
+        self.disposed = disposed or {}
         self.store = store
         self.trust = trust
         self.chain = ChainReport(chain_id=chain_id)
@@ -255,6 +259,12 @@ class ChainVerifier:
         # answers, and memory must stay bounded by segment size, not archive size.
         jobs: deque[tuple[Manifest, Future[SegmentOutcome]]] = deque()
         for manifest, start in zip(manifests, states, strict=True):
+            entry = self._disposed_entry(manifest)
+            if entry is not None:
+                self._check_disposed(entry, manifest, start, head_sizes)
+                if on_segment:
+                    on_segment(manifest.record_count)
+                continue
             data, index = self._fetch_checked(manifest)
             must_check = any(start.size < size <= manifest.tree_size for size in head_sizes)
             if data is None or not (self._in_range(manifest) or must_check):
@@ -278,6 +288,20 @@ class ChainVerifier:
         failures_before = len(self.report.failures)
         objects_before = self.chain.objects_checked
         head_sizes = [head.checkpoint.size for head in self.heads]
+        entry = self._disposed_entry(manifest)
+        if entry is not None:
+            roots_before = set(self.head_roots)
+            self._check_disposed(entry, manifest, start, head_sizes)
+            return SegmentCheck(
+                manifest_key=manifest.key,
+                manifest_sha256=self.digests[manifest.key],
+                failures=tuple(self.report.failures[failures_before:]),
+                objects_checked=self.chain.objects_checked - objects_before,
+                rows=0,
+                head_roots={
+                    size: root for size, root in self.head_roots.items() if size not in roots_before
+                },
+            )
         data, index = self._fetch_checked(manifest)
         must_check = any(start.size < size <= manifest.tree_size for size in head_sizes)
         outcome = None
@@ -318,6 +342,64 @@ class ChainVerifier:
             self.chain.records_checked += found.rows
             self.head_roots.update(found.head_roots)
 
+    def _disposed_entry(self, manifest: Manifest) -> DisposedSegment | None:
+        """The signed disposition naming this segment, when its content is gone."""
+        entry = self.disposed.get((self.chain_id, manifest.first_seq))
+        if entry is None or self.store.exists(manifest.segment.key):
+            return None
+        return entry
+
+    def _check_disposed(
+        self,
+        entry: DisposedSegment,
+        manifest: Manifest,
+        start: ChainState,
+        head_sizes: Sequence[int],
+    ) -> None:
+        """Steps 2, 4 and 5 for a segment whose content a signed disposition deleted."""
+        if not entry.names(manifest, self.digests.get(manifest.key, "")):
+            self.fail(
+                "objects",
+                "segment content is missing, and the disposition naming seq "
+                f"{entry.first_seq}..{entry.last_seq} is about other bytes (manifest replaced?)",
+                manifest.segment.key,
+                manifest.first_seq,
+            )
+            return
+        try:
+            data = self.store.get(entry.leaves.key)
+        except ObjectMissingError:
+            self.fail(
+                "objects",
+                "leaf hashes of a disposed segment are missing: the records after it no longer "
+                "prove into the checkpoints",
+                entry.leaves.key,
+                manifest.first_seq,
+            )
+            return
+        self.chain.objects_checked += 1
+        if len(data) != entry.leaves.size or sha256_hex(data) != entry.leaves.sha256:
+            self.fail(
+                "objects",
+                "kept leaf hashes differ from the SHA-256 the disposition sealed",
+                entry.leaves.key,
+                manifest.first_seq,
+            )
+            return
+        try:
+            leaves = read_leaves(data, count=manifest.record_count, key=entry.leaves.key)
+        except FormatError as exc:
+            self.fail("objects", str(exc), entry.leaves.key, manifest.first_seq)
+            return
+        if self.store.info(entry.leaves.key).retention is None:
+            self.fail(
+                "retention", "kept leaf hashes have no Object Lock retention", entry.leaves.key
+            )
+        outcome = check_leaves(leaves, manifest, start, head_sizes)
+        self.report.failures.extend(outcome.failures)
+        self.head_roots.update(outcome.head_roots)
+        self.chain.records_disposed += manifest.record_count
+
     def _absorb(
         self, outcome: SegmentOutcome, on_segment: Callable[[int], None] | None, manifest: Manifest
     ) -> None:
@@ -343,7 +425,8 @@ class ChainVerifier:
             except ObjectMissingError:
                 self.fail(
                     "objects",
-                    "object listed in the manifest is missing",
+                    "object listed in the manifest is missing, and no signed disposition names "
+                    "it (deleted without a disposition?)",
                     ref.key,
                     manifest.first_seq,
                 )

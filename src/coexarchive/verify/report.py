@@ -37,6 +37,7 @@ class ChainReport:
     segments: int = 0
     records: int = 0
     records_checked: int = 0
+    records_disposed: int = 0  # records whose content a signed disposition deleted
     tree_size: int = 0
     root_hash: str = ""
     checkpoints: int = 0

@@ -172,6 +172,62 @@ def check_segment(
     return SegmentOutcome(failures, rows, head_roots, media)
 
 
+def check_leaves(
+    leaves: Sequence[bytes],
+    manifest: Manifest,
+    start: ChainState,
+    head_sizes: Sequence[int] = (),
+) -> SegmentOutcome:
+    """Steps 4-5 for a disposed segment, from its kept leaf hashes (its rows are gone).
+
+    The chain still links from the previous segment's head to the manifest's, and the leaves
+    still extend the previous frontier to the manifest's root: so the checkpoints that sign
+    that root still cover every remaining record.
+    """
+    chain_id, key = manifest.chain_id, manifest.segment.key
+    failures: list[Failure] = []
+    if len(leaves) != manifest.record_count:
+        failures.append(
+            Failure("rows", "kept leaf hashes do not count the segment's records", chain_id, key)
+        )
+        return SegmentOutcome(failures, 0, {})
+    if manifest.prev_chain_hash != start.chain_hash:
+        failures.append(
+            Failure(
+                "chain",
+                "manifest's prev_chain_hash is not the previous segment's head",
+                chain_id,
+                key,
+            )
+        )
+    previous = start.chain_hash
+    for leaf in leaves:
+        previous = _sha256(previous + leaf).digest()
+    if previous != manifest.chain_hash:
+        failures.append(
+            Failure(
+                "chain", "kept leaf hashes do not link to the manifest's chain head", chain_id, key
+            )
+        )
+    frontier = start.frontier.copy()
+    head_roots: dict[int, bytes] = {}
+    pending = sorted(size for size in head_sizes if start.size < size <= manifest.tree_size)
+    for leaf in leaves:
+        frontier.append(leaf)
+        if pending and frontier.size == pending[0]:
+            head_roots[pending.pop(0)] = frontier.root()
+    if frontier.root() != manifest.root_hash or tuple(frontier.hashes) != manifest.frontier:
+        failures.append(
+            Failure(
+                "merkle",
+                "kept leaf hashes do not produce the manifest's Merkle root",
+                chain_id,
+                key,
+            )
+        )
+    return SegmentOutcome(failures, 0, head_roots)
+
+
 def _kind_counts(table: pa.Table) -> dict[str, int]:
     counts = pc.value_counts(table.column("kind")).to_pylist()
     return {str(item["values"]): int(item["counts"]) for item in counts}
