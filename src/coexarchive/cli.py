@@ -320,6 +320,12 @@ def _print_report(report: object) -> None:
             f"{chain.records_checked} rows re-hashed, {chain.checkpoints} checkpoints verified, "
             f"tree size {chain.tree_size}, root {chain.root_hash}"
             + (f", {chain.media_checked} attachments re-hashed" if chain.media_checked else "")
+            + (
+                f"; {chain.records_disposed} records disposed of under a signed disposition "
+                "(their leaf hashes re-linked and re-rooted)"
+                if chain.records_disposed
+                else ""
+            )
         )
         for warning in chain.warnings:
             print(f"  warning: {warning}")
