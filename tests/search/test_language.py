@@ -48,6 +48,8 @@ def test_lower_case_operators_are_words() -> None:
 
 def test_filters_and_words_with_colons() -> None:
     assert parse("customer:447700900001") == Filter("customer_id", "447700900001")
+    assert parse("customer:+447700900001") == Filter("customer_id", "447700900001")
+    assert parse("customer:US.13491208") == Filter("customer_id", "US.13491208")
     assert parse("type:document") == Filter("msg_type", "document")
     # Not a filter name: the words of it.
     assert parse("re:order") == Phrase(("re", "order"), "re:order")
@@ -79,6 +81,7 @@ def test_a_word_with_punctuation_is_a_phrase_of_its_words() -> None:
         ('""', "no letters or digits"),
         ("(" * 40 + "a" + ")" * 40, "nests deeper"),
         ("a " * 1_500, "longer than"),
+        ("customer:bob", "neither a phone number"),
     ],
 )
 def test_malformed_queries_say_where(query: str, message: str) -> None:

@@ -21,7 +21,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from coexarchive.errors import SearchSyntaxError
+from coexarchive.customers import normalize_customer
+from coexarchive.errors import InvalidArgumentError, SearchSyntaxError
 from coexarchive.search.analysis import terms
 
 __all__ = [
@@ -221,7 +222,10 @@ class _Parser:
         if lexeme.kind == "word":
             found = _FILTER.fullmatch(lexeme.text)
             if found is not None and found.group(1) in FIELDS:
-                return Filter(FIELDS[found.group(1)], found.group(2))
+                value = found.group(2)
+                if found.group(1) == "customer":
+                    value = _customer(value)
+                return Filter(FIELDS[found.group(1)], value)
         words = tuple(terms(lexeme.text))
         if not words:
             raise SearchSyntaxError(
@@ -258,3 +262,11 @@ def parse(query: str) -> Node:
     if leftover is not None:
         raise SearchSyntaxError(f"')' at character {leftover.at + 1} closes nothing")
     return tree
+
+
+def _customer(value: str) -> str:
+    """``customer:+447700900123`` finds what ``customer:447700900123`` finds (one spelling)."""
+    try:
+        return normalize_customer(value)
+    except InvalidArgumentError as exc:
+        raise SearchSyntaxError(str(exc)) from None
