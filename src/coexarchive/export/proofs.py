@@ -25,11 +25,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import pyarrow as pa
 
 from coexarchive.errors import FormatError, ProofError
 from coexarchive.query.views import ArchiveCatalog
-from coexarchive.records import RECORD_SCHEMA
 from coexarchive.seal.checkpoint import Checkpoint, checkpoint_origin, open_checkpoint
 from coexarchive.seal.keys import TrustStore
 from coexarchive.seal.merkle import MerkleTree
@@ -263,25 +261,7 @@ def chain_tree(
         head = manifests[-1]
     covered = [m for m in manifests if m.last_seq < head.tree_size]
     # Disposed segments' content is gone, their leaf hashes kept: the tree is whole.
-    gone = [m for m in covered if catalog.is_disposed(m)]
-    present = [m for m in covered if m not in gone]
-    table = (
-        catalog.dataset(present).to_table(columns=["seq", "leaf_hash"])
-        if present
-        else RECORD_SCHEMA.empty_table().select(["seq", "leaf_hash"])
-    )
-    if gone:
-        kept = [
-            (m.first_seq + i, leaf) for m in gone for i, leaf in enumerate(catalog.kept_leaves(m))
-        ]
-        kept_table = pa.table(
-            {
-                "seq": [seq for seq, _ in kept],
-                "leaf_hash": pa.array([leaf for _, leaf in kept], pa.binary(32)),
-            },
-            schema=table.schema,
-        )
-        table = pa.concat_tables([table, kept_table])
+    table = catalog.leaf_table(covered)
     table = table.sort_by("seq")
     seqs = table.column("seq").to_numpy()
     if len(seqs) != head.tree_size or not (seqs == np.arange(len(seqs))).all():

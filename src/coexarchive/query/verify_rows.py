@@ -290,7 +290,7 @@ class _ChainProof:
         self, manifests: Sequence[Manifest], size: int, root: bytes
     ) -> tuple[MerkleTree, list[bytes]] | None:
         try:
-            table = self.catalog.dataset(manifests).to_table(columns=["seq", "leaf_hash"])
+            table = self.catalog.leaf_table(manifests)
         except (OSError, pa.ArrowInvalid) as exc:
             self.fail(
                 "tree",

@@ -247,6 +247,27 @@ class ArchiveCatalog:
             and not self.store.exists(manifest.segment.key)
         )
 
+    def leaf_table(self, manifests: Sequence[Manifest]) -> pa.Table:
+        """``seq`` and ``leaf_hash`` of every record of ``manifests``, disposed ones included
+        (from their kept leaf hashes), in no particular order."""
+        table = self.dataset(manifests).to_table(columns=["seq", "leaf_hash"])
+        kept = [
+            (manifest.first_seq + i, leaf)
+            for manifest in manifests
+            if self.is_disposed(manifest)
+            for i, leaf in enumerate(self.kept_leaves(manifest))
+        ]
+        if not kept:
+            return table
+        extra = pa.table(
+            {
+                "seq": [seq for seq, _ in kept],
+                "leaf_hash": pa.array([leaf for _, leaf in kept], pa.binary(32)),
+            },
+            schema=table.schema,
+        )
+        return pa.concat_tables([table, extra])
+
     def kept_leaves(self, manifest: Manifest) -> list[bytes]:
         """A disposed segment's leaf hashes, checked against the SHA-256 its disposition sealed."""
         from coexarchive.disposition import read_leaves
@@ -360,6 +381,8 @@ class ArchiveCatalog:
         fragments = []
         for item in segments:
             segment = Segment.of(item) if isinstance(item, Manifest) else item
+            if isinstance(item, Manifest) and self.is_disposed(item):
+                continue  # its content was deleted under a signed disposition: no rows to read
             self._mirror(segment.key)
             fragments.append(
                 parquet.make_fragment(
