@@ -6,8 +6,10 @@ decompress zstd. Point it at a directory holding a copy of the archive bucket (e
 s3://bucket dir`), a trust file and the archive's name (from your configuration, never from the
 archive); it runs checks 1-8, 10, 11 and 12 of SEALING.md "Verifying an archive without this
 code" and its fail-closed rule for a run that verified no checkpoint, plus the manifest encoding
-and the record-id index. It prints one FAIL line per failed check and one WARN line per leftover
-of an interrupted run ("unreferenced, never signed").
+and the record-id index, and SEALING.md "Disposition": a segment whose content is missing passes
+only when a signed disposition names it, and its kept leaf hashes still link and root the chain.
+It prints one FAIL line per failed check and one WARN line per leftover of an interrupted run
+("unreferenced, never signed").
 Retention (check 9) needs the S3 API and is not covered here; a directory copy holds one version
 of each object, so the "one version each" part of checks 7 and 10 is not covered either.
 
@@ -69,6 +71,9 @@ SEGMENT_NAME = re.compile(
 INDEX_NAME = re.compile(r"date=[0-9]{4}-[0-9]{2}-[0-9]{2}/([0-9]{20})-[0-9a-f]{16}\.ids\.zst")
 INTENT_NAME = re.compile(r"([0-9]{20})-[0-9a-f]{16}")
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+# SEALING.md "Disposition".
+DISPOSITIONS = "dispositions"
+LEAVES_FORMAT = b"coexarchive.leaves/v1\n"
 
 
 class Failed(Exception):
@@ -399,6 +404,24 @@ class Verifier:
         self.failures: list[str] = []
         self.warnings: list[str] = []
         self.signed_checkpoints = 0  # checkpoints that passed step 6, for the fail-closed rule
+        # (chain, first seq) -> the entry of a disposition in a signed segment of its chain.
+        self.disposed: dict[tuple[str, int], dict[str, Any]] = {}
+
+    def read_dispositions(self, segments: list[Segment]) -> None:
+        """The entries of every disposition whose segment a trusted checkpoint signed."""
+        for segment in segments:
+            if not segment.signed:
+                continue
+            for row in sealed_rows(read(self.root, segment.names[0])):
+                detail = json.loads(row["detail"])
+                require(
+                    isinstance(detail, dict) and isinstance(detail.get("segments"), list),
+                    f"disposition seq {row['seq']} is malformed",
+                )
+                for entry in detail["segments"]:
+                    require(isinstance(entry, dict), "a disposition entry is not an object")
+                    key = (str(entry.get("chain")), int(entry.get("first_seq", -1)))
+                    self.disposed[key] = entry
 
     def fail(self, where: str, message: str) -> None:
         self.failures.append(f"{where}: {message}")
@@ -448,6 +471,8 @@ class Verifier:
                 if not PADDED.fullmatch(path.name) or int(path.name) not in sizes:
                     self.fail(where, f"checkpoint {path.name} matches no sealed segment")
         self.check(where, self.verify_tail, chain_id, segments)
+        if chain_id == DISPOSITIONS:
+            self.check(where, self.read_dispositions, segments)
         return chain
 
     def verify_tail(self, chain_id: str, segments: list[Segment]) -> None:
@@ -580,6 +605,15 @@ class Verifier:
             first == frontier.size,
             f"segment starts at seq {first}, expected {frontier.size} (gap or overlap)",
         )
+        segment_ref = m.get("segment")
+        if (
+            isinstance(segment_ref, dict)
+            and isinstance(segment_ref.get("key"), str)
+            and not (self.root / segment_ref["key"]).is_file()
+        ):
+            # Disposition: the content is gone, and only a signed disposition may say so.
+            state = self.verify_disposed(chain, m, data, (chain_hash, frontier))
+            return self.finish_segment(chain, path, m, data, *state)
         # 2. Each listed object exists; its size and SHA-256 equal the manifest's.
         blobs = {}
         for member in ("segment", "record_index"):
@@ -623,6 +657,61 @@ class Verifier:
             require(chain_hash == row["chain_hash"], f"seq {seq} breaks the hash chain")
             frontier.append(leaf)
             chain.leaves.append(leaf)
+        return self.finish_segment(chain, path, m, data, chain_hash, frontier)
+
+    def verify_disposed(
+        self, chain: Chain, m: dict[str, Any], data: bytes, state: tuple[bytes, Frontier]
+    ) -> tuple[bytes, Frontier]:
+        """2, 4. A disposed segment: the disposition names it, its kept leaves link the chain."""
+        chain_hash, frontier = state
+        first, last = m["first_seq"], m["last_seq"]
+        entry = self.disposed.get((chain.chain_id, first))
+        if entry is None:
+            raise Failed(f"{m['segment']['key']} is missing, and no signed disposition names it")
+        require(
+            entry.get("last_seq") == last
+            and entry.get("segment") == m.get("segment")
+            and entry.get("record_index") == m.get("record_index")
+            and entry.get("manifest_sha256") == hashlib.sha256(data).hexdigest(),
+            f"{m['segment']['key']} is missing, and the disposition naming seq {first} is about "
+            "another manifest",
+        )
+        ref = entry.get("leaves")
+        require(
+            isinstance(ref, dict) and isinstance(ref.get("key"), str),
+            "disposition leaves are invalid",
+        )
+        blob = read(self.root, ref["key"])
+        require(
+            len(blob) == ref.get("size") and hashlib.sha256(blob).hexdigest() == ref.get("sha256"),
+            f"{ref['key']}: differs from the SHA-256 the disposition sealed",
+        )
+        body = blob[len(LEAVES_FORMAT) :]
+        require(
+            blob.startswith(LEAVES_FORMAT) and len(body) == 32 * (last - first + 1),
+            f"{ref['key']}: not the segment's {last - first + 1} leaf hashes",
+        )
+        require(
+            hash32(m.get("prev_chain_hash"), "prev_chain_hash") == chain_hash,
+            "prev_chain_hash does not continue the previous segment's chain",
+        )
+        for offset in range(0, len(body), 32):
+            leaf = body[offset : offset + 32]
+            chain_hash = sha256(chain_hash + leaf)
+            frontier.append(leaf)
+            chain.leaves.append(leaf)
+        return chain_hash, frontier
+
+    def finish_segment(
+        self,
+        chain: Chain,
+        path: Path,
+        m: dict[str, Any],
+        data: bytes,
+        chain_hash: bytes,
+        frontier: Frontier,
+    ) -> tuple[tuple[bytes, Frontier], Segment]:
+        chain_id, first, last = chain.chain_id, m["first_seq"], m["last_seq"]
         require(
             hash32(m.get("chain_hash"), "chain_hash") == chain_hash,
             "manifest chain_hash differs from the last row's",
@@ -839,7 +928,9 @@ def main(argv: list[str]) -> int:
         print(f"FAIL {exc}")
         return 1
     verifier = Verifier(root, trust, archive)
-    chains = {chain_id: verifier.verify_chain(chain_id) for chain_id in verifier.chain_ids()}
+    # The disposition register first: it says which missing content the other chains may lack.
+    order = sorted(verifier.chain_ids(), key=lambda chain_id: chain_id != DISPOSITIONS)
+    chains = {chain_id: verifier.verify_chain(chain_id) for chain_id in order}
     heads = verifier.verify_heads(chains)
     for path in pinned:
         verifier.check(f"pinned {path.name}", verifier.verify_pinned, path, chains, heads)

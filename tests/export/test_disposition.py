@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import importlib.util
+import sys
 import time
 from collections.abc import Mapping
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -38,6 +41,7 @@ from coexarchive.store.base import ObjectStore
 from coexarchive.verify import ArchiveVerificationError, verify_archive
 from support.archive import ARCHIVE, DAY_MS, make_records, short_policy, signer, trust_for
 
+INDEPENDENT = Path(__file__).parents[2] / "schemas" / "independent" / "verify_archive.py"
 CHAIN = "900000000000041"
 HELD = "447700900001"  # make_records' customer of row 1
 KEY = signer()
@@ -354,3 +358,68 @@ def test_a_verified_transcript_after_disposition_proves_the_remaining_rows(
     assert result.verification is not None
     assert result.verification.rows == held.record_count + 1
     assert result.verification.summary().startswith(f"verified {held.record_count + 1} row(s)")
+
+
+def run_independent(store: MemoryStore, root: Path, capsys: pytest.CaptureFixture[str]) -> str:
+    """The verifier written from SEALING.md alone, on a directory copy of the bucket."""
+    for key, data in store.unsafe_objects.items():
+        (root / key).parent.mkdir(parents=True, exist_ok=True)
+        (root / key).write_bytes(data)
+    trust = root.parent / "trust.txt"
+    trust.write_text(KEY.verifier_key() + "\n")
+    spec = importlib.util.spec_from_file_location("independent_verifier", INDEPENDENT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    code = module.main([str(root), str(trust), ARCHIVE])
+    out = capsys.readouterr().out
+    return f"exit {code}\n{out}"
+
+
+def test_the_independent_verifier_accepts_a_signed_disposition(
+    disposed: tuple[MemoryStore, list[Manifest]],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    store, _ = disposed
+    out = run_independent(store, tmp_path / "bucket", capsys)
+    assert out.startswith("exit 0\n") and "FAIL" not in out
+
+
+def test_the_independent_verifier_names_content_deleted_without_a_disposition(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store = MemoryStore()
+    free, _, _ = build(store, EXPIRED, LIVE)
+    store.dispose(free.segment.key)
+    out = run_independent(store, tmp_path / "bucket", capsys)
+    assert out.startswith("exit 1\n")
+    assert f"{free.segment.key} is missing, and no signed disposition names it" in out
+
+
+def test_the_independent_verifier_refuses_altered_kept_leaves(
+    disposed: tuple[MemoryStore, list[Manifest]],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    store, _ = disposed
+    (entry,) = read_dispositions(store, None).values()
+    data = store.unsafe_objects[entry.leaves.key]
+    store.unsafe_objects[entry.leaves.key] = data[:-1] + bytes([data[-1] ^ 1])
+    out = run_independent(store, tmp_path / "bucket", capsys)
+    assert out.startswith("exit 1\n") and "differs from the SHA-256 the disposition sealed" in out
+
+
+def test_the_independent_verifier_ignores_a_disposition_no_trusted_key_signed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store = MemoryStore()
+    free, _, _ = build(store, EXPIRED, LIVE)
+    plan = plan_disposition(store, until_ms=NOW, now_ms=NOW)
+    Forger(store, signer=signer("coexarchive.test", b"rogue"), archive_name=ARCHIVE).execute(
+        plan, who="mallory", now_ms=NOW, policy="GOVERNANCE:1"
+    )
+    out = run_independent(store, tmp_path / "bucket", capsys)
+    assert out.startswith("exit 1\n")
+    assert f"{free.segment.key} is missing, and no signed disposition names it" in out
