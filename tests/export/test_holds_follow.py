@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import replace
+from datetime import UTC, datetime
 
 import pytest
 from export._evidence import BOB, CHAIN_A, build_evidence
@@ -11,7 +12,8 @@ from export._evidence import BOB, CHAIN_A, build_evidence
 from coexarchive._internal.cliutil import parse_customer
 from coexarchive.customers import normalize_customer
 from coexarchive.enrich.crm import parse_consent_file
-from coexarchive.errors import ConfigError, InvalidArgumentError
+from coexarchive.enrich.sealing import seal_new
+from coexarchive.errors import ConfigError, InvalidArgumentError, RetentionError
 from coexarchive.export.holds import (
     HoldRegister,
     HoldScope,
@@ -22,7 +24,7 @@ from coexarchive.export.holds import (
 )
 from coexarchive.segments import Manifest, list_manifests
 from coexarchive.store import MemoryStore, S3Store
-from coexarchive.store.base import ObjectStore
+from coexarchive.store.base import ObjectStore, Retention
 from coexarchive.verify import ArchiveVerificationError, verify_archive
 from pipelines.seal_step import seal_chain
 from pipelines.specs import SealSpec
@@ -31,6 +33,7 @@ from support.archive import ARCHIVE, DAY_MS, START_MS, make_records, short_polic
 CHAIN = "900000000000031"
 NEWCOMER = "447700955555"  # writes for the first time after the hold is placed
 NOW = START_MS + 30 * DAY_MS
+POLICY = short_policy()
 
 
 def objects_of(store: ObjectStore, chain: str) -> list[list[str]]:
@@ -208,3 +211,55 @@ def test_consent_import_stores_the_same_id_a_hold_and_a_query_use() -> None:
     assert not imported.problems
     (record,) = imported.records
     assert record.customer_id == BOB and record.customer_wa_id == BOB
+
+
+def test_release_lifts_the_hold_from_what_ingest_held_after_the_placement() -> None:
+    store = MemoryStore()
+    key = signer()
+    register = HoldRegister(store, signer=key, archive_name=ARCHIVE, policy=short_policy())
+    register.place("M-L", HoldScope(customer=NEWCOMER), who="a", now_ms=NOW)
+    register.place("M-K", HoldScope(chain=CHAIN, since=START_MS + 2 * DAY_MS), who="b", now_ms=NOW)
+    ingest(store, newcomer_records(day=1), key)
+    ingest(store, newcomer_records(day=2), key)
+    day1, day2 = objects_of(store, CHAIN)
+    assert all(store.info(k).legal_hold for k in day1 + day2)
+    outcome = register.release("M-L", who="a", now_ms=NOW + 1)
+    # Day 1 was held only for M-L; day 2 stays held for M-K.
+    assert set(outcome.keys) == set(day1) and set(outcome.kept) == set(day2)
+    assert not any(store.info(k).legal_hold for k in day1)
+    assert all(store.info(k).legal_hold for k in day2)
+    verify_archive(store, trust_for(key), chains=[CHAIN], held_keys=held_keys(store))
+
+
+def test_records_sealed_by_a_consent_import_follow_the_hold_too() -> None:
+    store = MemoryStore()
+    key = signer()
+    HoldRegister(store, signer=key, archive_name=ARCHIVE, policy=short_policy()).place(
+        "M-C", HoldScope(customer=NEWCOMER), who="a", now_ms=NOW
+    )
+    text = (
+        "customer,purpose,state,timestamp,source,evidence\n"
+        "+44 7700 955555,marketing,opted_in,2026-01-05T10:00:00Z,crm,form-9\n"
+    )
+    imported = parse_consent_file(
+        text.encode(), fmt="csv", source_name="c.csv", now_ms=NOW, chain_id=CHAIN
+    )
+    seal_new(store, CHAIN, imported.records, signer=key, archive_name=ARCHIVE, policy=POLICY)
+    (segment,) = objects_of(store, CHAIN)
+    assert all(store.info(k).legal_hold for k in segment)
+
+
+def test_the_in_memory_store_refuses_to_dispose_of_held_or_retained_objects() -> None:
+    store = MemoryStore()
+    past = Retention("COMPLIANCE", datetime(2020, 1, 1, tzinfo=UTC))
+    future = Retention("COMPLIANCE", datetime(2100, 1, 1, tzinfo=UTC))
+    store.put("a", b"a", retention=past)
+    store.put("b", b"b", retention=future)
+    store.put("c", b"c", retention=past)
+    store.set_legal_hold("c", True)
+    with pytest.raises(RetentionError):
+        store.dispose("b")
+    with pytest.raises(RetentionError):
+        store.dispose("c")
+    store.dispose("a")
+    assert not store.exists("a") and store.exists("b") and store.exists("c")

@@ -336,7 +336,7 @@ def match_scope(catalog: ArchiveCatalog, scope: HoldScope) -> Coverage:
     else:
         try:
             found = catalog.dataset(candidates).to_table(columns=["chain_id", "seq"], filter=wanted)
-        except (ObjectMissingError, FileNotFoundError):
+        except (ObjectMissingError, OSError):
             # A segment deleted behind the archive's back: verify names it; match the rest.
             candidates = [s for s in candidates if catalog.store.exists(s.key)]
             found = catalog.dataset(candidates).to_table(columns=["chain_id", "seq"], filter=wanted)
@@ -534,14 +534,16 @@ class HoldRegister(AuditChainClient):
         origin: Origin = Origin.AUDITOR,
     ) -> HoldOutcome:
         """Lift the matter's holds from objects no other active matter holds; seal the release."""
-        holds = active_holds(read_register(self.store))
-        current = holds.get(matter)
-        if current is None or not current.active:
+        # What each matter covers now: a hold followed data sealed after its placement, and the
+        # objects ingest held since must be released too (unless another matter holds them).
+        matters = {m.hold.matter: m for m in coverage(self.store)}
+        current = matters.get(matter)
+        if current is None or not current.hold.active:
             raise ConfigError(f"no active legal hold for matter {matter!r}")
         others: set[str] = set()
-        for hold in holds.values():
-            if hold.active and hold.matter != matter:
-                others |= hold.keys
+        for other in matters.values():
+            if other.hold.matter != matter:
+                others |= other.keys
         release = sorted(current.keys - others)
         kept = sorted(current.keys & others)
         detail = {
