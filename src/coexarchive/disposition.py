@@ -277,7 +277,7 @@ class Disposer(AuditChainClient):
         by_chain: dict[str, list[Manifest]] = {}
         for manifest in plan.due:
             by_chain.setdefault(manifest.chain_id, []).append(manifest)
-        chains = chain_manifests(self.store) if by_chain else {}
+        chains = chain_manifests(self.store)
         sealed: list[Manifest] = []
         to_delete: list[DisposedSegment] = list(plan.pending)
         for chain_id, manifests in sorted(by_chain.items()):
@@ -296,6 +296,7 @@ class Disposer(AuditChainClient):
             # Sealed before anything is deleted: no content goes that a signed record does not name.
             sealed.append(self._seal(detail, now_ms=now_ms))
             to_delete += entries
+        self._extend_kept_leaves(chains)
         deleted: list[str] = []
         for entry in to_delete:
             for key in (entry.segment.key, entry.record_index.key):
@@ -306,6 +307,23 @@ class Disposer(AuditChainClient):
                 deleted.append(key)
         records = sum(e.records for e in to_delete)
         return DispositionOutcome(len(to_delete), records, sealed, deleted)
+
+    def _extend_kept_leaves(self, chains: Mapping[str, Sequence[Manifest]]) -> None:
+        """Keep every chain's kept leaves locked as long as its longest-kept segment.
+
+        Records sealed since an earlier disposition may be kept longer than the leaves it locked;
+        they need those leaves to prove, so each run extends the lock (never shortens it).
+        """
+        for chain_id, manifests in chains.items():
+            if not manifests:
+                continue
+            longest = _longest(manifests)
+            for key in self.store.list(f"{layout.LEAVES_PREFIX}chain={chain_id}/"):
+                current = self.store.info(key).retention
+                if current is None or (
+                    current.mode == longest.mode and current.retain_until < longest.retain_until
+                ):
+                    self.store.extend_retention(key, longest)
 
     def _preserve(self, manifest: Manifest, chain: Sequence[Manifest]) -> DisposedSegment:
         """Check the segment against its seal, and keep its leaf hashes (create-only, locked)."""

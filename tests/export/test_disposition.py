@@ -423,3 +423,22 @@ def test_the_independent_verifier_ignores_a_disposition_no_trusted_key_signed(
     out = run_independent(store, tmp_path / "bucket", capsys)
     assert out.startswith("exit 1\n")
     assert f"{free.segment.key} is missing, and no signed disposition names it" in out
+
+
+def test_each_run_extends_the_kept_leaves_to_the_chains_longest_retention(
+    disposed: tuple[MemoryStore, list[Manifest]],
+) -> None:
+    store, (_, _, live) = disposed
+    (entry,) = read_dispositions(store, None).values()
+    before = store.info(entry.leaves.key).retention
+    assert before is not None and before.retain_until == live.retention.retain_until
+    # Records captured later are kept longer; the next run extends the leaves' lock to match.
+    writer = ChainWriter(store, CHAIN, signer=KEY, archive_name=ARCHIVE, policy=POLICY)
+    (later,) = writer.append(captured_at(make_records(CHAIN, 2, start_ms=NOW, day=9), NOW + DAY_MS))
+    plan = plan_disposition(store, until_ms=NOW, now_ms=NOW)
+    Disposer(store, signer=KEY, archive_name=ARCHIVE, policy=short_policy()).execute(
+        plan, who="a", now_ms=NOW, policy="GOVERNANCE:1"
+    )
+    after = store.info(entry.leaves.key).retention
+    assert after is not None and after.retain_until == later.manifest.retention.retain_until
+    assert after.retain_until > before.retain_until
