@@ -236,14 +236,19 @@ def plan_disposition(store: ObjectStore, *, until_ms: int, now_ms: int) -> Dispo
     for manifests in chain_manifests(store).values():
         for manifest in manifests:
             entry = disposed.get((manifest.chain_id, manifest.first_seq))
+            keys = (manifest.segment.key, manifest.record_index.key, manifest.key)
+            matters = sorted({m for key in keys for m in holds.get(key, ())})
             if entry is not None:
+                # Sealed as disposed by a run that stopped before deleting: finish it, unless a
+                # hold placed since keeps it (S3 would refuse; the content stays, which is safe).
                 if store.exists(entry.segment.key) or store.exists(entry.record_index.key):
-                    plan.pending.append(entry)
+                    if matters:
+                        plan.held.append((manifest, matters))
+                    else:
+                        plan.pending.append(entry)
                 continue
             if manifest.retention.retain_until > cutoff:
                 continue
-            keys = (manifest.segment.key, manifest.record_index.key, manifest.key)
-            matters = sorted({m for key in keys for m in holds.get(key, ())})
             if matters:
                 plan.held.append((manifest, matters))
             else:

@@ -265,7 +265,18 @@ def test_a_crash_after_sealing_is_finished_without_sealing_again() -> None:
     again = plan_disposition(store, until_ms=NOW, now_ms=NOW)
     assert not again.due
     assert [e.first_seq for e in again.pending] == [free.first_seq, second.first_seq]
+    # A hold placed meanwhile on one of them keeps it, though its disposition is sealed.
+    HoldRegister(store, signer=KEY, archive_name=ARCHIVE, policy=short_policy()).place(
+        "M-LATE",
+        HoldScope(chain=CHAIN, until=second.max_event_time + 1, since=second.min_event_time),
+        who="a",
+        now_ms=NOW,
+    )
+    again = plan_disposition(store, until_ms=NOW, now_ms=NOW)
+    assert [e.first_seq for e in again.pending] == [free.first_seq]
+    assert [(m.first_seq, matters) for m, matters in again.held] == [(second.first_seq, ["M-LATE"])]
     outcome = disposer.execute(again, who="a", now_ms=NOW + 1, policy="GOVERNANCE:1")
+    assert store.exists(second.segment.key)
     assert outcome.sealed == [] and not store.exists(free.segment.key)
     assert len(manifests_of(store, DISPOSITIONS_CHAIN)) == 1
     verify_archive(store, trust_for(KEY))
