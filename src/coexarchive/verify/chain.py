@@ -51,6 +51,7 @@ class SegmentCheck:
     objects_checked: int
     rows: int
     head_roots: Mapping[int, bytes]
+    disposed: int = 0  # records whose content a signed disposition deleted (leaves checked)
 
 
 class ChainVerifier:
@@ -291,6 +292,7 @@ class ChainVerifier:
         entry = self._disposed_entry(manifest)
         if entry is not None:
             roots_before = set(self.head_roots)
+            disposed_before = self.chain.records_disposed
             self._check_disposed(entry, manifest, start, head_sizes)
             return SegmentCheck(
                 manifest_key=manifest.key,
@@ -301,6 +303,7 @@ class ChainVerifier:
                 head_roots={
                     size: root for size, root in self.head_roots.items() if size not in roots_before
                 },
+                disposed=self.chain.records_disposed - disposed_before,
             )
         data, index = self._fetch_checked(manifest)
         must_check = any(start.size < size <= manifest.tree_size for size in head_sizes)
@@ -340,6 +343,7 @@ class ChainVerifier:
             self.report.failures.extend(found.failures)
             self.chain.objects_checked += found.objects_checked
             self.chain.records_checked += found.rows
+            self.chain.records_disposed += found.disposed
             self.head_roots.update(found.head_roots)
 
     def _disposed_entry(self, manifest: Manifest) -> DisposedSegment | None:
