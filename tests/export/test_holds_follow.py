@@ -14,6 +14,7 @@ from coexarchive.customers import normalize_customer
 from coexarchive.enrich.crm import parse_consent_file
 from coexarchive.enrich.sealing import seal_new
 from coexarchive.errors import ConfigError, InvalidArgumentError, RetentionError
+from coexarchive.export.bundle import Selection
 from coexarchive.export.holds import (
     HoldRegister,
     HoldScope,
@@ -263,3 +264,9 @@ def test_the_in_memory_store_refuses_to_dispose_of_held_or_retained_objects() ->
         store.dispose("c")
     store.dispose("a")
     assert not store.exists("a") and store.exists("b") and store.exists("c")
+
+
+def test_an_export_selection_reads_the_customer_as_the_hold_does() -> None:
+    assert Selection(customer="+44 7700 900002").customer == BOB
+    with pytest.raises(ConfigError):
+        Selection(customer="bob")

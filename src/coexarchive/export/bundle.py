@@ -38,6 +38,7 @@ import pyarrow.parquet as pq
 
 from coexarchive import __version__
 from coexarchive._internal.gcpause import cyclic_gc_paused
+from coexarchive.customers import normalize_customer
 from coexarchive.enrich.templates import CATALOGUE_TYPE
 from coexarchive.errors import ConfigError, ProofError
 from coexarchive.export._rows import (
@@ -138,6 +139,9 @@ class Selection:
     def __post_init__(self) -> None:
         if (self.customer is None) == (self.query is None):
             raise ConfigError("an export names exactly one of --customer or --query")
+        if self.customer is not None:
+            # One spelling everywhere (the console's form, the CLI, the library).
+            object.__setattr__(self, "customer", normalize_customer(self.customer))
         if self.since is not None and self.until is not None and self.since >= self.until:
             raise ConfigError("--since must be before --until")
 
