@@ -99,7 +99,9 @@ def test_window_limits_the_records(evidence) -> None:  # type: ignore[no-untyped
 def test_no_match_and_bad_selections_are_refused(evidence) -> None:  # type: ignore[no-untyped-def]
     catalog = ArchiveCatalog(evidence.store)
     with pytest.raises(ConfigError, match="no sealed record"):
-        build_bundle(catalog, evidence.trust, request(selection=Selection(customer="nobody")))
+        build_bundle(catalog, evidence.trust, request(selection=Selection(customer="447700900999")))
+    with pytest.raises(ConfigError, match="neither a phone number"):
+        Selection(customer="nobody")
     with pytest.raises(ConfigError):
         Selection()
     with pytest.raises(ConfigError):
