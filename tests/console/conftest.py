@@ -13,8 +13,10 @@ CHROMIUM = Path(os.environ.get("COEXARCHIVE_CHROMIUM", "/usr/bin/chromium"))
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
+    # Module scope, not session: Playwright's sync API keeps an event loop running on the main
+    # thread while it is open, so any later test calling asyncio.run() would fail.
     if not CHROMIUM.exists():
         pytest.fail(
             f"{CHROMIUM} not found: `apt-get install chromium fonts-noto-core fonts-noto-cjk "
