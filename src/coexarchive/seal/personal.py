@@ -197,6 +197,9 @@ class PersonalSealer:
         aad_prefix = _AAD_PREFIX
         values_of = _record_values
         places = _PERSONAL_PLACES
+        b64 = binascii.b2a_base64
+        new_aead = AESGCM
+        make_record = Record
         for record in records:
             customer = record.customer_id
             if not customer:
@@ -209,16 +212,21 @@ class PersonalSealer:
             secret, prefix = known
             place = f"{record.chain_id}\n{record.record_id}".encode()
             rkey = sha256(key_prefix + secret + place).digest()
-            aead = AESGCM(rkey)
+            encrypt = new_aead(rkey).encrypt
             place = aad_prefix + place + b"\n"
+            # The nonce hash's input shares the record key and the aad's prefix across fields.
+            nonce_prefix = rkey + place
             # A new frozen record from its field tuple: dataclasses.replace costs three times more.
             values = list(values_of(record))
             for position, name in places:
                 value = values[position]
                 if value is not None:
-                    aad = place + name
-                    values[position] = _seal_value(aead, rkey, prefix, aad, value.encode("utf-8"))
-            append(Record(*values))
+                    # _seal_value inlined (same bytes): one Python call less per field.
+                    plaintext = value.encode("utf-8")
+                    nonce = sha256(nonce_prefix + name + b"\n" + plaintext).digest()[:NONCE_BYTES]
+                    sealed = nonce + encrypt(nonce, plaintext, place + name)
+                    values[position] = prefix + b64(sealed, newline=False).decode("ascii")
+            append(make_record(*values))
         return out
 
 

@@ -21,6 +21,7 @@ from coexarchive.records import RECORD_FIELDS
 from coexarchive.seal.chain import recompute_leaf_hashes
 from coexarchive.seal.personal import (
     ERASED,
+    PERSONAL_FIELDS,
     PersonalSealer,
     open_envelope,
     open_if_sealed,
@@ -249,6 +250,29 @@ def test_sealing_is_deterministic_for_idempotent_reruns(tmp_path: Path) -> None:
     assert once == again
     assert [r.text for r in once] != [r.text for r in records]
     assert all(name in RECORD_FIELDS for name in ("text", "detail"))
+
+
+def test_batch_sealer_seals_every_field_exactly_as_the_spec_says(tmp_path: Path) -> None:
+    # The sealer's loop is hand-inlined for speed; it must still produce, field by field, the
+    # envelope SEALING.md defines, and touch nothing else.
+    keys = _store(tmp_path / "keys")
+    records = make_records(CHAIN, 40)
+    sealed = PersonalSealer(keys.current).seal(records)
+    checked = 0
+    for plain, record in zip(records, sealed, strict=True):
+        assert plain.customer_id, "the fixture records all name a customer"
+        key = keys.current(plain.customer_id)
+        for name in RECORD_FIELDS:
+            value = getattr(plain, name)
+            if name not in PERSONAL_FIELDS or value is None:
+                assert getattr(record, name) == value
+                continue
+            expected = _spec_envelope(
+                key.secret, key.key_id, plain.chain_id, plain.record_id, name, value
+            )
+            assert getattr(record, name) == expected
+            checked += 1
+    assert checked >= 2 * len(records)
 
 
 # --- data keys wrapped by AWS KMS (moto) ----------------------------------------------------------
