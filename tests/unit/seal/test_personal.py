@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import json
 from collections.abc import Iterator
@@ -17,7 +18,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from coexarchive.archive_head import write_head_after
 from coexarchive.datakeys import DataKeyStore, KmsWrapper, LocalWrapper, enable_personal_sealing
 from coexarchive.errors import ConfigError, DataKeyError, DecryptionError, FormatError
-from coexarchive.records import RECORD_FIELDS
+from coexarchive.records import RECORD_FIELDS, Record
 from coexarchive.seal.chain import recompute_leaf_hashes
 from coexarchive.seal.personal import (
     ERASED,
@@ -273,6 +274,15 @@ def test_batch_sealer_seals_every_field_exactly_as_the_spec_says(tmp_path: Path)
             assert getattr(record, name) == expected
             checked += 1
     assert checked >= 2 * len(records)
+
+
+def test_record_has_nothing_the_sealers_slot_by_slot_copy_would_skip() -> None:
+    # PersonalSealer builds its sealed copies slot by slot, bypassing Record.__init__: that is
+    # sound only while the dataclass's fields are RECORD_FIELDS in order and nothing runs after
+    # __init__ (a validation added there would be skipped for version-2 records).
+    assert tuple(f.name for f in dataclasses.fields(Record)) == RECORD_FIELDS
+    assert not hasattr(Record, "__post_init__")
+    assert Record.__slots__ == RECORD_FIELDS
 
 
 # --- data keys wrapped by AWS KMS (moto) ----------------------------------------------------------
