@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import json
 from collections.abc import Iterator
@@ -17,10 +18,11 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from coexarchive.archive_head import write_head_after
 from coexarchive.datakeys import DataKeyStore, KmsWrapper, LocalWrapper, enable_personal_sealing
 from coexarchive.errors import ConfigError, DataKeyError, DecryptionError, FormatError
-from coexarchive.records import RECORD_FIELDS
+from coexarchive.records import RECORD_FIELDS, Record
 from coexarchive.seal.chain import recompute_leaf_hashes
 from coexarchive.seal.personal import (
     ERASED,
+    PERSONAL_FIELDS,
     PersonalSealer,
     open_envelope,
     open_if_sealed,
@@ -249,6 +251,38 @@ def test_sealing_is_deterministic_for_idempotent_reruns(tmp_path: Path) -> None:
     assert once == again
     assert [r.text for r in once] != [r.text for r in records]
     assert all(name in RECORD_FIELDS for name in ("text", "detail"))
+
+
+def test_batch_sealer_seals_every_field_exactly_as_the_spec_says(tmp_path: Path) -> None:
+    # The sealer's loop is hand-inlined for speed; it must still produce, field by field, the
+    # envelope SEALING.md defines, and touch nothing else.
+    keys = _store(tmp_path / "keys")
+    records = make_records(CHAIN, 40)
+    sealed = PersonalSealer(keys.current).seal(records)
+    checked = 0
+    for plain, record in zip(records, sealed, strict=True):
+        assert plain.customer_id, "the fixture records all name a customer"
+        key = keys.current(plain.customer_id)
+        for name in RECORD_FIELDS:
+            value = getattr(plain, name)
+            if name not in PERSONAL_FIELDS or value is None:
+                assert getattr(record, name) == value
+                continue
+            expected = _spec_envelope(
+                key.secret, key.key_id, plain.chain_id, plain.record_id, name, value
+            )
+            assert getattr(record, name) == expected
+            checked += 1
+    assert checked >= 2 * len(records)
+
+
+def test_record_has_nothing_the_sealers_slot_by_slot_copy_would_skip() -> None:
+    # PersonalSealer builds its sealed copies slot by slot, bypassing Record.__init__: that is
+    # sound only while the dataclass's fields are RECORD_FIELDS in order and nothing runs after
+    # __init__ (a validation added there would be skipped for version-2 records).
+    assert tuple(f.name for f in dataclasses.fields(Record)) == RECORD_FIELDS
+    assert not hasattr(Record, "__post_init__")
+    assert Record.__slots__ == RECORD_FIELDS
 
 
 # --- data keys wrapped by AWS KMS (moto) ----------------------------------------------------------
