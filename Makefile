@@ -9,7 +9,7 @@ LOCK := requirements/dev.lock
 TOOLS_VENV ?= .venv-tools
 UPGRADE_DIR ?= var/upgrade-check
 
-.PHONY: test lock-check lint types unit venv demo bench clean infra-lint lock upgrade-check console-js
+.PHONY: test lock-check lint types unit venv demo bench clean infra-lint lock upgrade-check console-js system-packages
 
 test: lock-check $(STAMP) lint types infra-lint unit
 
@@ -41,14 +41,19 @@ types: $(STAMP)
 CONSOLE_JS := tests/console/js
 CONSOLE_JS_STAMP := $(CONSOLE_JS)/node_modules/.installed
 
-$(CONSOLE_JS_STAMP): $(CONSOLE_JS)/package-lock.json
+# Debian's chromium, fonts and Node for those tests (requirements/system.sh; installs only what is
+# missing, with apt-get as root or through sudo).
+system-packages:
+	bash requirements/system.sh
+
+$(CONSOLE_JS_STAMP): $(CONSOLE_JS)/package-lock.json | system-packages
 	npm ci --prefix $(CONSOLE_JS) --ignore-scripts --no-audit --no-fund
 	touch $@
 
 console-js: $(CONSOLE_JS_STAMP)
 
 # pytest exits 5 when it collected nothing; that is a failure here, as any non-zero code is.
-unit: $(STAMP) $(CONSOLE_JS_STAMP)
+unit: $(STAMP) $(CONSOLE_JS_STAMP) system-packages
 	$(BIN)/pytest -q
 
 demo: $(STAMP)
