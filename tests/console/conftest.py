@@ -20,7 +20,7 @@ def browser() -> Iterator[Browser]:
     if not CHROMIUM.exists():
         pytest.fail(
             f"{CHROMIUM} not found: `apt-get install chromium fonts-noto-core fonts-noto-cjk "
-            "fonts-noto-color-emoji` (as .ci/run does), or set COEXARCHIVE_CHROMIUM"
+            "fonts-noto-color-emoji` (as `make test` does), or set COEXARCHIVE_CHROMIUM"
         )
     with sync_playwright() as playwright:
         launched = playwright.chromium.launch(
