@@ -23,8 +23,9 @@ from coexarchive.store.s3 import S3Store
 from coexarchive.testing import Simulation, SimulationConfig, redelivery, simulate
 from coexarchive.testing.model import FOLLOW_UP_SUFFIX
 from coexarchive.verify import chains_in, verify_archive
-from pipelines.ingest import IngestSummary, SealSpec, StoreSpec, run_pipeline
+from pipelines.ingest import IngestSummary, run_pipeline
 from support.archive import SIM_AUTH, signer, trust_for
+from support.ingest_world import s3_ingest_world
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -37,18 +38,7 @@ CONFIG = SimulationConfig(seed=11, customers=6, days=3)
 def world(
     s3_store: S3Store, seaweed: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> dict[str, Any]:
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", seaweed.access_key)
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", seaweed.secret_key)
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    key_file = tmp_path / "signing.key"
-    signer().to_file(key_file)
-    return {
-        "store": s3_store,
-        "spec": StoreSpec(
-            s3_store.bucket, endpoint_url=seaweed.endpoint_url, region_name="us-east-1"
-        ),
-        "seal": SealSpec(str(key_file), "coexarchive.test", "GOVERNANCE:1"),
-    }
+    return s3_ingest_world(s3_store, seaweed, tmp_path, monkeypatch)
 
 
 def ingest(world: dict[str, Any], keys: list[str]) -> IngestSummary:

@@ -27,8 +27,9 @@ from coexarchive.store.s3 import S3Store
 from coexarchive.testing import SimulationConfig, simulate
 from coexarchive.testing.graph import serve_landing, simulation_end_ms
 from coexarchive.verify import ArchiveVerificationError, chains_in, verify_archive
-from pipelines.ingest import SealSpec, StoreSpec, run_pipeline
+from pipelines.ingest import run_pipeline
 from support.archive import signer, trust_for
+from support.ingest_world import s3_ingest_world
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -42,18 +43,7 @@ AUTH = DeliveryAuth((CONFIG.app_secret,), (CONFIG.app_secret,), media_secrets=(R
 def world(
     s3_store: S3Store, seaweed: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> dict[str, Any]:
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", seaweed.access_key)
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", seaweed.secret_key)
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    key_file = tmp_path / "signing.key"
-    signer().to_file(key_file)
-    return {
-        "store": s3_store,
-        "spec": StoreSpec(
-            s3_store.bucket, endpoint_url=seaweed.endpoint_url, region_name="us-east-1"
-        ),
-        "seal": SealSpec(str(key_file), "coexarchive.test", "GOVERNANCE:1"),
-    }
+    return s3_ingest_world(s3_store, seaweed, tmp_path, monkeypatch)
 
 
 def ingest(world: dict[str, Any], keys: list[str]) -> Any:
