@@ -51,6 +51,20 @@ def test_stored_receipt_is_a_media_record_bound_to_its_message() -> None:
     assert orjson.loads(record.detail)["raw"]["sha256"] == SHA
 
 
+def test_document_file_name_goes_to_text_not_to_the_plaintext_detail() -> None:
+    import dataclasses
+
+    document = dataclasses.replace(
+        STORED, ref=dataclasses.replace(REF, msg_type="document", filename="Jane Roe payslip.pdf")
+    )
+    (record,) = normalize(document.body()).records  # type: ignore[attr-defined]
+    assert record.text == "Jane Roe payslip.pdf"
+    assert "Jane Roe" not in record.detail
+    assert orjson.loads(record.detail)["raw"]["sha256"] == SHA
+    (image,) = normalize(STORED.body()).records  # type: ignore[attr-defined]
+    assert image.text is None
+
+
 def test_failed_receipt_carries_the_gap_flag_and_the_same_identity() -> None:
     (record,) = normalize(FAILED.body()).records  # type: ignore[attr-defined]
     assert (record.status, record.flags) == ("failed", ("media_gap",))

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
+import orjson
 import pytest
 
 from coexarchive.store.memory import MemoryStore
@@ -11,7 +13,7 @@ from coexarchive.testing.graph import GraphMediaServer
 from coexarchive.verify import ArchiveVerificationError, verify_archive
 from coexarchive.verify.media import MediaCheck
 from support.archive import make_records, signer, trust_for
-from support.media import CHAIN, media_records, ref_for, seal
+from support.media import CHAIN, fixed_key_sealer, media_records, ref_for, seal
 
 pytestmark = pytest.mark.integration
 
@@ -51,6 +53,76 @@ def test_missing_attachment_is_named(archive: dict[str, Any]) -> None:
         verify_archive(store, trust_for(signer()))
     (failure,) = caught.value.report.failures
     assert failure.key == key and "missing" in failure.message
+
+
+# --- archives sealing personal content encrypted (record version 2) --------------------------
+
+
+def test_encrypted_archive_keeps_media_facts_readable_without_keys(
+    encrypted_media_archive: dict[str, Any],
+) -> None:
+    media = [r for r in encrypted_media_archive["media"] if r.customer_id]
+    assert media
+    # A document's file name is the customer's: it rides in ``text``, sealed like a caption.
+    media[0] = dataclasses.replace(media[0], text="passport of the customer.pdf")
+    sealed = encrypted_media_archive["personal"].seal(media)
+    assert sealed[0].text.startswith("enc1:")
+    for record in sealed:
+        assert not record.detail.startswith("enc1:")
+        assert "filename" not in orjson.loads(record.detail)["raw"]["completes"]
+    messages = encrypted_media_archive["personal"].seal(encrypted_media_archive["messages"])
+    assert all(m.detail.startswith("enc1:") for m in messages)  # the messages stay sealed
+
+
+def test_encrypted_archive_rehashes_every_attachment(
+    encrypted_media_archive: dict[str, Any],
+) -> None:
+    report = verify_archive(encrypted_media_archive["store"], trust_for(signer()))
+    assert report.chains[0].media_checked == 3
+    assert not any("re-hash" in str(w) for w in report.chains[0].warnings)
+
+
+def test_encrypted_archive_names_the_altered_attachment(
+    encrypted_media_archive: dict[str, Any],
+) -> None:
+    store, key = encrypted_media_archive["store"], encrypted_media_archive["keys"][1]
+    data = store.unsafe_objects[key]
+    store.unsafe_objects[key] = data[:-1] + bytes([data[-1] ^ 1])
+    with pytest.raises(ArchiveVerificationError) as caught:
+        verify_archive(store, trust_for(signer()))
+    (failure,) = caught.value.report.failures
+    assert failure.step == "media" and failure.key == key and "altered" in failure.message
+
+
+def test_encrypted_archive_names_the_missing_attachment(
+    encrypted_media_archive: dict[str, Any],
+) -> None:
+    store, key = encrypted_media_archive["store"], encrypted_media_archive["keys"][0]
+    store.unsafe_delete(key)
+    with pytest.raises(ArchiveVerificationError) as caught:
+        verify_archive(store, trust_for(signer()))
+    (failure,) = caught.value.report.failures
+    assert failure.key == key and "missing" in failure.message
+
+
+def test_media_record_with_encrypted_detail_fails_verify(
+    graph_server: GraphMediaServer, graph_clock: Any, make_fetcher: Any
+) -> None:
+    """A media record whose facts were sealed encrypted cannot be checked: verify fails, it
+    does not skip the attachment with a warning."""
+    store, raw = MemoryStore(), MemoryStore()
+    (message,) = make_records(CHAIN, 1)
+    seal(store, [message])
+    ref = ref_for(graph_server, "m0", created_ms=graph_clock())
+    ref = dataclasses.replace(ref, record_id=message.record_id, customer_id="15550001111")
+    make_fetcher(store, raw).run([ref])
+    (media,) = media_records(raw)
+    hidden = fixed_key_sealer().seal([dataclasses.replace(media, kind="message")])[0]
+    seal(store, [dataclasses.replace(hidden, kind="media")])
+    with pytest.raises(ArchiveVerificationError) as caught:
+        verify_archive(store, trust_for(signer()))
+    (failure,) = caught.value.report.failures
+    assert failure.step == "media" and "sealed encrypted" in failure.message
 
 
 def test_sample_checks_that_many_and_none_checks_nothing(archive: dict[str, Any]) -> None:

@@ -89,13 +89,21 @@ def receipts(raw_store: MemoryStore) -> list[dict[str, Any]]:
     return found
 
 
-def seal(store: Any, records: list[Any]) -> None:
-    """Seal ``records`` into chain :data:`CHAIN` as one commit (with its archive head)."""
+def seal(store: Any, records: list[Any], personal: Any = None) -> None:
+    """Seal ``records`` into chain :data:`CHAIN` as one commit (with its archive head);
+    ``personal`` (a PersonalSealer) seals personal fields encrypted (record version 2)."""
     from coexarchive.archive_head import write_head_after
     from coexarchive.segments import ChainWriter
     from support.archive import ARCHIVE, short_policy, signer
 
-    writer = ChainWriter(store, CHAIN, signer=signer(), archive_name=ARCHIVE, policy=short_policy())
+    writer = ChainWriter(
+        store,
+        CHAIN,
+        signer=signer(),
+        archive_name=ARCHIVE,
+        policy=short_policy(),
+        personal=personal,
+    )
     results = writer.append(records)
     write_head_after(store, [r.manifest for r in results], signer=signer(), archive_name=ARCHIVE)
 
@@ -121,6 +129,33 @@ def media_archive(
 ) -> dict[str, Any]:
     """Three messages with attachments sealed, fetched, and their media records sealed; a fourth
     whose attachment Graph no longer has (a sealed gap) and a fifth never fetched."""
+    return build_media_archive(graph_server, graph_clock, make_fetcher)
+
+
+@pytest.fixture
+def encrypted_media_archive(
+    graph_server: GraphMediaServer, graph_clock: Any, make_fetcher: Any
+) -> dict[str, Any]:
+    """:func:`media_archive` sealed as record version 2 (personal fields encrypted)."""
+    return build_media_archive(graph_server, graph_clock, make_fetcher, personal=fixed_key_sealer())
+
+
+def fixed_key_sealer() -> Any:
+    """A PersonalSealer over one fixed data key per customer (no key store needed)."""
+    import hashlib
+
+    from coexarchive.seal.personal import DataKey, PersonalSealer
+
+    def key_for(customer: str) -> DataKey:
+        secret = hashlib.sha256(customer.encode()).digest()
+        return DataKey(key_id=secret.hex()[:16], customer_id=customer, secret=secret)
+
+    return PersonalSealer(key_for)
+
+
+def build_media_archive(
+    graph_server: GraphMediaServer, graph_clock: Any, make_fetcher: Any, personal: Any = None
+) -> dict[str, Any]:
     import dataclasses
 
     from support.archive import make_records
@@ -141,11 +176,17 @@ def media_archive(
                 ref, record_id=message.record_id, wamid=message.wamid, customer_id=CUSTOMER
             )
         )
-    seal(store, messages)
+    seal(store, messages, personal)
     make_fetcher(store, raw).run(refs)
     media = media_records(raw)
-    seal(store, media)
+    seal(store, media, personal)
     keys = sorted(
         {orjson.loads(r.detail)["raw"]["object_key"] for r in media if r.status == "stored"}
     )
-    return {"store": store, "keys": keys, "messages": messages, "media": media}
+    return {
+        "store": store,
+        "keys": keys,
+        "messages": messages,
+        "media": media,
+        "personal": personal,
+    }

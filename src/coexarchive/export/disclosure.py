@@ -27,6 +27,7 @@ from coexarchive.seal.personal import (
     ERASED,
     PERSONAL_FIELDS,
     PERSONAL_RECORD_VERSION,
+    PLAINTEXT_DETAIL_KINDS,
     KeyLookup,
     envelope_key_id,
     field_aad,
@@ -143,6 +144,8 @@ def open_rows(
             value = row.get(name)
             if not isinstance(value, str):
                 continue
+            if name == "detail" and row.get("kind") in PLAINTEXT_DETAIL_KINDS:
+                continue  # a media record's facts are sealed in plaintext (SEALING.md)
             if secret is None:
                 values[name] = ERASED
                 continue

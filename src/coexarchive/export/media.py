@@ -65,7 +65,8 @@ def attachment_of(row: Row) -> Attachment | None:
         sha256=_text(raw.get("sha256")),
         size=size if type(size) is int else None,
         mime_type=_text(raw.get("mime_type")),
-        filename=_text(completes.get("filename")),
+        # In ``text`` (sealed with the personal fields); older records kept it in the receipt.
+        filename=_text(row.get("text")) or _text(completes.get("filename")),
     )
 
 

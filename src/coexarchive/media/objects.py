@@ -90,8 +90,8 @@ def segment_media_keys(store: ObjectStore, segment_key: str) -> list[str]:
         try:
             raw = orjson.loads(detail).get("raw", {})
         except orjson.JSONDecodeError:
-            # Sealed encrypted (record version 2): the key is not readable without the
-            # customer's data key. Seam: media records' facts should stay plaintext.
+            # Media records' details stay plaintext (SEALING.md); one that is not is an older
+            # record: verify names it, holds cannot reach its object.
             continue
         key = raw.get("object_key") if isinstance(raw, dict) else None
         if isinstance(key, str) and key.startswith("media/v1/sha256="):

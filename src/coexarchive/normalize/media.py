@@ -49,12 +49,16 @@ def media_receipt_record(tree: Any, sink: _Sink) -> Record:
             raise _Rejected("media receipt: a stored outcome has no cause")
     elif cause not in _CAUSES:
         raise _Rejected("media receipt: a failed outcome needs a known cause")
+    # A document's file name is the customer's content: it goes to ``text``, sealed like a
+    # caption, and the detail keeps only facts ``verify`` reads without keys (SEALING.md).
+    filename = _optional(completes, "filename")
+    receipt = {**tree, "completes": {k: v for k, v in completes.items() if k != "filename"}}
     detail = {
         "v": DETAIL_VERSION,
         "field": "media_fetch",
         "path": "$",
         "time_source": "fetched_at",
-        "raw": tree,
+        "raw": receipt,
         **sink.auth,
     }
     return Record(
@@ -69,6 +73,7 @@ def media_receipt_record(tree: Any, sink: _Sink) -> Record:
         wamid=_optional(completes, "wamid"),
         msg_type=_optional(completes, "msg_type"),
         media_id=media_id,
+        text=filename,
         status=outcome,
         ref_record_id=record_id,
         flags=(MEDIA_GAP,) if outcome == Outcome.FAILED else (),

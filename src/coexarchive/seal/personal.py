@@ -41,6 +41,7 @@ __all__ = [
     "ERASED",
     "PERSONAL_FIELDS",
     "PERSONAL_RECORD_VERSION",
+    "PLAINTEXT_DETAIL_KINDS",
     "DataKey",
     "PersonalSealer",
     "envelope_key_id",
@@ -60,8 +61,13 @@ PERSONAL_RECORD_VERSION = 2
 PERSONAL_FIELDS: tuple[str, ...] = ("customer_wa_id", "customer_user_id", "text", "detail")
 ENVELOPE_PREFIX = "enc1:"
 ERASED = "[erased]"
+# A ``media`` record's detail is the fetch receipt: media id, sha256, size, mime type, object
+# key, outcome, the record it completes. These are no personal content, and ``verify`` must read
+# them without keys to re-hash the attachment (the document's file name travels in ``text``).
+PLAINTEXT_DETAIL_KINDS = frozenset({"media"})
 # (position in the record's field tuple, field name as bytes) of each personal field.
 _PERSONAL_PLACES = tuple((RECORD_FIELDS.index(name), name.encode()) for name in PERSONAL_FIELDS)
+_PLAINTEXT_DETAIL_PLACES = tuple(p for p in _PERSONAL_PLACES if p[1] != b"detail")
 NONCE_BYTES = 12
 TAG_BYTES = 16
 _AAD_PREFIX = b"coexarchive/field/v1\n"
@@ -200,7 +206,6 @@ class PersonalSealer:
         key_prefix = _RECORD_KEY_PREFIX
         aad_prefix = _AAD_PREFIX
         values_of = _record_values
-        places = _PERSONAL_PLACES
         b64 = binascii.b2a_base64
         new_aead = AESGCM
         new_object = object.__new__
@@ -223,6 +228,11 @@ class PersonalSealer:
             # The nonce hash's input shares the record key and the aad's prefix across fields.
             nonce_prefix = rkey + place
             values = list(values_of(record))
+            places = (
+                _PLAINTEXT_DETAIL_PLACES
+                if record.kind in PLAINTEXT_DETAIL_KINDS
+                else _PERSONAL_PLACES
+            )
             for position, name in places:
                 value = values[position]
                 if value is not None:

@@ -164,7 +164,6 @@ def verify_archive(
                 verifier.manifests,
                 media,
                 verifier.fail,
-                verifier.warn,
             )
         report.chains.append(verifier.chain)
     for head in heads:

@@ -89,28 +89,31 @@ def check_media(
     manifests: Sequence[Manifest],
     check: MediaCheck,
     fail: Callable[[str, str, str | None, int | None], None],
-    warn: Callable[[str, str], None] | None = None,
 ) -> int:
     """Check ``rows``' references and stored objects; the number of objects re-hashed.
 
-    A media record sealed encrypted (record version 2) states its SHA-256 and size only to
-    whoever holds the customer's data key: its attachment is not re-hashed, and ``warn`` says so.
+    A media record's detail is never sealed encrypted (SEALING.md): one that is cannot be
+    checked without keys, so it fails rather than leave its attachment unchecked.
     """
     if not rows:
         return 0
     _check_references(store, rows, manifests, fail)
     stored: dict[str, MediaRow] = {}
-    encrypted = [row for row in rows if row.status == "stored" and row.encrypted]
-    if encrypted and warn is not None:
-        warn(
-            f"{len(encrypted)} attachment(s) not re-hashed: their media records are sealed "
-            "encrypted, so their sha256 and size need the customer's data key",
-            f"seq {encrypted[0].seq}",
-        )
     for row in rows:
-        if row.status != "stored" or row.encrypted:
+        if row.encrypted:
+            fail(
+                "media",
+                "media record's detail is sealed encrypted: its attachment cannot be checked "
+                "without keys (media facts must stay plaintext)",
+                None,
+                row.seq,
+            )
             continue
-        if row.object_key is None or row.sha256 is None or row.size is None:
+        if row.status == "failed":
+            continue
+        if row.status != "stored":
+            fail("media", f"media record has an unknown status {row.status!r}", None, row.seq)
+        elif row.object_key is None or row.sha256 is None or row.size is None:
             fail("media", "stored media record lacks its object key, sha256 or size", None, row.seq)
         elif not is_media_key(row.object_key) or row.object_key != f"media/v1/sha256={row.sha256}":
             fail(
