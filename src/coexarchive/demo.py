@@ -231,9 +231,10 @@ def _run_demo_anchored(
         tsas=settings.tsas(),
         witnesses=settings.witness_policy(),
     )
+    attachments = sum(chain.media_checked for chain in report.chains)
     print(
         f"  OK: {len(report.chains)} chain(s), {report.records_checked:,} rows re-hashed, "
-        "every check held"
+        f"{attachments:,} attachments re-hashed, every check held"
     )
     for line in [
         *(report.timestamps.lines() if report.timestamps else []),

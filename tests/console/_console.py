@@ -180,3 +180,51 @@ def build(
     client = OidcClient(oidc, clock=clock) if oidc is not None else None
     app = create_app(archive, accounts, clock=clock, oidc=client)
     return Harness(store, app, archive, accounts, clock, tmp)
+
+
+def with_media(store: MemoryStore) -> MemoryStore:
+    """``store`` (the demo archive) with every attachment fetched from a local Graph media
+    server and its ``media`` records sealed, as ``coexarchive media fetch`` and ingest do."""
+    from collections import defaultdict
+
+    from supervision._demo import CONFIG
+
+    from coexarchive.archive_head import write_head_after
+    from coexarchive.media.fetch import FetchOptions, MediaFetcher, pending_refs
+    from coexarchive.media.graph import GraphClient, GraphConfig
+    from coexarchive.normalize import normalize_delivery
+    from coexarchive.raw import decode_landing
+    from coexarchive.retention import RetentionPolicy
+    from coexarchive.segments import ChainWriter
+    from coexarchive.testing import simulate
+    from coexarchive.testing.graph import serve_landing, simulation_end_ms
+
+    now = simulation_end_ms(int(CONFIG.start.timestamp() * 1000), CONFIG.days)
+    server = serve_landing(simulate(CONFIG).objects, clock=lambda: now)
+    raw = MemoryStore()
+    try:
+        config = GraphConfig(base_url=server.base_url, token=server.token, version=server.version)
+        MediaFetcher(
+            store, raw, GraphClient(config), policy=RetentionPolicy.parse("GOVERNANCE:1"),
+            receipt_secret=b"console-media", options=FetchOptions(backoff_s=0.001),
+            clock=lambda: now,
+        ).run(pending_refs(store, raw))  # fmt: skip
+    finally:
+        server.stop()
+    by_chain: dict[str, list[object]] = defaultdict(list)
+    for key in raw.list("raw/"):
+        for line in decode_landing(raw.get(key), key=key):
+            assert line.delivery is not None
+            for record in normalize_delivery(
+                line.delivery.body, raw_key=key, raw_line=line.line, received_time=now,
+                source="media",
+            ).records:  # fmt: skip
+                by_chain[record.chain_id].append(record)
+    manifests = []
+    for chain_id, records in sorted(by_chain.items()):
+        writer = ChainWriter(
+            store, chain_id, signer=ARCHIVE_KEY, archive_name=ARCHIVE, policy=short_policy()
+        )
+        manifests += [result.manifest for result in writer.append(records)]  # type: ignore[arg-type]
+    write_head_after(store, manifests, signer=ARCHIVE_KEY, archive_name=ARCHIVE, trust=TRUST)
+    return store

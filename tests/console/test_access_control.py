@@ -42,9 +42,14 @@ EXPECTED: dict[tuple[str, str], set[str]] = {
     ("POST", "/exports"): {"legal"},
     ("GET", "/exports/{name}"): {"legal"},
     ("GET", "/access"): {"auditor", "admin"},
+    ("GET", "/media/{sha256}"): ALL,
     ("POST", "/logout"): ALL,
 }
-CONCRETE = {"/reports/{name}": "/reports/compliance", "/exports/{name}": "/exports/none.zip"}
+CONCRETE = {
+    "/reports/{name}": "/reports/compliance",
+    "/exports/{name}": "/exports/none.zip",
+    "/media/{sha256}": "/media/" + "0" * 64,
+}
 
 
 @pytest.fixture(scope="module")
@@ -310,6 +315,7 @@ def test_every_page_carries_a_strict_csp(harness: Harness) -> None:
         assert "unsafe-inline" not in csp
         assert "unsafe-eval" not in csp
         assert "frame-ancestors 'none'" in csp
+        assert "img-src 'self' data:;" in csp and "media-src 'self';" in csp
         assert response.headers["x-content-type-options"] == "nosniff"  # type: ignore[attr-defined]
         assert "http://" not in response.text and "https://" not in response.text, path  # type: ignore[attr-defined]
 

@@ -84,7 +84,37 @@ def test_kept_demo_prints_its_settings_and_survives_reports(demo_dir: Path) -> N
     second = cli("demo", "--keep", *small, cwd=demo_dir.parent)
     assert second.returncode == 0, second.stderr
     assert "using the demo's S3 server" in second.stdout
-    assert re.search(r"OK: 4 chain\(s\), [\d,]+ rows re-hashed, every check held", second.stdout)
+    # The demo archive seals personal content encrypted, yet every attachment is re-hashed.
+    ok = re.search(
+        r"OK: 4 chain\(s\), [\d,]+ rows re-hashed, ([\d,]+) attachments re-hashed, "
+        r"every check held",
+        second.stdout,
+    )
+    assert ok is not None and int(ok.group(1).replace(",", "")) > 0, second.stdout
+    assert "personal content is sealed encrypted" in first.stdout
+
+    # Someone with write access puts altered bytes over one attachment (a new object version
+    # under Object Lock): verify, run as the user would without data keys, names it.
+    import boto3
+
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=env["AWS_ENDPOINT_URL"],
+        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+        region_name="us-east-1",
+    )
+    bucket = env["COEXARCHIVE_BUCKET"]
+    listed = s3.list_objects_v2(Bucket=bucket, Prefix="media/v1/")
+    key = sorted(item["Key"] for item in listed["Contents"])[0]
+    data = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    s3.put_object(Bucket=bucket, Key=key, Body=data[:-1] + bytes([data[-1] ^ 1]))
+    no_keys = {k: v for k, v in env.items() if k != "COEXARCHIVE_DATA_KEYS"}
+    tampered = cli("verify", env=no_keys, cwd=demo_dir.parent)
+    assert tampered.returncode != 0
+    assert (
+        key in tampered.stdout + tampered.stderr and "altered" in tampered.stdout + tampered.stderr
+    )
 
     stopped = cli("demo", "--stop", *small[:2], cwd=demo_dir.parent)
     assert stopped.returncode == 0, stopped.stderr

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Final
 from urllib.parse import urlencode, urlsplit
 
+import orjson
 import pyarrow as pa
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.applications import Starlette
@@ -29,7 +30,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from coexarchive.console import charts
 from coexarchive.console.accounts import AccountFile, TotpChecker
-from coexarchive.console.archive import ConsoleArchive, Viewer
+from coexarchive.console.archive import INLINE_TYPES, ConsoleArchive, Viewer
 from coexarchive.console.oidc import OidcClient
 from coexarchive.console.roles import allowed
 from coexarchive.console.sessions import Session, SessionStore, Throttle
@@ -49,6 +50,7 @@ LOGIN_COOKIE: Final = "__Host-coexarchive-login"
 OIDC_COOKIE: Final = "__Host-coexarchive-oidc"
 CSP: Final = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "media-src 'self'; "
     "font-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; "
     "base-uri 'none'"
 )
@@ -91,6 +93,7 @@ def _environment() -> Environment:
     )
     env.globals["svg_bars"] = charts.bars
     env.filters["iso"] = _iso
+    env.filters["media_filename"] = _media_filename
     return env
 
 
@@ -661,6 +664,36 @@ async def bundle(console: Console, request: Request, session: Session) -> Respon
     )
 
 
+def _media_filename(detail: object) -> str | None:
+    """A document's file name from its message's (opened) detail, if it states one."""
+    try:
+        tree = orjson.loads(str(detail))
+    except orjson.JSONDecodeError:
+        return None
+    media = tree.get("media") if isinstance(tree, dict) else None
+    name = media.get("filename") if isinstance(media, dict) else None
+    return name if isinstance(name, str) else None
+
+
+async def attachment(console: Console, request: Request, session: Session) -> Response:
+    chain = request.query_params.get("chain", "").strip()
+    customer = request.query_params.get("customer", "").strip()
+    sha256 = request.path_params["sha256"]
+    data, mime = await run_in_threadpool(
+        lambda: console.archive.attachment(_viewer(session), chain, customer, sha256)
+    )
+    # The sealed type, inline only for what a browser plays safely; the rest downloads.
+    inline = mime is not None and INLINE_TYPES.fullmatch(mime) is not None
+    return Response(
+        data,
+        media_type=mime if inline else "application/octet-stream",
+        headers={
+            "cache-control": "no-store",
+            "content-disposition": "inline" if inline else f'attachment; filename="{sha256}"',
+        },
+    )
+
+
 async def access(console: Console, request: Request, session: Session) -> Response:
     who = request.query_params.get("who", "").strip()
     text = request.query_params.get("text", "").strip()
@@ -702,6 +735,7 @@ ROUTES: Final = (
     RouteSpec("POST", "/exports", "exports", export),
     RouteSpec("GET", "/exports/{name}", "exports", bundle),
     RouteSpec("GET", "/access", "access", access),
+    RouteSpec("GET", "/media/{sha256}", "conversation", attachment),
     RouteSpec("POST", "/logout", "overview", logout),
 )
 

@@ -24,7 +24,7 @@ import orjson
 import pyarrow as pa
 
 from coexarchive.archive_head import HeadWriter
-from coexarchive.errors import ConfigError, VerificationError
+from coexarchive.errors import ConfigError, StorageError, VerificationError
 from coexarchive.export.bundle import ExportRequest, Selection, export_bundle
 from coexarchive.export.holds import HoldRegister, HoldScope, active_holds, read_register
 from coexarchive.query.access_log import AccessEntry, AccessLog
@@ -62,7 +62,9 @@ CONVERSATION_SQL: Final = """
 SELECT m.event_time, m.chain_id, m.seq, m.record_id, m.kind, m.origin, m.direction,
        m.customer_id, m.wamid, m.msg_type, m.text, m.template_name, m.template_status,
        m.flags, m.context_wamid, m.ref_record_id, m.media_id,
-       m.detail, s.status AS delivery_status
+       m.detail, s.status AS delivery_status,
+       a.status AS media_status, a.sha256 AS media_sha256, a.mime_type AS media_mime,
+       a.size AS media_size
 FROM messages m
 LEFT JOIN (SELECT chain_id, wamid, arg_max(status, (event_time, seq)) AS status
            FROM records
@@ -70,10 +72,29 @@ LEFT JOIN (SELECT chain_id, wamid, arg_max(status, (event_time, seq)) AS status
              AND (customer_id = $customer OR customer_id IS NULL)
            GROUP BY chain_id, wamid) s
   ON m.chain_id = s.chain_id AND m.wamid = s.wamid
+LEFT JOIN (SELECT chain_id, ref_record_id, arg_max(status, seq) AS status,
+                  arg_max(sha256, seq) AS sha256, arg_max(mime_type, seq) AS mime_type,
+                  arg_max(size, seq) AS size
+           FROM media WHERE chain_id = $chain
+           GROUP BY chain_id, ref_record_id) a
+  ON m.chain_id = a.chain_id AND m.record_id = a.ref_record_id
 WHERE m.customer_id = $customer AND m.chain_id = $chain
 ORDER BY m.event_time, m.seq
 LIMIT 500
 """
+# One stored attachment of the customer's conversation, by its sealed SHA-256.
+ATTACHMENT_SQL: Final = """
+SELECT chain_id, seq, record_id, mime_type, size, sha256, object_key
+FROM media
+WHERE chain_id = $chain AND customer_id = $customer AND sha256 = $sha256 AND status = 'stored'
+ORDER BY seq
+LIMIT 1
+"""
+_SHA256_HEX: Final = re.compile(r"[0-9a-f]{64}")
+# Types a browser may show inline; anything else is sent as a download.
+INLINE_TYPES: Final = re.compile(
+    r"image/(jpeg|png|gif|webp)|audio/(ogg|mpeg|mp4|aac|amr)|video/(mp4|3gpp)"
+)
 ACCESS_SQL: Final = """
 SELECT event_time, seq, who, report, sql, params, rows
 FROM access_log
@@ -328,6 +349,30 @@ class ConsoleArchive:
             proof=verification.summary() if verification is not None else None,
             proven=verification is not None,
         )
+
+    def attachment(
+        self, viewer: Viewer, chain: str, customer: str, sha256: str
+    ) -> tuple[bytes, str | None]:
+        """An attachment's bytes and sealed mime type; its view is sealed in the access log
+        (with the media record's id) before the bytes are read, and they must hash to the
+        sealed SHA-256 or nothing is sent."""
+        if not _SHA256_HEX.fullmatch(sha256):
+            raise ConfigError("no such attachment")
+        with self._session(viewer) as session:
+            result: QueryResult = session.query(
+                ATTACHMENT_SQL,
+                {"chain": chain, "customer": customer, "sha256": sha256},
+                report="attachment",
+                chains=[chain],
+            )
+        rows = result.table.to_pylist()
+        if not rows:
+            raise ConfigError("no such attachment")
+        row = rows[0]
+        data = self.store.get(str(row["object_key"]))
+        if len(data) != row["size"] or hashlib.sha256(data).hexdigest() != sha256:
+            raise StorageError("this attachment does not match its sealed record: not sent")
+        return data, row["mime_type"]
 
     def review_list(
         self, viewer: Viewer, *, state: str, assignee: str | None

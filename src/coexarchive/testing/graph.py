@@ -432,19 +432,27 @@ def library_from_landing(objects: Iterable[tuple[str, bytes]]) -> list[tuple[str
 
 
 def _items(tree: Any) -> Iterator[dict[str, Any]]:
-    """Every message-like object of a webhook body (live, echoes, history and follow-ups)."""
+    """Every message-like object of a webhook body (live, echoes, history and follow-ups).
+
+    The simulation sends malformed bodies too (ingest quarantines them): whatever is not the
+    documented shape is skipped here.
+    """
     if not isinstance(tree, dict):
         return
-    for entry in tree.get("entry") or []:
-        for change in (entry or {}).get("changes") or []:
-            value = (change or {}).get("value") or {}
+    for entry in _dicts(tree.get("entry")):
+        for change in _dicts(entry.get("changes")):
+            value = change.get("value")
+            if not isinstance(value, dict):
+                continue
             for name in ("messages", "message_echoes"):
-                yield from (m for m in value.get(name) or [] if isinstance(m, dict))
-            for history in value.get("history") or []:
-                for thread in (history or {}).get("threads") or []:
-                    yield from (
-                        m for m in (thread or {}).get("messages") or [] if isinstance(m, dict)
-                    )
+                yield from _dicts(value.get(name))
+            for history in _dicts(value.get("history")):
+                for thread in _dicts(history.get("threads")):
+                    yield from _dicts(thread.get("messages"))
+
+
+def _dicts(value: Any) -> list[dict[str, Any]]:
+    return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []
 
 
 def simulation_end_ms(start_ms: int, days: int) -> int:
