@@ -20,6 +20,7 @@ from console._console import (
     build,
     copy_of,
     demo_store,
+    with_media,
 )
 from playwright.sync_api import Page, expect
 
@@ -124,6 +125,45 @@ def test_a_reviewer_works_the_queue_with_shortcuts_and_reads_the_conversation(
     assert "GMT+5:30" in first_time.inner_text() or "IST" in first_time.inner_text()
     page.get_by_role("button", name="Prove these messages").click()
     expect(page.locator("p.proof")).to_contain_text("verified")
+
+
+@pytest.fixture(scope="module")
+def with_attachments() -> MemoryStore:
+    return with_media(demo_store())
+
+
+def test_a_reviewer_opens_a_conversation_with_media_and_sees_the_image(
+    page: Page, with_attachments: MemoryStore, tmp_path: Path, shots: Path
+) -> None:
+    from urllib.parse import urlencode
+
+    from coexarchive.query.views import ArchiveCatalog, connect
+
+    catalog = ArchiveCatalog(with_attachments)
+    catalog.refresh()
+    found = (
+        connect(catalog)
+        .execute(
+            "SELECT chain_id, customer_id, sha256 FROM media "
+            "WHERE status = 'stored' AND mime_type LIKE 'image/%' ORDER BY chain_id, seq LIMIT 1"
+        )
+        .fetchone()
+    )
+    assert found is not None
+    chain, customer, sha = found
+    harness = build(copy_of(with_attachments), tmp_path, clock=WallClock())
+    with Served(harness) as served:
+        sign_in(page, served, "rita")
+        query = urlencode({"chain": chain, "customer": customer})
+        page.goto(f"{served.url}/conversation?{query}")
+        image = page.locator(f'img[src^="/media/{sha}"]').first
+        expect(image).to_be_visible()
+        # Loaded under the strict CSP (img-src 'self'), not a broken-image box.
+        page.wait_for_function(
+            "img => img.complete && img.naturalWidth > 0", arg=image.element_handle()
+        )
+        accessible(page)
+        shot(page, shots, "conversation-media")
 
 
 def test_right_to_left_text_is_shown_right_to_left(page: Page, served: Served) -> None:
