@@ -99,7 +99,7 @@ def seal_chain(
             config=enrich or EnrichConfig(),
             side_events=side_events,
         )
-        scan = scan_batch(chain_id, to_seal, supervision or ActivePolicies())
+        scan = scan_batch(chain_id, to_seal, supervision or ActivePolicies(), personal=personal)
         to_seal += scan.records
         results = writer.append(to_seal) if to_seal else []
     written = _written_by_this_run(to_seal, state.size, results)

@@ -250,7 +250,7 @@ class ConsoleArchive:
         return self.access_log.append(entry, now_ms=self.clock()).last_seq
 
     def queue(self) -> review_queue.Queue:
-        return review_queue.fold(read_chain(self.store, REVIEWS_CHAIN))
+        return review_queue.fold(read_chain(self.store, REVIEWS_CHAIN), keys=self.keys)
 
     # -- pages --------------------------------------------------------------------------------
 
@@ -410,6 +410,8 @@ class ConsoleArchive:
             disposition=disposition,
             note=note,
             to=to,
+            keys=self.keys,
+            note_key=getattr(self.keys, "live_key", None),
         )
 
     def report(self, viewer: Viewer, name: str, params: Params) -> QueryResult:

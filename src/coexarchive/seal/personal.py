@@ -194,6 +194,10 @@ class PersonalSealer:
         """A sealer over a :class:`coexarchive.datakeys.DataKeyStore`."""
         return cls(keys.current, prepare=keys.prepare)
 
+    def data_key(self, customer_id: str) -> DataKey:
+        """``customer_id``'s current data key, for sealing what other records quote of them."""
+        return self._key_for(customer_id)
+
     def seal(self, records: Iterable[Record]) -> list[Record]:
         records = list(records)
         if self._prepare is not None:

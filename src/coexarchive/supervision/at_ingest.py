@@ -21,6 +21,7 @@ consent events it derives from opt-out keywords are.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 from collections.abc import Sequence
@@ -30,12 +31,19 @@ from typing import Any, Final
 from coexarchive.errors import CoexArchiveError
 from coexarchive.records import Kind, Origin, Record
 from coexarchive.seal.keys import TrustStore
+from coexarchive.seal.personal import PersonalSealer
 from coexarchive.segments import list_manifests
 from coexarchive.store import layout
 from coexarchive.store.base import ObjectStore
+from coexarchive.supervision.hit_sealing import seal_hit_detail
 from coexarchive.supervision.library import SealedPolicy, parse_sealed
 from coexarchive.supervision.matcher import Match, Matcher
-from coexarchive.supervision.register import POLICIES_CHAIN, internal_record, read_chain
+from coexarchive.supervision.register import (
+    POLICIES_CHAIN,
+    detail_text,
+    internal_record,
+    read_chain,
+)
 from coexarchive.supervision.scan import iso_ms, message_fields_of
 from coexarchive.verify import ArchiveVerificationError, verify_archive
 
@@ -136,7 +144,13 @@ class IngestScan:
     gap: str | None = None
 
 
-def _hit(sealed: SealedPolicy, match: Match, message: Record, found_at: int) -> Record:
+def _hit(
+    sealed: SealedPolicy,
+    match: Match,
+    message: Record,
+    found_at: int,
+    personal: PersonalSealer | None,
+) -> Record:
     policy = sealed.policy
     detail: dict[str, Any] = {
         "policy": policy.name,
@@ -153,7 +167,7 @@ def _hit(sealed: SealedPolicy, match: Match, message: Record, found_at: int) -> 
         "flags": list(match.flags),
         "found_by": FOUND_BY_INGEST,
     }
-    return internal_record(
+    hit = internal_record(
         message.chain_id,
         Kind.HIT.value,
         ("hit", policy.name, policy.version, match.rule, message.record_id),
@@ -163,6 +177,13 @@ def _hit(sealed: SealedPolicy, match: Match, message: Record, found_at: int) -> 
         ref_record_id=message.record_id,
         status=match.rule_type,
     )
+    if personal is None or not message.customer_id:
+        return hit
+    # The message is sealed as version 2 in this same append: what the hit quotes of it goes
+    # under the same customer's data key (supervision.hit_sealing).
+    key = personal.data_key(message.customer_id)
+    sealed_detail = seal_hit_detail(detail, key, hit.chain_id, hit.record_id)
+    return dataclasses.replace(hit, detail=detail_text(sealed_detail))
 
 
 def _iso(ms: int) -> str:
@@ -173,8 +194,18 @@ def _seen(record: Record) -> int:
     return record.received_time if record.received_time is not None else record.event_time
 
 
-def scan_batch(chain_id: str, records: Sequence[Record], active: ActivePolicies) -> IngestScan:
-    """Hits of ``records`` (about to be sealed on ``chain_id``) and the record of the scan."""
+def scan_batch(
+    chain_id: str,
+    records: Sequence[Record],
+    active: ActivePolicies,
+    *,
+    personal: PersonalSealer | None = None,
+) -> IngestScan:
+    """Hits of ``records`` (about to be sealed on ``chain_id``) and the record of the scan.
+
+    With ``personal`` (the chain's writer seals personal content), each hit's customer and
+    matched words are sealed under the customer's data key.
+    """
     messages = [r for r in records if r.kind in _MESSAGE_KINDS]
     outcome = IngestScan()
     if not messages or (not active.policies and active.gap is None):
@@ -216,7 +247,7 @@ def scan_batch(chain_id: str, records: Sequence[Record], active: ActivePolicies)
             ):
                 tally["hits"] += 1
                 tally["sampled"] += match.rule_type == "sample"
-                outcome.records.append(_hit(sealed, match, message, _seen(message)))
+                outcome.records.append(_hit(sealed, match, message, _seen(message), personal))
     outcome.scanned = len(messages)
     outcome.hits = len(outcome.records)
     summary = {

@@ -150,6 +150,7 @@ def cmd_policy_rescan(args: argparse.Namespace, make_settings: MakeSettings) -> 
         raise ConfigError("--since must be before --until")
     ctx = _context(args, make_settings)
     sealed = resolve_policy(ctx.store, args.policy)
+    keys = ctx.settings.readable_data_keys(clock=now_ms)
     outcome = rescan(
         ArchiveCatalog(ctx.store),
         ctx.sealer,
@@ -159,7 +160,8 @@ def cmd_policy_rescan(args: argparse.Namespace, make_settings: MakeSettings) -> 
         since=args.since,
         until=args.until,
         chains=args.chain,
-        keys=ctx.settings.readable_data_keys(clock=now_ms),
+        keys=keys,
+        hit_keys=keys.live_key if keys is not None else None,
     )
     params = {
         "policy": sealed.policy.label,
@@ -192,7 +194,11 @@ def _at_ingest(ctx: _Context) -> list[IngestRow]:
 
 def _queue(ctx: _Context) -> review_queue.Queue:
     """Hits sealed by rescans (``reviews``) and by ingest (the business chains), one queue."""
-    return review_queue.fold(read_chain(ctx.store, REVIEWS_CHAIN), _at_ingest(ctx))
+    return review_queue.fold(
+        read_chain(ctx.store, REVIEWS_CHAIN),
+        _at_ingest(ctx),
+        keys=ctx.settings.readable_data_keys(clock=now_ms),
+    )
 
 
 def cmd_review_list(args: argparse.Namespace, make_settings: MakeSettings) -> int:
@@ -219,7 +225,9 @@ def cmd_review_list(args: argparse.Namespace, make_settings: MakeSettings) -> in
             "found_by": hit.detail.get("found_by"),
             "assignee": hit.assignee,
             "state": hit.disposition or "open",
-            "matched": ", ".join(str(s.get("words")) for s in hit.detail.get("spans", []))
+            "matched": str(hit.detail["customer"])
+            if hit.detail.get("erased") or hit.detail.get("sealed")
+            else ", ".join(str(s.get("words")) for s in hit.detail.get("spans", []))
             or ", ".join(hit.detail.get("flags", [])),
         }
         for hit in hits
@@ -250,6 +258,8 @@ def cmd_review_show(args: argparse.Namespace, make_settings: MakeSettings) -> in
         str(detail["record_id"]),
         detail.get("customer"),
     )
+    if detail.get("erased") or detail.get("sealed"):
+        customer = None  # no conversation to show of an erased (or unopened) customer
     catalog = ArchiveCatalog(ctx.store)
     catalog.refresh(chain)
     at = _parse_iso(str(detail["message_time"]))
@@ -334,6 +344,7 @@ def _parse_iso(text: str) -> int:
 def _act(action: str) -> Callable[[argparse.Namespace, MakeSettings], int]:
     def handler(args: argparse.Namespace, make_settings: MakeSettings) -> int:
         ctx = _context(args, make_settings)
+        keys = ctx.settings.readable_data_keys(clock=now_ms)
         hit, seq = review_queue.act(
             ctx.sealer,
             args.id,
@@ -344,6 +355,8 @@ def _act(action: str) -> Callable[[argparse.Namespace, MakeSettings], int]:
             note=getattr(args, "note", None),
             to=getattr(args, "to", None),
             at_ingest=_at_ingest(ctx),
+            keys=keys,
+            note_key=keys.live_key if keys is not None else None,
         )
         what = {
             "decide": f"decided {getattr(args, 'disposition', '')}",

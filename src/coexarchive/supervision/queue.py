@@ -12,17 +12,21 @@ reviewers deciding the same hit at once cannot both succeed.
 
 from __future__ import annotations
 
+import dataclasses
 import statistics
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
 from coexarchive.errors import ConfigError, FormatError
 from coexarchive.records import Kind, Origin, Record
+from coexarchive.seal.personal import ERASED, DataKey, KeyLookup
+from coexarchive.supervision.hit_sealing import SEALED, open_hit_detail, open_note, seal_note
 from coexarchive.supervision.register import (
     REVIEWS_CHAIN,
     ChainRow,
     Sealer,
+    detail_text,
     event_id,
     internal_record,
 )
@@ -128,17 +132,25 @@ class Queue:
         return found[0]
 
 
-def fold(rows: Iterable[ChainRow], at_ingest: Iterable[IngestRow] = ()) -> Queue:
-    """The queue as the chain's records (in ``seq`` order) leave it, with ingest's hits first."""
+def fold(
+    rows: Iterable[ChainRow],
+    at_ingest: Iterable[IngestRow] = (),
+    *,
+    keys: KeyLookup | None = None,
+) -> Queue:
+    """The queue as the chain's records (in ``seq`` order) leave it, with ingest's hits first.
+
+    What hits and notes quote of a customer is opened with ``keys`` (``[erased]`` after an
+    erasure, ``[sealed]`` without keys; see ``supervision.hit_sealing``).
+    """
     queue = Queue()
     for found in sorted(at_ingest, key=lambda f: (f.row.event_time, f.chain_id, f.row.seq)):
         row = found.row
         if row.kind == Kind.HIT:
+            detail = open_hit_detail(row.detail, found.chain_id, row.record_id, keys)
             queue.hits.setdefault(
                 row.record_id,
-                HitState(
-                    row.record_id, row.seq, row.event_time, row.detail, sealed_in=found.chain_id
-                ),
+                HitState(row.record_id, row.seq, row.event_time, detail, sealed_in=found.chain_id),
             )
         elif row.detail.get("action") == "scan_gap":
             queue.gaps.append(found)
@@ -146,16 +158,19 @@ def fold(rows: Iterable[ChainRow], at_ingest: Iterable[IngestRow] = ()) -> Queue
             queue.ingest_scans.append(found)
     for row in rows:
         if row.kind == Kind.HIT:
+            detail = open_hit_detail(row.detail, REVIEWS_CHAIN, row.record_id, keys)
             queue.hits.setdefault(
-                row.record_id, HitState(row.record_id, row.seq, row.event_time, row.detail)
+                row.record_id, HitState(row.record_id, row.seq, row.event_time, detail)
             )
         elif row.kind == Kind.REVIEW:
-            _apply(queue, row)
+            _apply(queue, row, keys)
     return queue
 
 
-def _apply(queue: Queue, row: ChainRow) -> None:
-    detail = row.detail
+def _apply(queue: Queue, row: ChainRow, keys: KeyLookup | None) -> None:
+    detail: Mapping[str, Any] = row.detail
+    if "note" in detail:
+        detail = {**detail, "note": open_note(detail["note"], REVIEWS_CHAIN, row.record_id, keys)}
     action = detail.get("action")
     if action == "scan":
         queue.scans.append(row)
@@ -189,8 +204,14 @@ def act(
     note: str | None = None,
     to: str | None = None,
     at_ingest: Sequence[IngestRow] = (),
+    keys: KeyLookup | None = None,
+    note_key: Callable[[str], DataKey | None] | None = None,
 ) -> tuple[HitState, int]:
-    """Seal ``assign``, ``decide`` or ``reopen`` of a hit; returns the hit after it and the seq."""
+    """Seal ``assign``, ``decide`` or ``reopen`` of a hit; returns the hit after it and the seq.
+
+    A note may quote the customer: when ``note_key(customer)`` gives the hit's customer's live
+    data key, the note is sealed under it, as the hit's own quote is.
+    """
     if action == "decide" and disposition not in DISPOSITIONS:
         raise ConfigError(f"--disposition must be one of {', '.join(DISPOSITIONS)}")
     if action == "assign" and not (to and to.strip()):
@@ -200,7 +221,7 @@ def act(
     found: list[HitState] = []
 
     def build(rows: list[ChainRow]) -> list[Record]:
-        hit = fold(rows, at_ingest).find(hit_id)
+        hit = fold(rows, at_ingest, keys=keys).find(hit_id)
         found[:] = [hit]
         if action == "decide" and not hit.open:
             raise ConfigError(
@@ -212,22 +233,30 @@ def act(
         detail: dict[str, Any] = {"action": action, "hit": hit.id, "who": who}
         if disposition is not None:
             detail["disposition"] = disposition
-        if note is not None:
-            detail["note"] = note
         if to is not None:
             detail["to"] = to.strip()
-        return [
-            internal_record(
-                REVIEWS_CHAIN,
-                Kind.REVIEW.value,
-                event_id("review", action, hit.id, who, now_ms, detail=detail),
-                detail,
-                now_ms=now_ms,
-                origin=Origin.AUDITOR,
-                ref_record_id=hit.id,
-                status=action,
-            )
-        ]
+        customer = hit.detail.get("customer")
+        key = None
+        if note is not None and note_key is not None and customer not in (None, ERASED, SEALED):
+            key = note_key(str(customer))
+        # The id digests the detail without a note that is to be sealed (the envelope is
+        # keyed by the id, and the id must not digest the plaintext).
+        if note is not None and key is None:
+            detail["note"] = note
+        record = internal_record(
+            REVIEWS_CHAIN,
+            Kind.REVIEW.value,
+            event_id("review", action, hit.id, who, now_ms, detail=detail),
+            detail,
+            now_ms=now_ms,
+            origin=Origin.AUDITOR,
+            ref_record_id=hit.id,
+            status=action,
+        )
+        if note is not None and key is not None:
+            detail["note"] = seal_note(note, key, REVIEWS_CHAIN, record.record_id)
+            record = dataclasses.replace(record, detail=detail_text(detail))
+        return [record]
 
     _, manifest = sealer.seal(REVIEWS_CHAIN, build)
     assert manifest is not None

@@ -14,7 +14,8 @@ a ``review`` record of action ``scan``.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+import dataclasses
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -28,9 +29,10 @@ from coexarchive.export.holds import INTERNAL_CHAINS
 from coexarchive.query.views import ArchiveCatalog
 from coexarchive.records import Kind, Origin, Record
 from coexarchive.seal.chain import recompute_leaf_hashes
-from coexarchive.seal.personal import KeyLookup, open_if_sealed
+from coexarchive.seal.personal import DataKey, KeyLookup, open_if_sealed
 from coexarchive.segments import Manifest, read_segment
 from coexarchive.store.base import sha256_hex
+from coexarchive.supervision.hit_sealing import seal_hit_detail
 from coexarchive.supervision.library import SealedPolicy
 from coexarchive.supervision.matcher import Match, Matcher
 from coexarchive.supervision.register import (
@@ -38,6 +40,7 @@ from coexarchive.supervision.register import (
     REVIEWS_CHAIN,
     ChainRow,
     Sealer,
+    detail_text,
     event_id,
     internal_record,
 )
@@ -269,7 +272,13 @@ class ScanOutcome:
 
 
 def _hit(
-    sealed: SealedPolicy, match: Match, row: MessageRow, flags: Sequence[str], who: str, now: int
+    sealed: SealedPolicy,
+    match: Match,
+    row: MessageRow,
+    flags: Sequence[str],
+    who: str,
+    now: int,
+    key: DataKey | None = None,
 ) -> Record:
     policy = sealed.policy
     detail: dict[str, Any] = {
@@ -289,7 +298,7 @@ def _hit(
         "flags": list(match.flags),
         "found_by": who,
     }
-    return internal_record(
+    hit = internal_record(
         REVIEWS_CHAIN,
         Kind.HIT.value,
         ("hit", policy.name, policy.version, match.rule, row.record_id),
@@ -299,6 +308,10 @@ def _hit(
         ref_record_id=row.record_id,
         status=match.rule_type,
     )
+    if key is None:
+        return hit
+    sealed_detail = seal_hit_detail(detail, key, hit.chain_id, hit.record_id)
+    return dataclasses.replace(hit, detail=detail_text(sealed_detail))
 
 
 def _matches(
@@ -326,8 +339,13 @@ def rescan(
     until: int | None = None,
     chains: Sequence[str] | None = None,
     keys: KeyLookup | None = None,
+    hit_keys: Callable[[str], DataKey | None] | None = None,
 ) -> ScanOutcome:
-    """Scan the window with ``sealed`` and seal the hits the ``reviews`` chain lacks."""
+    """Scan the window with ``sealed`` and seal the hits the ``reviews`` chain lacks.
+
+    ``hit_keys(customer)`` gives a customer's live data key (a data-key store's ``live_key``):
+    a hit on a customer who has one seals its customer and matched words under it.
+    """
     matcher = Matcher(sealed.policy)
     outcome = ScanOutcome(sealed)
     # A hit ingest already sealed in the message's chain is the same hit (same id): not again.
@@ -341,7 +359,8 @@ def rescan(
         for row, flags, match in _matches(matcher, rows, assessed):
             counts.hits += 1
             counts.sampled += match.rule_type == "sample"
-            outcome.found.append(_hit(sealed, match, row, flags, who, now_ms))
+            key = hit_keys(row.customer_id) if hit_keys and row.customer_id else None
+            outcome.found.append(_hit(sealed, match, row, flags, who, now_ms, key))
     summary = {
         "action": "scan",
         "policy": sealed.policy.name,
