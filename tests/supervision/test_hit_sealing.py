@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from coexarchive.erasure import Eraser
 from coexarchive.errors import DecryptionError, FormatError
 from coexarchive.query.views import ArchiveCatalog
 from coexarchive.records import Kind
-from coexarchive.seal.personal import ERASED, PersonalSealer
+from coexarchive.seal.personal import ERASED, DataKey, KeyLookup, PersonalSealer
 from coexarchive.store import MemoryStore
 from coexarchive.supervision import queue as review_queue
 from coexarchive.supervision.at_ingest import load_active_policies
@@ -273,3 +274,30 @@ def test_a_note_sealed_for_one_decision_does_not_open_in_another(tmp_path: Path)
     with pytest.raises(DecryptionError):
         open_note(note, REVIEWS_CHAIN, "d" * 32, keys)
     assert open_note("plain note", REVIEWS_CHAIN, "c" * 32, None) == "plain note"
+
+
+VECTORS = Path(__file__).resolve().parents[2] / "schemas" / "vectors" / "personal.json"
+
+
+def test_the_published_hit_vector_seals_and_opens_as_documented() -> None:
+    vectors = json.loads(VECTORS.read_text(encoding="utf-8"))
+    vector = vectors["hit_detail"]
+    customer = vector["plaintext"]["customer"]
+    spec = vectors["data_keys"][customer]
+    key = DataKey(spec["key_id"], customer, bytes.fromhex(spec["secret_hex"]))
+    chain, record_id = vector["chain_id"], vector["record_id"]
+    assert seal_hit_detail(vector["plaintext"], key, chain, record_id) == vector["sealed"]
+    assert "customer" not in vector["sealed"] and "spans" not in vector["sealed"]
+
+    class _Keys(KeyLookup):
+        def key(self, key_id: str) -> DataKey | None:
+            assert key_id == key.key_id
+            return key
+
+    class _Erased(KeyLookup):
+        def key(self, key_id: str) -> DataKey | None:
+            return None
+
+    assert open_hit_detail(vector["sealed"], chain, record_id, _Keys()) == vector["plaintext"]
+    erased = open_hit_detail(vector["sealed"], chain, record_id, _Erased())
+    assert erased["customer"] == ERASED and erased["spans"] == []
