@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 from dataclasses import replace
 from pathlib import Path
 
@@ -135,5 +136,58 @@ def test_erase_end_to_end(
     # keys, or the new bundle.
     stored = everything_stored(archive, tmp_path / "home", tmp_path / "data-keys")
     stored += "".join(data.decode("utf-8", "replace") for data in read_bundle(after).values())
+    for text in erased_texts():
+        assert text not in stored
+
+
+POLICY = """\
+format: coexarchive.policy/v1
+name: orders
+version: 1
+rules:
+  - {type: lexicon, id: orders-pt, language: pt, terms: [pedido]}
+"""
+NOTE = "Customer asked where her pedido is: routine, no action"
+
+
+def test_erase_reaches_supervision_hits_and_review_notes(
+    archive: S3Store, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    policy = tmp_path / "orders.yaml"
+    policy.write_text(POLICY, encoding="utf-8")
+    assert run(capsys, "policy", "import", str(policy))[0] == 0
+    code, out = run(capsys, "policy", "rescan", "--policy", "orders")
+    assert code == 0 and "new sealed" in out, out
+    code, out = run(capsys, "review", "list", "--json")
+    assert code == 0, out
+    hits = json.loads(out[out.index("[") : out.rindex("]") + 1])
+    mine = [h for h in hits if h["customer"] == ERASED_CUSTOMER]
+    assert len(mine) == 1 and [s["words"] for s in mine[0]["spans"]] == ["pedido"]
+    kept = [h for h in hits if h["customer"] == KEPT_CUSTOMER] or [
+        h for h in hits if h["customer"] != ERASED_CUSTOMER
+    ]
+    assert kept
+    code, out = run(
+        capsys, "review", "decide", mine[0]["id"], "--disposition", "no_action", "--note", NOTE
+    )
+    assert code == 0, out
+    assert NOTE not in everything_stored(archive)  # sealed under the customer's key already
+
+    code, out = run(capsys, "erase", "--customer", ERASED_CUSTOMER, "--reason", "DSR-10")
+    assert code == 0, out
+    code, out = run(capsys, "review", "list", "--state", "all", "--json")
+    assert code == 0, out
+    after = {h["id"]: h for h in json.loads(out[out.index("[") : out.rindex("]") + 1])}
+    erased = after[mine[0]["id"]]
+    assert erased["customer"] == ERASED and erased["spans"] == [] and erased["note"] == ERASED
+    assert erased["policy"] == "orders@1" and erased["disposition"] == "no_action"
+    assert after[kept[0]["id"]]["spans"] == kept[0]["spans"]
+    code, out = run(capsys, "review", "report", "activity")
+    assert code == 0, out
+    code, out = run(capsys, "verify")
+    assert code == 0 and "every check held" in out, out
+    stored = everything_stored(archive, tmp_path / "home", tmp_path / "data-keys")
+    assert NOTE not in stored
+    assert f'"customer":"{ERASED_CUSTOMER}","flags"' not in stored
     for text in erased_texts():
         assert text not in stored
