@@ -184,6 +184,8 @@ def test_erase_reaches_supervision_hits_and_review_notes(
     assert after[kept[0]["id"]]["spans"] == kept[0]["spans"]
     code, out = run(capsys, "review", "report", "activity")
     assert code == 0, out
+    code, out = run(capsys, "review", "show", mine[0]["id"])
+    assert code == 0 and ERASED in out and NOTE not in out and "pedido" not in out, out
     code, out = run(capsys, "verify")
     assert code == 0 and "every check held" in out, out
     stored = everything_stored(archive, tmp_path / "home", tmp_path / "data-keys")
