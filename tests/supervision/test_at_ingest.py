@@ -292,3 +292,39 @@ def test_a_tampered_ingest_hit_is_refused_by_the_queue_and_by_verify(store: Memo
         ingest_rows(ArchiveCatalog(store))
     with pytest.raises(ArchiveVerificationError):
         verify_archive(store, TRUST, chains=[CHAIN], archive_name=ARCHIVE)
+
+
+def test_the_console_works_the_same_queue_as_the_cli(store: MemoryStore, tmp_path: Path) -> None:
+    """The console folds ingest hits too: a hit sealed at ingest is listed and decided there."""
+    from coexarchive.console.archive import ConsoleArchive, Viewer
+
+    console = ConsoleArchive(
+        store,
+        trust=TRUST,
+        signer=AUDIT,
+        archive_name=ARCHIVE,
+        policy=short_policy(),
+        index_dir=None,
+        archive_identity=f"{ARCHIVE} test",
+        export_dir=tmp_path / "exports",
+        clock=lambda: NOW,
+    )
+    viewer = Viewer("rita", "local")
+    listed = console.review_list(viewer, state="open", assignee=None)
+    cli_queue = review_queue.fold(*review_queue.sources(store))
+    assert [h.id for h in listed] == [h.id for h in review_queue.select(cli_queue, now_ms=NOW)]
+    assert listed and {h.sealed_in for h in listed} <= set(BATCHES)
+    console.review_act(viewer, listed[0].id, "decide", disposition="closed", note="ok")
+    assert console.queue().find(listed[0].id).disposition == "closed"
+    # Decided once, wherever it is worked: the CLI's queue sees the console's decision.
+    with pytest.raises(ConfigError, match="already decided"):
+        review_queue.act(
+            sealer(store),
+            listed[0].id,
+            "decide",
+            who="bo",
+            now_ms=NOW + 1,
+            disposition="escalate",
+            note="n",
+            at_ingest=review_queue.sources(store)[1],
+        )

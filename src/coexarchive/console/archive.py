@@ -39,7 +39,7 @@ from coexarchive.search.service import Searcher, SearchResult
 from coexarchive.segments import Manifest
 from coexarchive.store.base import ObjectStore
 from coexarchive.supervision import queue as review_queue
-from coexarchive.supervision.register import REVIEWS_CHAIN, Sealer, read_chain
+from coexarchive.supervision.register import Sealer
 from coexarchive.verify import verify_archive
 
 __all__ = ["ConsoleArchive", "Viewer"]
@@ -250,7 +250,8 @@ class ConsoleArchive:
         return self.access_log.append(entry, now_ms=self.clock()).last_seq
 
     def queue(self) -> review_queue.Queue:
-        return review_queue.fold(read_chain(self.store, REVIEWS_CHAIN), keys=self.keys)
+        reviews, at_ingest = review_queue.sources(self.store)
+        return review_queue.fold(reviews, at_ingest, keys=self.keys)
 
     # -- pages --------------------------------------------------------------------------------
 
@@ -410,6 +411,7 @@ class ConsoleArchive:
             disposition=disposition,
             note=note,
             to=to,
+            at_ingest=review_queue.sources(self.store)[1],
             keys=self.keys,
             note_key=getattr(self.keys, "live_key", None),
         )

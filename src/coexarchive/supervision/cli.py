@@ -27,7 +27,7 @@ from coexarchive.settings import Settings
 from coexarchive.supervision import queue as review_queue
 from coexarchive.supervision.library import import_policy, resolve_policy, sealed_policies
 from coexarchive.supervision.policy import load_policy
-from coexarchive.supervision.register import REVIEWS_CHAIN, Sealer, read_chain
+from coexarchive.supervision.register import Sealer
 from coexarchive.supervision.scan import (
     IngestRow,
     ingest_rows,
@@ -194,11 +194,8 @@ def _at_ingest(ctx: _Context) -> list[IngestRow]:
 
 def _queue(ctx: _Context) -> review_queue.Queue:
     """Hits sealed by rescans (``reviews``) and by ingest (the business chains), one queue."""
-    return review_queue.fold(
-        read_chain(ctx.store, REVIEWS_CHAIN),
-        _at_ingest(ctx),
-        keys=ctx.settings.readable_data_keys(clock=now_ms),
-    )
+    reviews, at_ingest = review_queue.sources(ctx.store)
+    return review_queue.fold(reviews, at_ingest, keys=ctx.settings.readable_data_keys(clock=now_ms))
 
 
 def cmd_review_list(args: argparse.Namespace, make_settings: MakeSettings) -> int:

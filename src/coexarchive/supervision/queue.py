@@ -19,8 +19,10 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from coexarchive.errors import ConfigError, FormatError
+from coexarchive.query.views import ArchiveCatalog
 from coexarchive.records import Kind, Origin, Record
 from coexarchive.seal.personal import ERASED, DataKey, KeyLookup
+from coexarchive.store.base import ObjectStore
 from coexarchive.supervision.hit_sealing import SEALED, open_hit_detail, open_note, seal_note
 from coexarchive.supervision.register import (
     REVIEWS_CHAIN,
@@ -29,8 +31,9 @@ from coexarchive.supervision.register import (
     detail_text,
     event_id,
     internal_record,
+    read_chain,
 )
-from coexarchive.supervision.scan import IngestRow
+from coexarchive.supervision.scan import IngestRow, ingest_rows
 
 __all__ = [
     "DISPOSITIONS",
@@ -42,6 +45,7 @@ __all__ = [
     "fold",
     "report",
     "select",
+    "sources",
 ]
 
 DISPOSITIONS: Final = ("no_action", "escalate", "closed")
@@ -130,6 +134,15 @@ class Queue:
         if len(found) > 1:
             raise ConfigError(f"hit id {prefix!r} is ambiguous ({len(found)} hits): give more")
         return found[0]
+
+
+def sources(store: ObjectStore) -> tuple[list[ChainRow], list[IngestRow]]:
+    """Where hits live: the ``reviews`` chain (rescans, decisions) and the business chains (ingest).
+
+    Every reader of the queue (the CLI and the console) folds both, so a hit sealed at ingest is
+    listed, shown and decided wherever the queue is worked.
+    """
+    return read_chain(store, REVIEWS_CHAIN), ingest_rows(ArchiveCatalog(store))
 
 
 def fold(
