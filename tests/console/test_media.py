@@ -109,3 +109,58 @@ def test_an_altered_attachment_is_refused_not_sent(harness: Harness) -> None:
     )
     assert got.status_code == 400
     assert data[:-1] not in got.content
+
+
+def test_the_page_shows_a_thumbnail_linked_to_the_original(harness: Harness) -> None:
+    chain, customer, sha = an_image(harness)
+    client = harness.sign_in("rita")
+    page = client.get("/conversation", params={"chain": chain, "customer": customer})
+    links = re.findall(r'<a href="(/media/[0-9a-f]{64}\?[^"]+)"><img src="([^"]+)"', page.text)
+    assert links
+    for original, thumb in links:
+        assert thumb == original + "&amp;size=thumb"
+    params = {"chain": chain, "customer": customer}
+    full = client.get(f"/media/{sha}", params=params)
+    before = len(read_chain(harness.store, ACCESS_LOG_CHAIN))
+    small = client.get(f"/media/{sha}", params={**params, "size": "thumb"})
+    assert small.status_code == 200
+    assert small.headers["content-type"] in ("image/jpeg", "image/png")
+    assert 0 < len(small.content) < len(full.content)
+    assert hashlib.sha256(small.content).hexdigest() != sha  # derived, not the evidence
+    # Showing a thumbnail shows the attachment: its view is sealed like the original's.
+    entries = read_chain(harness.store, ACCESS_LOG_CHAIN)[before:]
+    assert [e.detail["report"] for e in entries] == ["attachment"]
+
+
+def test_an_altered_attachment_gets_no_thumbnail_either(harness: Harness) -> None:
+    chain, customer, sha = an_image(harness)
+    key = f"media/v1/sha256={sha}"
+    data = harness.store.unsafe_objects[key]
+    harness.store.unsafe_objects[key] = data[:-1] + bytes([data[-1] ^ 1])
+    got = harness.sign_in("rita").get(
+        f"/media/{sha}", params={"chain": chain, "customer": customer, "size": "thumb"}
+    )
+    assert got.status_code == 400
+    assert data[:-1] not in got.content
+
+
+def test_a_non_image_attachment_gets_no_thumbnail(harness: Harness) -> None:
+    from coexarchive.query.views import ArchiveCatalog, connect
+
+    catalog = ArchiveCatalog(harness.store)
+    catalog.refresh()
+    row = (
+        connect(catalog)
+        .execute(
+            "SELECT chain_id, customer_id, sha256 FROM media WHERE status = 'stored' "
+            "AND mime_type NOT LIKE 'image/%' ORDER BY chain_id, seq LIMIT 1"
+        )
+        .fetchone()
+    )
+    assert row is not None, "the demo archive holds no stored non-image"
+    chain, customer, sha = str(row[0]), str(row[1]), str(row[2])
+    got = harness.sign_in("rita").get(
+        f"/media/{sha}", params={"chain": chain, "customer": customer, "size": "thumb"}
+    )
+    assert got.status_code == 404
+    assert got.headers["content-type"].startswith("text/plain")

@@ -36,6 +36,7 @@ from coexarchive.console.roles import allowed
 from coexarchive.console.sessions import Session, SessionStore, Throttle
 from coexarchive.errors import AuthError, CoexArchiveError, ConfigError
 from coexarchive.export.holds import HoldScope
+from coexarchive.media.thumbs import thumbnail
 from coexarchive.query.cli import iso_utc, to_csv
 from coexarchive.query.reports import REPORTS, Params
 from coexarchive.query.views import Window, utc_ms
@@ -682,6 +683,22 @@ async def attachment(console: Console, request: Request, session: Session) -> Re
     data, mime = await run_in_threadpool(
         lambda: console.archive.attachment(_viewer(session), chain, customer, sha256)
     )
+    if request.query_params.get("size") == "thumb":
+        # Derived from the bytes just re-hashed, never stored; a refused image (not an image, a
+        # decompression bomb, unreadable) is a 404 and the page's link to the original remains.
+        thumb = await run_in_threadpool(lambda: thumbnail(data, mime))
+        if thumb is None:
+            return Response(
+                "no thumbnail for this attachment; open the original",
+                status_code=404,
+                media_type="text/plain; charset=utf-8",
+                headers={"cache-control": "no-store"},
+            )
+        return Response(
+            thumb.data,
+            media_type=thumb.mime_type,
+            headers={"cache-control": "no-store", "content-disposition": "inline"},
+        )
     # The sealed type, inline only for what a browser plays safely; the rest downloads.
     inline = mime is not None and INLINE_TYPES.fullmatch(mime) is not None
     return Response(
