@@ -50,9 +50,9 @@ def with_format(files: dict[str, bytes], name: str) -> dict[str, bytes]:
     return reseal({**files, "BUNDLE.json": orjson.dumps(description)})
 
 
-def test_new_bundles_are_v3_and_v2_samples_stay_v2() -> None:
-    assert BUNDLE_FORMAT == "coexarchive.bundle/v3"
-    assert orjson.loads(sample("v3.zip")["BUNDLE.json"])["format"] == BUNDLE_FORMAT
+def test_new_bundles_are_v4_and_v3_samples_stay_v3() -> None:
+    assert BUNDLE_FORMAT == "coexarchive.bundle/v4"
+    assert orjson.loads(sample("v3.zip")["BUNDLE.json"])["format"] == "coexarchive.bundle/v3"
     assert orjson.loads(sample("v2.zip")["BUNDLE.json"])["format"] == V2
 
 

@@ -153,8 +153,8 @@ def _rsmf_bodies(files: dict[str, bytes]) -> list[str]:
     return bodies
 
 
-def test_new_bundles_are_v3_and_carry_the_catalogue_entries(files: dict[str, bytes]) -> None:
-    assert BUNDLE_FORMAT == "coexarchive.bundle/v3"
+def test_new_bundles_carry_the_catalogue_entries(files: dict[str, bytes]) -> None:
+    assert BUNDLE_FORMAT == "coexarchive.bundle/v4"
     records = [orjson.loads(line) for line in files["records/records.jsonl"].splitlines()]
     catalogue = [r for r in records if r["msg_type"] == "template_catalogue"]
     assert len(catalogue) == 2 and {r["chain_id"] for r in catalogue} == {f"waba-{WABA}"}

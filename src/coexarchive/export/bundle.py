@@ -13,9 +13,12 @@ The normative layout is ``schemas/BUNDLE.md``. In short::
     keys/trust.txt                      verifier keys that signed those checkpoints
     transcripts/...html                 one readable page per conversation, plus an index
     rsmf/...rsmf                        RSMF 2.0 per conversation and day, <= 10,000 events each
+    media/<sha256>                      the attachments' bytes, each proven by its media record
+    thumbs/<sha256>.jpg|png             derived thumbnails of the images (not evidence)
 
 Everything under MANIFEST is a pure function of the archive's records up to the chosen
-checkpoints, the selection, the matter and the time zone: the same inputs give the same bytes.
+checkpoints, the selection, the matter and the time zone: the same inputs give the same bytes
+(the thumbnails' pixels also depend on the Pillow release that drew them: derived, not evidence).
 Who exported and when live only in ``CUSTODY.json``, which names MANIFEST's hash and is itself
 sealed into the access log before anything is written.
 """
@@ -60,7 +63,7 @@ from coexarchive.export.disclosure import (
 )
 from coexarchive.export.formats import CURRENT
 from coexarchive.export.holds import INTERNAL_CHAINS
-from coexarchive.export.media import bundle_media
+from coexarchive.export.media import bundle_media, bundle_thumbs, thumb_paths
 from coexarchive.export.proofs import ChainTree, chain_tree
 from coexarchive.export.rsmf import render_rsmf
 from coexarchive.export.transcript import load_zone, render_transcripts
@@ -534,13 +537,21 @@ def _assemble(
         )
     files["keys/trust.txt"] = _signing_keys(trees, trust)
     groups = conversations(shown)
+    # Derived thumbnails of the checked images: shown by the transcripts, never evidence.
+    thumbs = bundle_thumbs(shown, media)
     transcripts = render_transcripts(
-        shown, leaves, zone_name=request.zone, matter=request.matter, groups=groups
+        shown,
+        leaves,
+        zone_name=request.zone,
+        matter=request.matter,
+        groups=groups,
+        thumbs=thumb_paths(thumbs),
     )
     rsmf = render_rsmf(shown, leaves, groups=groups, media=media)
     files.update(transcripts)
     files.update(rsmf)
     files.update(media or {})
+    files.update(thumbs)
     description = {
         "format": BUNDLE_FORMAT,
         "generator": f"coexarchive {__version__}",
@@ -567,6 +578,8 @@ def _assemble(
         description["anchors"] = anchor_description
     if media:
         description["files"]["media"] = sorted(media)  # type: ignore[index]
+    if thumbs:
+        description["files"]["thumbs"] = sorted(thumbs)  # type: ignore[index]
     files["BUNDLE.json"] = _json(description)
     files["MANIFEST"] = manifest_text(files)
     manifest_sha256 = hashlib.sha256(files["MANIFEST"]).hexdigest()

@@ -13,6 +13,9 @@ verifying after the renderings changed (``schemas/BUNDLE.md``, "Version history"
 - ``coexarchive.bundle/v3``: template sends show the template's text from the registry as of the
   send (the catalogue entry in force, which the bundle holds with its proof), parameters filled
   in, buttons listed, with name and version; or say that the registry has no text for it.
+- ``coexarchive.bundle/v4``: transcripts show an image attachment as a thumbnail from the
+  bundle's ``thumbs/`` (derived files, not evidence) linking the original, or as a link alone when
+  Pillow refused the image; v3 showed the original itself, scaled by the browser.
 """
 
 from __future__ import annotations
@@ -24,7 +27,17 @@ from typing import Any
 
 from coexarchive import __version__
 
-__all__ = ["CURRENT", "FORMATS", "V1", "V2", "V3", "Rendering", "known_formats", "rendering_of"]
+__all__ = [
+    "CURRENT",
+    "FORMATS",
+    "V1",
+    "V2",
+    "V3",
+    "V4",
+    "Rendering",
+    "known_formats",
+    "rendering_of",
+]
 
 
 @dataclass(frozen=True)
@@ -37,6 +50,7 @@ class Rendering:
     safe_headers: bool  # RSMF headers: controls removed, RFC 2047, folded; else as recorded
     transcript_version: str
     template_bodies: bool = False  # template sends rendered with the registry's text
+    thumbnails: bool = False  # transcripts show images as thumbs/ files linking the original
     generator: str = f"coexarchive {__version__}"  # X-RSMF-Generator and BUNDLE.json
 
 
@@ -62,8 +76,17 @@ V3 = Rendering(
     transcript_version="coexarchive.transcript/v3",
     template_bodies=True,
 )
-CURRENT = V3
-FORMATS: Mapping[str, Rendering] = {rules.format: rules for rules in (V1, V2, V3)}
+V4 = Rendering(
+    "coexarchive.bundle/v4",
+    current_flags=True,
+    readable_types=True,
+    safe_headers=True,
+    transcript_version="coexarchive.transcript/v4",
+    template_bodies=True,
+    thumbnails=True,
+)
+CURRENT = V4
+FORMATS: Mapping[str, Rendering] = {rules.format: rules for rules in (V1, V2, V3, V4)}
 _GENERATOR = re.compile(r"coexarchive [0-9A-Za-z.+\-]{1,40}")
 
 

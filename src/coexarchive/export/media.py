@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,7 +20,11 @@ from coexarchive.media.receipt import media_key
 from coexarchive.store.base import ObjectStore
 
 MEDIA_DIR = "media/"
+# Thumbnails of image attachments: derived files, shown by the transcripts, never evidence.
+THUMBS_DIR = "thumbs/"
 _HEX = re.compile(r"[0-9a-f]{64}")
+_THUMB = re.compile(r"thumbs/([0-9a-f]{64})\.(?:jpg|png)")
+_THUMB_EXT = {"image/jpeg": "jpg", "image/png": "png"}
 
 
 @dataclass(frozen=True)
@@ -37,6 +41,7 @@ class Attachment:
     size: int | None
     mime_type: str | None
     filename: str | None
+    thumb: str | None = None  # the bundle's thumbnail file of this image, if it has one
 
     @property
     def path(self) -> str | None:
@@ -101,6 +106,67 @@ def bundle_media(store: ObjectStore, rows: Sequence[Row]) -> dict[str, bytes]:
             )
         files[path] = data
     return files
+
+
+def is_image(attachment: Attachment, msg_type: str | None = None) -> bool:
+    """Whether transcripts show ``attachment`` as a picture."""
+    mime = attachment.mime_type or ""
+    return mime.startswith("image/") or msg_type in ("image", "sticker")
+
+
+def bundle_thumbs(rows: Sequence[Row], media: Mapping[str, bytes]) -> dict[str, bytes]:
+    """``thumbs/<sha256>.<jpg|png>`` for each stored image in ``media`` Pillow will thumbnail.
+
+    Made from the bytes :func:`bundle_media` already checked; an image refused (a decompression
+    bomb, unreadable, not an image at all) gets no file, and its transcript links the original.
+    """
+    from coexarchive.media.thumbs import thumbnail
+
+    done: set[str] = set()
+    files: dict[str, bytes] = {}
+    for attachment in attachments(rows):
+        path = attachment.path
+        if path is None or path in done or not (attachment.mime_type or "").startswith("image/"):
+            continue
+        done.add(path)
+        data = media.get(path)
+        thumb = thumbnail(data, attachment.mime_type) if data is not None else None
+        if thumb is not None:
+            files[f"{THUMBS_DIR}{attachment.sha256}.{_THUMB_EXT[thumb.mime_type]}"] = thumb.data
+    return files
+
+
+def thumb_paths(files: Iterable[str]) -> dict[str, str]:
+    """sha256 → thumbnail path, for the ``thumbs/`` files among ``files``."""
+    found: dict[str, str] = {}
+    for path in sorted(files):
+        match = _THUMB.fullmatch(path)
+        if match is not None:
+            found.setdefault(match.group(1), path)
+    return found
+
+
+def thumb_problems(rows: Sequence[Row], files: Iterable[str]) -> list[tuple[str, str]]:
+    """(path, what is wrong) for ``thumbs/`` files that no proven stored image names.
+
+    A thumbnail's pixels are derived data and not checked (another Pillow draws other pixels);
+    its name must still be one thumbnail of an image attachment the proven records hold.
+    """
+    images = {a.sha256 for a in attachments(rows) if a.path is not None and is_image(a)}
+    seen: set[str] = set()
+    problems: list[tuple[str, str]] = []
+    for path in sorted(files):
+        if not path.startswith(THUMBS_DIR):
+            continue
+        match = _THUMB.fullmatch(path)
+        if match is None:
+            problems.append((path, "not a thumbnail name (thumbs/<sha256>.jpg or .png)"))
+        elif match.group(1) not in images:
+            problems.append((path, "no proven stored image attachment has this sha256"))
+        elif match.group(1) in seen:
+            problems.append((path, "a second thumbnail of the same attachment"))
+        seen.add(match.group(1) if match else path)
+    return problems
 
 
 def media_problems(rows: Sequence[Row], files: Mapping[str, bytes]) -> list[tuple[str, str]]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import html
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime, tzinfo
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -169,11 +170,13 @@ def render_transcripts(
     matter: str,
     groups: Mapping[ConversationKey, Sequence[int]] | None = None,
     rules: Rendering = CURRENT,
+    thumbs: Mapping[str, str] | None = None,
 ) -> dict[str, bytes]:
     """Path → HTML bytes: one page per conversation, plus ``transcripts/index.html``.
 
     ``groups`` is ``conversations(rows)`` when the caller has it already; ``rules`` those of the
-    bundle format rendered (an earlier format's to verify a bundle it made).
+    bundle format rendered (an earlier format's to verify a bundle it made); ``thumbs`` maps an
+    image attachment's sha256 to its thumbnail file in the bundle (formats with thumbnails).
     """
     clock = _Clock(load_zone(zone_name), zone_name)
     times = [row["event_time"] for row in rows]
@@ -186,7 +189,18 @@ def render_transcripts(
     for key, positions in (conversations(rows) if groups is None else groups).items():
         path = transcript_path(key)
         page = _page(
-            key, rows, leaves, current, positions, utc, local, clock, matter, rules, bodies
+            key,
+            rows,
+            leaves,
+            current,
+            positions,
+            utc,
+            local,
+            clock,
+            matter,
+            rules,
+            bodies,
+            thumbs or {},
         )
         pages[path] = page.encode()
         first, last = positions[0], positions[-1]
@@ -222,6 +236,7 @@ def _page(
     matter: str,
     rules: Rendering,
     bodies: TemplateBodies | None = None,
+    thumbs: Mapping[str, str] | None = None,
 ) -> str:
     chain, customer = key
     rows = [all_rows[p] for p in positions]
@@ -230,7 +245,11 @@ def _page(
     later = _later_events(rows, {id(all_rows[p]): utc[p] for p in positions})
     title = f"WhatsApp conversation {customer or '(no customer)'} — {business or chain}"
     # Each message's fetched attachment, from the media record that completes it.
-    attached = {a.ref_record_id: a for a in attachments(rows) if a.ref_record_id}
+    attached = {
+        a.ref_record_id: replace(a, thumb=(thumbs or {}).get(a.sha256 or ""))
+        for a in attachments(rows)
+        if a.ref_record_id
+    }
     head = _HEAD.format(title=esc(title), generator=rules.transcript_version)
     if any(a.path for a in attached.values()):
         # The bundle's own media/ files only: no other source, still no script.
@@ -386,7 +405,7 @@ def _content(
         )
         return template + ("\n" + text if text else "")
     if row["media_id"] or msg_type in MEDIA_TYPES:
-        shown = _media(row) if attachment is None else _attachment(row, attachment)
+        shown = _media(row) if attachment is None else _attachment(row, attachment, rules)
         return shown + ("\n" + text if text else "")
     if kind not in _MESSAGE_KINDS:
         return esc(" ".join(str(v) for v in (kind, msg_type, row["status"]) if v)) + (
@@ -405,7 +424,7 @@ def _media(row: Row) -> str:
     return esc(f"[{row['msg_type'] or 'media'} — reference only: {', '.join(facts) or 'no id'}]")
 
 
-def _attachment(row: Row, attachment: Attachment) -> str:
+def _attachment(row: Row, attachment: Attachment, rules: Rendering) -> str:
     """The attachment itself, from the bundle's ``media/`` file its media record names."""
     what = row["msg_type"] or "media"
     path = attachment.path
@@ -416,7 +435,17 @@ def _attachment(row: Row, attachment: Attachment) -> str:
     mime = attachment.mime_type or "application/octet-stream"
     facts = esc(f"[{what} — {mime}, {attachment.size} bytes, sha256 {attachment.sha256}]")
     major = mime.split("/", 1)[0]
-    if major == "image" or what in ("image", "sticker"):
+    if (major == "image" or what in ("image", "sticker")) and rules.thumbnails:
+        # A derived thumbnail (never evidence) linking the original; an image Pillow refused
+        # (a decompression bomb, unreadable) is a link alone.
+        if attachment.thumb is not None:
+            shown = (
+                f'<a href="{src}"><img src="../../{esc(attachment.thumb)}" '
+                f'alt="{esc(what)} (thumbnail; open the original)" loading="lazy"></a>'
+            )
+        else:
+            shown = f'<a href="{src}">open the {esc(what)} (no thumbnail)</a>'
+    elif major == "image" or what in ("image", "sticker"):
         shown = (
             f'<a href="{src}"><img src="{src}" alt="{esc(what)}" loading="lazy" '
             'style="max-width:320px;max-height:320px"></a>'

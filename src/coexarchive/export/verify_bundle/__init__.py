@@ -42,7 +42,7 @@ from coexarchive._internal.gcpause import cyclic_gc_paused
 from coexarchive.anchor.tsa import Tsa
 from coexarchive.anchor.witness import WitnessPolicy
 from coexarchive.export.disclosure import RECORD_KEYS
-from coexarchive.export.media import media_problems
+from coexarchive.export.media import THUMBS_DIR, media_problems, thumb_problems
 from coexarchive.export.verify_bundle import worker as _worker
 from coexarchive.export.verify_bundle.anchors import anchors_step
 from coexarchive.export.verify_bundle.layout import custody_step, files_step, layout_step
@@ -104,6 +104,14 @@ def verify_bundle(
 # Step 11: every attachment file is the one its proven media record sealed, and only those.
 def media_step(proven: Parsed, report: BundleReport) -> None:
     for path, problem in media_problems(proven.shown, proven.files):
+        report.fail("media", problem, key=path)
+    # Thumbnails are derived files: their pixels are not evidence and not checked, but each must
+    # be the one thumbnail of a proven stored image, in a format whose transcripts show them.
+    if not proven.rules.thumbnails:
+        for path in sorted(p for p in proven.files if p.startswith(THUMBS_DIR)):
+            report.fail("media", f"{proven.rules.format} bundles hold no thumbnails", key=path)
+        return
+    for path, problem in thumb_problems(proven.shown, proven.files):
         report.fail("media", problem, key=path)
 
 

@@ -7,7 +7,7 @@ import binascii
 from collections.abc import Mapping
 
 from coexarchive.errors import ConfigError
-from coexarchive.export.media import MEDIA_DIR
+from coexarchive.export.media import MEDIA_DIR, thumb_paths
 from coexarchive.export.rsmf import (
     BOUNDARY,
     RsmfParts,
@@ -33,6 +33,7 @@ def transcripts_step(proven: Parsed, report: BundleReport) -> None:
             matter=str(description.get("matter")),
             groups=proven.groups,
             rules=proven.rules,
+            thumbs=thumb_paths(proven.files) if proven.rules.thumbnails else None,
         )
     except ConfigError as exc:
         report.fail("transcripts", f"cannot render: {exc}", key="BUNDLE.json")
