@@ -158,6 +158,7 @@ def test_a_reviewer_opens_a_conversation_with_media_and_sees_the_image(
         page.goto(f"{served.url}/conversation?{query}")
         image = page.locator(f'img[src^="/media/{sha}"]').first
         expect(image).to_be_visible()
+        assert (image.get_attribute("src") or "").endswith("&size=thumb")  # the thumbnail
         # Loaded under the strict CSP (img-src 'self'), not a broken-image box.
         page.wait_for_function(
             "img => img.complete && img.naturalWidth > 0", arg=image.element_handle()
