@@ -48,6 +48,7 @@ from coexarchive.verify import (
     SegmentCheck,
     verify_archive,
 )
+from coexarchive.verify.archive import check_chain_media
 from pipelines.specs import StoreSpec
 
 log = logging.getLogger(__name__)
@@ -110,6 +111,7 @@ class VerifyChain(_ChainStep):
         checks = {check.manifest_key: check for check in joined["checks"]}
         verifier = self.scope.verifier(self.store, self.trust, chain_id)
         verifier.run(None, None, checked=checks)
+        check_chain_media(verifier, self.scope.media)
         yield json.dumps(
             {
                 "chain": verifier.chain.to_json(),

@@ -65,7 +65,7 @@ def test_anchor_then_verify_names_what_the_anchors_prove(
     assert "at 2999-01-01T00:00:00+00:00: archive head 1 is the newest a timestamp proves" in out
     assert "witnesses: 1 of 1 cosigned the newest head (2 heads; quorum 1)" in out
     assert "witness auditor.example/w1: agrees" in out
-    assert "12. timestamp, 13. witness" in out
+    assert "13. timestamp, 14. witness" in out
 
 
 def test_verify_json_carries_the_anchor_reports(

@@ -28,6 +28,7 @@ from coexarchive.testing import SimulationConfig, simulate
 from coexarchive.testing.graph import serve_landing, simulation_end_ms
 from coexarchive.verify import ArchiveVerificationError, chains_in, verify_archive
 from pipelines.ingest import run_pipeline
+from pipelines.verify import chains_job
 from support.archive import signer, trust_for
 from support.ingest_world import s3_ingest_world
 
@@ -143,4 +144,9 @@ def test_attachments_are_fetched_stored_once_and_sealed_as_media_records(
     with pytest.raises(ArchiveVerificationError) as caught:
         verify_archive(store, trust_for(signer()))
     assert {(f.step, f.key) for f in caught.value.report.failures} == {("media", victim)}
+    # The verify job re-hashes attachments too, beside each chain's other steps.
+    job = chains_job(world["spec"], trust_for(signer()), PipelineOptions(["--runner=FnApiRunner"]))
+    with pytest.raises(ArchiveVerificationError) as by_job:
+        verify_archive(store, trust_for(signer()), job=job)
+    assert {(f.step, f.key) for f in by_job.value.report.failures} == {("media", victim)}
     assert os.environ.get("COEXARCHIVE_GRAPH_TOKEN") is None  # nothing leaked into the env

@@ -31,11 +31,14 @@ Then, for the archive as a whole (``coexarchive.archive_head``):
 11. ``archive-head`` the signed archive heads link from the first to the newest, and every chain
                    the newest (or a pinned) head lists is still there, at least as long, with the
                    same root at the stated size.
-12. ``timestamp``  (with a TSA file) every RFC 3161 token over a head verifies against the
+12. ``media``      every stored attachment a verified ``media`` record names exists, is locked,
+                   and re-hashes to the sealed SHA-256 and size (``--media``;
+                   ``coexarchive.verify.media``).
+13. ``timestamp``  (with a TSA file) every RFC 3161 token over a head verifies against the
                    configured roots and is over that head's text, sealed digests match, times
                    are monotonic with the heads; heads without a token are reported as gaps
                    (``coexarchive.anchor.timestamps``).
-13. ``witness``    (with a witness file) stored cosignatures match the heads log, a quorum
+14. ``witness``    (with a witness file) stored cosignatures match the heads log, a quorum
                    cosigned the newest head, and no witness saw more heads or another history
                    (``coexarchive.anchor.witness``).
 

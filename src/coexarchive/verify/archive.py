@@ -54,6 +54,8 @@ class ChainScope:
     archive_name: str | None = None
     # Segments signed dispositions name (read once, by ``verify_archive``, and verified there).
     disposed: tuple[DisposedSegment, ...] = ()
+    # How many stored attachments step 12 re-hashes per chain (None: none).
+    media: MediaCheck | None = None
 
     def verifier(self, store: ObjectStore, trust: TrustStore, chain_id: str) -> ChainVerifier:
         """A verifier of ``chain_id`` that records into a report of its own."""
@@ -113,8 +115,8 @@ def verify_archive(
 
     With ``job``, the per-chain steps (1-10) run there (``pipelines/verify.py`` spreads them over
     a Beam runner's workers); the checks before and after them run here either way. ``media``
-    says how many stored attachments step 12 re-hashes (all by default; None: none); a job does
-    not hand back the media records it proved, so with ``job`` each chain says it was skipped.
+    says how many stored attachments step 12 re-hashes (all by default; None: none), in the job
+    too, where each chain's step runs beside its other steps.
     """
     report = Report()
     lock_failure = object_lock_failure(store)
@@ -131,14 +133,16 @@ def verify_archive(
     chain_ids = list(chains) if chains is not None else chains_in(store)
     if job is not None:
         scope = ChainScope(
-            since, until, tuple(heads), frozenset(held), archive_name, tuple(disposed.values())
+            since,
+            until,
+            tuple(heads),
+            frozenset(held),
+            archive_name,
+            tuple(disposed.values()),
+            media,
         )
         for chain_report, failures in job(chain_ids, scope):
             report.failures.extend(failures)
-            if media is not None:
-                chain_report.warnings.append(
-                    "attachments not re-hashed (step 12 runs only without a verify job)"
-                )
             report.chains.append(chain_report)
     for chain_id in chain_ids if job is None else ():
         chain_heads = [head for head in heads if head.chain_id == chain_id]
@@ -155,16 +159,7 @@ def verify_archive(
             disposed=disposed,
         )
         verifier.run(executor, on_segment)
-        if media is not None:
-            # Step 12: the attachments the verified media records name, unaltered.
-            verifier.chain.media_checked = check_media(
-                store,
-                chain_id,
-                verifier.media,
-                verifier.manifests,
-                media,
-                verifier.fail,
-            )
+        check_chain_media(verifier, media)
         report.chains.append(verifier.chain)
     for head in heads:
         if chains is not None and head.chain_id not in chains:
@@ -194,6 +189,20 @@ def verify_archive(
     if report.failures:
         raise ArchiveVerificationError(report)
     return report
+
+
+def check_chain_media(verifier: ChainVerifier, media: MediaCheck | None) -> None:
+    """Step 12: the attachments the chain's verified media records name, unaltered."""
+    if media is None:
+        return
+    verifier.chain.media_checked = check_media(
+        verifier.store,
+        verifier.chain_id,
+        verifier.media,
+        verifier.manifests,
+        media,
+        verifier.fail,
+    )
 
 
 def _head_archive(store: ObjectStore, trust: TrustStore) -> str:

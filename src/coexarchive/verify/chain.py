@@ -52,6 +52,7 @@ class SegmentCheck:
     rows: int
     head_roots: Mapping[int, bytes]
     disposed: int = 0  # records whose content a signed disposition deleted (leaves checked)
+    media: tuple[MediaRow, ...] = ()  # the segment's ``media`` records, for step 12
 
 
 class ChainVerifier:
@@ -318,6 +319,7 @@ class ChainVerifier:
             objects_checked=self.chain.objects_checked - objects_before,
             rows=outcome.rows if outcome else 0,
             head_roots=dict(outcome.head_roots) if outcome else {},
+            media=tuple(outcome.media) if outcome else (),
         )
 
     def plan(self) -> list[tuple[Manifest, ChainState]]:
@@ -345,6 +347,7 @@ class ChainVerifier:
             self.chain.records_checked += found.rows
             self.chain.records_disposed += found.disposed
             self.head_roots.update(found.head_roots)
+            self.media.extend(found.media)
 
     def _disposed_entry(self, manifest: Manifest) -> DisposedSegment | None:
         """The signed disposition naming this segment, when its content is gone."""
