@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 import orjson
+import pyarrow as pa
 
 from coexarchive.archive_head import write_head_after
 from coexarchive.audit_chain import AuditChainClient
@@ -93,14 +94,18 @@ def _read_segment(store: ObjectStore, chain_id: str, key: str) -> list[ChainRow]
             f"{manifest.segment.key}: a record of chain {chain_id} does not match its seal; "
             "run `coexarchive verify`"
         )
+    return chain_rows(table, chain_id, manifest.segment.key)
+
+
+def chain_rows(table: pa.Table, chain_id: str, segment_key: str) -> list[ChainRow]:
+    """The rows of a checked segment ``table`` as :class:`ChainRow`, each detail parsed."""
     rows = []
     for row in table.select(list(_COLUMNS)).to_pylist():
         try:
             detail = orjson.loads(row["detail"])
         except orjson.JSONDecodeError:
             raise FormatError(
-                f"{manifest.segment.key}: seq {row['seq']} of chain {chain_id} has a "
-                "detail that is not JSON"
+                f"{segment_key}: seq {row['seq']} of chain {chain_id} has a detail that is not JSON"
             ) from None
         rows.append(
             ChainRow(

@@ -40,6 +40,7 @@ from coexarchive.supervision.register import (
     REVIEWS_CHAIN,
     ChainRow,
     Sealer,
+    chain_rows,
     detail_text,
     event_id,
     internal_record,
@@ -159,28 +160,10 @@ def ingest_rows(catalog: ArchiveCatalog, chains: Sequence[str] | None = None) ->
                 continue
             table = _checked_segment(catalog, manifest)
             table = table.filter(pc.is_in(table["kind"], wanted))
-            columns = ["seq", "record_id", "kind", "event_time", "ref_record_id", "detail"]
-            for row in table.select(columns).to_pylist():
-                try:
-                    detail = orjson.loads(row["detail"])
-                except orjson.JSONDecodeError:
-                    raise FormatError(
-                        f"{manifest.segment.key}: seq {row['seq']} of chain {chain_id} has a "
-                        "detail that is not JSON"
-                    ) from None
-                found.append(
-                    IngestRow(
-                        chain_id,
-                        ChainRow(
-                            seq=int(row["seq"]),
-                            record_id=str(row["record_id"]),
-                            kind=str(row["kind"]),
-                            event_time=round(row["event_time"].timestamp() * 1000),
-                            ref_record_id=row["ref_record_id"],
-                            detail=detail,
-                        ),
-                    )
-                )
+            found += [
+                IngestRow(chain_id, row)
+                for row in chain_rows(table, chain_id, manifest.segment.key)
+            ]
     return found
 
 
