@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import base64
-import io
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import pyarrow.parquet as pq
 import pytest
-import zstandard
 
 from coexarchive.archive_head import write_head_after
 from coexarchive.datakeys import DataKeyStore, LocalWrapper
@@ -40,6 +37,7 @@ from support.archive import (
     signer,
     trust_for,
 )
+from support.stored_text import every_stored_text
 
 CHAIN = "900000000000011"
 OTHER_CHAIN = "900000000000012"
@@ -98,21 +96,6 @@ def transcript(archive: Archive, customer: str, keys: DataKeyStore | None) -> li
         {"c": customer},
     )
     return result.table.column("text").to_pylist()
-
-
-def every_stored_text(store: MemoryStore) -> str:
-    """Every object of the bucket as text: Parquet decoded, zstd frames decompressed."""
-    parts = []
-    for key in sorted(store.list("")):
-        data = store.get(key)
-        if key.endswith(".parquet"):
-            table = pq.read_table(io.BytesIO(data))
-            parts.append(str(table.drop_columns(["leaf_hash", "chain_hash"]).to_pylist()))
-        elif key.endswith(".zst"):
-            parts.append(zstandard.ZstdDecompressor().decompress(data).decode("utf-8", "replace"))
-        else:
-            parts.append(data.decode("utf-8", "replace"))
-    return "\n".join(parts)
 
 
 def test_erase_shows_erased_everywhere_and_every_proof_still_verifies(tmp_path: Path) -> None:

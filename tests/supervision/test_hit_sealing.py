@@ -6,15 +6,12 @@ needs no key, and archives that do not seal personal content keep their hits as 
 from __future__ import annotations
 
 import base64
-import io
 import json
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import pyarrow.parquet as pq
 import pytest
-import zstandard
 
 from coexarchive.archive_head import write_head_after
 from coexarchive.datakeys import DataKeyStore, LocalWrapper
@@ -41,6 +38,7 @@ from coexarchive.verify import verify_archive
 from pipelines.seal_step import seal_chain
 from pipelines.specs import SealSpec
 from support.archive import ARCHIVE, DAY_MS, START_MS, make_records, short_policy, signer, trust_for
+from support.stored_text import every_stored_text
 
 CHAIN = "900000000000011"
 NOW = START_MS + 40 * DAY_MS
@@ -132,21 +130,6 @@ def build(tmp_path: Path, *, personal: bool = True) -> Built:
             note_key=keys.live_key if keys is not None else None,
         )
     return built
-
-
-def every_stored_text(store: MemoryStore) -> str:
-    """Every object of the bucket as text: Parquet decoded, zstd frames decompressed."""
-    parts = []
-    for key in sorted(store.list("")):
-        data = store.get(key)
-        if key.endswith(".parquet"):
-            table = pq.read_table(io.BytesIO(data))
-            parts.append(str(table.drop_columns(["leaf_hash", "chain_hash"]).to_pylist()))
-        elif key.endswith(".zst"):
-            parts.append(zstandard.ZstdDecompressor().decompress(data).decode("utf-8", "replace"))
-        else:
-            parts.append(data.decode("utf-8", "replace"))
-    return "\n".join(parts)
 
 
 def _hits_of(queue: review_queue.Queue, customer: str) -> list[review_queue.HitState]:
