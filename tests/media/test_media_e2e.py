@@ -150,3 +150,76 @@ def test_attachments_are_fetched_stored_once_and_sealed_as_media_records(
         verify_archive(store, trust_for(signer()), job=job)
     assert {(f.step, f.key) for f in by_job.value.report.failures} == {("media", victim)}
     assert os.environ.get("COEXARCHIVE_GRAPH_TOKEN") is None  # nothing leaked into the env
+
+
+def test_an_outbound_send_by_link_is_fetched_sealed_with_its_hash_and_verified(
+    world: dict[str, Any], link_host: Any
+) -> None:
+    """A captured send by ``link`` is found from its capture in ``raw/``, downloaded without the
+    Graph token, stored once and sealed as a ``media`` record; a link that 404s is a named gap."""
+    from coexarchive.raw import Delivery, encode_landing, landing_key, signature_header
+    from coexarchive.receive.capture import capture_body
+
+    store: S3Store = world["store"]
+    photo = b"\xff\xd8\xff\xe0 the menu we sent " * 200
+    link_host.routes["/menu.jpg"] = (200, {"Content-Type": "image/jpeg"}, photo)
+    chain, sent_at = "900000000000042", int(CONFIG.start.timestamp() * 1000)
+    sends = [("wamid.LINK1", "/menu.jpg"), ("wamid.LINK2", "/menu.jpg"), ("wamid.GONE", "/gone")]
+    deliveries = []
+    for seq, (wamid, path) in enumerate(sends):
+        request = {"messaging_product": "whatsapp", "to": "447700900123", "type": "image",
+                   "image": {"link": link_host.url(path), "caption": "menu"}}  # fmt: skip
+        response = {"contacts": [{"wa_id": "447700900123"}], "messages": [{"id": wamid}]}
+        body = capture_body(chain, request, response, sent_at=sent_at + seq)
+        headers = {"x-hub-signature-256": signature_header(CONFIG.app_secret, body)}
+        deliveries.append(Delivery("rcv-1", seq, sent_at + seq, "outbound", headers, body))
+    key = landing_key("rcv-1", 0, sent_at)
+    upload_raw(store, [(key, encode_landing(deliveries))], policy=POLICY)
+    ingest(world, [key])
+    outbound = [r for r in rows(store) if r["kind"] == "outbound"]
+    assert len(outbound) == 3 and all(r["media_id"] is None for r in outbound)
+
+    server = serve_landing([], clock=lambda: sent_at)
+    try:
+        summary = fetch(store, server, lambda: sent_at + 1000)
+        assert summary.stored == 1 and summary.already_stored == 1
+        assert summary.failed == {"not_found": 1}
+        assert ingest(world, summary.receipt_objects).quarantined == 0
+        assert pending_refs(store, store) == []  # nothing fetched or sealed twice
+    finally:
+        server.stop()
+    for _path, headers in link_host.seen:
+        assert "authorization" not in headers and server.token not in str(headers)
+
+    media = {r["media_id"]: r for r in rows(store) if r["kind"] == "media"}
+    assert set(media) == {f"link:{wamid}" for wamid, _ in sends}
+    by_wamid = {r["wamid"]: r for r in outbound}
+    digest = hashlib.sha256(photo).hexdigest()
+    for wamid in ("wamid.LINK1", "wamid.LINK2"):
+        record = media[f"link:{wamid}"]
+        raw = orjson.loads(record["detail"])["raw"]
+        assert (
+            record["status"] == "stored" and record["ref_record_id"] == by_wamid[wamid]["record_id"]
+        )
+        assert (raw["sha256"], raw["size"]) == (digest, len(photo))
+        assert link_host.base_url not in record["detail"]  # the URL is not sealed in the clear
+    assert store.get(f"media/v1/sha256={digest}") == photo
+    assert list(store.list("media/")) == [f"media/v1/sha256={digest}"]
+    gone = media["link:wamid.GONE"]
+    assert gone["status"] == "failed" and gone["flags"] == ["media_gap"]
+    assert orjson.loads(gone["detail"])["raw"]["cause"] == "not_found"
+    report = verify_archive(store, trust_for(signer()))
+    assert sum(chain.media_checked for chain in report.chains) == 1
+    # The media view binds each link fetch to its send (a send by link has no media id).
+    from coexarchive.query.access_log import AccessLog
+    from coexarchive.query.session import AuditSession
+    from support.archive import ARCHIVE, short_policy
+
+    log = AccessLog(store, signer=signer(), archive_name=ARCHIVE, policy=short_policy())
+    audit = AuditSession(store, access_log=log, who="auditor@example.com",
+                         trust=trust_for(signer()), clock=lambda: sent_at + 10_000)  # fmt: skip
+    view = audit.query("SELECT media_id, message_seq, message_kind FROM media").table.to_pylist()
+    assert sorted((r["media_id"], r["message_kind"]) for r in view) == sorted(
+        (f"link:{wamid}", "outbound") for wamid, _ in sends
+    )
+    assert all(r["message_seq"] is not None for r in view)

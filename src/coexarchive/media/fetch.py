@@ -34,11 +34,12 @@ import pyarrow.parquet as pq
 
 from coexarchive._internal.clock import DAY_MS, now_ms
 from coexarchive.commands import raw_retention
-from coexarchive.errors import MediaFetchError, ObjectMissingError
-from coexarchive.media.graph import GraphClient
+from coexarchive.errors import FormatError, MediaFetchError, ObjectMissingError
+from coexarchive.media.graph import GraphClient, LinkClient
 from coexarchive.media.objects import ensure_retention, store_media_file
 from coexarchive.media.receipt import (
     FINAL_CAUSES,
+    LINK_MEDIA_PREFIX,
     Cause,
     MediaRef,
     Outcome,
@@ -49,6 +50,7 @@ from coexarchive.media.receipt import (
 )
 from coexarchive.raw import (
     Delivery,
+    RawLine,
     decode_landing,
     encode_landing,
     landing_key,
@@ -68,7 +70,8 @@ REFERENCING_KINDS = frozenset(
     {Kind.MESSAGE, Kind.ECHO, Kind.HISTORY_MESSAGE, Kind.OUTBOUND, Kind.MESSAGE_EDIT}
 )
 _COLUMNS = ["chain_id", "kind", "record_id", "wamid", "media_id", "msg_type", "customer_id",
-            "event_time", "received_time", "detail"]  # fmt: skip
+            "event_time", "received_time", "detail", "raw_key", "raw_line"]  # fmt: skip
+LINK_TYPES = frozenset({"image", "audio", "video", "document", "sticker"})
 
 
 @dataclass(frozen=True)
@@ -188,10 +191,13 @@ class MediaFetcher:
         options: FetchOptions = FetchOptions(),
         clock: Callable[[], int] = now_ms,
         sleep: Callable[[float], None] = time.sleep,
+        links: LinkClient | None = None,
     ) -> None:
         self.store = store
         self.raw_store = raw_store
         self.client = client
+        # Sends by link are downloaded without any credential (never the Graph token).
+        self.links = links if links is not None else LinkClient(timeout_s=client.config.timeout_s)
         self.policy = policy
         self.options = options
         self.clock = clock
@@ -216,6 +222,7 @@ class MediaFetcher:
             return self._run(refs)
         finally:
             self.client.close()
+            self.links.close()
 
     def _run(self, refs: Sequence[MediaRef]) -> FetchSummary:
         with ThreadPoolExecutor(max(1, self.options.concurrency), "media-fetch") as pool:
@@ -269,6 +276,8 @@ class MediaFetcher:
         return None
 
     def _attempt(self, ref: MediaRef, attempt: int) -> Receipt:
+        if ref.link is not None:
+            return self._attempt_link(ref, attempt)
         info = self.client.resolve(ref.media_id)
         graph_hex = sha256_as_hex(info.unverified_sha256)
         advertised_hex = sha256_as_hex(ref.advertised_sha256)
@@ -318,6 +327,33 @@ class MediaFetcher:
                 content_type=mime,
             )
         return self._stored(ref, attempt, actual, size, mime, info, how)
+
+    def _attempt_link(self, ref: MediaRef, attempt: int) -> Receipt:
+        """A send by link: download the URL itself (no Graph id, no Graph hash to check)."""
+        assert ref.link is not None
+        mime = ref.mime_type or "application/octet-stream"
+        limit = size_limit(ref.msg_type, mime, animated=ref.animated)
+        with tempfile.NamedTemporaryFile(dir=self.options.spool_dir, prefix="media-") as spool:
+            digest = hashlib.sha256()
+
+            def write(piece: bytes) -> None:
+                digest.update(piece)
+                spool.write(piece)
+
+            size = self.links.download(ref.link, write, limit=limit, chunk=self.options.chunk_bytes)
+            spool.flush()
+            with self._lock:
+                self.summary.bytes_downloaded += size
+            actual = digest.hexdigest()
+            how = store_media_file(
+                self.store,
+                Path(spool.name),
+                sha256_hex=actual,
+                size=size,
+                retention=self._retention(ref),
+                content_type=mime,
+            )
+        return self._stored(ref, attempt, actual, size, mime, None, how)
 
     def _existing(self, sha256_hex: str, file_size: int | None, retention: Retention) -> int | None:
         """The stored size when these bytes are already in the archive (then no download)."""
@@ -401,6 +437,7 @@ def pending_refs(store: ObjectStore, raw_store: ObjectStore) -> list[MediaRef]:
     receipt says is checked again by ingest, and the bytes against Meta's hash.
     """
     refs: dict[tuple[str, str], MediaRef] = {}
+    raw_cache: dict[str, list[RawLine]] = {}
     done: set[tuple[str, str]] = set(landed_receipts(raw_store))
     for chain_id in _chains(store):
         for key in list_manifests(store, chain_id):
@@ -410,6 +447,11 @@ def pending_refs(store: ObjectStore, raw_store: ObjectStore) -> list[MediaRef]:
             table = pq.read_table(io.BytesIO(store.get(manifest.segment.key)), columns=_COLUMNS)
             for row in table.to_pylist():
                 media_id = row["media_id"]
+                if not media_id and row["kind"] == Kind.OUTBOUND and row["wamid"]:
+                    link_ref = _link_ref(raw_store, row, raw_cache)
+                    if link_ref is not None:
+                        refs.setdefault((link_ref.chain_id, link_ref.media_id), link_ref)
+                    continue
                 if not media_id:
                     continue
                 if row["kind"] == Kind.MEDIA:
@@ -464,6 +506,52 @@ def _ref(row: dict[str, object]) -> MediaRef:
         customer_id=_text(row["customer_id"]),
         filename=_text(media.get("filename")),
         animated=media.get("animated") is True,
+    )
+
+
+def _link_ref(
+    raw_store: ObjectStore, row: dict[str, object], cache: dict[str, list[RawLine]]
+) -> MediaRef | None:
+    """The ref of an outbound send by ``link``, read from its capture in ``raw/``.
+
+    The sealed record's detail may be encrypted (record version 2); the landed capture is the
+    same evidence in the clear, and the record names it (``raw_key``, ``raw_line``).
+    """
+    msg_type, key, line = row["msg_type"], row["raw_key"], row["raw_line"]
+    if msg_type not in LINK_TYPES or not isinstance(key, str) or not isinstance(line, int):
+        return None
+    if key not in cache:
+        try:
+            cache[key] = decode_landing(raw_store.get(key), key=key)
+        except (ObjectMissingError, FormatError):
+            cache[key] = []
+    lines = cache[key]
+    if not 0 <= line < len(lines) or lines[line].delivery is None:
+        return None
+    delivery = lines[line].delivery
+    assert delivery is not None
+    try:
+        tree = orjson.loads(delivery.body)
+        media = tree["request"][msg_type]
+        link = media["link"]
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        return None
+    if not isinstance(link, str) or not link or "id" in media:
+        return None
+    received = row["received_time"]
+    return MediaRef(
+        chain_id=str(row["chain_id"]),
+        media_id=f"{LINK_MEDIA_PREFIX}{row['wamid']}",
+        record_id=str(row["record_id"]),
+        wamid=_text(row["wamid"]),
+        kind=str(row["kind"]),
+        msg_type=str(msg_type),
+        mime_type=None,
+        advertised_sha256=None,
+        captured_time=_ms(received) if received is not None else _ms(row["event_time"]),
+        customer_id=_text(row["customer_id"]),
+        filename=_text(media.get("filename")),
+        link=link,
     )
 
 

@@ -19,7 +19,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, urljoin, urlsplit
 
 from coexarchive._internal.clock import now_ms
 from coexarchive.errors import ConfigError, MediaFetchError
@@ -268,4 +268,111 @@ def _retry_after(headers: dict[str, str]) -> float | None:
     return min(max(seconds, 0.0), MAX_RETRY_AFTER_S)
 
 
-__all__ = ["DEFAULT_GRAPH_URL", "GraphClient", "GraphConfig", "MediaInfo"]
+LINK_MAX_REDIRECTS = 3
+
+
+class LinkClient:
+    """Downloads a send's ``link`` (an untrusted URL the sending system chose).
+
+    Only ``http`` and ``https``, to any host, with no credentials at all: no bearer token, no
+    cookies, no auth taken from the URL's user-info (a URL that carries one is refused). A
+    redirect is followed only to another http(s) URL, at most ``LINK_MAX_REDIRECTS`` times. One
+    connection per request, closed after it; every read is bounded by ``timeout_s``.
+    """
+
+    def __init__(self, *, timeout_s: float = 30.0) -> None:
+        self.timeout_s = timeout_s
+
+    def download(self, url: str, write: Callable[[bytes], None], *, limit: int, chunk: int) -> int:
+        """Stream the link into ``write`` (as :meth:`GraphClient.download`); the byte count.
+
+        A scheme other than http(s) is ``forbidden``; 404/410 is ``not_found``; 401/403 is
+        ``forbidden``; other answers are retried like Graph's.
+        """
+        for _hop in range(LINK_MAX_REDIRECTS + 1):
+            conn, path = _link_connection(url, self.timeout_s)
+            response: http.client.HTTPResponse | None = None
+            try:
+                conn.request("GET", path, headers={"User-Agent": "coexarchive-media/1"})
+                response = conn.getresponse()
+                if response.status in (301, 302, 303, 307, 308):
+                    location = response.getheader("Location") or ""
+                    url = urljoin(url, location)
+                    continue
+                if response.status != 200:
+                    if response.status in (404, 410):
+                        raise MediaFetchError(
+                            f"link answered {response.status}", cause=Cause.NOT_FOUND
+                        )
+                    if response.status in (401, 403):
+                        raise MediaFetchError(
+                            f"link answered {response.status}", cause=Cause.FORBIDDEN
+                        )
+                    # Never Graph's reading of the answer: a link host must not stop the job
+                    # (a "token refused" body) nor pause every worker (a long Retry-After).
+                    raise MediaFetchError(
+                        f"link answered {response.status}", cause=Cause.SERVER_ERROR
+                    )
+                return _stream(response, write, limit=limit, chunk=chunk)
+            except http.client.IncompleteRead:
+                raise MediaFetchError("download ended early", cause=Cause.TRUNCATED) from None
+            except (OSError, http.client.HTTPException) as exc:
+                raise MediaFetchError(
+                    f"link download failed ({type(exc).__name__})", cause=Cause.NETWORK
+                ) from None
+            finally:
+                if response is not None:
+                    response.close()  # it owns the socket once the server said it will close
+                conn.close()
+        raise MediaFetchError(
+            f"link redirected more than {LINK_MAX_REDIRECTS} times", cause=Cause.FORBIDDEN
+        )
+
+    def close(self) -> None:
+        """Nothing is kept open between downloads."""
+
+
+def _link_connection(url: str, timeout_s: float) -> tuple[http.client.HTTPConnection, str]:
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        raise MediaFetchError("link is not a valid URL", cause=Cause.FORBIDDEN) from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise MediaFetchError(
+            f"link scheme {parts.scheme!r} is not http or https", cause=Cause.FORBIDDEN
+        )
+    if parts.username is not None or parts.password is not None:
+        raise MediaFetchError("link carries credentials; refused", cause=Cause.FORBIDDEN)
+    kind = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    return kind(parts.hostname, port, timeout=timeout_s), path
+
+
+def _stream(
+    response: http.client.HTTPResponse, write: Callable[[bytes], None], *, limit: int, chunk: int
+) -> int:
+    length = response.getheader("Content-Length")
+    expected = int(length) if length and length.isdigit() else None
+    if expected is not None and expected > limit:
+        raise MediaFetchError(
+            f"download announces {expected} bytes, over the {limit}-byte limit",
+            cause=Cause.TOO_LARGE,
+        )
+    received = 0
+    while True:
+        piece = response.read(chunk)
+        if not piece:
+            break
+        received += len(piece)
+        if received > limit:
+            raise MediaFetchError(f"download passed the {limit}-byte limit", cause=Cause.TOO_LARGE)
+        write(piece)
+    if expected is not None and received != expected:
+        raise MediaFetchError(
+            f"download ended after {received} of {expected} bytes", cause=Cause.TRUNCATED
+        )
+    return received
+
+
+__all__ = ["DEFAULT_GRAPH_URL", "GraphClient", "GraphConfig", "LinkClient", "MediaInfo"]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
@@ -20,6 +20,7 @@ import orjson
 RECEIPT_FORMAT = "coexarchive.media-receipt/v1"
 MEDIA_PREFIX = "media/v1/"
 MEDIA_GAP = "media_gap"
+LINK_MEDIA_PREFIX = "link:"  # the media id a receipt gives a send by link: ``link:<wamid>``
 
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 _MEDIA_KEY = re.compile(r"media/v1/sha256=[0-9a-f]{64}")
@@ -114,6 +115,9 @@ class MediaRef:
     customer_id: str | None = None
     filename: str | None = None
     animated: bool = False
+    # A send by ``link``: the URL to download (no Graph id to resolve). Never in the receipt: a
+    # link may carry a signed query string; the receipt names it by ``media_id`` (``link:<wamid>``).
+    link: str | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)

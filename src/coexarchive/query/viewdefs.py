@@ -183,7 +183,8 @@ VIEWS: dict[str, tuple[str, str]] = {
         FROM records m
         LEFT JOIN (SELECT chain_id, record_id, min(seq) AS seq, arg_min(kind, seq) AS kind,
                           arg_min(event_time, seq) AS event_time, arg_min(text, seq) AS text
-                   FROM sealed_records WHERE media_id IS NOT NULL AND kind <> 'media'
+                   FROM sealed_records
+                   WHERE kind <> 'media' AND (media_id IS NOT NULL OR kind = 'outbound')
                    GROUP BY chain_id, record_id) g
           ON m.chain_id = g.chain_id AND m.ref_record_id = g.record_id
         WHERE m.kind = 'media'

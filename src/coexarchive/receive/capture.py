@@ -14,9 +14,11 @@ library, so it drops into any sending system.
 
 Media: a send with a media id (``{"type": "image", "image": {"id": ...}}``, media the sending system
 uploaded) is archived like an inbound attachment: ``coexarchive media fetch`` resolves the id with
-the Graph API and stores the bytes (Meta keeps uploaded media 30 days). A send by ``link`` is
-captured with its URL only: the archive does not fetch links yet, so upload the file and send its
-id when the bytes must be archived.
+the Graph API and stores the bytes (Meta keeps uploaded media 30 days). A send by ``link``
+(``{"type": "image", "image": {"link": "https://..."}}``) is fetched by the same job from the
+link itself, over http(s) only and without any credential, and sealed with the hash of the bytes
+it got; the link must stay downloadable until the job's next run, or the send is sealed as a
+media gap naming why (``not_found``, ``too_large``, ``forbidden``).
 """
 
 from __future__ import annotations
