@@ -179,6 +179,20 @@ def test_an_outbound_send_by_link_is_fetched_sealed_with_its_hash_and_verified(
     outbound = [r for r in rows(store) if r["kind"] == "outbound"]
     assert len(outbound) == 3 and all(r["media_id"] is None for r in outbound)
 
+    # Before the fetch, each send by link is reported as an attachment not yet fetched.
+    from coexarchive.query.access_log import AccessLog
+    from coexarchive.query.reports import Params
+    from coexarchive.query.session import AuditSession
+    from support.archive import ARCHIVE, short_policy
+
+    def audit() -> AuditSession:  # a fresh session reads the archive as it is now
+        log = AccessLog(store, signer=signer(), archive_name=ARCHIVE, policy=short_policy())
+        return AuditSession(store, access_log=log, who="auditor@example.com",
+                            trust=trust_for(signer()), clock=lambda: sent_at + 10_000)  # fmt: skip
+
+    gaps = audit().report("media-gaps", Params()).table.to_pylist()
+    assert [(r["gap"], r["attachments"]) for r in gaps] == [("not_fetched", 3)]
+
     server = serve_landing([], clock=lambda: sent_at)
     try:
         summary = fetch(store, server, lambda: sent_at + 1000)
@@ -210,15 +224,13 @@ def test_an_outbound_send_by_link_is_fetched_sealed_with_its_hash_and_verified(
     assert orjson.loads(gone["detail"])["raw"]["cause"] == "not_found"
     report = verify_archive(store, trust_for(signer()))
     assert sum(chain.media_checked for chain in report.chains) == 1
-    # The media view binds each link fetch to its send (a send by link has no media id).
-    from coexarchive.query.access_log import AccessLog
-    from coexarchive.query.session import AuditSession
-    from support.archive import ARCHIVE, short_policy
-
-    log = AccessLog(store, signer=signer(), archive_name=ARCHIVE, policy=short_policy())
-    audit = AuditSession(store, access_log=log, who="auditor@example.com",
-                         trust=trust_for(signer()), clock=lambda: sent_at + 10_000)  # fmt: skip
-    view = audit.query("SELECT media_id, message_seq, message_kind FROM media").table.to_pylist()
+    # The media view binds each link fetch to its send (a send by link has no media id), and
+    # the one link that 404'd is the only gap left.
+    gaps = audit().report("media-gaps", Params()).table.to_pylist()
+    assert [(r["gap"], r["cause"], r["attachments"]) for r in gaps] == [
+        ("media_gap", "not_found", 1)
+    ]
+    view = audit().query("SELECT media_id, message_seq, message_kind FROM media").table.to_pylist()
     assert sorted((r["media_id"], r["message_kind"]) for r in view) == sorted(
         (f"link:{wamid}", "outbound") for wamid, _ in sends
     )

@@ -98,7 +98,10 @@ UNION ALL
 SELECT 'not_fetched', r.chain_id, r.seq, r.event_time, r.media_id, r.wamid, r.customer_id,
        r.msg_type, NULL
 FROM sealed_records r
-WHERE r.media_id IS NOT NULL AND r.kind IN {REFERENCING_KINDS_SQL}
+WHERE (r.media_id IS NOT NULL
+       OR (r.kind = 'outbound'
+           AND r.msg_type IN ('image', 'audio', 'video', 'document', 'sticker')))
+  AND r.kind IN {REFERENCING_KINDS_SQL}
   AND NOT EXISTS (SELECT 1 FROM sealed_records f
                   WHERE f.kind = 'media' AND f.chain_id = r.chain_id
                     AND f.ref_record_id = r.record_id){{where}}
