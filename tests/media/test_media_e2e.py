@@ -152,15 +152,24 @@ def test_attachments_are_fetched_stored_once_and_sealed_as_media_records(
     assert os.environ.get("COEXARCHIVE_GRAPH_TOKEN") is None  # nothing leaked into the env
 
 
+@pytest.mark.parametrize("encrypted", [False, True], ids=["plaintext", "encrypted"])
 def test_an_outbound_send_by_link_is_fetched_sealed_with_its_hash_and_verified(
-    world: dict[str, Any], link_host: Any
+    encrypted: bool, world: dict[str, Any], link_host: Any, tmp_path: Path
 ) -> None:
-    """A captured send by ``link`` is found from its capture in ``raw/``, downloaded without the
-    Graph token, stored once and sealed as a ``media`` record; a link that 404s is a named gap."""
+    """A captured send by ``link`` is found from its capture in ``raw/`` (in an encrypted
+    archive the sealed send's detail is unreadable without keys), downloaded without the Graph
+    token, stored once and sealed as a ``media`` record; a link that 404s is a named gap."""
+    import dataclasses
+
+    from coexarchive.datakeys import enable_personal_sealing
     from coexarchive.raw import Delivery, encode_landing, landing_key, signature_header
     from coexarchive.receive.capture import capture_body
+    from coexarchive.seal.personal import ENVELOPE_PREFIX
 
     store: S3Store = world["store"]
+    if encrypted:
+        enable_personal_sealing(store, since=0, retention=None)
+        world["seal"] = dataclasses.replace(world["seal"], data_keys_dir=str(tmp_path / "keys"))
     photo = b"\xff\xd8\xff\xe0 the menu we sent " * 200
     link_host.routes["/menu.jpg"] = (200, {"Content-Type": "image/jpeg"}, photo)
     chain, sent_at = "900000000000042", int(CONFIG.start.timestamp() * 1000)
@@ -178,6 +187,7 @@ def test_an_outbound_send_by_link_is_fetched_sealed_with_its_hash_and_verified(
     ingest(world, [key])
     outbound = [r for r in rows(store) if r["kind"] == "outbound"]
     assert len(outbound) == 3 and all(r["media_id"] is None for r in outbound)
+    assert all(r["detail"].startswith(ENVELOPE_PREFIX) == encrypted for r in outbound)
 
     # Before the fetch, each send by link is reported as an attachment not yet fetched.
     from coexarchive.query.access_log import AccessLog
