@@ -8,11 +8,14 @@ another scheme, an answer over the size limit or a missing file each end as a na
 from __future__ import annotations
 
 import hashlib
+import socket
 from typing import Any
 
 import pytest
 
-from coexarchive.media.receipt import MB, MediaRef, media_key
+from coexarchive.errors import MediaFetchError
+from coexarchive.media.graph import LinkClient
+from coexarchive.media.receipt import MB, Cause, MediaRef, media_key
 from coexarchive.store.memory import MemoryStore
 from coexarchive.testing.graph import GraphMediaServer
 from support.media import CHAIN, LinkHost, receipts
@@ -208,3 +211,74 @@ def test_a_link_host_cannot_stop_the_job_or_pause_the_workers(
     assert summary.failed == {"forbidden": 1}
     assert summary.deferred == {"server_error": 2}  # retried next run, inside the window
     assert all(s < 60 for s in fetcher.sleeps)
+
+
+# --- links that point inside the network ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1/a.jpg",
+        "http://localhost/a.jpg",
+        "http://[::1]/a.jpg",
+        "http://10.1.2.3/a.jpg",
+        "http://192.168.0.10/a.jpg",
+        "http://172.16.5.5/a.jpg",
+        "http://169.254.169.254/latest/meta-data/iam/security-credentials/",
+        "http://0.0.0.0/a.jpg",
+        "https://[fd00::1]/a.jpg",
+    ],
+)
+def test_a_link_to_a_non_public_address_is_refused_before_any_connection(
+    url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_connection(*_args: Any, **_kwargs: Any) -> Any:
+        raise AssertionError("a connection was opened")
+
+    monkeypatch.setattr(socket, "create_connection", no_connection)
+    with pytest.raises(MediaFetchError, match="non-public address") as caught:
+        LinkClient().download(url, lambda _data: None, limit=MB, chunk=1024)
+    assert caught.value.cause == Cause.FORBIDDEN
+
+
+def test_a_name_that_resolves_inside_the_network_is_refused(
+    link_host: LinkHost, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    link_host.routes["/a.jpg"] = (200, {}, b"internal")
+    real = socket.getaddrinfo
+
+    def resolve(host: str, *args: Any, **kwargs: Any) -> Any:
+        return real("127.0.0.1" if host == "media.example" else host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", resolve)
+    port = link_host.base_url.rsplit(":", 1)[1]
+    with pytest.raises(MediaFetchError, match="non-public address"):
+        LinkClient().download(
+            f"http://media.example:{port}/a.jpg", lambda _d: None, limit=MB, chunk=64
+        )
+    assert link_host.seen == []
+
+
+def test_the_connection_goes_to_the_address_that_was_checked(
+    link_host: LinkHost, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One lookup: the socket opens to the checked address, ``Host`` names the link's host."""
+    link_host.routes["/a.jpg"] = (200, {}, b"bytes")
+    real = socket.getaddrinfo
+    lookups: list[str] = []
+
+    def resolve(host: str, *args: Any, **kwargs: Any) -> Any:
+        lookups.append(host)
+        return real("127.0.0.1" if host == "media.example" else host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", resolve)
+    port = link_host.base_url.rsplit(":", 1)[1]
+    got: list[bytes] = []
+    size = LinkClient(allow_private=True).download(
+        f"http://media.example:{port}/a.jpg", got.append, limit=MB, chunk=64
+    )
+    assert (size, b"".join(got)) == (5, b"bytes")
+    # The name is looked up once; the socket is opened to the literal address it gave.
+    assert [host for host in lookups if host != "127.0.0.1"] == ["media.example"]
+    assert link_host.seen[0][1]["host"] == f"media.example:{port}"

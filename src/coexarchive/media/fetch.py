@@ -197,7 +197,13 @@ class MediaFetcher:
         self.raw_store = raw_store
         self.client = client
         # Sends by link are downloaded without any credential (never the Graph token).
-        self.links = links if links is not None else LinkClient(timeout_s=client.config.timeout_s)
+        self.links = (
+            links
+            if links is not None
+            else LinkClient(
+                timeout_s=client.config.timeout_s, allow_private=client.config.on_loopback
+            )
+        )
         self.policy = policy
         self.options = options
         self.clock = clock

@@ -14,7 +14,10 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import ipaddress
 import json
+import socket
+import ssl
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -54,6 +57,11 @@ class GraphConfig:
                 "no Graph API token: set COEXARCHIVE_GRAPH_TOKEN to a system-user token that "
                 "may read the number's media"
             )
+
+    @property
+    def on_loopback(self) -> bool:
+        """Graph is the local test server (tests and the embedded default)."""
+        return urlsplit(self.base_url).hostname in ("127.0.0.1", "localhost", "::1")
 
 
 @dataclass(frozen=True)
@@ -278,10 +286,16 @@ class LinkClient:
     cookies, no auth taken from the URL's user-info (a URL that carries one is refused). A
     redirect is followed only to another http(s) URL, at most ``LINK_MAX_REDIRECTS`` times. One
     connection per request, closed after it; every read is bounded by ``timeout_s``.
+
+    A host that resolves to any address that is not globally routable (loopback, private ranges,
+    link-local such as the cloud metadata service, reserved) is refused, and the connection goes
+    to the address that was checked (no second lookup a rebinding DNS could answer differently);
+    ``allow_private`` lifts that only for the embedded default and tests, whose servers are local.
     """
 
-    def __init__(self, *, timeout_s: float = 30.0) -> None:
+    def __init__(self, *, timeout_s: float = 30.0, allow_private: bool = False) -> None:
         self.timeout_s = timeout_s
+        self.allow_private = allow_private
 
     def download(self, url: str, write: Callable[[bytes], None], *, limit: int, chunk: int) -> int:
         """Stream the link into ``write`` (as :meth:`GraphClient.download`); the byte count.
@@ -290,7 +304,7 @@ class LinkClient:
         ``forbidden``; other answers are retried like Graph's.
         """
         for _hop in range(LINK_MAX_REDIRECTS + 1):
-            conn, path = _link_connection(url, self.timeout_s)
+            conn, path = _link_connection(url, self.timeout_s, allow_private=self.allow_private)
             response: http.client.HTTPResponse | None = None
             try:
                 conn.request("GET", path, headers={"User-Agent": "coexarchive-media/1"})
@@ -332,7 +346,9 @@ class LinkClient:
         """Nothing is kept open between downloads."""
 
 
-def _link_connection(url: str, timeout_s: float) -> tuple[http.client.HTTPConnection, str]:
+def _link_connection(
+    url: str, timeout_s: float, *, allow_private: bool = False
+) -> tuple[http.client.HTTPConnection, str]:
     try:
         parts = urlsplit(url)
         port = parts.port
@@ -344,9 +360,55 @@ def _link_connection(url: str, timeout_s: float) -> tuple[http.client.HTTPConnec
         )
     if parts.username is not None or parts.password is not None:
         raise MediaFetchError("link carries credentials; refused", cause=Cause.FORBIDDEN)
-    kind = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+    host = parts.hostname
+    port = port or (443 if parts.scheme == "https" else 80)
+    address = _checked_address(host, port, allow_private=allow_private)
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    return kind(parts.hostname, port, timeout=timeout_s), path
+    if parts.scheme == "https":
+        return _PinnedHTTPSConnection(host, port, address, timeout_s), path
+    return _PinnedHTTPConnection(host, port, address, timeout_s), path
+
+
+def _checked_address(host: str, port: int, *, allow_private: bool) -> str:
+    """The address to connect to: every address ``host`` resolves to must be global."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError):
+        raise MediaFetchError("link host does not resolve", cause=Cause.NETWORK) from None
+    addresses = [str(info[4][0]) for info in infos]
+    if not addresses:
+        raise MediaFetchError("link host does not resolve", cause=Cause.NETWORK)
+    if not allow_private:
+        for address in addresses:
+            if not ipaddress.ip_address(address.split("%", 1)[0]).is_global:
+                raise MediaFetchError(
+                    "link host resolves to a non-public address; refused", cause=Cause.FORBIDDEN
+                )
+    return addresses[0]
+
+
+class _PinnedHTTPConnection(http.client.HTTPConnection):
+    """HTTP to the address that was checked, with the URL's host in ``Host``."""
+
+    def __init__(self, host: str, port: int, address: str, timeout: float) -> None:
+        super().__init__(host, port, timeout=timeout)
+        self._address = address
+
+    def connect(self) -> None:
+        self.sock = socket.create_connection((self._address, self.port), self.timeout)
+
+
+class _PinnedHTTPSConnection(http.client.HTTPSConnection):
+    """HTTPS to the address that was checked; the certificate is checked for the URL's host."""
+
+    def __init__(self, host: str, port: int, address: str, timeout: float) -> None:
+        super().__init__(host, port, timeout=timeout)
+        self._address = address
+        self._tls = ssl.create_default_context()
+
+    def connect(self) -> None:
+        raw = socket.create_connection((self._address, self.port), self.timeout)
+        self.sock = self._tls.wrap_socket(raw, server_hostname=self.host)
 
 
 def _stream(
