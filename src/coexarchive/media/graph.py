@@ -121,7 +121,6 @@ class GraphClient:
             response = conn.getresponse()
             if response.status != 200:
                 body = response.read(_MAX_ERROR_BODY)
-                self._drop(url)
                 if response.status in (401, 403, 404, 410):
                     raise MediaFetchError(
                         f"download URL answered {response.status}", cause=Cause.URL_EXPIRED
@@ -129,26 +128,10 @@ class GraphClient:
                 raise _failure(
                     response.status, dict(response.getheaders()), body, when="downloading"
                 )
-            length = response.getheader("Content-Length")
-            expected = int(length) if length and length.isdigit() else None
-            if expected is not None and expected > limit:
-                self._drop(url)
-                raise MediaFetchError(
-                    f"download announces {expected} bytes, over the {limit}-byte limit",
-                    cause=Cause.TOO_LARGE,
-                )
-            received = 0
-            while True:
-                piece = response.read(chunk)
-                if not piece:
-                    break
-                received += len(piece)
-                if received > limit:
-                    self._drop(url)
-                    raise MediaFetchError(
-                        f"download passed the {limit}-byte limit", cause=Cause.TOO_LARGE
-                    )
-                write(piece)
+            return _stream(response, write, limit=limit, chunk=chunk)
+        except MediaFetchError:
+            self._drop(url)  # an error answer, too large or truncated: not reusable
+            raise
         except http.client.IncompleteRead:
             self._drop(url)
             raise MediaFetchError("download ended early", cause=Cause.TRUNCATED) from None
@@ -157,12 +140,6 @@ class GraphClient:
             raise MediaFetchError(
                 f"download failed ({type(exc).__name__})", cause=Cause.NETWORK
             ) from None
-        if expected is not None and received != expected:
-            self._drop(url)
-            raise MediaFetchError(
-                f"download ended after {received} of {expected} bytes", cause=Cause.TRUNCATED
-            )
-        return received
 
     def close(self) -> None:
         """Close every thread's connections (call when no request is in flight)."""
