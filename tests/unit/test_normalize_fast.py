@@ -402,3 +402,36 @@ def test_packed_batches_come_back_equal_field_by_field() -> None:
     packed = pack_records(odd)
     assert packed[:1] == b"P"
     assert [typed(r) for r in unpack_records(packed)] == [typed(r) for r in odd]
+
+
+# --- the body's number check --------------------------------------------------------------------
+
+skeleton_bytes = st.one_of(
+    st.binary(max_size=80),
+    st.text(alphabet='0123456789.eE,:[]{}"-+ tx', max_size=80).map(str.encode),
+    st.lists(st.integers(0, 10**25), max_size=5).map(lambda n: json.dumps(n).encode()),
+)
+
+
+@SETTINGS
+@given(skeleton=skeleton_bytes)
+def test_inexact_number_check_finds_what_the_regex_finds(skeleton: bytes) -> None:
+    # The body walks the exact-number parser only when this is true: it must never differ.
+    expected = nbody._INEXACT_NUMBER.search(skeleton) is not None
+    assert nbody._has_inexact_number(skeleton) is expected
+
+
+@pytest.mark.parametrize(
+    ("skeleton", "expected"),
+    [
+        (b'{"a":1.5}', True),
+        (b'{"a":1e5}', True),
+        (b'{"a":1E5}', True),
+        (b'{"a":' + b"9" * 19 + b"}", True),
+        (b'{"a":' + b"9" * 18 + b"}", False),
+        (b'{"a":true,"b":false,"c":"","d":-12}', False),
+        (b'{"a":[1,2],"e":0}', False),
+    ],
+)
+def test_inexact_number_check_on_named_shapes(skeleton: bytes, expected: bool) -> None:
+    assert nbody._has_inexact_number(skeleton) is expected

@@ -201,40 +201,50 @@ class _Change:
         path: str,
         raw: Any,
         extra: dict[str, Any],
-        **columns: Any,
+        customer_wa_id: str | None = None,
+        customer_user_id: str | None = None,
+        wamid: str | None = None,
+        msg_type: str | None = None,
+        text: str | None = None,
+        media_id: str | None = None,
+        template_name: str | None = None,
+        template_language: str | None = None,
+        template_category: str | None = None,
+        template_status: str | None = None,
+        status: str | None = None,
+        error_code: int | None = None,
+        context_wamid: str | None = None,
+        ref_record_id: str | None = None,
+        consent_state: str | None = None,
+        window_open: bool | None = None,
+        flags: tuple[str, ...] = (),
     ) -> Record:
+        sink = self.sink
         if seconds is not None:
             event_time, source = seconds * 1000, "item"
         elif self.entry_time is not None:
             event_time, source = self.entry_time * 1000, "entry"
         else:
-            event_time, source = self.sink.received_time, "received"
+            event_time, source = sink.received_time, "received"
         extra["v"] = DETAIL_VERSION
         extra["field"] = self.field
         extra["path"] = path
         extra["time_source"] = source
         extra["raw"] = raw
-        extra.update(self.sink.auth)
+        extra.update(sink.auth)
         detail = orjson.dumps(extra, option=orjson.OPT_SORT_KEYS).decode()
         if len(detail) > MAX_DETAIL_CHARS:
             raise _Rejected(f"item is larger than {MAX_DETAIL_CHARS} characters")
-        wa_id = columns.get("customer_wa_id")
+        # Positional, in field order: one event, one record, and keywords cost twice as much.
         return Record(
-            chain_id=self.chain_id,
-            record_id=record_id,
-            kind=_VALUES[kind],
-            origin=_VALUES[origin],
-            direction=_VALUES[direction],
-            event_time=event_time,
-            received_time=self.sink.received_time,
-            waba_id=self.waba_id,
-            business_phone=self.business_phone,
-            customer_id=wa_id if wa_id is not None else columns.get("customer_user_id"),
-            detail=detail,
-            raw_key=self.sink.raw_key,
-            raw_line=self.sink.raw_line,
-            **columns,
-        )
+            self.chain_id, record_id, _VALUES[kind], _VALUES[origin], _VALUES[direction],
+            event_time, sink.received_time, self.waba_id, self.business_phone,
+            customer_wa_id if customer_wa_id is not None else customer_user_id,
+            customer_wa_id, customer_user_id, wamid, msg_type, text, media_id, template_name,
+            template_language, template_category, template_status, status, error_code,
+            context_wamid, ref_record_id, consent_state, window_open, flags, detail,
+            sink.raw_key, sink.raw_line,
+        )  # fmt: skip
 
     def system_record(
         self,

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from coexarchive.normalize._base import (
     FOLLOW_UP,
@@ -26,8 +25,9 @@ from coexarchive.webhooks.statuses import Status
 _KNOWN_TYPES = frozenset(MessageType)
 
 
-@dataclass(frozen=True)
-class _Content:
+class _Content(NamedTuple):
+    """A message's typed columns and detail additions (a tuple: built once or twice per event)."""
+
     msg_type: str
     text: str | None
     media_id: str | None
