@@ -19,7 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from coexarchive import records
-from coexarchive.records import RECORD_FIELDS, Record
+from coexarchive.records import RECORD_FIELDS, Record, SealedRecord
 
 scalars = st.one_of(
     st.none(),
@@ -153,3 +153,23 @@ def test_a_subclass_keeps_its_class_and_its_own_slots() -> None:
     plain = Plain("c", "r", "message", "customer", "inbound", 1)
     assert type(plain) is Plain
     assert fields_of(plain) == fields_of(Record("c", "r", "message", "customer", "inbound", 1))
+
+
+@settings(max_examples=100, deadline=None)
+@given(seq=st.integers(), leaf=st.binary(max_size=32), chain=st.binary(max_size=32))
+def test_sealed_record_is_the_generated_one(seq: int, leaf: bytes, chain: bytes) -> None:
+    record = Record("c", "r", "message", "customer", "inbound", 1)
+    fast = SealedRecord(record, seq, leaf, chain)
+    slow = object.__new__(SealedRecord)
+    records._generated_sealed_init(slow, record, seq, leaf, chain)
+    assert type(fast) is SealedRecord
+    assert (fast.record, fast.seq, fast.leaf_hash, fast.chain_hash) == (record, seq, leaf, chain)
+    assert fast == slow
+    assert hash(fast) == hash(slow)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        fast.seq = 0  # type: ignore[misc]
+    assert list(inspect.signature(SealedRecord).parameters) == [
+        f.name for f in dataclasses.fields(SealedRecord)
+    ]
+    with pytest.raises(TypeError):
+        SealedRecord(record, seq, leaf)  # type: ignore[call-arg]
