@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 
 from coexarchive.enrich.consent import ConsentLedger, keyword_event
 from coexarchive.enrich.context import ChainContext, load_context
-from coexarchive.enrich.flags import EnrichConfig, Knowledge, apply, assess
+from coexarchive.enrich.flags import ENRICHED_KINDS, EnrichConfig, Knowledge, apply, assess
 from coexarchive.enrich.templates import TemplateRegistry
 from coexarchive.enrich.window import EchoIndex, InboundIndex
 from coexarchive.records import Kind, Record
@@ -67,17 +67,20 @@ def enrich_chain(
         captured=context.captured | batch.captured,
     )
     if horizon_ms is None:
-        horizon_ms = max((_seen_at(r) for r in records), default=0)
+        horizon_ms = max(
+            (r.event_time if r.received_time is None else r.received_time for r in records),
+            default=0,
+        )
     knowledge = knowledge_of(merged, horizon_ms=horizon_ms)
     enriched = []
     for record in [*records, *derived]:
-        assessment = assess(record, knowledge, config)
-        enriched.append(record if assessment is None else apply(record, assessment))
+        # assess() is None for every other kind: most records (inbound messages) skip the call.
+        if record.kind in ENRICHED_KINDS:
+            assessment = assess(record, knowledge, config)
+            if assessment is not None:
+                record = apply(record, assessment)
+        enriched.append(record)
     return enriched
-
-
-def _seen_at(record: Record) -> int:
-    return record.received_time if record.received_time is not None else record.event_time
 
 
 def enrich_for_seal(

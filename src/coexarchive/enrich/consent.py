@@ -166,9 +166,10 @@ def normalize_phrase(text: str) -> str:
         return " ".join(text.lower().split()).strip(_ASCII_EDGES)
     folded = " ".join(unicodedata.normalize("NFKC", text).casefold().split())
     start, end = 0, len(folded)
-    while start < end and _edge(folded[start]):
+    category = unicodedata.category  # _edge, inlined: this runs for every inbound text
+    while start < end and category(folded[start])[0] in "PSZC":
         start += 1
-    while end > start and _edge(folded[end - 1]):
+    while end > start and category(folded[end - 1])[0] in "PSZC":
         end -= 1
     return folded[start:end]
 
@@ -268,6 +269,8 @@ DEFAULT_KEYWORDS: Final = KeywordConfig()
 _KEYWORD_TYPES: Final = frozenset({"text", "button", "interactive"})
 _MESSAGE: Final = Kind.MESSAGE.value
 _CUSTOMER: Final = Origin.CUSTOMER.value
+_CONSENT_EVENT: Final = Kind.CONSENT_EVENT.value
+_NO_DIRECTION: Final = Direction.NONE.value
 
 
 def keyword_event(record: Record, keywords: KeywordConfig) -> Record | None:
@@ -305,9 +308,9 @@ def keyword_event(record: Record, keywords: KeywordConfig) -> Record | None:
     return Record(
         chain_id=record.chain_id,
         record_id=stable_id("consent_keyword", record.chain_id, record.record_id),
-        kind=Kind.CONSENT_EVENT.value,
-        origin=Origin.CUSTOMER.value,
-        direction=Direction.NONE.value,
+        kind=_CONSENT_EVENT,
+        origin=_CUSTOMER,
+        direction=_NO_DIRECTION,
         event_time=record.event_time,
         received_time=record.received_time,
         waba_id=record.waba_id,

@@ -32,6 +32,7 @@ __all__ = [
     "CAPTURED_KINDS",
     "CAPTURE_GAP",
     "DISCONNECT_EVENTS",
+    "ENRICHED_KINDS",
     "FREEFORM_OUTSIDE_WINDOW",
     "HISTORY_DECLINED",
     "MARKETING_WITHOUT_CONSENT",
@@ -83,7 +84,8 @@ _ECHO: Final = Kind.ECHO.value
 _ACCOUNT_EVENT: Final = Kind.ACCOUNT_EVENT.value
 _CONSENT_EVENT: Final = Kind.CONSENT_EVENT.value
 _CLOUD_API: Final = Origin.CLOUD_API.value
-_ASSESSED_KINDS: Final = frozenset({_OUTBOUND, _STATUS, _ECHO, _ACCOUNT_EVENT, _CONSENT_EVENT})
+# The kinds assess() looks at: for every other kind it returns None.
+ENRICHED_KINDS: Final = frozenset({_OUTBOUND, _STATUS, _ECHO, _ACCOUNT_EVENT, _CONSENT_EVENT})
 HOUR_MS: Final = 3_600_000
 
 
@@ -130,7 +132,7 @@ class Assessment:
 def assess(record: Record, knowledge: Knowledge, config: EnrichConfig) -> Assessment | None:
     """The assessment of ``record``, or None for kinds enrichment leaves as they are."""
     kind = record.kind
-    if kind not in _ASSESSED_KINDS:
+    if kind not in ENRICHED_KINDS:
         return None
     if kind == _OUTBOUND and record.origin == _CLOUD_API:
         return _outbound(record, knowledge, config)
