@@ -2,8 +2,8 @@
 
 For exactly those shapes the models' validation is known to pass and to hand back the values
 unchanged, so these functions read the values from the parsed JSON directly and build the record
-through the same code as the validated path; ``tests/unit/test_normalize_fast.py`` holds both
-paths to identical records. Anything they do not fully recognise (another key, another type, a
+through the same ``_Change.record`` as the validated path; ``tests/unit/test_normalize_fast.py``
+holds both paths to identical records. Anything they do not fully recognise (another key, another type, a
 str subclass such as NumberText) returns None, and the validated path decides, quarantine
 reasons included.
 """
@@ -13,8 +13,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Final, TypeGuard
 
-from coexarchive.normalize._base import _Change, _phone, _seconds
-from coexarchive.normalize.messages import _Content, _message_record, _status_record
+from coexarchive.normalize._base import _Change, _phone, _seconds, message_record_id
+from coexarchive.normalize.messages import _status_record
 from coexarchive.records import Direction, Kind, Origin, Record
 from coexarchive.webhooks._base import MAX_ID_LENGTH
 
@@ -72,7 +72,11 @@ def _fast_pricing(value: Any) -> bool:
 
 
 def _fast_text(change: _Change, raw: dict[str, Any], path: str) -> Record | None:
-    """A plain inbound text message, or None to take the validated path."""
+    """A plain inbound text message, or None to take the validated path.
+
+    What ``messages._message_record`` does for exactly this shape (no context, no follow-up, no
+    BSUID), without its general cases: the bulk of the traffic takes this path.
+    """
     if raw.keys() != _FAST_TEXT_KEYS or raw["type"] != "text" or type(raw["type"]) is not str:
         return None
     sender, wamid, text, timestamp = raw["from"], raw["id"], raw["text"], raw["timestamp"]
@@ -82,21 +86,31 @@ def _fast_text(change: _Change, raw: dict[str, Any], path: str) -> Record | None
         return None
     if not _fast_timestamp(timestamp):
         return None
-    return _message_record(
-        change,
-        _Content("text", text["body"], None, None, None, {}),
-        _seconds(timestamp, "timestamp"),
-        raw,
-        path,
-        has_context=False,
-        wamid=wamid,
-        default_kind=Kind.MESSAGE,
+    seconds = _seconds(timestamp, "timestamp")
+    wa_id = _phone(sender)
+    user_id = None
+    extra: dict[str, Any] = {}
+    contact = change.contact(wa_id, None)
+    if contact is not None:
+        extra["contact"] = contact
+        found = contact.get("wa_id")
+        wa_id = wa_id or _phone(found if type(found) is str else None)
+        found = contact.get("user_id")
+        user_id = found if type(found) is str else None
+    return change.record(
+        record_id=message_record_id(change.chain_id, wamid),
+        kind=Kind.MESSAGE,
         origin=Origin.CUSTOMER,
         direction=Direction.INBOUND,
-        wa_id=_phone(sender),
-        user_id=None,
-        extra={},
-        status=None,
+        seconds=seconds,
+        path=path,
+        raw=raw,
+        extra=extra,
+        customer_wa_id=wa_id,
+        customer_user_id=user_id,
+        wamid=wamid,
+        msg_type="text",
+        text=text["body"],
     )
 
 
