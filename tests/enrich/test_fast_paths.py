@@ -1,20 +1,28 @@
 """Enrichment's shortcuts decide exactly what the plain rules decide.
 
-``normalize_phrase`` strips its edges with ``unicodedata.category`` inlined, and ``enrich_chain``
-calls ``assess`` only for ``ENRICHED_KINDS``; both are held here to the plain definitions.
+``normalize_phrase`` strips its edges with ``unicodedata.category`` inlined, ``enrich_chain``
+calls ``assess`` only for ``ENRICHED_KINDS``, and ``Assessment`` and ``InboundEvent`` replace
+their dataclass ``__init__``; each is held here to the plain definition.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import unicodedata
+from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from coexarchive.enrich import flags as flags_module
+from coexarchive.enrich import window
 from coexarchive.enrich.chain import knowledge_of
 from coexarchive.enrich.consent import _OPT_IN, _OPT_OUT, _edge, normalize_phrase
 from coexarchive.enrich.context import ChainContext
-from coexarchive.enrich.flags import ENRICHED_KINDS, EnrichConfig, assess
+from coexarchive.enrich.flags import ENRICHED_KINDS, Assessment, EnrichConfig, assess
+from coexarchive.enrich.window import InboundEvent
 from coexarchive.records import Direction, Kind, Origin, Record
 
 
@@ -64,3 +72,74 @@ def test_assess_has_nothing_to_say_about_kinds_enrichment_skips(
     knowledge = knowledge_of(ChainContext("chain"), horizon_ms=10**12)
     if kind.value not in ENRICHED_KINDS:
         assert assess(record, knowledge, EnrichConfig()) is None
+
+
+# --- the frozen value types' constructors ---------------------------------------------------------
+
+optional_text = st.none() | st.text(max_size=5)
+assessment_fields = st.fixed_dictionaries(
+    {},
+    optional={
+        "flags": st.lists(st.text(max_size=5), max_size=3).map(tuple),
+        "consent_state": optional_text,
+        "window_open": st.none() | st.booleans(),
+        "template_category": optional_text,
+        "template_status": optional_text,
+        "evidence": st.dictionaries(st.text(max_size=3), optional_text, max_size=2),
+        "reasons": st.dictionaries(st.text(max_size=3), st.text(max_size=3), max_size=2),
+    },
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(fields=assessment_fields, positional=st.booleans())
+def test_assessment_is_the_generated_one(fields: dict[str, Any], positional: bool) -> None:
+    slow = object.__new__(Assessment)
+    flags_module._generated_assessment_init(slow, **fields)
+    if positional:
+        names = [f.name for f in dataclasses.fields(Assessment)]
+        given_names = names[: max((names.index(n) + 1 for n in fields), default=0)]
+        values = [fields.get(n, getattr(slow, n)) for n in given_names]
+        fast = Assessment(*values)
+    else:
+        fast = Assessment(**fields)
+    assert type(fast) is Assessment
+    assert fast == slow
+    assert vars(fast) == vars(slow)
+    assert list(vars(fast)) == list(vars(slow))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        fast.flags = ()  # type: ignore[misc]
+
+
+def test_assessment_defaults_are_fresh_dicts_each_time() -> None:
+    first, second = Assessment(), Assessment()
+    assert first.evidence == {} and first.reasons == {}
+    assert first.evidence is not second.evidence
+    assert first.reasons is not second.reasons
+    assert list(inspect.signature(Assessment).parameters) == [
+        f.name for f in dataclasses.fields(Assessment)
+    ]
+    with pytest.raises(TypeError):
+        Assessment(nothing=1)  # type: ignore[call-arg]
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    record_id=st.text(max_size=5),
+    keys=st.lists(st.text(max_size=5), max_size=3).map(tuple),
+    event_time=st.integers(),
+)
+def test_inbound_event_is_the_generated_one(
+    record_id: str, keys: tuple[str, ...], event_time: int
+) -> None:
+    fast = InboundEvent(record_id, keys, event_time)
+    slow = object.__new__(InboundEvent)
+    window._generated_inbound_init(slow, record_id, keys, event_time)
+    assert type(fast) is InboundEvent
+    assert (fast.record_id, fast.keys, fast.event_time) == (record_id, keys, event_time)
+    assert fast == slow and hash(fast) == hash(slow)
+    assert InboundEvent(record_id=record_id, keys=keys, event_time=event_time) == fast
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        fast.event_time = 0  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        InboundEvent(record_id, keys)  # type: ignore[call-arg]
