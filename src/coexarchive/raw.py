@@ -14,7 +14,7 @@ import hmac
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import orjson
 import zstandard
@@ -53,6 +53,7 @@ __all__ = [
 ]
 
 RAW_FORMAT_VERSION = 1
+_T = TypeVar("_T")
 SIGNATURE_HEADER = "x-hub-signature-256"
 SOURCES = frozenset({"webhook", "outbound", "media"})
 # An allowlist, not a denylist: a header nobody thought about (a proxy's auth token, a cookie) must
@@ -372,7 +373,18 @@ def _decode_line(number: int, raw: bytes) -> RawLine:
         delivery = _parse_line(raw)
     except _LineError as error:
         return RawLine(line=number, delivery=None, error=str(error), raw=raw)
-    return RawLine(line=number, delivery=delivery, error=None, raw=raw)
+    return _frozen(RawLine, {"line": number, "delivery": delivery, "error": None, "raw": raw})
+
+
+def _frozen(cls: type[_T], fields: dict[str, Any]) -> _T:
+    """A frozen (dict-based) dataclass instance of ``fields``, all given, already checked.
+
+    What its ``__init__`` would build, without an ``object.__setattr__`` per field or a second run
+    of the checks: every landing line makes two (``tests/unit/test_raw.py`` holds them equal).
+    """
+    built = object.__new__(cls)
+    built.__dict__.update(fields)
+    return built
 
 
 class _LineError(Exception):
@@ -404,8 +416,18 @@ def _parse_line(raw: bytes) -> Delivery:
     problem = _delivery_problem(receiver_id, seq, received_at, source, headers, body)
     if problem:
         raise _LineError(problem)
-    # The checks above established the types; the constructor repeats them cheaply.
-    return Delivery(receiver_id, seq, received_at, source, headers, body)  # type: ignore[arg-type]
+    # The checks above established the types: Delivery.__post_init__ would repeat them.
+    return _frozen(
+        Delivery,
+        {
+            "receiver_id": receiver_id,
+            "seq": seq,
+            "received_at": received_at,
+            "source": source,
+            "headers": headers,
+            "body": body,
+        },
+    )
 
 
 def _parse_body(obj: dict[str, Any]) -> bytes:

@@ -6,6 +6,7 @@ import base64
 import hashlib
 import json
 import pickle
+from dataclasses import FrozenInstanceError, fields
 from pathlib import Path
 
 import orjson
@@ -17,6 +18,7 @@ from coexarchive.raw import (
     RAW_FORMAT_VERSION,
     Delivery,
     DeliveryAuth,
+    RawLine,
     decode_landing,
     encode_landing,
     kept_headers,
@@ -72,6 +74,28 @@ def test_round_trip_keeps_every_field_and_order() -> None:
     assert [line.delivery for line in lines] == deliveries
     assert [line.line for line in lines] == [0, 1, 2]
     assert all(line.error is None for line in lines)
+
+
+def test_decoded_lines_are_what_their_constructors_build() -> None:
+    # decode_landing builds Delivery and RawLine without their __init__ (checked fields, one
+    # dict update): the objects must be exactly what the constructors give, field for field.
+    deliveries = [delivery(7), delivery(8, ARABIC_BODY), delivery(9, b"\xff\xfe")]
+    lines = decode_landing(encode_landing(deliveries), key=KEY)
+    for number, (line, sent) in enumerate(zip(lines, deliveries, strict=True)):
+        assert line.delivery is not None
+        rebuilt = Delivery(**{f.name: getattr(line.delivery, f.name) for f in fields(Delivery)})
+        assert type(line.delivery) is Delivery
+        assert vars(line.delivery) == vars(rebuilt) == vars(sent)
+        assert list(vars(line.delivery)) == [f.name for f in fields(Delivery)]
+        expected = RawLine(line=number, delivery=rebuilt, error=None, raw=line.raw)
+        assert type(line) is RawLine
+        assert line == expected
+        assert list(vars(line)) == list(vars(expected)) == [f.name for f in fields(RawLine)]
+        with pytest.raises(FrozenInstanceError):
+            line.delivery.seq = 0  # type: ignore[misc]
+        with pytest.raises(FrozenInstanceError):
+            line.error = "changed"  # type: ignore[misc]
+        assert hash(line.delivery.body) == hash(sent.body)
 
 
 def test_invalid_utf8_body_round_trips_byte_exact() -> None:
