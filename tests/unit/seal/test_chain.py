@@ -10,9 +10,12 @@ from typing import Any
 
 import pyarrow as pa
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from coexarchive.errors import CanonicalizationError, FormatError, ProofError, SealError
 from coexarchive.records import (
+    RECORD_FIELDS,
     RECORD_SCHEMA,
     SEALED_FIELDS,
     Kind,
@@ -184,3 +187,59 @@ def test_verify_chain() -> None:
         verify_chain(leaves, chain, prev_chain_hash=genesis("other"), first_seq=5)
     with pytest.raises(ProofError):
         verify_chain(leaves, chain[:-1], prev_chain_hash=start)
+
+
+# One dict is refilled per record (seal.chain._refill): no value may outlive its record.
+_optional = st.none() | st.text(max_size=6)
+_records = st.builds(
+    Record,
+    chain_id=st.sampled_from(["c1", "c2"]),
+    record_id=st.text(min_size=1, max_size=8),
+    kind=st.sampled_from(["message", "status", "echo"]),
+    origin=st.sampled_from(["customer", "system"]),
+    direction=st.sampled_from(["inbound", "none"]),
+    event_time=st.integers(0, 2**53 - 1),
+    received_time=st.none() | st.integers(0, 2**53 - 1),
+    **{
+        name: _optional
+        for name in RECORD_FIELDS
+        if name
+        not in (
+            "chain_id",
+            "record_id",
+            "kind",
+            "origin",
+            "direction",
+            "event_time",
+            "received_time",
+            "error_code",
+            "window_open",
+            "flags",
+            "raw_line",
+        )
+    },
+    error_code=st.none() | st.integers(-(2**53) + 1, 2**53 - 1),
+    window_open=st.none() | st.booleans(),
+    flags=st.lists(st.text(max_size=4), max_size=3).map(tuple),
+    raw_line=st.none() | st.integers(0, 2**31),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    records=st.lists(_records, max_size=6),
+    first_seq=st.integers(0, 2**40),
+    version=st.sampled_from([1, 2]),
+)
+def test_every_leaf_is_the_reference_bytes_of_its_own_record(
+    records: list[Record], first_seq: int, version: int
+) -> None:
+    sealed = seal_records(
+        records, first_seq=first_seq, prev_chain_hash=bytes(32), record_version=version
+    )
+    prev = bytes(32)
+    for offset, (record, item) in enumerate(zip(records, sealed, strict=True)):
+        fields = {**sealed_fields(record, first_seq + offset), "record_version": version}
+        assert item.leaf_hash == leaf_hash(reference_canonical_bytes(fields))
+        assert item.chain_hash == chain_step(prev, item.leaf_hash)
+        prev = item.chain_hash
