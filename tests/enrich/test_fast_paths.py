@@ -143,3 +143,16 @@ def test_inbound_event_is_the_generated_one(
         fast.event_time = 0  # type: ignore[misc]
     with pytest.raises(TypeError):
         InboundEvent(record_id, keys)  # type: ignore[call-arg]
+
+
+@pytest.mark.parametrize("origin", list(Origin))
+@pytest.mark.parametrize("direction", list(Direction))
+@pytest.mark.parametrize("kind", [Kind.ECHO, Kind.MESSAGE_EDIT, Kind.MESSAGE, Kind.OUTBOUND])
+def test_context_counts_echoes_as_is_echo_says(
+    origin: Origin, direction: Direction, kind: Kind
+) -> None:
+    # ChainContext.add tests origin and direction inline; it must agree with window.is_echo.
+    record = Record("chain", "id", kind.value, origin.value, direction.value, 5, customer_wa_id="1")
+    context = ChainContext("chain")
+    context.add([record])
+    assert context.echo_times == ([5] if window.is_echo(record) else [])

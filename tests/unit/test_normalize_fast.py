@@ -435,3 +435,31 @@ def test_inexact_number_check_finds_what_the_regex_finds(skeleton: bytes) -> Non
 )
 def test_inexact_number_check_on_named_shapes(skeleton: bytes, expected: bool) -> None:
     assert nbody._has_inexact_number(skeleton) is expected
+
+
+# --- the change's route (value.metadata) --------------------------------------------------------
+
+metadata_values = st.one_of(
+    odd_values, ids, st.just(NumberText("1.5")), st.lists(texts, max_size=1)
+)
+metadata = st.dictionaries(
+    st.sampled_from(["phone_number_id", "display_phone_number", "other"]), metadata_values
+)
+
+
+def route(found: dict[str, Any], how: Any) -> tuple[str, str | None] | str:
+    try:
+        return how(found)  # type: ignore[no-any-return]
+    except base._Rejected as rejected:
+        return rejected.reason
+
+
+@SETTINGS
+@given(found=metadata)
+def test_metadata_route_is_what_validation_gives(found: dict[str, Any]) -> None:
+    fast = route(found, nbody._route_of)
+    assert fast == route(found, nbody._validated_route)
+    if not isinstance(fast, str):
+        assert [type(part) for part in fast] == [
+            type(part) for part in route(found, nbody._validated_route)
+        ]

@@ -19,9 +19,9 @@ import pyarrow.parquet as pq
 from coexarchive.enrich.consent import ConsentEvent, consent_event_of
 from coexarchive.enrich.flags import CAPTURED_KINDS, EnrichConfig
 from coexarchive.enrich.templates import TemplateEvent, template_event_of
-from coexarchive.enrich.window import InboundEvent, inbound_event_of, is_echo
+from coexarchive.enrich.window import InboundEvent, inbound_event_of
 from coexarchive.errors import FormatError
-from coexarchive.records import Kind, Record
+from coexarchive.records import Direction, Kind, Origin, Record
 from coexarchive.seal.personal import KeyLookup, open_if_sealed
 from coexarchive.segments import Manifest, list_manifests
 from coexarchive.store.base import ObjectStore
@@ -29,6 +29,8 @@ from coexarchive.store.base import ObjectStore
 __all__ = ["ChainContext", "load_context", "read_records", "waba_chain"]
 
 _CONSENT: Final = Kind.CONSENT_EVENT.value
+_BUSINESS_APP: Final = Origin.BUSINESS_APP.value
+_OUTBOUND: Final = Direction.OUTBOUND.value
 _TEMPLATE: Final = Kind.TEMPLATE_EVENT.value
 _INBOUND_KINDS: Final = frozenset({Kind.MESSAGE.value, Kind.UNSUPPORTED.value})
 _ECHO_KINDS: Final = frozenset(
@@ -72,7 +74,7 @@ class ChainContext:
                     self.template_events.append(template)
             elif kind in _INBOUND_KINDS and (inbound := inbound_event_of(record)) is not None:
                 self.inbound.append(inbound)
-            if is_echo(record):
+            if record.origin == _BUSINESS_APP and record.direction == _OUTBOUND:  # is_echo
                 self.echo_times.append(record.event_time)
             if kind in CAPTURED_KINDS:
                 self.captured.add(record.record_id)

@@ -30,7 +30,7 @@ from coexarchive.normalize._base import (
     _validation_reason,
 )
 from coexarchive.normalize.contacts import _preference, _state_sync
-from coexarchive.normalize.fast import _fast_status, _fast_text, _with_fast_path
+from coexarchive.normalize.fast import _fast_id, _fast_status, _fast_text, _with_fast_path
 from coexarchive.normalize.history import _history_chunks
 from coexarchive.normalize.management import _MANAGEMENT, _unsupported
 from coexarchive.normalize.media import media_receipt_record
@@ -220,11 +220,7 @@ def _change(
             raise _Rejected("value.metadata is missing (expected an object with phone_number_id)")
         if type(metadata) is not dict:
             raise _Rejected(_not_a("value.metadata", metadata, "an object"))
-        try:
-            meta = Metadata.model_validate(metadata)
-        except ValidationError as exc:
-            raise _Rejected("value.metadata: " + _validation_reason(exc)) from None
-        chain_id, business_phone = meta.phone_number_id, meta.display_phone_number
+        chain_id, business_phone = _route_of(metadata)
     elif waba_id is not None:
         chain_id, business_phone = f"waba-{waba_id}", _business_phone_of(value)
     else:
@@ -253,6 +249,26 @@ def _change(
             _unknown_part(sink, change, value[key], key_path, key)
     if not present:
         _one(sink, value, path, lambda item, item_path: _unsupported(change, item, item_path, None))
+
+
+def _route_of(metadata: dict[str, Any]) -> tuple[str, str | None]:
+    """The chain id and business phone of ``value.metadata``, as ``Metadata`` validates them.
+
+    Plain strings (every delivery Meta sends) are what validation hands back unchanged; any other
+    shape is validated (``tests/unit/test_normalize_fast.py`` holds both to the same result).
+    """
+    phone, display = metadata.get("phone_number_id"), metadata.get("display_phone_number")
+    if _fast_id(phone) and (display is None or _fast_id(display)):
+        return phone, display
+    return _validated_route(metadata)
+
+
+def _validated_route(metadata: dict[str, Any]) -> tuple[str, str | None]:
+    try:
+        meta = Metadata.model_validate(metadata)
+    except ValidationError as exc:
+        raise _Rejected("value.metadata: " + _validation_reason(exc)) from None
+    return meta.phone_number_id, meta.display_phone_number
 
 
 def _unknown_part(sink: _Sink, change: _Change, part: Any, path: str, key: str) -> None:

@@ -3,8 +3,8 @@
 For exactly those shapes the models' validation is known to pass and to hand back the values
 unchanged, so these functions read the values from the parsed JSON directly and build the record
 through the same ``_Change.record`` as the validated path; ``tests/unit/test_normalize_fast.py``
-holds both paths to identical records. Anything they do not fully recognise (another key, another type, a
-str subclass such as NumberText) returns None, and the validated path decides, quarantine
+holds both paths to identical records. Anything they do not fully recognise (another key, another
+type, a str subclass such as NumberText) returns None, and the validated path decides, quarantine
 reasons included.
 """
 
