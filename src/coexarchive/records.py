@@ -304,7 +304,10 @@ def stable_id(*parts: str | int | None) -> RecordId:
 
     Parts are joined with 0x1F (unit separator), which cannot occur in Meta's identifiers.
     """
-    joined = "\x1f".join("" if part is None else str(part) for part in parts)
+    # A list, not a generator (join makes one anyway); plain strings skip the str() call.
+    joined = "\x1f".join(
+        [part if type(part) is str else "" if part is None else str(part) for part in parts]
+    )
     return RecordId(hashlib.sha256(joined.encode("utf-8")).hexdigest()[:32])
 
 

@@ -463,3 +463,32 @@ def test_metadata_route_is_what_validation_gives(found: dict[str, Any]) -> None:
         assert [type(part) for part in fast] == [
             type(part) for part in route(found, nbody._validated_route)
         ]
+
+
+# --- _each runs _one's body inline ----------------------------------------------------------------
+
+
+def odd_handle(item: dict[str, Any], path: str) -> Any:
+    """Every outcome an item handler has: a record, none, a rejection, a validation error, a bug."""
+    what = item.get("x")
+    if what == 1:
+        raise base._Rejected(f"rejected at {path}")
+    if what == 2:
+        raise ValueError("a bug")
+    if what == 3:
+        nmessages.Message.model_validate({"type": 5})
+    if what == 4:
+        return None
+    return ("record", path, what)
+
+
+@SETTINGS
+@given(items=st.lists(st.one_of(st.fixed_dictionaries({"x": st.integers(0, 5)}), odd_values)))
+def test_each_is_one_per_item(items: list[Any]) -> None:
+    inline = base._Sink("k", 0, 0, {})
+    base._each(inline, items, "v.messages", odd_handle)  # type: ignore[arg-type]
+    one_by_one = base._Sink("k", 0, 0, {})
+    for index, item in enumerate(items):
+        base._one(one_by_one, item, f"v.messages[{index}]", odd_handle)  # type: ignore[arg-type]
+    assert inline.records == one_by_one.records
+    assert inline.quarantined == one_by_one.quarantined

@@ -1,7 +1,11 @@
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
+
+from hypothesis import given
+from hypothesis import strategies as st
 
 from coexarchive.records import (
     HASH_FIELDS,
@@ -34,3 +38,17 @@ def test_stable_id_is_deterministic_and_separates_parts() -> None:
     assert stable_id("a", "bc") != stable_id("ab", "c")
     assert stable_id("a", None) != stable_id("a", "None")
     assert len(stable_id("x")) == 32
+
+
+class _Text(str):
+    """A str subclass (as NumberText is): its characters count, not its type."""
+
+
+@given(
+    parts=st.lists(
+        st.one_of(st.none(), st.text(max_size=8), st.integers(), st.text(max_size=4).map(_Text))
+    )
+)
+def test_stable_id_is_the_sha256_of_the_joined_parts(parts: list[str | int | None]) -> None:
+    joined = "\x1f".join("" if part is None else str(part) for part in parts)
+    assert stable_id(*parts) == hashlib.sha256(joined.encode("utf-8")).hexdigest()[:32]

@@ -275,7 +275,8 @@ def apply(record: Record, assessment: Assessment) -> Record:
     """``record`` with the assessment's columns, flags and evidence (``detail.enrichment``)."""
     # Positional construction: dataclasses.replace costs twice as much, once per enriched record.
     values = list(_record_values(record))
-    values[_FLAGS] = sort_flags((*record.flags, *assessment.flags))
+    flags = (*record.flags, *assessment.flags)
+    values[_FLAGS] = sort_flags(flags) if flags else ()  # sort_flags(()) is ()
     if assessment.consent_state is not None:
         values[_CONSENT_STATE] = assessment.consent_state
     if assessment.window_open is not None:

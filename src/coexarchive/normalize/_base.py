@@ -156,8 +156,23 @@ def _each(sink: _Sink, items: Any, path: str, handle: Callable[[Any, str], Recor
     if not isinstance(items, list):
         sink.reject(_not_a(path.rsplit(".", 1)[-1], items, "an array"), path, items)
         return
+    records = sink.records
     for index, item in enumerate(items):
-        _one(sink, item, f"{path}[{index}]", handle)
+        item_path = f"{path}[{index}]"
+        # _one, inlined: this loop runs once per event.
+        try:
+            if type(item) is not dict:
+                raise _Rejected(_not_a("item", item, "an object"))
+            record = handle(item, item_path)
+        except ValidationError as exc:
+            sink.reject(_validation_reason(exc), item_path, item)
+        except _Rejected as rejected:
+            sink.reject(rejected.reason, item_path, item)
+        except Exception as exc:  # keep the siblings: one odd item must not fail the delivery
+            sink.reject(f"internal error ({type(exc).__name__})", item_path, item)
+        else:
+            if record is not None:
+                records.append(record)
 
 
 def _one(sink: _Sink, item: Any, path: str, handle: Callable[[Any, str], Record | None]) -> None:
