@@ -77,6 +77,8 @@ class ReceiverProcess:
         self.env.pop("AWS_ENDPOINT_URL", None)
         self.log = spool_dir.parent / "receiver.log"
         self.process: subprocess.Popen[bytes] | None = None
+        # (spawned, first answer on the port, ready), monotonic seconds, one per start.
+        self.starts: list[tuple[float, float, float]] = []
 
     def start(self) -> None:
         command = [
@@ -84,13 +86,18 @@ class ReceiverProcess:
             "--spool-dir", str(self.spool_dir), "--receiver-id", "rcv-crash",
             "--segment-age", "0.5", "--segment-bytes", "65536", "--ship-max-backoff", "1",
         ]  # fmt: skip
+        spawned = time.monotonic()
+        answered = 0.0
         with open(self.log, "ab") as log:
             self.process = subprocess.Popen(command, env=self.env, stderr=log, stdout=log)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             assert self.process.poll() is None, self.log.read_text()[-2000:]
             try:
-                if httpx.get(self.url + "/readyz", timeout=1).status_code == 200:
+                status = httpx.get(self.url + "/readyz", timeout=1).status_code
+                answered = answered or time.monotonic()
+                if status == 200:
+                    self.starts.append((spawned, answered, time.monotonic()))
                     return
             except httpx.TransportError:
                 time.sleep(0.05)
@@ -133,9 +140,16 @@ def receiver(tmp_path: Path, s3_store: S3Store, seaweed: Any) -> Iterator[Receiv
 
 
 async def post_all(
-    url: str, bodies: list[bytes], on_progress: Any = None, concurrency: int = 32
+    url: str,
+    bodies: list[bytes],
+    on_progress: Any = None,
+    concurrency: int = 32,
+    trace: list[tuple[float, float, int, str]] | None = None,
 ) -> dict[bytes, int]:
-    """Post each body once (no retry: a retried body would land twice by design)."""
+    """Post each body once (no retry: a retried body would land twice by design).
+
+    ``trace`` gets ``(sent, answered, status, error class)`` per post, monotonic seconds.
+    """
     outcome: dict[bytes, int] = {}
     queue = list(reversed(bodies))
 
@@ -143,11 +157,17 @@ async def post_all(
         while queue:
             body = queue.pop()
             headers = {"x-hub-signature-256": signature_header(SECRET, body)}
+            sent = time.monotonic()
+            error = ""
             try:
                 reply = await client.post(url + "/webhook", content=body, headers=headers)
                 outcome[body] = reply.status_code
-            except httpx.TransportError:
+            except httpx.TransportError as exc:
                 outcome[body] = 0
+                error = type(exc).__name__
+            if trace is not None:
+                trace.append((sent, time.monotonic(), outcome[body], error))
+            if error:
                 await asyncio.sleep(0.5)  # the receiver is down: pause, as a sender backs off
             if on_progress is not None:
                 await on_progress(len(outcome))
@@ -188,32 +208,69 @@ def digest(body: bytes) -> str:
     return hashlib.sha256(body).hexdigest()
 
 
+def restart_report(
+    kills: list[float],
+    starts: list[tuple[float, float, float]],
+    trace: list[tuple[float, float, int, str]],
+    origin: float,
+) -> str:
+    """Per kill: how long the port stayed shut and how many posts failed in and around it."""
+    lines = [f"load average {' '.join(f'{n:.1f}' for n in os.getloadavg())}"]
+    down = []
+    for killed, (spawned, answered, ready) in zip(kills, starts, strict=True):
+        down.append((killed, ready))
+        failed = Counter(
+            error or str(status)
+            for sent, _, status, error in trace
+            if status != 200 and killed - 1 <= sent <= ready
+        )
+        lines.append(
+            f"kill at {killed - origin:.2f}s: respawned +{spawned - killed:.2f}s, port answers "
+            f"+{answered - killed:.2f}s, ready +{ready - killed:.2f}s; failed around it: "
+            + ", ".join(f"{n} {what}" for what, n in failed.most_common())
+        )
+    elsewhere = Counter(
+        error or str(status)
+        for sent, _, status, error in trace
+        if status != 200 and not any(k - 1 <= sent <= r for k, r in down)
+    )
+    slow = sorted(answered - sent for sent, answered, status, _ in trace if status == 200)
+    lines.append(
+        f"failed elsewhere: {dict(elsewhere) or 'none'}; "
+        f"200s: {len(slow)}, slowest {slow[-1] if slow else 0:.2f}s"
+    )
+    return "\n".join(lines)
+
+
 def test_sigkill_under_load_loses_and_duplicates_nothing(
     receiver: ReceiverProcess, s3_store: S3Store, seaweed: Any, key_file: str, aws_env: None
 ) -> None:
     bodies = [message_body(f"wamid.crash.{n:05d}") for n in range(2_000)]
     kill_at = [500, 1_000, 1_500]
-    kills = 0
+    kills: list[float] = []
     restarting = False
+    trace: list[tuple[float, float, int, str]] = []
 
     async def maybe_kill(done: int) -> None:
-        nonlocal kills, restarting
+        nonlocal restarting
         if kill_at and done >= kill_at[0] and not restarting:
             kill_at.pop(0)
             restarting = True
             receiver.kill()
-            kills += 1
+            kills.append(time.monotonic())
             await asyncio.sleep(0.2)  # some requests fail while it is down, as in real life
             await asyncio.to_thread(receiver.start)
             restarting = False
 
     started = time.monotonic()
-    outcome = asyncio.run(post_all(receiver.url, bodies, maybe_kill))
+    outcome = asyncio.run(post_all(receiver.url, bodies, maybe_kill, trace=trace))
     elapsed = time.monotonic() - started
     accepted = {digest(b) for b, status in outcome.items() if status == 200}
     refused = {digest(b) for b, status in outcome.items() if status != 200}
-    assert kills == 3
-    assert len(accepted) >= 1_500, f"only {len(accepted)} of 2000 answered 200"
+    report = restart_report(kills, receiver.starts[1:], trace, started)
+    print("\n" + report)
+    assert len(kills) == 3
+    assert len(accepted) >= 1_500, f"only {len(accepted)} of 2000 answered 200\n{report}"
 
     # Everything spooled is shipped; nothing waits in the spool.
     wait_until(lambda: receiver.spooled() == 0, 60, "the spool to drain")
@@ -225,8 +282,9 @@ def test_sigkill_under_load_loses_and_duplicates_nothing(
     seqs = sorted(d.seq for d in deliveries)
     assert seqs == list(range(len(seqs))), "seqs must be unique and contiguous across restarts"
     print(
-        f"\ncrash test: {len(bodies)} deliveries, {kills} SIGKILLs, {len(accepted)} answered 200, "
-        f"{len(refused)} refused or cut off ({len(deliveries) - len(accepted)} of those landed), "
+        f"\ncrash test: {len(bodies)} deliveries, {len(kills)} SIGKILLs, "
+        f"{len(accepted)} answered 200, {len(refused)} refused or cut off "
+        f"({len(deliveries) - len(accepted)} of those landed), "
         f"{len(list(s3_store.list('raw/')))} raw objects, {elapsed:.1f}s"
     )
 
