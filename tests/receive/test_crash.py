@@ -222,21 +222,23 @@ def restart_report(
         failed = Counter(
             error or str(status)
             for sent, _, status, error in trace
-            if status != 200 and killed - 1 <= sent <= ready
+            if status != 200 and killed - 2 <= sent <= ready
         )
         lines.append(
             f"kill at {killed - origin:.2f}s: respawned +{spawned - killed:.2f}s, port answers "
             f"+{answered - killed:.2f}s, ready +{ready - killed:.2f}s; failed around it: "
             + ", ".join(f"{n} {what}" for what, n in failed.most_common())
         )
-    elsewhere = Counter(
-        error or str(status)
+    outside = [
+        (sent, error or str(status))
         for sent, _, status, error in trace
-        if status != 200 and not any(k - 1 <= sent <= r for k, r in down)
-    )
+        if status != 200 and not any(k - 2 <= sent <= r for k, r in down)
+    ]
+    elsewhere = Counter(what for _, what in outside)
     slow = sorted(answered - sent for sent, answered, status, _ in trace if status == 200)
     lines.append(
-        f"failed elsewhere: {dict(elsewhere) or 'none'}; "
+        f"failed elsewhere: {dict(elsewhere) or 'none'}"
+        f" (sent at {', '.join(f'{sent - origin:.2f}s' for sent, _ in outside[:6])}); "
         f"200s: {len(slow)}, slowest {slow[-1] if slow else 0:.2f}s"
     )
     return "\n".join(lines)

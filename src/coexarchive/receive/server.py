@@ -37,12 +37,14 @@ __all__ = [
     "check_spool_dir",
     "check_start",
     "config_from_env",
+    "listen",
     "main",
     "start",
     "uvicorn_config",
 ]
 
 SWITCH_INTERVAL = 0.002  # seconds; CPython's default is 0.005
+BACKLOG = 2048  # connections the kernel queues while the receiver starts; uvicorn's default
 log = logging.getLogger("coexarchive.receive")
 
 # Only these ``extra`` fields reach the log: the handlers pass no content and no secret, and an
@@ -276,16 +278,33 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def run(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> int:
     """Serve until SIGTERM/SIGINT, then flush the spool and try to ship what it holds."""
+    _configure_logging(args.log_level)
+    env = os.environ if env is None else env
+    # The receiver's own checks come before the port is bound and the spool opened.
+    config = config_from_env(env, args.app_secret_file)
+    receiver_id = check_start(args)
+    # Then the port listens at once: while the rest starts (imports, the archive's settings,
+    # spool recovery), senders' connections wait in its backlog instead of being refused, and
+    # nothing is answered before the spool is recovered.
+    sock = listen(args.host, args.port)
+    try:
+        return _serve(args, env, config, receiver_id, sock)
+    finally:
+        sock.close()
+
+
+def _serve(
+    args: argparse.Namespace,
+    env: Mapping[str, str],
+    config: ReceiverConfig,
+    receiver_id: str,
+    sock: socket.socket,
+) -> int:
     import uvicorn
 
     from coexarchive.commands import raw_retention
     from coexarchive.settings import Settings
 
-    _configure_logging(args.log_level)
-    env = os.environ if env is None else env
-    # Every check comes before the spool is opened and the port is bound.
-    config = config_from_env(env, args.app_secret_file)
-    receiver_id = check_start(args)
     settings = Settings.from_env(env)
     policy = settings.policy()
     spool = Spool(
@@ -305,10 +324,28 @@ def run(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> int:
     server = uvicorn.Server(uvicorn_config(running.app, host=args.host, port=args.port))
     log.info("receiver listening", extra={"host": args.host, "port": args.port})
     try:
-        server.run()
+        server.run(sockets=[sock])
     finally:
         running.stop()
     return 0
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on ``host:port``, as uvicorn would bind it, or a ConfigError."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    try:
+        # A restart after a crash must not wait for the old connections' TIME_WAIT.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(BACKLOG)
+    except OSError as error:
+        sock.close()
+        raise ConfigError(
+            f"cannot listen on {host}:{port} ({error.strerror or error}): "
+            "give --host an address of this machine and --port a free port"
+        ) from None
+    return sock
 
 
 def uvicorn_config(app: Any, *, host: str = "127.0.0.1", port: int = 0) -> Any:
@@ -329,6 +366,7 @@ def uvicorn_config(app: Any, *, host: str = "127.0.0.1", port: int = 0) -> Any:
         lifespan="off",
         ws="none",
         timeout_keep_alive=30,
+        backlog=BACKLOG,
     )
 
 
