@@ -129,8 +129,11 @@ def kept_headers(headers: Iterable[tuple[str, str]] | Mapping[str, str]) -> dict
     return dict(sorted(kept.items()))
 
 
-def encode_landing(deliveries: Sequence[Delivery]) -> bytes:
-    """A landing object: one JSON line per delivery, in the given order, zstd-compressed."""
+def encode_landing(deliveries: Iterable[Delivery]) -> bytes:
+    """A landing object: one JSON line per delivery, in the given order, zstd-compressed.
+
+    ``deliveries`` may be a generator: each is encoded and dropped before the next is read.
+    """
     lines = b"".join(_encode_line(delivery) for delivery in deliveries)
     return zstandard.ZstdCompressor(level=ZSTD_LEVEL, write_checksum=True).compress(lines)
 

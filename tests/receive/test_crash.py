@@ -238,7 +238,8 @@ def restart_report(
     slow = sorted(answered - sent for sent, answered, status, _ in trace if status == 200)
     lines.append(
         f"failed elsewhere: {dict(elsewhere) or 'none'}"
-        f" (sent at {', '.join(f'{sent - origin:.2f}s' for sent, _ in outside[:6])}); "
+        + "".join(f", one sent at {sent - origin:.2f}s" for sent, _ in outside[:6])
+        + "; "
         f"200s: {len(slow)}, slowest {slow[-1] if slow else 0:.2f}s"
     )
     return "\n".join(lines)

@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from concurrent.futures.process import BrokenProcessPool
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -10,7 +16,7 @@ import pytest
 
 from coexarchive.errors import StorageError
 from coexarchive.raw import decode_landing, encode_landing
-from coexarchive.receive.shipper import Shipper
+from coexarchive.receive.shipper import Shipper, encode_segment, ship_segment
 from coexarchive.receive.spool import Spool
 from coexarchive.store.base import Retention
 from coexarchive.store.memory import MemoryStore
@@ -140,3 +146,86 @@ def test_background_thread_ships_and_stop_drains(tmp_path: Path, count: int) -> 
     shipper.start()
     shipper.stop(drain_for=5.0)
     assert len(landed_bodies(store)) == count
+
+
+def test_streamed_segment_encodes_exactly_as_the_read_one(tmp_path: Path) -> None:
+    spool = filled_spool(tmp_path, segment_bytes=1 << 20)
+    (segment,) = spool.closed_segments()
+    deliveries = spool.read(segment)
+    stream = spool.stream(segment)
+    assert not isinstance(stream, list)  # decoded as consumed, not all at once
+    encoded = encode_segment(stream)
+    assert encoded is not None
+    key, data, count, last_seq = encoded
+    assert data == encode_landing(deliveries)
+    assert (count, last_seq) == (len(deliveries), deliveries[-1].seq)
+    assert key == ship_segment(MemoryStore(), deliveries, retention_for)[0]
+    assert encode_segment(iter([])) is None
+
+
+def test_encoder_process_lands_the_same_objects_as_the_thread(tmp_path: Path) -> None:
+    here, there = MemoryStore(), MemoryStore()
+    assert Shipper(filled_spool(tmp_path / "a"), here, retention_for).ship_once()
+    shipper = Shipper(filled_spool(tmp_path / "b"), there, retention_for, encode_in_process=True)
+    try:
+        assert shipper.ship_once()
+    finally:
+        shipper.stop()
+    assert shipper._encoder is None, "stop ends the encoder process"
+    keys = list(here.list("raw/"))
+    assert len(keys) > 1 and keys == list(there.list("raw/"))
+    assert all(here.get(key) == there.get(key) for key in keys)
+
+
+def test_a_killed_encoder_is_replaced_and_nothing_is_lost_or_doubled(tmp_path: Path) -> None:
+    store = MemoryStore()
+    spool = filled_spool(tmp_path)
+    segments = len(spool.closed_segments())
+    shipper = Shipper(spool, store, retention_for, encode_in_process=True)
+    try:
+        pid = shipper._start_encoder().submit(os.getpid).result()
+        os.kill(pid, signal.SIGKILL)
+        with pytest.raises(BrokenProcessPool):
+            shipper.ship_once()
+        assert list(store.list("raw/")) == [] and len(spool.closed_segments()) == segments
+        assert shipper.ship_once()  # a new encoder
+    finally:
+        shipper.stop()
+    assert sorted(landed_bodies(store)) == sorted(b'{"n":%d}' % n for n in range(20))
+    assert not spool.closed_segments()
+
+
+def test_encoder_process_ends_when_the_receiver_is_killed(tmp_path: Path) -> None:
+    code = (
+        "import os, sys, time\n"
+        "from coexarchive.receive.shipper import Shipper\n"
+        "from coexarchive.receive.spool import Spool\n"
+        "from coexarchive.store.memory import MemoryStore\n"
+        "spool = Spool(sys.argv[1], 'rcv-a')\n"
+        "shipper = Shipper(spool, MemoryStore(), lambda key: None, encode_in_process=True)\n"
+        "print(shipper._start_encoder().submit(os.getpid).result(), flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    receiver = subprocess.Popen(
+        [sys.executable, "-c", code, str(tmp_path / "spool")], stdout=subprocess.PIPE
+    )
+    with receiver:
+        assert receiver.stdout is not None
+        encoder = int(receiver.stdout.readline())
+        assert alive(encoder)
+        receiver.kill()
+    deadline = time.monotonic() + 10
+    while alive(encoder) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if alive(encoder):
+        os.kill(encoder, signal.SIGKILL)
+        pytest.fail("the encoder process outlived its receiver")
+
+
+def alive(pid: int) -> bool:
+    """Running, not exited (a zombie nobody reaped yet counts as exited)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state != "Z"

@@ -13,6 +13,7 @@ import argparse
 import logging
 import os
 import re
+import signal
 import socket
 import sys
 from collections.abc import Mapping, Sequence
@@ -249,7 +250,8 @@ def start(
     # switch interval hands it back sooner, which keeps their bursts out of request latency.
     sys.setswitchinterval(SWITCH_INTERVAL)
     receiver = Receiver(config, spool)
-    shipper = Shipper(spool, store, retention_for, max_backoff=max_backoff)
+    # Segments are encoded in a child process: off the event loop's GIL and out of its collector.
+    shipper = Shipper(spool, store, retention_for, max_backoff=max_backoff, encode_in_process=True)
     shipper.start()
     metrics = receiver.metrics
     metrics.gauge("coexarchive_spool_bytes", "Bytes held in the spool.", lambda: spool.used_bytes())
@@ -323,11 +325,19 @@ def _serve(
     )
     server = uvicorn.Server(uvicorn_config(running.app, host=args.host, port=args.port))
     log.info("receiver listening", extra={"host": args.host, "port": args.port})
+    # uvicorn stops on SIGTERM, then raises it again under the handler it found: with the
+    # default one the process would die there, before the spool is closed and the shipper (and
+    # its encoder process) stopped. This one lets the ``finally`` below run.
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         server.run(sockets=[sock])
     finally:
         running.stop()
     return 0
+
+
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(0)
 
 
 def listen(host: str, port: int) -> socket.socket:

@@ -26,7 +26,7 @@ import struct
 import threading
 import time
 import zlib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,6 +42,7 @@ __all__ = [
     "SpoolError",
     "SpoolFull",
     "SpoolUnavailable",
+    "iter_segment",
     "read_segment",
 ]
 
@@ -166,8 +167,19 @@ def _decode_payload(payload: bytes, receiver_id: str) -> Delivery:
 
 def read_segment(path: Path, receiver_id: str) -> list[Delivery]:
     """Every intact delivery in a spool segment file, in file order."""
+    return list(iter_segment(path, receiver_id))
+
+
+def iter_segment(path: Path, receiver_id: str) -> Iterator[Delivery]:
+    """The same deliveries as :func:`read_segment`, decoded one at a time as they are consumed.
+
+    The payloads are bytes, which the cyclic collector ignores; decoded deliveries (objects and
+    header dicts it does track) then live only while they are encoded, so the receiver's
+    collections do not walk a whole segment's worth of them while requests wait.
+    """
     payloads, _, _ = _scan(path.read_bytes())
-    return [_decode_payload(payload, receiver_id) for payload in payloads]
+    for payload in payloads:
+        yield _decode_payload(payload, receiver_id)
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -315,6 +327,9 @@ class Spool:
 
     def read(self, segment: ClosedSegment) -> list[Delivery]:
         return read_segment(segment.path, self.receiver_id)
+
+    def stream(self, segment: ClosedSegment) -> Iterator[Delivery]:
+        return iter_segment(segment.path, self.receiver_id)
 
     def trim(self, segment: ClosedSegment, last_seq: int) -> None:
         """Forget a shipped segment: raise the seq watermark durably, then remove the file."""
