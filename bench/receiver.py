@@ -3,7 +3,7 @@
 The floor is a plain Starlette + uvicorn endpoint that reads the body, checks the HMAC, appends it
 to a file with group commit (one fsync per batch) and answers 200 — DESIGN §7's reference. The
 receiver under test is coexarchive's app with its spool and a shipper (to a store that discards),
-so the figures include landing-format encoding and zstd on the shipper thread.
+so the figures include landing-format encoding and zstd in the shipper's encoder process.
 
     .venv/bin/python bench/receiver.py [--passes 3] [--duration 10] [--connections 64]
 
@@ -20,6 +20,7 @@ import hmac
 import os
 import re
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
@@ -99,15 +100,14 @@ class DiscardStore:
         return True
 
 
-def ours_app(directory: Path) -> Any:
+def ours_running(directory: Path) -> Any:
     from coexarchive.receive.app import ReceiverConfig
     from coexarchive.receive.server import start
     from coexarchive.receive.spool import Spool
 
     spool = Spool(directory / "spool", "rcv-bench", max_bytes=8 << 30)
     config = ReceiverConfig(app_secrets=(b"rotated-out-secret", SECRET))
-    running = start(config, spool, DiscardStore(), lambda key: None)  # type: ignore[arg-type]
-    return running.app
+    return start(config, spool, DiscardStore(), lambda key: None)  # type: ignore[arg-type]
 
 
 class Diagnosis:
@@ -166,24 +166,33 @@ def serve(kind: str, port: int, directory: Path, diagnose: bool = False) -> None
             log_config=None, server_header=False, proxy_headers=False, lifespan="off",
             ws="none", timeout_keep_alive=30,
         )  # fmt: skip
+        running = None
     else:
         from coexarchive.receive.server import uvicorn_config
 
-        config = uvicorn_config(ours_app(directory), port=port)
+        running = ours_running(directory)
+        config = uvicorn_config(running.app, port=port)
     config.log_level = "warning"
     server = uvicorn.Server(config)
-    if not diagnose:
-        server.run()
-        return
-    diagnosis = Diagnosis()
-    diagnosis.install_gc()
+    # As the receiver's server does: uvicorn re-raises SIGTERM once stopped; exit through
+    # ``finally`` so that the receiver's shipper (and its encoder process) stop cleanly.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
+    try:
+        if not diagnose:
+            server.run()
+            return
+        diagnosis = Diagnosis()
+        diagnosis.install_gc()
 
-    async def run() -> None:
-        watcher = asyncio.ensure_future(diagnosis.watch_loop(server, kind))
-        await server.serve()
-        await watcher
+        async def run() -> None:
+            watcher = asyncio.ensure_future(diagnosis.watch_loop(server, kind))
+            await server.serve()
+            await watcher
 
-    asyncio.run(run())
+        asyncio.run(run())
+    finally:
+        if running is not None:
+            running.stop(drain_for=0)
 
 
 # --- load ----------------------------------------------------------------------------------------
