@@ -267,7 +267,8 @@ class Shipper:
             # Start the encoder now, not at the first segment: its imports take a second of CPU.
             try:
                 self._start_encoder().submit(int).result()
-            except BrokenProcessPool:
+            except Exception as error:  # e.g. no process could be spawned: each pass retries
+                log.error("encoder did not start", extra={"error": type(error).__name__})
                 self._close_encoder()
         while not self._stop.is_set():
             try:
