@@ -5,24 +5,65 @@ from __future__ import annotations
 import logging
 import operator
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from coexarchive._internal.gcpause import cyclic_gc_paused
 from coexarchive.dedup import DedupIndex
 from coexarchive.enrich import EnrichConfig, enrich_for_seal
+from coexarchive.errors import SealError
 from coexarchive.export.holds import NewDataHolds
 from coexarchive.records import Kind, Record
 from coexarchive.resume import UnsignedTailError
 from coexarchive.retention import RetentionPolicy
 from coexarchive.seal.keys import Ed25519Signer, TrustStore
 from coexarchive.seal.personal import PersonalSealer
-from coexarchive.segments import ChainWriter, SegmentResult
+from coexarchive.segments import (
+    ChainState,
+    ChainWriter,
+    EncodedPart,
+    SegmentPlan,
+    encode_records,
+)
 from coexarchive.store.base import ObjectStore
 from coexarchive.supervision.at_ingest import ActivePolicies, scan_batch
 from pipelines.specs import SealSpec
 
 log = logging.getLogger(__name__)
+
+
+# The ingest job hands each encode worker runs of at most this many records: small enough that
+# two workers stay balanced on one chain even when it has only a few segments.
+UNIT_RECORDS = 20_000
+
+
+@dataclass(frozen=True)
+class SegmentCounts:
+    """What a segment holds of this run's input: counted in the summary only if it is created."""
+
+    sealed: int  # input events (observations included)
+    observations: int
+    derived: Mapping[str, int]  # records enrichment derived, by kind
+
+
+@dataclass(frozen=True)
+class ChainPlan:
+    """Everything the commit of one chain needs besides the encoded parts; picklable.
+
+    ``summary`` is the chain's final summary when nothing is to be committed (an unsigned tail),
+    else its counts known at planning (duplicates, inputs, supervision gap).
+    """
+
+    chain_id: str
+    state: ChainState | None
+    segments: tuple[SegmentPlan, ...] = ()
+    counts: tuple[SegmentCounts, ...] = ()
+    inputs: int = 0
+    duplicates: int = 0
+    supervision_gap: str | None = None
+    holds: NewDataHolds | None = None
+    summary: Mapping[str, Any] | None = None
 
 
 def seal_chain(
@@ -41,6 +82,48 @@ def seal_chain(
 ) -> dict[str, Any]:
     """De-duplicate ``records`` against the chain, enrich what is new, and seal it.
 
+    The job's three steps in one process: :func:`plan_chain`, :func:`encode_records` per
+    segment, :func:`commit_chain`. See :func:`plan_chain` for the arguments.
+    """
+    plan, stored = plan_chain(
+        store,
+        chain_id,
+        records,
+        signer=signer,
+        spec=spec,
+        policy=policy,
+        side_events=side_events,
+        enrich=enrich,
+        trust=trust,
+        personal=personal,
+        supervision=supervision,
+    )
+    parts = [
+        [encode_records(records, segment.first_seq, segment.record_version)]
+        for segment, records in zip(plan.segments, stored, strict=True)
+    ]
+    return commit_chain(store, plan, parts, signer=signer, spec=spec, trust=trust)
+
+
+def plan_chain(
+    store: ObjectStore,
+    chain_id: str,
+    records: Sequence[Record],
+    *,
+    signer: Ed25519Signer,
+    spec: SealSpec,
+    policy: RetentionPolicy,
+    side_events: Sequence[Record] = (),
+    enrich: EnrichConfig | None = None,
+    trust: TrustStore | None = None,
+    personal: PersonalSealer | None = None,
+    supervision: ActivePolicies | None = None,
+) -> tuple[ChainPlan, list[list[Record]]]:
+    """The serial decisions of one chain: what is new, enriched, scanned, in which segments.
+
+    Returns the plan and, per planned segment, the records it stores (personal fields already
+    sealed when ``personal`` is given), in seq order.
+
     ``side_events`` are this run's consent and template events from every chain: template events
     live on the WABA's chain, which may be sealed after the chains whose sends they govern.
 
@@ -52,24 +135,15 @@ def seal_chain(
     not be verified, a ``scan_gap`` record is sealed instead and the summary's
     ``supervision_gap`` says why.
     """
-    writer = ChainWriter(
-        store,
-        chain_id,
-        signer=signer,
-        archive_name=spec.archive_name,
-        policy=policy,
-        max_segment_records=spec.max_segment_records,
-        trust=trust,
-        personal=personal,
-        # Holds follow data: a segment holding records an active hold covers is held as it is
-        # sealed, before its checkpoint commits it (read from the sealed register each run).
-        legal_holds=NewDataHolds.load(store),
-    )
+    # Holds follow data: a segment holding records an active hold covers is held as it is
+    # sealed, before its checkpoint commits it (read from the sealed register each run).
+    holds = NewDataHolds.load(store)
+    writer = _writer(store, chain_id, signer, spec, policy, trust, personal, holds)
     try:
         state = writer.state()
     except UnsignedTailError as exc:
         log.warning("%s", exc)
-        return {
+        summary = {
             "chain_id": chain_id,
             "sealed": 0,
             "observations": 0,
@@ -82,6 +156,7 @@ def seal_chain(
             "unsigned_tail": str(exc),
             "supervision_gap": None,
         }
+        return ChainPlan(chain_id, None, summary=summary), []
     # A chain's batch is hundreds of thousands of acyclic records: the cyclic collector would
     # re-traverse all of them every few thousand allocations (a quarter of the time).
     with cyclic_gc_paused():
@@ -101,59 +176,133 @@ def seal_chain(
         )
         scan = scan_batch(chain_id, to_seal, supervision or ActivePolicies(), personal=personal)
         to_seal += scan.records
-        results = writer.append(to_seal) if to_seal else []
-    written = _written_by_this_run(to_seal, state.size, results)
-    # Enrichment returns new objects for the records it flags: tell input from derived by id.
-    inputs = set(map(_record_id_of, classified.to_seal))
+        planned = writer.plan(to_seal) if to_seal else []
+        # Enrichment returns new objects for the records it flags: tell input from derived by id.
+        inputs = set(map(_record_id_of, classified.to_seal))
+        # Personal sealing keeps record ids and kinds, so the stored records count as the plain.
+        counts = [_counts(stored, inputs) for _, stored in planned]
+    plan = ChainPlan(
+        chain_id,
+        state,
+        segments=tuple(segment for segment, _ in planned),
+        counts=tuple(counts),
+        inputs=len(classified.to_seal),
+        duplicates=classified.duplicates,
+        supervision_gap=scan.gap
+        and f"chain {chain_id}: {scan.unscanned} message(s) not scanned by supervision: {scan.gap}",
+        holds=holds,
+    )
+    return plan, [stored for _, stored in planned]
+
+
+def commit_chain(
+    store: ObjectStore,
+    plan: ChainPlan,
+    parts: Sequence[Sequence[EncodedPart]],
+    *,
+    signer: Ed25519Signer,
+    spec: SealSpec,
+    trust: TrustStore | None = None,
+) -> dict[str, Any]:
+    """Write the planned segments from their encoded parts (one list per segment, in seq order)
+    in order, then the chain's summary."""
+    if plan.summary is not None:
+        return dict(plan.summary)
+    if plan.state is None:
+        raise SealError(f"chain {plan.chain_id}: a plan without a summary must carry a state")
+    writer = _writer(store, plan.chain_id, signer, spec, None, trust, None, plan.holds).with_state(
+        plan.state
+    )
+    sealed = observations = segments = 0
+    derived: Counter[str] = Counter()
+    for segment, counts, segment_parts in zip(plan.segments, plan.counts, parts, strict=True):
+        result = writer.commit_segment(segment, segment_parts)
+        # A concurrent run of the same input seals byte-identical segments; the one that commits
+        # second finds them in place (``created`` false) and must not claim their records as new.
+        if result.created:
+            segments += 1
+            sealed += counts.sealed
+            observations += counts.observations
+            derived.update(counts.derived)
+    state = writer.state()
+    return {
+        "chain_id": plan.chain_id,
+        "sealed": sealed,  # input events this run committed (observations included)
+        "observations": observations,
+        "duplicates": plan.duplicates,
+        # Input events in segments a concurrent run had already committed, byte for byte.
+        "concurrent": plan.inputs - sealed,
+        "held_back": 0,
+        "derived": dict(derived),
+        "segments": segments,
+        "tree_size": state.size,
+        # What the archive head will state for this chain (its last committed manifest).
+        "manifest": state.last_manifest,
+        "supervision_gap": plan.supervision_gap,
+    }
+
+
+def work_units(plan: ChainPlan, stored: Sequence[Sequence[Record]]) -> Iterator[WorkUnit]:
+    """The planned segments' records in runs of at most :data:`UNIT_RECORDS`, for encoding."""
+    for number, (segment, records) in enumerate(zip(plan.segments, stored, strict=True)):
+        for start in range(0, len(records), UNIT_RECORDS):
+            yield WorkUnit(
+                plan.chain_id,
+                number,
+                segment.first_seq + start,
+                segment.record_version,
+                records[start : start + UNIT_RECORDS],
+            )
+
+
+@dataclass(frozen=True)
+class WorkUnit:
+    """A run of one planned segment's stored records, from seq ``first_seq``."""
+
+    chain_id: str
+    segment: int  # its index in the chain's plan
+    first_seq: int
+    record_version: int
+    records: Sequence[Record]
+
+    def encode(self) -> EncodedPart:
+        return encode_records(self.records, self.first_seq, self.record_version)
+
+
+def _writer(
+    store: ObjectStore,
+    chain_id: str,
+    signer: Ed25519Signer,
+    spec: SealSpec,
+    policy: RetentionPolicy | None,
+    trust: TrustStore | None,
+    personal: PersonalSealer | None,
+    holds: NewDataHolds | None,
+) -> ChainWriter:
+    return ChainWriter(
+        store,
+        chain_id,
+        signer=signer,
+        archive_name=spec.archive_name,
+        policy=policy,
+        max_segment_records=spec.max_segment_records,
+        trust=trust,
+        personal=personal,
+        legal_holds=holds,
+    )
+
+
+def _counts(records: Sequence[Record], inputs: set[str]) -> SegmentCounts:
     observation = Kind.OBSERVATION.value
     derived: Counter[str] = Counter()
     sealed = observations = 0
-    for record in written:
+    for record in records:
         if record.record_id not in inputs:
             derived[record.kind] += 1  # consent events derived from opt-out keywords
         else:
             sealed += 1
             observations += record.kind == observation
-    return {
-        "chain_id": chain_id,
-        "sealed": sealed,  # input events this run committed (observations included)
-        "observations": observations,
-        "duplicates": classified.duplicates,
-        # Input events in segments a concurrent run had already committed, byte for byte.
-        "concurrent": len(classified.to_seal) - sealed,
-        "held_back": 0,
-        "derived": dict(derived),
-        "segments": sum(1 for result in results if result.created),
-        "tree_size": writer.state().size,
-        # What the archive head will state for this chain (its last committed manifest).
-        "manifest": writer.state().last_manifest,
-        "supervision_gap": scan.gap
-        and f"chain {chain_id}: {scan.unscanned} message(s) not scanned by supervision: {scan.gap}",
-    }
-
-
-# The order ChainWriter.append gives sealed records their seqs: the i-th of this order gets
-# seq ``first + i``, which ties each record to the segment (and manifest) holding it.
-_writer_order = operator.attrgetter("event_time", "record_id")
-
-
-def _written_by_this_run(
-    to_seal: Sequence[Record], first: int, results: Sequence[SegmentResult]
-) -> list[Record]:
-    """The records of ``to_seal`` in segments this run created (not found already committed).
-
-    A concurrent run of the same input seals byte-identical segments; the one that commits
-    second finds them in place (``created`` false) and must not claim their records as new.
-    """
-    if all(result.created for result in results):
-        return list(to_seal)
-    ordered = sorted(to_seal, key=_writer_order)
-    written: list[Record] = []
-    for result in results:
-        if result.created:
-            manifest = result.manifest
-            written += ordered[manifest.first_seq - first : manifest.last_seq - first + 1]
-    return written
+    return SegmentCounts(sealed, observations, dict(derived))
 
 
 _waba_of = operator.attrgetter("waba_id")

@@ -260,6 +260,94 @@ class SegmentResult:
     created: bool  # False when a re-run found the same segment already committed
 
 
+@dataclass(frozen=True)
+class SegmentPlan:
+    """One segment as :meth:`ChainWriter.plan` decided it: its place, and what its manifest says
+    about the plain records. Small and picklable: it travels to the job's commit step."""
+
+    date: str
+    first_seq: int
+    last_seq: int
+    record_version: int
+    min_event_time: int
+    max_event_time: int
+    retention: Retention
+    kinds: Mapping[str, int]
+    customers: tuple[str, ...]  # sorted, unique
+    findings: Mapping[str, Finding]
+    held: bool  # an active legal hold covers its records
+
+    @property
+    def record_count(self) -> int:
+        return self.last_seq - self.first_seq + 1
+
+
+@dataclass(frozen=True)
+class EncodedPart:
+    """The per-record work on consecutive stored records from ``first_seq``: their Arrow columns
+    with leaf hashes (``chain_hash`` still unset) and their record-index lines, sorted."""
+
+    first_seq: int
+    table: pa.Table
+    index_lines: list[str]
+
+    def to_bytes(self) -> bytes:
+        """Arrow IPC: what travels between the job's steps instead of Python records."""
+        sink = pa.BufferOutputStream()
+        metadata = {
+            b"first_seq": str(self.first_seq).encode(),
+            b"index": b"\n".join(line.encode("utf-8") for line in self.index_lines),
+        }
+        table = self.table.replace_schema_metadata(metadata)
+        with pa.ipc.new_stream(sink, table.schema) as writer:
+            writer.write_table(table)
+        return sink.getvalue().to_pybytes()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> EncodedPart:
+        table = pa.ipc.open_stream(data).read_all()
+        metadata = table.schema.metadata or {}
+        index = metadata.get(b"index", b"")
+        return cls(
+            first_seq=int(metadata[b"first_seq"]),
+            table=table.replace_schema_metadata(None),
+            index_lines=index.decode("utf-8").split("\n") if index else [],
+        )
+
+
+def encode_records(stored: Sequence[Record], first_seq: int, record_version: int) -> EncodedPart:
+    """Leaf hashes, Arrow columns and index lines of records sealed from ``first_seq``.
+
+    A leaf hash depends only on the record and its seq (``schemas/SEALING.md``), so runs of a
+    segment are encoded independently (in parallel in the ingest job) and the chain hashes are
+    added at commit.
+    """
+    # seal_records also chains the leaves; from a placeholder, the commit recomputes the chain.
+    sealed = seal_records(
+        stored, first_seq=first_seq, prev_chain_hash=_UNCHAINED, record_version=record_version
+    )
+    table = records_table(sealed, record_version=record_version)
+    return EncodedPart(
+        first_seq=first_seq,
+        table=table,
+        index_lines=index_lines((r.record_id, r.kind) for r in stored),
+    )
+
+
+_UNCHAINED = bytes(32)
+
+
+def _chain_hashes(prev: bytes, leaves: Sequence[bytes]) -> list[bytes]:
+    """``chain_hash[n] = SHA-256(chain_hash[n-1] || leaf_hash[n])`` from ``prev``."""
+    sha256 = hashlib.sha256
+    out: list[bytes] = []
+    append = out.append
+    for leaf in leaves:
+        prev = sha256(prev + leaf).digest()
+        append(prev)
+    return out
+
+
 # --- Parquet --------------------------------------------------------------------------------------
 
 
@@ -319,15 +407,24 @@ def read_segment(data: bytes, *, key: str = "segment") -> pa.Table:
 
 def index_bytes(records: Sequence[Record]) -> bytes:
     """Sorted ``record_id kind`` lines, zstd-compressed: what de-duplication reads back."""
-    text = index_text((r.record_id, r.kind) for r in records)
+    return index_bytes_of_lines(index_lines((r.record_id, r.kind) for r in records))
+
+
+def index_bytes_of_lines(lines: Iterable[str]) -> bytes:
+    """The record index of ``record_id kind`` lines (in any order, repeats allowed)."""
+    text = INDEX_FORMAT + "\n" + "".join(line + "\n" for line in sorted(set(lines)))
     # One frame stating its content size (the zstd default), which readers rely on.
     return zstandard.ZstdCompressor(level=3).compress(text.encode("utf-8"))
 
 
+def index_lines(records: Iterable[tuple[str, str]]) -> list[str]:
+    """The sorted unique ``record_id kind`` lines of ``(record_id, kind)`` pairs."""
+    return sorted({f"{record_id} {kind}" for record_id, kind in records})
+
+
 def index_text(records: Iterable[tuple[str, str]]) -> str:
     """The record index's text for ``(record_id, kind)`` pairs: format line, sorted unique lines."""
-    lines = sorted({f"{record_id} {kind}" for record_id, kind in records})
-    return INDEX_FORMAT + "\n" + "".join(line + "\n" for line in lines)
+    return INDEX_FORMAT + "\n" + "".join(line + "\n" for line in index_lines(records))
 
 
 def read_index(data: bytes, *, key: str = "record index") -> Iterator[tuple[str, str]]:
@@ -425,43 +522,111 @@ class ChainWriter:
                 "set COEXARCHIVE_DATA_KEYS (and COEXARCHIVE_DATA_KEY_KMS in production)"
             )
 
+    def with_state(self, state: ChainState) -> ChainWriter:
+        """Continue from ``state``, which :meth:`plan` read from this chain (another process).
+
+        The commit step of the ingest job uses this: it writes after the state the plan was made
+        against, and a writer that committed in between makes its puts fail as they would here.
+        """
+        if state.chain_id != self.chain_id:
+            raise SealError(f"state of chain {state.chain_id} given to chain {self.chain_id}")
+        self._state = state
+        return self
+
     def append(self, records: Sequence[Record]) -> list[SegmentResult]:
-        """Seal ``records`` after the chain's head: one segment per UTC event date."""
+        """Seal ``records`` after the chain's head: one segment per UTC event date.
+
+        :meth:`plan`, then :func:`encode_records` and :meth:`commit_segment` per segment: the
+        ingest job runs the same three steps, the middle one spread over its workers.
+        """
+        return [
+            self.commit_segment(plan, [encode_records(stored, plan.first_seq, plan.record_version)])
+            for plan, stored in self.plan(records)
+        ]
+
+    def plan(self, records: Sequence[Record]) -> list[tuple[SegmentPlan, list[Record]]]:
+        """The segments ``records`` go into, in order, each with the records it stores.
+
+        Every decision is made here, serially: the seal order, one segment per UTC date of at
+        most ``max_segment_records``, the seqs (after the committed state), the stored form of
+        personal fields, and what the manifest says about the plain records (retention, kinds,
+        customers, findings, whether a legal hold covers them). Nothing is hashed or written.
+        """
         if set(map(_chain_of, records)) - {self.chain_id}:
             for record in records:
                 if record.chain_id != self.chain_id:
                     raise SealError(f"record {record.record_id} belongs to chain {record.chain_id}")
         ordered = sorted(records, key=_seal_order)
-        results = []
+        seq = self.state().size
+        personal = self.personal if self.chain_id not in OVERSIGHT_CHAINS else None
+        plans: list[tuple[SegmentPlan, list[Record]]] = []
         for date, group in _by_date(ordered):
             for start in range(0, len(group), self.max_segment_records):
                 chunk = group[start : start + self.max_segment_records]
-                results.append(self._write_segment(date, chunk))
-        return results
+                version = RECORD_VERSION
+                stored: list[Record] = chunk
+                if personal is not None:
+                    stored, version = personal.seal(chunk), personal.record_version
+                plan = SegmentPlan(
+                    date=date,
+                    first_seq=seq,
+                    last_seq=seq + len(chunk) - 1,
+                    record_version=version,
+                    # Chunks are in event-time order.
+                    min_event_time=chunk[0].event_time,
+                    max_event_time=chunk[-1].event_time,
+                    retention=_retention(self.policy, chunk),
+                    kinds=dict(Counter(map(_kind_of, chunk))),
+                    customers=tuple(sorted({r.customer_id for r in chunk if r.customer_id})),
+                    findings=findings_of(chunk),
+                    held=self.legal_holds is not None and self.legal_holds(self.chain_id, chunk),
+                )
+                plans.append((plan, stored))
+                seq += len(chunk)
+        return plans
 
-    def _write_segment(self, date: str, chunk: Sequence[Record]) -> SegmentResult:
+    def commit_segment(self, plan: SegmentPlan, parts: Sequence[EncodedPart]) -> SegmentResult:
+        """Write one planned segment from its encoded parts (in seq order, covering it exactly).
+
+        The chain hashes (one SHA-256 of 64 bytes per record), the Merkle frontier and the
+        Parquet file are made here from the parts' leaf hashes and columns; then the objects are
+        written in the order the module docstring states.
+        """
         state = self.state()
-        version = RECORD_VERSION
-        stored: Sequence[Record] = chunk
-        if self.personal is not None and self.chain_id not in OVERSIGHT_CHAINS:
-            stored, version = self.personal.seal(chunk), self.personal.record_version
-        sealed = seal_records(
-            stored, first_seq=state.size, prev_chain_hash=state.chain_hash, record_version=version
+        if plan.first_seq != state.size:
+            raise SealError(
+                f"chain {self.chain_id}: segment planned at seq {plan.first_seq} but the chain "
+                f"stands at {state.size}"
+            )
+        expected = plan.first_seq
+        for part in parts:
+            if part.first_seq != expected:
+                raise SealError(f"chain {self.chain_id}: encoded parts do not cover the segment")
+            expected += part.table.num_rows
+        if expected != plan.last_seq + 1:
+            raise SealError(f"chain {self.chain_id}: encoded parts do not cover the segment")
+        table = pa.concat_tables([part.table for part in parts]).combine_chunks()
+        leaves = table.column("leaf_hash").to_pylist()
+        chain_hashes = _chain_hashes(state.chain_hash, leaves)
+        table = table.set_column(
+            table.schema.get_field_index("chain_hash"),
+            RECORD_SCHEMA.field("chain_hash"),
+            pa.array(chain_hashes, type=RECORD_SCHEMA.field("chain_hash").type),
         )
         frontier = state.frontier.copy()
-        frontier.extend([item.leaf_hash for item in sealed])
+        frontier.extend(leaves)
         root = frontier.root()
-        first, last = sealed[0].seq, sealed[-1].seq
-        retention = _retention(self.policy, chunk)
+        first, last, date = plan.first_seq, plan.last_seq, plan.date
+        retention = plan.retention
 
-        segment = parquet_bytes(records_table(sealed, record_version=version))
+        segment = parquet_bytes(table)
+        del table
         segment_key = content_segment_key(self.chain_id, date, first, last, root)
         created = self.store.put(segment_key, segment, retention=retention)
-        index = index_bytes(chunk)
+        index = index_bytes_of_lines(line for part in parts for line in part.index_lines)
         ikey = index_key(self.chain_id, date, first, root)
         self.store.put(ikey, index, retention=retention)
-        held = self.legal_holds is not None and self.legal_holds(self.chain_id, chunk)
-        if held:
+        if plan.held:
             self._hold(segment_key, ikey)
 
         manifest = Manifest(
@@ -470,24 +635,23 @@ class ChainWriter:
             first_seq=first,
             last_seq=last,
             date=date,
-            # Chunks are in event-time order (see append).
-            min_event_time=chunk[0].event_time,
-            max_event_time=chunk[-1].event_time,
+            min_event_time=plan.min_event_time,
+            max_event_time=plan.max_event_time,
             segment=ObjectRef(segment_key, sha256_hex(segment), len(segment)),
             record_index=ObjectRef(ikey, sha256_hex(index), len(index)),
             prev_chain_hash=state.chain_hash,
-            chain_hash=sealed[-1].chain_hash,
+            chain_hash=chain_hashes[-1],
             root_hash=root,
             frontier=tuple(frontier.hashes),
             checkpoint_key=layout.checkpoint_key(self.chain_id, last + 1),
             retention=retention,
-            kinds=dict(Counter(map(_kind_of, chunk))),
+            kinds=plan.kinds,
             customers=CustomerFilter.next(
                 state.last_manifest.customers if state.last_manifest else None,
-                (record.customer_id for record in chunk if record.customer_id),
+                plan.customers,
                 first_seq=first,
             ),
-            findings=findings_of(chunk),
+            findings=plan.findings,
         )
         manifest_bytes = manifest.to_bytes()
         # The intent before the manifest: a manifest without a checkpoint is committed later only
@@ -505,7 +669,7 @@ class ChainWriter:
                 f"chain {self.chain_id}: another writer committed seq {first} first; "
                 "re-run the job to continue after its segment"
             ) from exc
-        if held:
+        if plan.held:
             self._hold(manifest.key)
         self._commit(manifest)
         self._state = ChainState.after(manifest)
