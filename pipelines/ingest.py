@@ -16,7 +16,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import operator
 import os
+import pickle
 import sys
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from functools import partial
@@ -31,20 +33,22 @@ from apache_beam.transforms import combiners
 from coexarchive import quarantine as quarantine_store
 from coexarchive._internal.beam_failures import expected_failure, quiet_expected_failures
 from coexarchive._internal.clock import now_ms
+from coexarchive._internal.gcpause import cyclic_gc_paused
 from coexarchive._internal.progress import LiveStatus
 from coexarchive.anchor.tsa import load_tsa_file
 from coexarchive.anchor.witness import load_witness_policy
 from coexarchive.archive_head import write_head_after
 from coexarchive.enrich import EnrichConfig, collect_side_events
-from coexarchive.errors import CoexArchiveError
+from coexarchive.errors import CoexArchiveError, SealError
 from coexarchive.normalize import Quarantined
 from coexarchive.raw import DeliveryAuth
 from coexarchive.retention import RetentionPolicy
 from coexarchive.seal.keys import Ed25519Signer, TrustStore
+from coexarchive.segments import EncodedPart, encode_records
 from coexarchive.store import layout
 from coexarchive.supervision.at_ingest import load_active_policies
 from pipelines.normalize_step import normalize_object, pack_records, unpack_records
-from pipelines.seal_step import seal_chain
+from pipelines.seal_step import ChainPlan, commit_chain, plan_chain, seal_chain, work_units
 from pipelines.specs import SealSpec, StoreSpec
 from pipelines.summary import (
     DERIVED_PREFIX,
@@ -78,6 +82,7 @@ __all__ = [
 
 QUARANTINE_TAG = "quarantine"
 SIDE_EVENTS_TAG = "side_events"
+UNITS_TAG = "units"
 log = logging.getLogger(__name__)
 
 
@@ -123,8 +128,9 @@ class NormalizeObject(beam.DoFn):
             yield beam.pvalue.TaggedOutput(QUARANTINE_TAG, (key, bad))
 
 
-class SealChain(beam.DoFn):
-    """All new records of one chain → de-duplicated → sealed segments (serial per chain)."""
+class PlanChain(beam.DoFn):
+    """All new records of one chain → de-duplicated, enriched, scanned, split into segments and
+    work units (serial per chain). Writes nothing but a crashed run's commit (a resume)."""
 
     def __init__(
         self, store_spec: StoreSpec, seal_spec: SealSpec, enrich: EnrichConfig | None = None
@@ -132,13 +138,6 @@ class SealChain(beam.DoFn):
         self.store_spec = store_spec
         self.seal_spec = seal_spec
         self.enrich = enrich or EnrichConfig()
-        self.sealed = _counter("sealed")
-        self.observations = _counter("observations")
-        self.duplicates = _counter("duplicates")
-        self.concurrent = _counter("concurrent")
-        self.held_back = _counter("held_back")
-        self.segments = _counter("segments")
-        self.chains = _counter("chains")
 
     def setup(self) -> None:
         self.store = self.store_spec.open()
@@ -162,10 +161,10 @@ class SealChain(beam.DoFn):
         self,
         element: tuple[str, Iterable[bytes]],
         side_events: Iterable[bytes] = (),
-    ) -> Iterator[dict[str, Any]]:
+    ) -> Iterator[Any]:
         chain_id, batches = element
         records = [record for batch in batches for record in unpack_records(batch)]
-        summary = seal_chain(
+        plan, stored = plan_chain(
             self.store,
             chain_id,
             records,
@@ -177,6 +176,81 @@ class SealChain(beam.DoFn):
             trust=self.trust,
             personal=self.personal,
             supervision=self.supervision,
+        )
+        del records
+        yield chain_id, (_PLAN, pickle.dumps(plan, protocol=pickle.HIGHEST_PROTOCOL))
+        for unit in work_units(plan, stored, unit_records=self.seal_spec.unit_records):
+            # One key per unit: the runner spreads a grouping's keys over its workers.
+            key = f"{chain_id}/{unit.first_seq}"
+            yield beam.pvalue.TaggedOutput(
+                UNITS_TAG,
+                (
+                    key,
+                    (
+                        chain_id,
+                        unit.segment,
+                        unit.first_seq,
+                        unit.record_version,
+                        pack_records(unit.records),
+                    ),
+                ),
+            )
+
+
+class EncodeUnit(beam.DoFn):
+    """A run of one segment's records → leaf hashes, Arrow columns, index lines (parallel)."""
+
+    def process(
+        self, element: tuple[str, Iterable[tuple[str, int, int, int, bytes]]]
+    ) -> Iterator[Any]:
+        _, units = element
+        for chain_id, segment, first_seq, version, packed in units:
+            with cyclic_gc_paused():
+                part = encode_records(unpack_records(packed), first_seq, version)
+            yield chain_id, (_PART, segment, part.to_bytes())
+
+
+class CommitChain(beam.DoFn):
+    """One chain's plan and encoded parts → chain hashes, Parquet, the writes (serial per chain)."""
+
+    def __init__(self, store_spec: StoreSpec, seal_spec: SealSpec) -> None:
+        self.store_spec = store_spec
+        self.seal_spec = seal_spec
+        self.sealed = _counter("sealed")
+        self.observations = _counter("observations")
+        self.duplicates = _counter("duplicates")
+        self.concurrent = _counter("concurrent")
+        self.held_back = _counter("held_back")
+        self.segments = _counter("segments")
+        self.chains = _counter("chains")
+
+    def setup(self) -> None:
+        self.store = self.store_spec.open()
+        self.signer = Ed25519Signer.from_file(Path(self.seal_spec.key_file))
+        self.trust = (
+            TrustStore.from_file(self.seal_spec.trust_file) if self.seal_spec.trust_file else None
+        )
+
+    def process(self, element: tuple[str, Iterable[tuple[Any, ...]]]) -> Iterator[dict[str, Any]]:
+        chain_id, items = element
+        plan: ChainPlan | None = None
+        parts: dict[int, list[EncodedPart]] = {}
+        for item in items:
+            if item[0] == _PLAN:
+                # Only this job's own PlanChain writes these bytes, as Beam pickles its elements.
+                plan = pickle.loads(item[1])  # noqa: S301
+            else:
+                _, segment, data = item
+                parts.setdefault(segment, []).append(EncodedPart.from_bytes(data))
+        if plan is None:
+            raise SealError(f"chain {chain_id}: encoded records arrived without their plan")
+        by_segment = [
+            sorted(parts.pop(number, []), key=_first_seq_of) for number in range(len(plan.segments))
+        ]
+        if parts:
+            raise SealError(f"chain {chain_id}: encoded records of a segment it did not plan")
+        summary = commit_chain(
+            self.store, plan, by_segment, signer=self.signer, spec=self.seal_spec, trust=self.trust
         )
         if summary.get("unsigned_tail"):
             Metrics.counter(UNSIGNED_TAIL_NAMESPACE, summary["unsigned_tail"]).inc()
@@ -193,6 +267,10 @@ class SealChain(beam.DoFn):
             _counter(DERIVED_PREFIX + kind).inc(count)
         _live(chains=1, sealed=summary["sealed"])
         yield summary
+
+
+_PLAN, _PART = "plan", "part"
+_first_seq_of = operator.attrgetter("first_seq")
 
 
 class WriteArchiveHead(beam.DoFn):
@@ -261,14 +339,26 @@ class Ingest(beam.PTransform):
             WriteQuarantine(self.store_spec, self.seal_spec.retention)
         )
         side_events = normalized[SIDE_EVENTS_TAG]
-        summaries = (
+        planned = (
             normalized.records
             | "GroupByChain" >> beam.GroupByKey()
-            | "SealChain"
+            | "PlanChain"
             >> beam.ParDo(
-                SealChain(self.store_spec, self.seal_spec),
+                PlanChain(self.store_spec, self.seal_spec),
                 side_events=beam.pvalue.AsList(side_events),
-            )
+            ).with_outputs(UNITS_TAG, main="plans")
+        )
+        # One key per work unit: even one chain's records are encoded on every worker.
+        encoded = (
+            planned[UNITS_TAG]
+            | "SpreadUnits" >> beam.GroupByKey()
+            | "EncodeUnits" >> beam.ParDo(EncodeUnit())
+        )
+        summaries = (
+            (planned.plans, encoded)
+            | "PlansAndParts" >> beam.Flatten()
+            | "GroupForCommit" >> beam.GroupByKey()
+            | "CommitChain" >> beam.ParDo(CommitChain(self.store_spec, self.seal_spec))
         )
         # The commit: once every chain's checkpoints are written, one head states them all.
         _ = (

@@ -12,7 +12,7 @@ from typing import Any
 from coexarchive._internal.gcpause import cyclic_gc_paused
 from coexarchive.dedup import DedupIndex
 from coexarchive.enrich import EnrichConfig, enrich_for_seal
-from coexarchive.errors import SealError
+from coexarchive.errors import ConfigError, SealError
 from coexarchive.export.holds import NewDataHolds
 from coexarchive.records import Kind, Record
 from coexarchive.resume import UnsignedTailError
@@ -31,11 +31,6 @@ from coexarchive.supervision.at_ingest import ActivePolicies, scan_batch
 from pipelines.specs import SealSpec
 
 log = logging.getLogger(__name__)
-
-
-# The ingest job hands each encode worker runs of at most this many records: small enough that
-# two workers stay balanced on one chain even when it has only a few segments.
-UNIT_RECORDS = 20_000
 
 
 @dataclass(frozen=True)
@@ -242,16 +237,24 @@ def commit_chain(
     }
 
 
-def work_units(plan: ChainPlan, stored: Sequence[Sequence[Record]]) -> Iterator[WorkUnit]:
-    """The planned segments' records in runs of at most :data:`UNIT_RECORDS`, for encoding."""
+def work_units(
+    plan: ChainPlan, stored: Sequence[Sequence[Record]], *, unit_records: int
+) -> Iterator[WorkUnit]:
+    """The planned segments' records in runs of at most ``unit_records``, for encoding.
+
+    Small enough (``SealSpec.unit_records``) that two workers stay balanced on one chain even
+    when it has only a few segments; large enough that each unit's overhead stays small.
+    """
+    if unit_records < 1:
+        raise ConfigError(f"a work unit must hold at least one record, not {unit_records}")
     for number, (segment, records) in enumerate(zip(plan.segments, stored, strict=True)):
-        for start in range(0, len(records), UNIT_RECORDS):
+        for start in range(0, len(records), unit_records):
             yield WorkUnit(
                 plan.chain_id,
                 number,
                 segment.first_seq + start,
                 segment.record_version,
-                records[start : start + UNIT_RECORDS],
+                records[start : start + unit_records],
             )
 
 

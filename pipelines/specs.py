@@ -47,6 +47,9 @@ class SealSpec:
     # object says so); KMS key that wraps them in production.
     data_keys_dir: str | None = None
     data_key_kms: str | None = None
+    # The most records one encode work unit carries: the job spreads units over its workers, so
+    # one chain's per-record hashing and columns run on all of them (``pipelines.seal_step``).
+    unit_records: int = 20_000
 
     def personal_sealer(
         self, store: ObjectStore, *, clock: Callable[[], int]

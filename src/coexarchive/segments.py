@@ -293,26 +293,34 @@ class EncodedPart:
 
     def to_bytes(self) -> bytes:
         """Arrow IPC: what travels between the job's steps instead of Python records."""
-        sink = pa.BufferOutputStream()
-        metadata = {
-            b"first_seq": str(self.first_seq).encode(),
-            b"index": b"\n".join(line.encode("utf-8") for line in self.index_lines),
-        }
+        metadata = dict(self.table.schema.metadata or {})
+        metadata[_PART_FIRST_SEQ] = str(self.first_seq).encode()
+        metadata[_PART_INDEX] = "\n".join(self.index_lines).encode("utf-8")
         table = self.table.replace_schema_metadata(metadata)
+        sink = pa.BufferOutputStream()
         with pa.ipc.new_stream(sink, table.schema) as writer:
             writer.write_table(table)
         return sink.getvalue().to_pybytes()
 
     @classmethod
     def from_bytes(cls, data: bytes) -> EncodedPart:
-        table = pa.ipc.open_stream(data).read_all()
-        metadata = table.schema.metadata or {}
-        index = metadata.get(b"index", b"")
+        try:
+            table = pa.ipc.open_stream(data).read_all()
+            metadata = dict(table.schema.metadata or {})
+            first_seq = int(metadata.pop(_PART_FIRST_SEQ))
+            index = metadata.pop(_PART_INDEX).decode("utf-8")
+        except (pa.ArrowInvalid, KeyError, ValueError) as exc:
+            raise FormatError(f"not an encoded part of a segment ({exc})") from exc
         return cls(
-            first_seq=int(metadata[b"first_seq"]),
-            table=table.replace_schema_metadata(None),
-            index_lines=index.decode("utf-8").split("\n") if index else [],
+            first_seq=first_seq,
+            # The schema's own metadata stays: the Parquet file records it.
+            table=table.replace_schema_metadata(metadata),
+            index_lines=index.split("\n") if index else [],
         )
+
+
+_PART_FIRST_SEQ = b"coexarchive.part.first_seq"
+_PART_INDEX = b"coexarchive.part.index"
 
 
 def encode_records(stored: Sequence[Record], first_seq: int, record_version: int) -> EncodedPart:

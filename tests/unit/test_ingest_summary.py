@@ -274,7 +274,7 @@ def test_a_lost_race_on_a_chain_is_reported_as_the_seal_error_it_is(
         )
 
     upload_raw(s3, OBJECTS, policy=POLICY)
-    monkeypatch.setattr(ingest_module, "seal_chain", lose_the_race)
+    monkeypatch.setattr(ingest_module, "commit_chain", lose_the_race)
     with pytest.raises(SealError) as info:
         ingest([key for key, _ in OBJECTS], key_file)
     assert str(info.value).endswith("re-run the job to continue after its segment")
