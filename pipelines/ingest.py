@@ -1,11 +1,16 @@
 """The ingest pipeline: raw landing objects → normalised, de-duplicated, sealed Parquet segments.
 
-    raw objects ─ReadAndNormalize─▶ (chain, records) per object ─GroupByChain─▶ SealChain
+    raw objects ─ReadAndNormalize─▶ (chain, records) per object ─GroupByChain─▶ PlanChain
                        └─quarantine─▶ WriteQuarantine
+    PlanChain ─plan────────────────────────────────────────────────┐
+    PlanChain ─work units─SpreadUnits─▶ EncodeUnits ─parts─────────┴─GroupForCommit─▶ CommitChain
 
-Elements are raw objects and per-object record batches, never single events: Beam's per-element
-cost is paid once per object. Sealing is serial per chain (one key of ``GroupByChain``) and
-parallel across chains. Every step is idempotent, so re-running a job changes nothing.
+Elements are raw objects, per-object record batches and work units, never single events: Beam's
+per-element cost is paid once per object or unit. The decisions on a chain are serial (one key
+of ``GroupByChain``: de-duplication, enrichment, supervision, segments and seqs) and so are its
+writes (``CommitChain``: chain hashes, Parquet, manifest, checkpoint); the per-record hashing and
+columns between them (``EncodeUnits``) run on every worker even for one chain, and chains run in
+parallel. Every step is idempotent, so re-running a job changes nothing.
 
 Run locally with ``python -m pipelines.ingest --bucket … --endpoint_url …`` (FnApiRunner);
 ``--runner`` selects Flink, Spark or Dataflow exactly as for any Beam pipeline.
