@@ -300,7 +300,8 @@ class EncodedPart:
         sink = pa.BufferOutputStream()
         with pa.ipc.new_stream(sink, table.schema) as writer:
             writer.write_table(table)
-        return sink.getvalue().to_pybytes()
+        data: bytes = sink.getvalue().to_pybytes()
+        return data
 
     @classmethod
     def from_bytes(cls, data: bytes) -> EncodedPart:
