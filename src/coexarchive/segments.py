@@ -298,7 +298,8 @@ class EncodedPart:
         metadata[_PART_INDEX] = "\n".join(self.index_lines).encode("utf-8")
         table = self.table.replace_schema_metadata(metadata)
         sink = pa.BufferOutputStream()
-        with pa.ipc.new_stream(sink, table.schema) as writer:
+        # Compressed (zstd, about 5:1 for a few ms): the runner copies it several times.
+        with pa.ipc.new_stream(sink, table.schema, options=_PART_IPC_OPTIONS) as writer:
             writer.write_table(table)
         data: bytes = sink.getvalue().to_pybytes()
         return data
@@ -322,6 +323,7 @@ class EncodedPart:
 
 _PART_FIRST_SEQ = b"coexarchive.part.first_seq"
 _PART_INDEX = b"coexarchive.part.index"
+_PART_IPC_OPTIONS = pa.ipc.IpcWriteOptions(compression="zstd")
 
 
 def encode_records(stored: Sequence[Record], first_seq: int, record_version: int) -> EncodedPart:
