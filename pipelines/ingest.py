@@ -119,6 +119,10 @@ class NormalizeObject(beam.DoFn):
         self.store = self.store_spec.open()
 
     def process(self, key: str) -> Iterator[Any]:
+        with cyclic_gc_paused():  # packing builds a tuple per record (see PlanChain)
+            yield from self._normalize(key)
+
+    def _normalize(self, key: str) -> Iterator[Any]:
         by_chain, bad = normalize_object(key, self.store.get(key), self, auth=self.auth)
         self.objects.inc()
         _live(objects=1, events=sum(map(len, by_chain.values())), quarantined=len(bad))
@@ -168,6 +172,14 @@ class PlanChain(beam.DoFn):
         side_events: Iterable[bytes] = (),
     ) -> Iterator[Any]:
         chain_id, batches = element
+        # Hundreds of thousands of acyclic records are built and packed here: the cyclic
+        # collector would re-traverse them all every few thousand allocations.
+        with cyclic_gc_paused():
+            yield from self._plan(chain_id, batches, side_events)
+
+    def _plan(
+        self, chain_id: str, batches: Iterable[bytes], side_events: Iterable[bytes]
+    ) -> Iterator[Any]:
         records = [record for batch in batches for record in unpack_records(batch)]
         plan, stored = plan_chain(
             self.store,
@@ -254,9 +266,15 @@ class CommitChain(beam.DoFn):
         ]
         if parts:
             raise SealError(f"chain {chain_id}: encoded records of a segment it did not plan")
-        summary = commit_chain(
-            self.store, plan, by_segment, signer=self.signer, spec=self.seal_spec, trust=self.trust
-        )
+        with cyclic_gc_paused():  # a list of hashes per record (see PlanChain)
+            summary = commit_chain(
+                self.store,
+                plan,
+                by_segment,
+                signer=self.signer,
+                spec=self.seal_spec,
+                trust=self.trust,
+            )
         if summary.get("unsigned_tail"):
             Metrics.counter(UNSIGNED_TAIL_NAMESPACE, summary["unsigned_tail"]).inc()
         if summary.get("supervision_gap"):
