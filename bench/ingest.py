@@ -21,6 +21,9 @@ design) and ``--chains`` numbers (sealing spreads over the workers):
   once, chains, roots and signatures) and its time is reported separately;
 * naive: a Beam pipeline with one element per landing line and then per event (per-line
   expansion → per-event parse → ``WriteToParquet`` to a local directory), two workers;
+* CPU: the CPU seconds each timed run used, in this process and in every process it started and
+  waited for (SDK workers, pool processes; not the S3 server): what a run costs, apart from how
+  well its processes overlapped on this machine's cores;
 * memory: peak RSS of the runner process and of its SDK workers (``getrusage``) when a fixed batch
   is ingested into an empty archive and into one already holding the ``--events`` archive, each in
   a fresh process, to show the peak does not follow the archive's size.
@@ -108,11 +111,18 @@ class Row:
     name: str
     events: int
     seconds: list[float] = field(default_factory=list)
+    # CPU seconds of each run, this process and every process it started and reaped (SDK
+    # workers, pool processes), in the order of ``seconds``; the S3 server is not counted.
+    cpu: list[float] = field(default_factory=list)
     note: str = ""
 
     @property
     def best(self) -> float:
         return min(self.seconds)
+
+    @property
+    def best_cpu(self) -> float:
+        return self.cpu[self.seconds.index(self.best)]
 
     def rate(self, seconds: float | None = None) -> float:
         return self.events / (seconds if seconds is not None else self.best)
@@ -434,6 +444,13 @@ def profile(args: argparse.Namespace) -> None:
 # --- driver ---
 
 
+def cpu_now() -> float:
+    """CPU seconds used so far by this process and by its children that have ended."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    ended = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + ended.ru_utime + ended.ru_stime
+
+
 def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
     started = time.perf_counter()
     value = fn()
@@ -473,15 +490,18 @@ def measure_workload(
     notes: list[str] = []
     for attempt_no in range(args.repeat):
         for floor_workers in (1, 2):
+            cpu = cpu_now()
             result = attempt(
                 "floor", partial(timed, partial(run_floor, raw, server, keys, floor_workers))
             )
             if result is not None:
                 rows[f"floor{floor_workers}"].seconds.append(result[0])
+                rows[f"floor{floor_workers}"].cpu.append(cpu_now() - cpu)
                 if result[1] != args.events:
                     notes.append(f"floor wrote {result[1]:,} rows, expected {args.events:,}")
         for workers in (1, 2):
             bucket = fresh_bucket(server, "archive")
+            cpu = cpu_now()
             result = attempt(
                 f"ours {workers}",
                 partial(ingest, server, raw, bucket, keys, key_file, workers),
@@ -490,6 +510,7 @@ def measure_workload(
                 continue
             seconds, summary = result
             rows[f"ours{workers}"].seconds.append(seconds)
+            rows[f"ours{workers}"].cpu.append(cpu_now() - cpu)
             verified = attempt(
                 "verify", partial(verify, server, bucket, trust, args.events, summary)
             )
@@ -503,9 +524,11 @@ def measure_workload(
                 rows["ours2"].note = bucket
         if not args.skip_naive:
             with tempfile.TemporaryDirectory(prefix="naive-") as out:
+                cpu = cpu_now()
                 result = attempt("naive", partial(timed, partial(run_naive, raw, keys, Path(out))))
                 if result is not None:
                     rows["naive"].seconds.append(result[0])
+                    rows["naive"].cpu.append(cpu_now() - cpu)
                     written = parquet_rows(Path(out))
                     if written != args.events:
                         notes.append(f"naive wrote {written:,} rows, expected {args.events:,}")
@@ -542,7 +565,7 @@ def measure_memory(
 def report(rows: Sequence[Row]) -> list[str]:
     lines = [
         f"{'workload':<12} {'pipeline':<24} {'events/s (range)':>22} {'best s':>8} "
-        f"{'÷ floor(2p)':>11} {'ours(2w) ÷':>10}"
+        f"{'÷ floor(2p)':>11} {'ours(2w) ÷':>10} {'CPU s':>7} {'CPU µs/event':>12}"
     ]
     by = {(row.workload, row.name): row for row in rows}
     for row in rows:
@@ -555,7 +578,8 @@ def report(rows: Sequence[Row]) -> list[str]:
         vs_ours = f"{ours.rate() / row.rate():.2f}×" if ours and ours.seconds else "—"
         lines.append(
             f"{row.workload:<12} {row.name:<24} {rates(row):>22} {row.best:>8.2f} "
-            f"{vs_floor:>11} {vs_ours:>10}"
+            f"{vs_floor:>11} {vs_ours:>10} {row.best_cpu:>7.1f} "
+            f"{row.best_cpu / row.events * 1e6:>12.1f}"
         )
     return lines
 
