@@ -51,6 +51,7 @@ from coexarchive.retention import RetentionPolicy
 from coexarchive.seal.keys import Ed25519Signer, TrustStore
 from coexarchive.segments import EncodedPart, encode_records
 from coexarchive.store import layout
+from coexarchive.store.base import ObjectStore
 from coexarchive.supervision.at_ingest import load_active_policies
 from pipelines.normalize_step import normalize_object, pack_records, unpack_records
 from pipelines.seal_step import ChainPlan, commit_chain, plan_chain, seal_chain, work_units
@@ -329,11 +330,15 @@ class WriteQuarantine(beam.DoFn):
         self.retention = retention
 
     def setup(self) -> None:
-        self.store = self.store_spec.open()
+        # Opened at the first quarantined object: most runs have none, and creating an S3
+        # client costs every worker a tenth of a second or more.
+        self.store: ObjectStore | None = None
         self.policy = RetentionPolicy.parse(self.retention)
 
     def process(self, element: tuple[str, list[Quarantined]]) -> Iterator[str]:
         raw_key, items = element
+        if self.store is None:
+            self.store = self.store_spec.open()
         yield quarantine_store.write(self.store, raw_key, items, policy=self.policy)
 
 
