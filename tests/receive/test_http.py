@@ -292,6 +292,8 @@ def test_wrong_methods_are_refused(running: Running, method: str, path: str) -> 
 
 def test_health_readiness_and_metrics(running: Running) -> None:
     assert httpx.get(running.url + "/healthz").status_code == 200
+    head = httpx.head(running.url + "/healthz")
+    assert (head.status_code, head.content) == (200, b"")
     assert httpx.get(running.url + "/readyz").status_code == 200
     post(running, BODY, signed(BODY))
     post(running, BODY, {"x-hub-signature-256": "sha256=" + "1" * 64})
