@@ -2,6 +2,10 @@
 
 Expected failures are :class:`~coexarchive.errors.CoexArchiveError`; they print one message and
 exit 2 (1 for a verification that ran and found problems). Nothing here logs secrets or content.
+
+Imports are lazy: building every command's parser imports the whole library (about two seconds
+on a busy machine). ``coexarchive receive`` parses with its own parser and imports only the
+receiver's modules, so that its port listens as early as possible after a crash.
 """
 
 from __future__ import annotations
@@ -13,12 +17,14 @@ import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from coexarchive import __version__
-from coexarchive._internal.cliutil import Parser, parse_moment, parse_time
+from coexarchive._internal.helpformat import Parser
 from coexarchive.errors import CoexArchiveError, ConfigError, VerificationError
-from coexarchive.settings import Settings
+
+if TYPE_CHECKING:
+    from coexarchive.settings import Settings
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -143,6 +149,8 @@ def _apply_s3_options(args: argparse.Namespace) -> None:
 
 
 def _settings(args: argparse.Namespace, **extra: object) -> Settings:
+    from coexarchive.settings import Settings
+
     _apply_s3_options(args)
     return Settings.from_env(
         bucket=getattr(args, "bucket", None),
@@ -161,6 +169,7 @@ def _settings(args: argparse.Namespace, **extra: object) -> Settings:
 
 def cmd_keygen(args: argparse.Namespace) -> int:
     from coexarchive.seal.keys import Ed25519Signer
+    from coexarchive.settings import Settings
 
     defaults = Settings.from_env()
     key_path: Path = args.key or defaults.key_file
@@ -198,6 +207,7 @@ def cmd_s3(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
+    from coexarchive._internal.cliutil import parse_moment
     from coexarchive._internal.progress import Progress
     from coexarchive.verify import (
         ArchiveVerificationError,
@@ -438,6 +448,9 @@ def cmd_anchor(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from coexarchive._internal.cliutil import parse_time
+    from coexarchive.receive import server as receive_server
+
     parser = Parser(
         prog="coexarchive",
         description="Compliance archive for WhatsApp Business Coexistence: ingest, seal, verify.",
@@ -591,20 +604,33 @@ def build_parser() -> argparse.ArgumentParser:
     anchor.add_argument("--tsa-file", type=Path, help="timestamp authorities (env COEXARCHIVE_TSA)")
     anchor.set_defaults(handler=cmd_anchor)
 
-    from coexarchive.receive import server as receive_server
-
-    receive = sub.add_parser(
-        "receive",
-        help="run the webhook receiver (durable spool, shipper to raw/)",
-        description="Serve Meta's webhook and the outbound-capture endpoint. A delivery is "
-        "answered 200 only once it is fsync'd to the local spool; a shipper lands spool segments "
-        "in raw/ (create-only, object-locked) and trims them only after the upload is confirmed.",
-    )
+    receive = sub.add_parser("receive", help=RECEIVE_HELP, description=RECEIVE_DESCRIPTION)
     receive_server.add_arguments(receive)
     receive.set_defaults(handler=receive_server.run)
 
     _add_pipeline_commands(sub)
     _list_environment(parser)
+    return parser
+
+
+RECEIVE_HELP = "run the webhook receiver (durable spool, shipper to raw/)"
+RECEIVE_DESCRIPTION = (
+    "Serve Meta's webhook and the outbound-capture endpoint. A delivery is answered 200 only "
+    "once it is fsync'd to the local spool; a shipper lands spool segments in raw/ (create-only, "
+    "object-locked) and trims them only after the upload is confirmed."
+)
+
+
+def receive_parser() -> argparse.ArgumentParser:
+    """``coexarchive receive``'s parser alone, the same as the full parser's, help included."""
+    from coexarchive.receive import server as receive_server
+
+    parser = Parser(
+        prog="coexarchive receive",
+        description=RECEIVE_DESCRIPTION,
+        epilog=env_help(ARCHIVE_ENV, RECEIVE_ENV),
+    )
+    receive_server.add_arguments(parser)
     return parser
 
 
@@ -681,9 +707,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         from coexarchive.store import seaweed_cli
 
         return seaweed_cli.main(argv[1:])
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    handler: Handler = args.handler
+    if argv[:1] == ["receive"]:
+        # Only the receiver's modules: a restarted receiver listens before the rest is imported.
+        from coexarchive.receive import server as receive_server
+
+        return _call(receive_server.run, receive_parser().parse_args(argv[1:]))
+    args = build_parser().parse_args(argv)
+    return _call(args.handler, args)
+
+
+def _call(handler: Handler, args: argparse.Namespace) -> int:
+    """Run a command's handler; expected failures print one line, not a traceback."""
     try:
         return handler(args)
     except CoexArchiveError as exc:

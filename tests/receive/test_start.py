@@ -8,6 +8,8 @@ recovery; nothing is answered until the spool is recovered, and a start that fai
 from __future__ import annotations
 
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -86,3 +88,40 @@ def test_listen_accepts_connections_before_anything_serves() -> None:
         assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR)
     finally:
         sock.close()
+
+
+# --- `coexarchive receive` imports only the receiver ----------------------------------------------
+
+
+def test_receive_parser_is_the_full_parsers_receive_command() -> None:
+    from coexarchive import cli
+
+    full = next(p for p in cli.subcommands(cli.build_parser()) if p.prog == "coexarchive receive")
+    alone = cli.receive_parser()
+    assert alone.format_help() == full.format_help()
+    argv = ["--port", "9", "--spool-dir", "s", "--receiver-id", "rcv-a", "--segment-age", "2"]
+    assert vars(alone.parse_args(argv)) == {
+        k: v for k, v in vars(full.parse_args(argv)).items() if k != "handler"
+    }
+
+
+def test_receive_command_imports_neither_the_archive_nor_the_pipelines() -> None:
+    # A fresh interpreter: what `coexarchive receive` has imported when it calls the receiver.
+    probe = (
+        "import sys\n"
+        "from coexarchive import cli\n"
+        "from coexarchive.receive import server\n"
+        "seen = []\n"
+        "server.run = lambda args: seen.append(sorted(sys.modules)) or 0\n"
+        "assert cli.main(['receive', '--port', '9']) == 0\n"
+        "print('\\n'.join(seen[0]))\n"
+    )
+    loaded = set(
+        subprocess.run(
+            [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+        ).stdout.split()
+    )
+    assert "coexarchive.receive.server" in loaded
+    heavy = {"apache_beam", "pyarrow", "duckdb", "coexarchive.settings", "coexarchive.seal",
+             "coexarchive.commands", "coexarchive.verify", "cryptography"}  # fmt: skip
+    assert heavy & loaded == set()
