@@ -212,8 +212,11 @@ def matching_secret(body: bytes, header: str | None, secrets: Sequence[bytes]) -
     found: int | None = None
     # Every secret is tried, so the time taken does not reveal which one matched.
     for index, secret in enumerate(secrets):
-        # The one-shot C digest: no HMAC object per secret on the receiver's request path.
-        expected = hmac.digest(secret, body, "sha256")
+        # Not the one-shot ``hmac.digest``: it releases the GIL for every call, however short
+        # the body, and the receiver's event loop then waits for its spool and shipper threads
+        # to hand it back (a switch interval, 2 ms, against 3 µs of hashing). ``hmac.new``
+        # releases it only for bodies of 2 KiB and more, where the hashing is worth it.
+        expected = hmac.new(secret, body, hashlib.sha256).digest()
         if hmac.compare_digest(expected, claimed) and found is None:
             found = index
     return found
