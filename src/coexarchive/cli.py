@@ -148,6 +148,19 @@ def _apply_s3_options(args: argparse.Namespace) -> None:
     S3Timeouts.from_env()  # a bad value fails here, once, with the option's name
 
 
+def __getattr__(name: str) -> Any:
+    # Names this module once imported eagerly stay importable from it, loaded on first use.
+    if name in ("parse_time", "parse_moment"):
+        from coexarchive._internal import cliutil
+
+        return getattr(cliutil, name)
+    if name == "Settings":
+        from coexarchive.settings import Settings
+
+        return Settings
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def _settings(args: argparse.Namespace, **extra: object) -> Settings:
     from coexarchive.settings import Settings
 
