@@ -67,6 +67,10 @@ import pyarrow.parquet as pq
 import zstandard
 from apache_beam.options.pipeline_options import PipelineOptions
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _peak import own_peak_kb
+
 from coexarchive.commands import upload_raw
 from coexarchive.errors import StorageError
 from coexarchive.raw import DeliveryAuth
@@ -384,7 +388,8 @@ def probe(argv: Sequence[str]) -> None:
         raw_spec=raw,
     )
     seconds = time.perf_counter() - started
-    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    own = own_peak_kb()
+    # An upper bound: a worker's ru_maxrss starts at this process's peak (see own_peak_kb).
     children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     print(
         json.dumps(

@@ -43,6 +43,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from _peak import own_peak_kb
 from _records import CHAIN_ID, iter_records
 
 from coexarchive.archive_head import write_head_after
@@ -107,24 +108,6 @@ def probe(request: dict[str, Any]) -> dict[str, Any]:
         "self_kb": own_peak_kb(),
         "children_kb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss,
     }
-
-
-def own_peak_kb() -> int:
-    """This process's own peak RSS (``VmHWM``), in KiB.
-
-    Not ``getrusage(RUSAGE_SELF).ru_maxrss``: Linux keeps, across ``exec``, the high-water mark
-    of the memory the process had before it, and ``subprocess`` starts this probe by (v)fork +
-    exec from the process that sealed the chain, so that figure is at least the sealing
-    process's peak, which grows with the chain, not this verification's.
-    """
-    try:
-        with open("/proc/self/status", encoding="ascii") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
 def in_fresh_process(request: dict[str, Any]) -> dict[str, Any]:
