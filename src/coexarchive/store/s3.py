@@ -51,6 +51,7 @@ from coexarchive.store.s3client import (
     endpoint_of,
     error_code,
     missing_bucket,
+    new_session,
     require_object_lock,
 )
 
@@ -94,7 +95,7 @@ class S3Store:
             raise ValueError(f"page_size must be within 1..1000, got {page_size}")
         self.bucket = bucket
         self.timeouts = timeouts or S3Timeouts.from_env()
-        self._session = session or boto3.session.Session(region_name=region_name)
+        self._session = session or new_session(region_name=region_name)
         self._owns_client = client is None
         self._client: Any = client or self._session.client(
             "s3",

@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
+import boto3
+import botocore.loaders
+import botocore.session
 from botocore.config import Config
 from botocore.exceptions import (
     BotoCoreError,
@@ -37,6 +41,33 @@ INVALID = frozenset({"InvalidRequest", "InvalidArgument"})
 BAD_CREDENTIALS = frozenset({"InvalidAccessKeyId", "SignatureDoesNotMatch"})
 PRECONDITION_FAILED = frozenset({"PreconditionFailed", "412"})
 CONDITIONAL_CONFLICT = frozenset({"ConditionalRequestConflict", "409"})
+
+
+def new_session(**options: Any) -> boto3.session.Session:
+    """A new boto3 session (its own credential resolution) reading botocore's data files through
+    one loader per process and data path.
+
+    Building a client parses the S3 service model and the endpoint rules, 60–170 ms of CPU each
+    time with a fresh loader and about 13 ms with a warm one; every pipeline step that opens a
+    store pays it in every worker. The loader caches only those packaged files (and any under
+    ``AWS_DATA_PATH``, which keys the cache), never credentials or configuration, which each
+    session still resolves itself.
+    """
+    core = botocore.session.Session()
+    core.register_component("data_loader", _shared_loader(core.get_config_variable("data_path")))
+    return boto3.session.Session(botocore_session=core, **options)
+
+
+_LOADERS: dict[str | None, botocore.loaders.Loader] = {}
+_LOADERS_LOCK = threading.Lock()
+
+
+def _shared_loader(data_path: str | None) -> botocore.loaders.Loader:
+    with _LOADERS_LOCK:
+        loader = _LOADERS.get(data_path)
+        if loader is None:
+            loader = _LOADERS[data_path] = botocore.loaders.create_loader(data_path)
+        return loader
 
 
 @dataclass(frozen=True)

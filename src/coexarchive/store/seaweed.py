@@ -24,12 +24,12 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
 
-import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from coexarchive.errors import ConfigError, StorageError
 from coexarchive.store.s3 import S3Store, S3Timeouts, create_locked_bucket
+from coexarchive.store.s3client import new_session
 
 LOOPBACK = "127.0.0.1"
 REGION = "us-east-1"
@@ -176,7 +176,7 @@ class EmbeddedS3:
         self.pid: int | None = None
         self._process: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
-        self._session = boto3.session.Session(
+        self._session = new_session(
             aws_access_key_id=access_key, aws_secret_access_key=secret_key, region_name=REGION
         )
         self._clients: list[Any] = []
