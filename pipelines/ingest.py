@@ -54,7 +54,14 @@ from coexarchive.store import layout
 from coexarchive.store.base import ObjectStore
 from coexarchive.supervision.at_ingest import load_active_policies
 from pipelines.normalize_step import normalize_object, pack_records, unpack_records
-from pipelines.seal_step import ChainPlan, commit_chain, plan_chain, seal_chain, work_units
+from pipelines.seal_step import (
+    ChainPlan,
+    commit_chain,
+    encode_and_commit,
+    plan_chain,
+    seal_chain,
+    work_units,
+)
 from pipelines.specs import SealSpec, StoreSpec
 from pipelines.summary import (
     DERIVED_PREFIX,
@@ -89,6 +96,7 @@ __all__ = [
 QUARANTINE_TAG = "quarantine"
 SIDE_EVENTS_TAG = "side_events"
 UNITS_TAG = "units"
+COMMITTED_TAG = "committed"
 log = logging.getLogger(__name__)
 
 
@@ -140,7 +148,12 @@ class NormalizeObject(beam.DoFn):
 
 class PlanChain(beam.DoFn):
     """All new records of one chain → de-duplicated, enriched, scanned, split into segments and
-    work units (serial per chain). Writes nothing but a crashed run's commit (a resume)."""
+    work units (serial per chain). Writes nothing but a crashed run's commit (a resume).
+
+    A chain whose new records fit in one work unit is encoded and committed here and comes out
+    as its summary (``COMMITTED_TAG``): sending one unit to another worker would spread nothing
+    and move its records twice. Both ways write the same bytes (``tests/unit/test_split_sealing``).
+    """
 
     def __init__(
         self, store_spec: StoreSpec, seal_spec: SealSpec, enrich: EnrichConfig | None = None
@@ -196,6 +209,12 @@ class PlanChain(beam.DoFn):
             supervision=self.supervision,
         )
         del records
+        if sum(map(len, stored)) <= self.seal_spec.unit_records:
+            summary = encode_and_commit(
+                self.store, plan, stored, signer=self.signer, spec=self.seal_spec, trust=self.trust
+            )
+            yield beam.pvalue.TaggedOutput(COMMITTED_TAG, count_commit(summary))
+            return
         yield chain_id, (_PLAN, pickle.dumps(plan, protocol=pickle.HIGHEST_PROTOCOL))
         for unit in work_units(plan, stored, unit_records=self.seal_spec.unit_records):
             # One key per unit: the runner spreads a grouping's keys over its workers.
@@ -234,13 +253,6 @@ class CommitChain(beam.DoFn):
     def __init__(self, store_spec: StoreSpec, seal_spec: SealSpec) -> None:
         self.store_spec = store_spec
         self.seal_spec = seal_spec
-        self.sealed = _counter("sealed")
-        self.observations = _counter("observations")
-        self.duplicates = _counter("duplicates")
-        self.concurrent = _counter("concurrent")
-        self.held_back = _counter("held_back")
-        self.segments = _counter("segments")
-        self.chains = _counter("chains")
 
     def setup(self) -> None:
         self.store = self.store_spec.open()
@@ -276,21 +288,22 @@ class CommitChain(beam.DoFn):
                 spec=self.seal_spec,
                 trust=self.trust,
             )
-        if summary.get("unsigned_tail"):
-            Metrics.counter(UNSIGNED_TAIL_NAMESPACE, summary["unsigned_tail"]).inc()
-        if summary.get("supervision_gap"):
-            Metrics.counter(SUPERVISION_GAP_NAMESPACE, summary["supervision_gap"]).inc()
-        self.chains.inc()
-        self.sealed.inc(summary["sealed"])
-        self.observations.inc(summary["observations"])
-        self.duplicates.inc(summary["duplicates"])
-        self.concurrent.inc(summary["concurrent"])
-        self.held_back.inc(summary["held_back"])
-        self.segments.inc(summary["segments"])
-        for kind, count in summary["derived"].items():
-            _counter(DERIVED_PREFIX + kind).inc(count)
-        _live(chains=1, sealed=summary["sealed"])
-        yield summary
+        yield count_commit(summary)
+
+
+def count_commit(summary: dict[str, Any]) -> dict[str, Any]:
+    """``summary`` of one chain's commit, counted in the job's metrics (and the live status)."""
+    if summary.get("unsigned_tail"):
+        Metrics.counter(UNSIGNED_TAIL_NAMESPACE, summary["unsigned_tail"]).inc()
+    if summary.get("supervision_gap"):
+        Metrics.counter(SUPERVISION_GAP_NAMESPACE, summary["supervision_gap"]).inc()
+    _counter("chains").inc()
+    for name in ("sealed", "observations", "duplicates", "concurrent", "held_back", "segments"):
+        _counter(name).inc(summary[name])
+    for kind, count in summary["derived"].items():
+        _counter(DERIVED_PREFIX + kind).inc(count)
+    _live(chains=1, sealed=summary["sealed"])
+    return summary
 
 
 _PLAN, _PART = "plan", "part"
@@ -374,7 +387,7 @@ class Ingest(beam.PTransform):
             >> beam.ParDo(
                 PlanChain(self.store_spec, self.seal_spec),
                 side_events=beam.pvalue.AsList(side_events),
-            ).with_outputs(UNITS_TAG, main="plans")
+            ).with_outputs(UNITS_TAG, COMMITTED_TAG, main="plans")
         )
         # One key per work unit: even one chain's records are encoded on every worker.
         encoded = (
@@ -382,12 +395,13 @@ class Ingest(beam.PTransform):
             | "SpreadUnits" >> beam.GroupByKey()
             | "EncodeUnits" >> beam.ParDo(EncodeUnit())
         )
-        summaries = (
+        committed = (
             (planned.plans, encoded)
             | "PlansAndParts" >> beam.Flatten()
             | "GroupForCommit" >> beam.GroupByKey()
             | "CommitChain" >> beam.ParDo(CommitChain(self.store_spec, self.seal_spec))
         )
+        summaries = (planned[COMMITTED_TAG], committed) | "AllCommits" >> beam.Flatten()
         # The commit: once every chain's checkpoints are written, one head states them all.
         _ = (
             summaries

@@ -93,6 +93,23 @@ def seal_chain(
         personal=personal,
         supervision=supervision,
     )
+    return encode_and_commit(store, plan, stored, signer=signer, spec=spec, trust=trust)
+
+
+def encode_and_commit(
+    store: ObjectStore,
+    plan: ChainPlan,
+    stored: Sequence[Sequence[Record]],
+    *,
+    signer: Ed25519Signer,
+    spec: SealSpec,
+    trust: TrustStore | None = None,
+) -> dict[str, Any]:
+    """Encode each planned segment whole, here, and commit the chain (:func:`commit_chain`).
+
+    The same bytes as encoding :func:`work_units` on other workers: what the job does with a
+    chain small enough that moving its records to other workers would cost more than it spreads.
+    """
     parts = [
         [encode_records(records, segment.first_seq, segment.record_version)]
         for segment, records in zip(plan.segments, stored, strict=True)

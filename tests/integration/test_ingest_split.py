@@ -4,9 +4,10 @@ seals with whole segments, byte for byte.
 The job plans each chain on one worker, encodes its records in units of ``unit_records`` keyed so
 the runner deals them out to every worker, and commits per chain. Here the same raw objects go
 into two buckets of the real S3 server: once on ``FnApiRunner`` in this process with one unit per
-segment (what ``ChainWriter.append`` does), once on two ``multi_processing`` workers with units of
-a few records, in two runs so that the second continues chains the first left with a tail. Every
-object must be identical and the archive must verify.
+segment (what ``ChainWriter.append`` does; each chain fits in one unit, so it is encoded and
+committed where it was planned), once on two ``multi_processing`` workers with units of a few
+records, in two runs so that the second continues chains the first left with a tail. Every object
+must be identical and the archive must verify.
 """
 
 from __future__ import annotations
@@ -63,6 +64,18 @@ def test_units_on_two_workers_seal_what_whole_segments_on_one_seal(
     for store in (expected, got):
         upload_raw(store, sim.objects, policy=POLICY)
 
+    import pipelines.ingest as ingest_module
+
+    committed_where_planned: list[str] = []
+
+    def counted(
+        store: S3Store, plan: ingest_module.ChainPlan, *args: object, **kw: object
+    ) -> object:
+        committed_where_planned.append(plan.chain_id)
+        return encode_and_commit(store, plan, *args, **kw)
+
+    encode_and_commit = ingest_module.encode_and_commit
+    monkeypatch.setattr(ingest_module, "encode_and_commit", counted)
     summaries = []
     for run_keys in (keys[:half], keys):  # the second run continues every chain's tail
         summaries.append(
@@ -74,6 +87,8 @@ def test_units_on_two_workers_seal_what_whole_segments_on_one_seal(
 
     for one, two in summaries:
         assert two.lines() == one.lines()
+    # The one-worker runs took the in-place path for every chain of both runs.
+    assert len(committed_where_planned) == sum(one.chains for one, _ in summaries) > 0
     first, second = summaries[0][0], summaries[1][0]
     assert first.sealed > 0 and second.sealed > 0 and second.duplicates > 0
     # Segments larger than a unit, so units really split them.

@@ -266,6 +266,7 @@ def test_a_lost_race_on_a_chain_is_reported_as_the_seal_error_it_is(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     import pipelines.ingest as ingest_module
+    import pipelines.seal_step as seal_step_module
 
     def lose_the_race(*args: object, **kwargs: object) -> dict[str, object]:
         raise SealError(
@@ -274,7 +275,9 @@ def test_a_lost_race_on_a_chain_is_reported_as_the_seal_error_it_is(
         )
 
     upload_raw(s3, OBJECTS, policy=POLICY)
+    # A small chain commits where it was planned (seal_step), a large one in CommitChain.
     monkeypatch.setattr(ingest_module, "commit_chain", lose_the_race)
+    monkeypatch.setattr(seal_step_module, "commit_chain", lose_the_race)
     with pytest.raises(SealError) as info:
         ingest([key for key, _ in OBJECTS], key_file)
     assert str(info.value).endswith("re-run the job to continue after its segment")
