@@ -423,7 +423,8 @@ def run_probe(raw: StoreSpec, bucket: str, keys: Sequence[str], key_file: Path) 
 
 
 def profile(args: argparse.Namespace) -> None:
-    """The one-chain workload, one worker, under cProfile: where an event's time goes."""
+    """One workload (one chain, or ``--chains`` with ``--only many``), one worker, under
+    cProfile: where an event's time goes."""
     import cProfile
     import pstats
 
@@ -437,7 +438,8 @@ def profile(args: argparse.Namespace) -> None:
         key_file = Path(tmp) / "signing.key"
         Ed25519Signer.generate(ARCHIVE_NAME).to_file(key_file)
         raw = StoreSpec("unset", endpoint_url=server.endpoint_url, region_name="us-east-1")
-        objects = workload_objects(args.events, 1, args.per_object)
+        chains = args.chains if args.only == "many" else 1
+        objects = workload_objects(args.events, chains, args.per_object)
         raw = dataclasses.replace(raw, bucket=fresh_bucket(server, "raw"))
         upload_raw(server.store(raw.bucket), objects, policy=POLICY)
         keys = sorted(key for key, _ in objects)
@@ -448,7 +450,8 @@ def profile(args: argparse.Namespace) -> None:
         profiler.disable()
     out = io.StringIO()
     out.write(
-        f"bench/ingest.py --profile: {args.events:,} events, one chain, one worker "
+        f"bench/ingest.py --profile: {args.events:,} events, "
+        f"{'one chain' if chains == 1 else f'{chains} chains'}, one worker "
         f"(FnApiRunner in process), sealed {summary.sealed:,} in {seconds:.1f} s under cProfile "
         f"({args.events / seconds:,.0f} events/s; cProfile slows Python code ~1.5-2x)\n\n"
     )
@@ -669,8 +672,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--profile",
         type=Path,
         default=None,
-        help="instead of the benchmark: ingest the one-chain workload once with one worker "
-        "(FnApiRunner in this process) under cProfile and write the top functions to this file",
+        help="instead of the benchmark: ingest the one-chain workload (--only many: the "
+        "--chains workload) once with one worker (FnApiRunner in this process) under cProfile "
+        "and write the top functions to this file",
     )
     args = parser.parse_args(argv)
     if args.quick:

@@ -150,9 +150,10 @@ class PlanChain(beam.DoFn):
     """All new records of one chain → de-duplicated, enriched, scanned, split into segments and
     work units (serial per chain). Writes nothing but a crashed run's commit (a resume).
 
-    A chain whose new records fit in one work unit is encoded and committed here and comes out
-    as its summary (``COMMITTED_TAG``): sending one unit to another worker would spread nothing
-    and move its records twice. Both ways write the same bytes (``tests/unit/test_split_sealing``).
+    A chain with at most ``SealSpec.spread_above`` new records is encoded and committed here and
+    comes out as its summary (``COMMITTED_TAG``): spreading it would move its records through the
+    runner twice more, while the run's other chains keep the workers busy. Both ways write the
+    same bytes (``tests/unit/test_split_sealing``, ``tests/integration/test_ingest_split``).
     """
 
     def __init__(
@@ -209,7 +210,7 @@ class PlanChain(beam.DoFn):
             supervision=self.supervision,
         )
         del records
-        if sum(map(len, stored)) <= self.seal_spec.unit_records:
+        if sum(map(len, stored)) <= self.seal_spec.spread_above:
             summary = encode_and_commit(
                 self.store, plan, stored, signer=self.signer, spec=self.seal_spec, trust=self.trust
             )

@@ -47,8 +47,11 @@ class SealSpec:
     # object says so); KMS key that wraps them in production.
     data_keys_dir: str | None = None
     data_key_kms: str | None = None
-    # The most records one encode work unit carries: the job spreads units over its workers, so
-    # one chain's per-record hashing and columns run on all of them (``pipelines.seal_step``).
+    # A chain with more new records than ``spread_above`` has its per-record hashing and columns
+    # spread over every worker, in units of at most ``unit_records`` (``pipelines.seal_step``).
+    # Up to it, the chain is encoded and committed where it was planned: moving its records to
+    # other workers and back costs CPU, and the run's other chains keep the workers busy.
+    spread_above: int = 100_000
     unit_records: int = 20_000
 
     def personal_sealer(

@@ -4,10 +4,10 @@ seals with whole segments, byte for byte.
 The job plans each chain on one worker, encodes its records in units of ``unit_records`` keyed so
 the runner deals them out to every worker, and commits per chain. Here the same raw objects go
 into two buckets of the real S3 server: once on ``FnApiRunner`` in this process with one unit per
-segment (what ``ChainWriter.append`` does; each chain fits in one unit, so it is encoded and
-committed where it was planned), once on two ``multi_processing`` workers with units of a few
-records, in two runs so that the second continues chains the first left with a tail. Every object
-must be identical and the archive must verify.
+segment (what ``ChainWriter.append`` does; each chain is small, so it is encoded and committed
+where it was planned), once on two ``multi_processing`` workers spreading every chain in units of
+a few records, in two runs so that the second continues chains the first left with a tail. Every
+object must be identical and the archive must verify.
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ def test_units_on_two_workers_seal_what_whole_segments_on_one_seal(
     signer().to_file(key_file)
     seal = SealSpec(str(key_file), "coexarchive.test", "GOVERNANCE:1", max_segment_records=40)
     whole = dataclasses.replace(seal, unit_records=1_000_000)
-    units = dataclasses.replace(seal, unit_records=7)
+    units = dataclasses.replace(seal, spread_above=0, unit_records=7)
     sim = simulate(CONFIG)
     keys = sorted(key for key, _ in sim.objects)
     half = len(keys) // 2

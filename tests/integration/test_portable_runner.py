@@ -5,11 +5,13 @@ SDK harnesses run in other processes and talk the Fn API. Here the embedded job 
 external worker pool (``support.portable``) take that path on one machine, against the real S3
 server: the same raw objects are ingested once with ``FnApiRunner`` and once portably, into two
 buckets, and every sealed object (segments, record indexes, manifests, checkpoints, dedup index,
-archive head) must be identical. Both archives then verify.
+archive head) must be identical. The local run seals each chain where it plans it; the portable
+run spreads every chain's records over the harnesses in small units. Both archives then verify.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import uuid
 from pathlib import Path
@@ -39,10 +41,20 @@ def objects_of(store: S3Store) -> dict[str, bytes]:
 
 
 def ingest(
-    store: S3Store, seaweed: EmbeddedS3, key_file: Path, keys: list[str], options: PipelineOptions
+    store: S3Store,
+    seaweed: EmbeddedS3,
+    key_file: Path,
+    keys: list[str],
+    options: PipelineOptions,
+    *,
+    spread: bool = False,
 ) -> IngestSummary:
+    """``spread``: every chain's records go to the workers in units of 7 (plans, units and
+    encoded parts all cross the Fn API); else each small chain is sealed where it is planned."""
     spec = StoreSpec(store.bucket, endpoint_url=seaweed.endpoint_url, region_name="us-east-1")
     seal = SealSpec(str(key_file), "coexarchive.test", "GOVERNANCE:1", max_segment_records=50)
+    if spread:
+        seal = dataclasses.replace(seal, spread_above=0, unit_records=7)
     return run_pipeline(sorted(keys), spec, seal, options, auth=SIM_AUTH)
 
 
@@ -63,7 +75,7 @@ def test_portable_ingest_seals_the_archive_the_local_runner_seals(
     trust = trust_for(signer())
     expected = ingest(local, seaweed, key_file, keys, PipelineOptions(["--runner=FnApiRunner"]))
     with worker_pool(os.environ) as pool:
-        got = ingest(portable, seaweed, key_file, keys, portable_options(pool.address))
+        got = ingest(portable, seaweed, key_file, keys, portable_options(pool.address), spread=True)
         spec = StoreSpec(
             portable.bucket, endpoint_url=seaweed.endpoint_url, region_name="us-east-1"
         )

@@ -186,3 +186,35 @@ def test_every_simulated_malformation_is_quarantined_saying_what_is_wrong() -> N
         assert reason.startswith(MALFORMATION_REASONS[what]), (what, reason)
         seen.add(what)
     assert len(seen) >= 6, seen
+
+
+@pytest.mark.parametrize(("spread_above", "spreads"), [(3, False), (2, True), (0, True)])
+def test_a_chain_spreads_only_above_spread_above(
+    s3: S3Store, key_file: str, monkeypatch: pytest.MonkeyPatch, spread_above: int, spreads: bool
+) -> None:
+    import pipelines.ingest as ingest_module
+
+    where: list[str] = []
+    planned_here, spread = ingest_module.encode_and_commit, ingest_module.work_units
+    monkeypatch.setattr(
+        ingest_module,
+        "encode_and_commit",
+        lambda *a, **kw: where.append("here") or planned_here(*a, **kw),
+    )
+    monkeypatch.setattr(
+        ingest_module, "work_units", lambda *a, **kw: where.append("spread") or spread(*a, **kw)
+    )
+    objects = [landing(0, body("wamid.S1", "wamid.S2", "wamid.S3"))]  # one chain, 3 records
+    upload_raw(s3, objects, policy=RetentionPolicy.parse("GOVERNANCE:1"))
+    seal = SealSpec(key_file, "coexarchive.test", "GOVERNANCE:1", spread_above=spread_above)
+    with test_pipeline.TestPipeline(runner="FnApiRunner") as pipeline:
+        summaries = (
+            pipeline
+            | beam.Create([key for key, _ in objects])
+            | Ingest(StoreSpec(BUCKET, region_name="us-east-1"), seal, auth=AUTH)
+        )
+        assert_that(
+            summaries | beam.Map(lambda s: (s["chain_id"], s["sealed"])),
+            equal_to([("900000000000001", 3)]),
+        )
+    assert where == (["spread"] if spreads else ["here"])
