@@ -457,7 +457,7 @@ def profile(args: argparse.Namespace) -> None:
     )
     stats = pstats.Stats(profiler, stream=out).strip_dirs()
     stats.sort_stats("tottime").print_stats(40)
-    stats.sort_stats("cumulative").print_stats(60)
+    stats.sort_stats("cumulative").print_stats(90)
     args.profile.write_text(out.getvalue())
     print(f"profile written to {args.profile}")
 
