@@ -130,6 +130,7 @@ def plan_chain(
     trust: TrustStore | None = None,
     personal: PersonalSealer | None = None,
     supervision: ActivePolicies | None = None,
+    holds: NewDataHolds | None = None,
 ) -> tuple[ChainPlan, list[list[Record]]]:
     """The serial decisions of one chain: what is new, enriched, scanned, in which segments.
 
@@ -146,10 +147,13 @@ def plan_chain(
     messages are scanned with them and their hits sealed in the same append. When they could
     not be verified, a ``scan_gap`` record is sealed instead and the summary's
     ``supervision_gap`` says why.
+
+    ``holds``: the legal holds read from the sealed register this run (read here when None).
     """
     # Holds follow data: a segment holding records an active hold covers is held as it is
     # sealed, before its checkpoint commits it (read from the sealed register each run).
-    holds = NewDataHolds.load(store)
+    if holds is None:
+        holds = NewDataHolds.load(store)
     writer = _writer(store, chain_id, signer, spec, policy, trust, personal, holds)
     try:
         state = writer.state()
@@ -185,6 +189,7 @@ def plan_chain(
             classified.to_seal,
             config=enrich or EnrichConfig(),
             side_events=side_events,
+            committed_size=state.size,
         )
         scan = scan_batch(chain_id, to_seal, supervision or ActivePolicies(), personal=personal)
         to_seal += scan.records

@@ -78,6 +78,8 @@ class DedupIndex:
         self._loaded: set[str] = set()
 
     def load_for(self, records: Iterable[Record]) -> None:
+        if self.committed_size == 0:
+            return  # nothing committed: every index object would be skipped below, unread
         days = {event_time // layout.DAY_MS for event_time in map(_event_time_of, records)}
         wanted = {day + offset for day in days for offset in range(-WINDOW_DAYS, WINDOW_DAYS + 1)}
         dates = {layout.utc_date(day * layout.DAY_MS) for day in wanted}

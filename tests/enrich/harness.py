@@ -39,7 +39,14 @@ def seal_chain(
     state = writer.state()
     index = DedupIndex(store, chain_id, committed_size=state.size)
     classified = index.classify(records)
-    to_seal = enrich_for_seal(store, chain_id, classified.to_seal, config=CONFIG, side_events=side)
+    to_seal = enrich_for_seal(
+        store,
+        chain_id,
+        classified.to_seal,
+        config=CONFIG,
+        side_events=side,
+        committed_size=state.size,
+    )
     if to_seal:
         writer.append(to_seal)
     return len(to_seal)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,11 +19,13 @@ from coexarchive.enrich.consent import (
     KeywordConfig,
     keyword_event,
 )
+from coexarchive.enrich.context import load_context, waba_chain
 from coexarchive.enrich.crm import parse_consent_file
 from coexarchive.enrich.templates import TemplateEvent, TemplateRegistry, parse_catalogue
 from coexarchive.errors import ConfigError, FormatError
 from coexarchive.records import Record
-from coexarchive.store import EmbeddedS3
+from coexarchive.store import EmbeddedS3, layout
+from coexarchive.store.memory import MemoryStore
 from coexarchive.store.s3 import S3Store
 from enrich import harness
 from enrich.scenario import PHONE, WABA, Scenario, at, build
@@ -298,3 +301,31 @@ def test_cli_commands_against_s3(
     args = parser.parse_args(["reassess", "--since", "2026-03-01", "--chain", PHONE, "--dry-run"])
     assert args.handler(args) == 0
     assert "0 record(s) whose flags changed (dry run" in capsys.readouterr().out
+
+
+class _ListingStore(MemoryStore):
+    def __init__(self) -> None:
+        super().__init__()
+        self.listed: list[str] = []
+
+    def list(self, prefix: str) -> Iterator[str]:
+        self.listed.append(prefix)
+        return super().list(prefix)
+
+
+@pytest.mark.parametrize(("committed_size", "own_listed"), [(0, False), (None, True), (3, True)])
+def test_a_new_chains_own_past_is_not_listed_but_its_wabas_templates_are(
+    committed_size: int | None, own_listed: bool
+) -> None:
+    store = _ListingStore()
+    load_context(
+        store,
+        PHONE,
+        since_ms=at(0),
+        until_ms=at(1),
+        waba_id=WABA,
+        committed_size=committed_size,
+    )
+    own = layout.manifest_prefix(PHONE)
+    assert (own in store.listed) is own_listed
+    assert layout.manifest_prefix(waba_chain(WABA)) in store.listed

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator
 
 from coexarchive.dedup import DedupIndex
 from coexarchive.records import Kind
@@ -92,3 +93,36 @@ def test_only_the_event_dates_window_is_read() -> None:
     assert result.duplicates == 1
     # Day 10's five ids were read; day 0's were not needed and not loaded.
     assert set(idx.seen) == {r.record_id for r in make_records(CHAIN, 5, day=10)}
+
+
+class _CountingStore(MemoryStore):
+    def __init__(self) -> None:
+        super().__init__()
+        self.listed: list[str] = []
+
+    def list(self, prefix: str) -> Iterator[str]:
+        self.listed.append(prefix)
+        return super().list(prefix)
+
+
+def test_a_chain_with_nothing_committed_reads_no_index() -> None:
+    store = _CountingStore()
+    # A crashed run's index object and segment without a manifest: never committed.
+    crashed = writer(store)
+    crashed._commit = lambda manifest: None  # type: ignore[method-assign]
+    crashed.append(make_records(CHAIN, 5))
+    for key in list(store.list("manifests/")):
+        store.unsafe_delete(key)
+    store.listed.clear()
+    result = DedupIndex(store, CHAIN, committed_size=0).classify(make_records(CHAIN, 5))
+    assert len(result.new) == 5
+    assert store.listed == []
+
+
+def test_a_chain_with_committed_records_still_reads_its_indexes() -> None:
+    store = _CountingStore()
+    writer(store).append(make_records(CHAIN, 5))
+    store.listed.clear()
+    result = index(store).classify(make_records(CHAIN, 5))
+    assert result.duplicates == 5
+    assert any(prefix.startswith("dedup/") for prefix in store.listed)

@@ -91,18 +91,21 @@ def enrich_for_seal(
     config: EnrichConfig,
     side_events: Iterable[Record] = (),
     horizon_ms: int | None = None,
+    committed_size: int | None = None,
 ) -> list[Record]:
     """Enrich the records about to be sealed on ``chain_id`` with what the archive knows.
 
     ``side_events`` are the current run's template events from every chain (see
     :func:`collect_side_events`): the WABA chain holding them may be sealed after this one.
+    ``committed_size``: the chain's committed size, when the caller has read it (0: a new
+    chain, whose own past is not listed).
     """
     waba_id = next((r.waba_id for r in records if r.waba_id), None) or config.waba_ids.get(chain_id)
     timed = [r.event_time for r in records if r.kind in _CONTEXT_KINDS]
     if timed:
         context = load_context(
             store, chain_id, since_ms=min(timed), until_ms=max(timed), waba_id=waba_id,
-            config=config,
+            config=config, committed_size=committed_size,
         )  # fmt: skip
     else:
         context = ChainContext(chain_id, waba_id)

@@ -99,14 +99,16 @@ def load_context(
     until_ms: int,
     waba_id: str | None = None,
     config: EnrichConfig | None = None,
+    committed_size: int | None = None,
 ) -> ChainContext:
     """The chain's sealed past that enriching records with event times in [since, until] needs.
 
     ``waba_id`` names the WABA whose chain holds the templates; when None it is looked up in the
-    chain's own records (the first non-null ``waba_id`` found).
+    chain's own records (the first non-null ``waba_id`` found). ``committed_size``: the chain's
+    committed size when the caller has just read it; 0 means no past to list.
     """
     config = config or EnrichConfig()
-    manifests = _manifests(store, chain_id)
+    manifests = [] if committed_size == 0 else _manifests(store, chain_id)
     context = ChainContext(chain_id, waba_id)
     windows = (
         (_INBOUND_KINDS, since_ms - config.window_ms),
