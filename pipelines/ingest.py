@@ -45,6 +45,7 @@ from coexarchive.anchor.witness import load_witness_policy
 from coexarchive.archive_head import write_head_after
 from coexarchive.enrich import EnrichConfig, collect_side_events
 from coexarchive.errors import CoexArchiveError, SealError
+from coexarchive.export.holds import NewDataHolds
 from coexarchive.normalize import Quarantined
 from coexarchive.raw import DeliveryAuth
 from coexarchive.retention import RetentionPolicy
@@ -181,6 +182,11 @@ class PlanChain(beam.DoFn):
         if self.supervision.gap is not None:
             log.warning("supervision at ingest is off: %s", self.supervision.gap)
 
+    def start_bundle(self) -> None:
+        # The legal holds, read from the sealed register once per bundle of chains, not once
+        # per chain: a run of many small chains would read the same register for each.
+        self.holds: NewDataHolds | None = None
+
     def process(
         self,
         element: tuple[str, Iterable[bytes]],
@@ -196,6 +202,8 @@ class PlanChain(beam.DoFn):
         self, chain_id: str, batches: Iterable[bytes], side_events: Iterable[bytes]
     ) -> Iterator[Any]:
         records = [record for batch in batches for record in unpack_records(batch)]
+        if self.holds is None:
+            self.holds = NewDataHolds.load(self.store)
         plan, stored = plan_chain(
             self.store,
             chain_id,
@@ -208,6 +216,7 @@ class PlanChain(beam.DoFn):
             trust=self.trust,
             personal=self.personal,
             supervision=self.supervision,
+            holds=self.holds,
         )
         del records
         if sum(map(len, stored)) <= self.seal_spec.spread_above:

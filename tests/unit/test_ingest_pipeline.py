@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import apache_beam as beam
 import pytest
@@ -218,3 +219,24 @@ def test_a_chain_spreads_only_above_spread_above(
             equal_to([("900000000000001", 3)]),
         )
     assert where == (["spread"] if spreads else ["here"])
+
+
+def test_the_legal_hold_register_is_read_once_per_bundle_not_per_chain(
+    s3: S3Store, key_file: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pipelines.ingest as ingest_module
+
+    loads: list[int] = []
+
+    class Counted(ingest_module.NewDataHolds):
+        @classmethod
+        def load(cls, store: Any) -> Any:
+            loads.append(1)
+            return super().load(store)
+
+    monkeypatch.setattr(ingest_module, "NewDataHolds", Counted)
+    chains = [f"90000000000001{n}" for n in range(4)]
+    objects = [landing(0, *(body(f"wamid.H{c}", phone_number_id=c) for c in chains))]
+    upload_raw(s3, objects, policy=RetentionPolicy.parse("GOVERNANCE:1"))
+    run([key for key, _ in objects], key_file, [(c, 1, 0) for c in chains])
+    assert 1 <= len(loads) < len(chains)
