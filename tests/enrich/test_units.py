@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,10 +24,10 @@ from coexarchive.enrich.templates import TemplateEvent, TemplateRegistry, parse_
 from coexarchive.errors import ConfigError, FormatError
 from coexarchive.records import Record
 from coexarchive.store import EmbeddedS3, layout
-from coexarchive.store.memory import MemoryStore
 from coexarchive.store.s3 import S3Store
 from enrich import harness
 from enrich.scenario import PHONE, WABA, Scenario, at, build
+from support.archive import ListingStore
 
 NOW = 1_800_000_000_000
 
@@ -303,21 +302,11 @@ def test_cli_commands_against_s3(
     assert "0 record(s) whose flags changed (dry run" in capsys.readouterr().out
 
 
-class _ListingStore(MemoryStore):
-    def __init__(self) -> None:
-        super().__init__()
-        self.listed: list[str] = []
-
-    def list(self, prefix: str) -> Iterator[str]:
-        self.listed.append(prefix)
-        return super().list(prefix)
-
-
 @pytest.mark.parametrize(("committed_size", "own_listed"), [(0, False), (None, True), (3, True)])
 def test_a_new_chains_own_past_is_not_listed_but_its_wabas_templates_are(
     committed_size: int | None, own_listed: bool
 ) -> None:
-    store = _ListingStore()
+    store = ListingStore()
     load_context(
         store,
         PHONE,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +18,7 @@ from coexarchive.retention import ClassRetention, RetentionPolicy
 from coexarchive.seal.keys import Ed25519Signer, TrustStore
 from coexarchive.segments import ChainWriter, Manifest, SegmentResult
 from coexarchive.store.base import ObjectStore
+from coexarchive.store.memory import MemoryStore
 
 ARCHIVE = "coexarchive.test"
 # The simulator signs webhooks and outbound captures with its demo app secret.
@@ -160,3 +161,15 @@ def use_cli_environment(
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     return trust_file
+
+
+class ListingStore(MemoryStore):
+    """An in-memory store that records every prefix it is asked to list."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.listed: list[str] = []
+
+    def list(self, prefix: str) -> Iterator[str]:
+        self.listed.append(prefix)
+        return super().list(prefix)

@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
 
 from coexarchive.dedup import DedupIndex
 from coexarchive.records import Kind
 from coexarchive.segments import ChainWriter
 from coexarchive.store.memory import MemoryStore
-from support.archive import ARCHIVE, DAY_MS, make_records, short_policy, signer
+from support.archive import (
+    ARCHIVE,
+    DAY_MS,
+    ListingStore,
+    make_records,
+    short_policy,
+    signer,
+)
 
 CHAIN = "900000000000001"
 
@@ -95,18 +101,8 @@ def test_only_the_event_dates_window_is_read() -> None:
     assert set(idx.seen) == {r.record_id for r in make_records(CHAIN, 5, day=10)}
 
 
-class _CountingStore(MemoryStore):
-    def __init__(self) -> None:
-        super().__init__()
-        self.listed: list[str] = []
-
-    def list(self, prefix: str) -> Iterator[str]:
-        self.listed.append(prefix)
-        return super().list(prefix)
-
-
 def test_a_chain_with_nothing_committed_reads_no_index() -> None:
-    store = _CountingStore()
+    store = ListingStore()
     # A crashed run's index object and segment without a manifest: never committed.
     crashed = writer(store)
     crashed._commit = lambda manifest: None  # type: ignore[method-assign]
@@ -120,7 +116,7 @@ def test_a_chain_with_nothing_committed_reads_no_index() -> None:
 
 
 def test_a_chain_with_committed_records_still_reads_its_indexes() -> None:
-    store = _CountingStore()
+    store = ListingStore()
     writer(store).append(make_records(CHAIN, 5))
     store.listed.clear()
     result = index(store).classify(make_records(CHAIN, 5))
