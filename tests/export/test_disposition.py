@@ -39,7 +39,15 @@ from coexarchive.segments import ChainWriter, Manifest, list_manifests, read_seg
 from coexarchive.store import MemoryStore, S3Store
 from coexarchive.store.base import ObjectStore
 from coexarchive.verify import ArchiveVerificationError, verify_archive
-from support.archive import ARCHIVE, DAY_MS, make_records, short_policy, signer, trust_for
+from support.archive import (
+    ARCHIVE,
+    DAY_MS,
+    make_records,
+    midday,
+    short_policy,
+    signer,
+    trust_for,
+)
 
 INDEPENDENT = Path(__file__).parents[2] / "schemas" / "independent" / "verify_archive.py"
 CHAIN = "900000000000041"
@@ -53,22 +61,25 @@ def captured_at(records: list[Record], at_ms: int) -> list[Record]:
 
 
 def build(store: ObjectStore, expired_ms: int, live_ms: int) -> list[Manifest]:
-    """Three segments: other customers (expiring), HELD's (expiring), everyone later (live)."""
+    """Three segments: other customers (expiring), HELD's (expiring), everyone later (live).
+
+    Retention runs from the capture time (``captured_at``); event times only place the records
+    in their day's segment."""
     writer = ChainWriter(store, CHAIN, signer=KEY, archive_name=ARCHIVE, policy=POLICY)
-    early = make_records(CHAIN, 14, start_ms=expired_ms - 3 * DAY_MS)
+    early = make_records(CHAIN, 14, start_ms=midday(expired_ms - 3 * DAY_MS))
     writer.append(captured_at([r for r in early if r.customer_id != HELD], expired_ms))
     writer.append(
         captured_at(
             [
                 r
-                for r in make_records(CHAIN, 8, start_ms=expired_ms - 3 * DAY_MS, day=1)
+                for r in make_records(CHAIN, 8, start_ms=midday(expired_ms - 3 * DAY_MS), day=1)
                 if r.customer_id == HELD
             ],
             expired_ms,
         )
     )
     writer.append(
-        captured_at(make_records(CHAIN, 5, start_ms=live_ms - 2 * DAY_MS, day=2), live_ms)
+        captured_at(make_records(CHAIN, 5, start_ms=midday(live_ms - 2 * DAY_MS), day=2), live_ms)
     )
     segments = manifests_of(store)
     write_head_after(store, segments, signer=KEY, archive_name=ARCHIVE)

@@ -21,6 +21,7 @@ from support.archive import (
     DAY_MS,
     START_MS,
     make_records,
+    midday,
     short_policy,
     signer,
     trust_for,
@@ -54,7 +55,7 @@ def test_held_objects_survive_retention_expiry_and_refuse_deletion(s3_store: S3S
     store = s3_store
     records = [
         replace(r, received_time=captured)
-        for r in make_records(CHAIN, 6, start_ms=captured - 9_000_000)
+        for r in make_records(CHAIN, 6, start_ms=midday(captured - 9_000_000))
     ]
     key = signer()
     writer = ChainWriter(store, CHAIN, signer=key, archive_name=ARCHIVE, policy=policy)

@@ -68,6 +68,12 @@ def make_records(
     return records
 
 
+def midday(ms: int) -> int:
+    """Noon (UTC) of the day of ``ms``. Records a few minutes apart from there stay in one day,
+    so in one segment, whatever time of day a test that counts from the clock runs."""
+    return ms - ms % DAY_MS + DAY_MS // 2
+
+
 MINUTE_MS = 60_000
 
 
