@@ -48,6 +48,7 @@ from coexarchive.errors import CoexArchiveError, SealError
 from coexarchive.export.holds import NewDataHolds
 from coexarchive.normalize import Quarantined
 from coexarchive.raw import DeliveryAuth
+from coexarchive.records import Record
 from coexarchive.retention import RetentionPolicy
 from coexarchive.seal.keys import Ed25519Signer, TrustStore
 from coexarchive.segments import EncodedPart, encode_records
@@ -183,9 +184,10 @@ class PlanChain(beam.DoFn):
             log.warning("supervision at ingest is off: %s", self.supervision.gap)
 
     def start_bundle(self) -> None:
-        # The legal holds, read from the sealed register once per bundle of chains, not once
-        # per chain: a run of many small chains would read the same register for each.
+        # The legal holds, read from the sealed register, and the run's side events, unpacked,
+        # once per bundle of chains, not once per chain: both are the same for every chain.
         self.holds: NewDataHolds | None = None
+        self.side: list[Record] | None = None
 
     def process(
         self,
@@ -204,6 +206,8 @@ class PlanChain(beam.DoFn):
         records = [record for batch in batches for record in unpack_records(batch)]
         if self.holds is None:
             self.holds = NewDataHolds.load(self.store)
+        if self.side is None:
+            self.side = [record for batch in side_events for record in unpack_records(batch)]
         plan, stored = plan_chain(
             self.store,
             chain_id,
@@ -211,7 +215,7 @@ class PlanChain(beam.DoFn):
             signer=self.signer,
             spec=self.seal_spec,
             policy=self.policy,
-            side_events=[record for batch in side_events for record in unpack_records(batch)],
+            side_events=self.side,
             enrich=self.enrich,
             trust=self.trust,
             personal=self.personal,
