@@ -90,6 +90,7 @@ TARGET_FLOOR_RATIO = 0.3  # many chains, 2 workers: ≥ 0.3× the floor (2 proce
 TARGET_NAIVE_RATIO = 1.0  # many chains, 2 workers: ≥ the naive Beam pipeline
 TARGET_SPREAD = 1.6  # one chain: 2 workers ≥ 1.6× one worker
 SEED = 17
+EMPTY = "empty Beam (2 workers)"  # no events: what starting two workers costs
 TWO_WORKERS = ["--direct_num_workers=2", "--direct_running_mode=multi_processing"]
 ONE_WORKER_PROCESS = ["--direct_num_workers=1", "--direct_running_mode=multi_processing"]
 
@@ -122,6 +123,8 @@ class Row:
     # CPU seconds of each run, this process and every process it started and reaped (SDK
     # workers, pool processes), in the order of ``seconds``; the S3 server is not counted.
     cpu: list[float] = field(default_factory=list)
+    # CPU seconds the S3 server spent during each run, in the same order.
+    server_cpu: list[float] = field(default_factory=list)
     note: str = ""
 
     @property
@@ -131,6 +134,20 @@ class Row:
     @property
     def best_cpu(self) -> float:
         return self.cpu[self.seconds.index(self.best)]
+
+    @property
+    def best_server_cpu(self) -> float:
+        return self.server_cpu[self.seconds.index(self.best)]
+
+    @property
+    def best_total_cpu(self) -> float:
+        """CPU seconds of the best run on the machine: ours and the S3 server's."""
+        return self.best_cpu + self.best_server_cpu
+
+    def add(self, seconds: float, cpu: float, server_cpu: float) -> None:
+        self.seconds.append(seconds)
+        self.cpu.append(cpu)
+        self.server_cpu.append(server_cpu)
 
     def rate(self, seconds: float | None = None) -> float:
         return self.events / (seconds if seconds is not None else self.best)
@@ -283,7 +300,8 @@ def naive_row(event: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def run_naive(spec: StoreSpec, keys: Sequence[str], out_dir: Path) -> None:
+def run_naive(spec: StoreSpec, keys: Sequence[str], out_dir: Path) -> int:
+    """The naive pipeline; the rows it wrote."""
     pipeline = beam.Pipeline(options=PipelineOptions(TWO_WORKERS))
     _ = (
         pipeline
@@ -296,6 +314,14 @@ def run_naive(spec: StoreSpec, keys: Sequence[str], out_dir: Path) -> None:
             str(out_dir / "events"), FLOOR_SCHEMA, file_name_suffix=".parquet"
         )
     )
+    pipeline.run().wait_until_finish()
+    return parquet_rows(out_dir)
+
+
+def run_empty() -> None:
+    """Two elements through one step on two workers: what starting the workers costs alone."""
+    pipeline = beam.Pipeline(options=PipelineOptions(TWO_WORKERS))
+    _ = pipeline | "Two" >> beam.Create(["a", "b"]) | "Upper" >> beam.Map(str.upper)
     pipeline.run().wait_until_finish()
 
 
@@ -472,6 +498,19 @@ def cpu_now() -> float:
     return own.ru_utime + own.ru_stime + ended.ru_utime + ended.ru_stime
 
 
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def server_cpu_now(server: EmbeddedS3) -> float:
+    """CPU seconds the S3 server process (and children it reaped) has used so far."""
+    try:
+        fields = Path(f"/proc/{server.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return 0.0
+    # After the command name: state is field 3, so utime..cstime (14-17) sit at 11..14.
+    return sum(int(value) for value in fields[11:15]) / _CLOCK_TICKS
+
+
 def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
     started = time.perf_counter()
     value = fn()
@@ -508,23 +547,32 @@ def measure_workload(
         "ours1p": Row(workload, "ours (1 worker process)", args.events),
         "ours2": Row(workload, "ours (2 workers)", args.events),
         "naive": Row(workload, "naive Beam (2 workers)", args.events),
+        "empty": Row(workload, EMPTY, args.events),
     }
     notes: list[str] = []
+
+    def run(row: Row, label: str, fn: Callable[[], Any]) -> Any:
+        """Time ``fn`` into ``row`` with the CPU it and the S3 server used; its value or None."""
+        cpu, server_cpu = cpu_now(), server_cpu_now(server)
+        result = attempt(label, partial(timed, fn))
+        if result is None:
+            return None
+        row.add(result[0], cpu_now() - cpu, server_cpu_now(server) - server_cpu)
+        return result[1]
+
     for attempt_no in range(args.repeat):
         for floor_workers in (1, 2):
-            cpu = cpu_now()
-            result = attempt(
-                "floor", partial(timed, partial(run_floor, raw, server, keys, floor_workers))
+            written = run(
+                rows[f"floor{floor_workers}"],
+                "floor",
+                partial(run_floor, raw, server, keys, floor_workers),
             )
-            if result is not None:
-                rows[f"floor{floor_workers}"].seconds.append(result[0])
-                rows[f"floor{floor_workers}"].cpu.append(cpu_now() - cpu)
-                if result[1] != args.events:
-                    notes.append(f"floor wrote {result[1]:,} rows, expected {args.events:,}")
+            if written is not None and written != args.events:
+                notes.append(f"floor wrote {written:,} rows, expected {args.events:,}")
         for workers, row_key in ((1, "ours1"), (1, "ours1p"), (2, "ours2")):
             bucket = fresh_bucket(server, "archive")
-            cpu = cpu_now()
-            result = attempt(
+            summary = run(
+                rows[row_key],
                 f"ours {workers}",
                 partial(
                     ingest,
@@ -537,11 +585,8 @@ def measure_workload(
                     worker_process=row_key == "ours1p",
                 ),
             )
-            if result is None:
+            if summary is None:
                 continue
-            seconds, summary = result
-            rows[row_key].seconds.append(seconds)
-            rows[row_key].cpu.append(cpu_now() - cpu)
             verified = attempt(
                 "verify", partial(verify, server, bucket, trust, args.events, summary)
             )
@@ -555,14 +600,10 @@ def measure_workload(
                 rows["ours2"].note = bucket
         if not args.skip_naive:
             with tempfile.TemporaryDirectory(prefix="naive-") as out:
-                cpu = cpu_now()
-                result = attempt("naive", partial(timed, partial(run_naive, raw, keys, Path(out))))
-                if result is not None:
-                    rows["naive"].seconds.append(result[0])
-                    rows["naive"].cpu.append(cpu_now() - cpu)
-                    written = parquet_rows(Path(out))
-                    if written != args.events:
-                        notes.append(f"naive wrote {written:,} rows, expected {args.events:,}")
+                written = run(rows["naive"], "naive", partial(run_naive, raw, keys, Path(out)))
+                if written is not None and written != args.events:
+                    notes.append(f"naive wrote {written:,} rows, expected {args.events:,}")
+            run(rows["empty"], "empty", run_empty)
     return list(rows.values()), notes
 
 
@@ -596,12 +637,18 @@ def measure_memory(
 def report(rows: Sequence[Row]) -> list[str]:
     lines = [
         f"{'workload':<12} {'pipeline':<24} {'events/s (range)':>22} {'best s':>8} "
-        f"{'÷ floor(2p)':>11} {'ours(2w) ÷':>10} {'CPU s':>7} {'CPU µs/event':>12}"
+        f"{'÷ floor(2p)':>11} {'ours(2w) ÷':>10} {'CPU s':>7} {'CPU µs/event':>12} {'S3 CPU s':>8}"
     ]
     by = {(row.workload, row.name): row for row in rows}
     for row in rows:
         if not row.seconds:
             lines.append(f"{row.workload:<12} {row.name:<24} {'—':>22}")
+            continue
+        if row.name == EMPTY:  # no events: only its time and CPU mean anything
+            lines.append(
+                f"{row.workload:<12} {row.name:<24} {'(no events)':>22} {row.best:>8.2f} "
+                f"{'':>11} {'':>10} {row.best_cpu:>7.1f} {'':>12} {row.best_server_cpu:>8.1f}"
+            )
             continue
         floor = by.get((row.workload, "floor (2 processes)"))
         ours = by.get((row.workload, "ours (2 workers)"))
@@ -610,8 +657,70 @@ def report(rows: Sequence[Row]) -> list[str]:
         lines.append(
             f"{row.workload:<12} {row.name:<24} {rates(row):>22} {row.best:>8.2f} "
             f"{vs_floor:>11} {vs_ours:>10} {row.best_cpu:>7.1f} "
-            f"{row.best_cpu / row.events * 1e6:>12.1f}"
+            f"{row.best_cpu / row.events * 1e6:>12.1f} {row.best_server_cpu:>8.1f}"
         )
+    return lines
+
+
+def budget(rows: Sequence[Row], cores: int) -> list[str]:
+    """What each target leaves the 2-worker run in CPU, against what it used (same run).
+
+    A run that ends in ``t`` seconds on ``cores`` cores can use at most ``cores * t`` CPU
+    seconds, the S3 server's included, and only if every core is busy from start to end. So if
+    the 2-worker run used more than the target's time allows, no overlap, split or scheduling
+    can meet it: only less CPU can.
+    """
+    lines = []
+    for workload in dict.fromkeys(row.workload for row in rows):
+        by = {row.name: row for row in rows if row.workload == workload}
+        ours, empty = by["ours (2 workers)"], by[EMPTY]
+        if not ours.seconds:
+            continue
+        used = ours.best_total_cpu
+        start = (
+            f"; {empty.best_total_cpu:.1f} of them start two idle workers" if empty.seconds else ""
+        )
+        lines.append(
+            f"  {workload}: ours (2 workers) used {used:.1f} CPU s (S3 server "
+            f"{ours.best_server_cpu:.1f}) in {ours.best:.2f} s{start}"
+        )
+        if workload == "one chain":
+            one = by["ours (1 worker)"]
+            if not one.seconds:
+                continue
+            deadline = one.best / TARGET_SPREAD
+            allowed = cores * deadline
+            extra = used - one.best_total_cpu
+            # Work both runs do moves both sides: saving x CPU s of it shortens 1 worker's
+            # run by about x (it is serial) and lowers the allowance by cores*x/1.6.
+            headroom = allowed - one.best_total_cpu
+            lines.append(
+                f"    target {TARGET_SPREAD}× of 1 worker ({one.best:.2f} s) = {deadline:.2f} s: "
+                f"{cores} cores allow {allowed:.1f} CPU s, {allowed / used:.2f}× of what it used"
+            )
+            lines.append(
+                f"    beyond 1 worker's {one.best_total_cpu:.1f} CPU s, 2 workers used {extra:.1f} "
+                f"(worker starts, records between processes) where the target leaves {headroom:.1f}"
+                f"; each CPU s saved of the work both runs do lowers what it leaves by "
+                f"{cores / TARGET_SPREAD - 1:.2f} s"
+            )
+            continue
+        for name, ratio, label in (
+            ("naive Beam (2 workers)", TARGET_NAIVE_RATIO, "naive"),
+            ("floor (2 processes)", TARGET_FLOOR_RATIO, "floor"),
+        ):
+            row = by[name]
+            if not row.seconds:
+                continue
+            deadline = row.best / ratio
+            allowed = cores * deadline
+            fixed = empty.best_total_cpu if empty.seconds else 0.0
+            lines.append(
+                f"    target {ratio}× {label} ({row.best:.2f} s) = {deadline:.2f} s: {cores} cores "
+                f"allow {allowed:.1f} CPU s, {allowed / used:.2f}× of what it used; per event "
+                f"beyond the idle workers' start: {(allowed - fixed) / ours.events * 1e6:.1f} µs "
+                f"allowed, {(used - fixed) / ours.events * 1e6:.1f} µs used"
+            )
     return lines
 
 
@@ -723,6 +832,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("\n".join(report(rows)))
         print("\ntargets (same run):")
         print("\n".join(targets(rows)))
+        print(f"\nCPU budget ({os.cpu_count()} cores; CPU = ours + the S3 server's, best runs):")
+        print("\n".join(budget(rows, os.cpu_count() or 1)))
         print("\nchecks:")
         print("\n".join(f"  {note}" for note in notes))
         full = next((row.note for row in rows if row.name == "ours (2 workers)" and row.note), None)
