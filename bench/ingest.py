@@ -354,7 +354,7 @@ def ingest(
     workers: int,
     *,
     worker_process: bool = False,
-) -> tuple[float, IngestSummary]:
+) -> IngestSummary:
     """One run; one worker runs in this process unless ``worker_process`` (an SDK worker process
     as each of the two workers is, with the same data plane between it and the runner)."""
     if workers == 2:
@@ -365,9 +365,7 @@ def ingest(
         options = PipelineOptions(["--runner=FnApiRunner"])
     spec = dataclasses.replace(raw, bucket=bucket)
     seal = SealSpec(str(key_file), ARCHIVE_NAME, "GOVERNANCE:1")
-    started = time.perf_counter()
-    summary = run_pipeline(keys, spec, seal, options, auth=AUTH, raw_spec=raw)
-    return time.perf_counter() - started, summary
+    return run_pipeline(keys, spec, seal, options, auth=AUTH, raw_spec=raw)
 
 
 def verify(
@@ -472,7 +470,7 @@ def profile(args: argparse.Namespace) -> None:
         bucket = fresh_bucket(server, "archive")
         profiler = cProfile.Profile()
         profiler.enable()
-        seconds, summary = ingest(server, raw, bucket, keys, key_file, 1)
+        seconds, summary = timed(partial(ingest, server, raw, bucket, keys, key_file, 1))
         profiler.disable()
     out = io.StringIO()
     out.write(
@@ -603,7 +601,7 @@ def measure_workload(
                 written = run(rows["naive"], "naive", partial(run_naive, raw, keys, Path(out)))
                 if written is not None and written != args.events:
                     notes.append(f"naive wrote {written:,} rows, expected {args.events:,}")
-            run(rows["empty"], "empty", run_empty)
+        run(rows["empty"], "empty", run_empty)
     return list(rows.values()), notes
 
 
