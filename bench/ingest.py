@@ -24,9 +24,15 @@ design) and ``--chains`` numbers (sealing spreads over the workers):
   once, chains, roots and signatures) and its time is reported separately;
 * naive: a Beam pipeline with one element per landing line and then per event (per-line
   expansion → per-event parse → ``WriteToParquet`` to a local directory), two workers;
+* empty: two elements through one step on two workers: what starting the workers costs alone;
 * CPU: the CPU seconds each timed run used, in this process and in every process it started and
-  waited for (SDK workers, pool processes; not the S3 server): what a run costs, apart from how
-  well its processes overlapped on this machine's cores;
+  waited for (SDK workers, pool processes), and separately the S3 server's (from ``/proc``): what
+  a run costs, apart from how well its processes overlapped on this machine's cores;
+* CPU budget: a run that must end within a target's time on this machine's cores can use at most
+  cores × that time of CPU, the S3 server's included, and only with every core busy throughout.
+  Each target's allowance is printed beside what the 2-worker run used, so a target that no
+  overlap or scheduling could meet shows as such (only less CPU can meet it), with the per-event
+  CPU it leaves beyond the idle workers' start;
 * memory: peak RSS of the runner process and of its SDK workers (``getrusage``) when a fixed batch
   is ingested into an empty archive and into one already holding the ``--events`` archive, each in
   a fresh process, to show the peak does not follow the archive's size.
