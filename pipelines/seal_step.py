@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import operator
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -110,10 +110,11 @@ def encode_and_commit(
     The same bytes as encoding :func:`work_units` on other workers: what the job does with a
     chain small enough that moving its records to other workers would cost more than it spreads.
     """
-    parts = [
+    # Encoded one segment at a time as the commit asks for it, while the one before is written.
+    parts = (
         [encode_records(records, segment.first_seq, segment.record_version)]
         for segment, records in zip(plan.segments, stored, strict=True)
-    ]
+    )
     return commit_chain(store, plan, parts, signer=signer, spec=spec, trust=trust)
 
 
@@ -215,14 +216,15 @@ def plan_chain(
 def commit_chain(
     store: ObjectStore,
     plan: ChainPlan,
-    parts: Sequence[Sequence[EncodedPart]],
+    parts: Iterable[Sequence[EncodedPart]],
     *,
     signer: Ed25519Signer,
     spec: SealSpec,
     trust: TrustStore | None = None,
 ) -> dict[str, Any]:
     """Write the planned segments from their encoded parts (one list per segment, in seq order)
-    in order, then the chain's summary."""
+    in order, then the chain's summary. Each segment is hashed and encoded into Parquet while
+    the one before it is written (:meth:`ChainWriter.commit_segments`)."""
     if plan.summary is not None:
         return dict(plan.summary)
     if plan.state is None:
@@ -232,8 +234,8 @@ def commit_chain(
     )
     sealed = observations = segments = 0
     derived: Counter[str] = Counter()
-    for segment, counts, segment_parts in zip(plan.segments, plan.counts, parts, strict=True):
-        result = writer.commit_segment(segment, segment_parts)
+    results = writer.commit_segments(zip(plan.segments, parts, strict=True))
+    for counts, result in zip(plan.counts, results, strict=True):
         # A concurrent run of the same input seals byte-identical segments; the one that commits
         # second finds them in place (``created`` false) and must not claim their records as new.
         if result.created:

@@ -30,6 +30,7 @@ import io
 import operator
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -252,6 +253,19 @@ class ChainState:
             frontier=Frontier(manifest.tree_size, manifest.frontier),
             last_manifest=manifest,
         )
+
+
+@dataclass(frozen=True)
+class PreparedSegment:
+    """One segment's objects, made and signed, not yet written (``ChainWriter.prepare_segment``)."""
+
+    held: bool  # a legal hold covers its records: hold each object before its checkpoint
+    segment: bytes
+    index: bytes
+    manifest: Manifest  # names the segment and index keys, with their SHA-256
+    manifest_bytes: bytes
+    intent_key: str
+    intent: bytes  # the signed note naming the manifest's bytes
 
 
 @dataclass(frozen=True)
@@ -547,13 +561,14 @@ class ChainWriter:
     def append(self, records: Sequence[Record]) -> list[SegmentResult]:
         """Seal ``records`` after the chain's head: one segment per UTC event date.
 
-        :meth:`plan`, then :func:`encode_records` and :meth:`commit_segment` per segment: the
-        ingest job runs the same three steps, the middle one spread over its workers.
+        :meth:`plan`, then :func:`encode_records` and :meth:`commit_segment` per segment (the
+        next segment encoded while one is written): the ingest job runs the same three steps,
+        the middle one spread over its workers.
         """
-        return [
-            self.commit_segment(plan, [encode_records(stored, plan.first_seq, plan.record_version)])
+        return self.commit_segments(
+            (plan, [encode_records(stored, plan.first_seq, plan.record_version)])
             for plan, stored in self.plan(records)
-        ]
+        )
 
     def plan(self, records: Sequence[Record]) -> list[tuple[SegmentPlan, list[Record]]]:
         """The segments ``records`` go into, in order, each with the records it stores.
@@ -603,7 +618,45 @@ class ChainWriter:
         Parquet file are made here from the parts' leaf hashes and columns; then the objects are
         written in the order the module docstring states.
         """
+        return self.write_segment(self.prepare_segment(plan, parts, self.state()))
+
+    def commit_segments(
+        self, segments: Iterable[tuple[SegmentPlan, Sequence[EncodedPart]]]
+    ) -> list[SegmentResult]:
+        """Commit planned segments in order, each exactly as :meth:`commit_segment` does, making
+        each segment's objects while the one before it is written.
+
+        The writes keep their order and go one at a time on one other thread: a segment's first
+        write starts only after the one before it has committed, and the first failure stops them
+        and is raised. ``segments`` is consumed on this thread, so encoding it lazily overlaps
+        the store's waits as well.
+        """
+        results: list[SegmentResult] = []
         state = self.state()
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="segment-writer") as writer:
+            pending: Future[SegmentResult] | None = None
+            try:
+                for plan, parts in segments:
+                    prepared = self.prepare_segment(plan, parts, state)
+                    state = ChainState.after(prepared.manifest)
+                    if pending is not None:
+                        results.append(pending.result())
+                    pending = writer.submit(self.write_segment, prepared)
+                if pending is not None:
+                    results.append(pending.result())
+            except BaseException:
+                # A write that failed says more than what failed after it (a plan it made moot).
+                failed = pending.exception() if pending is not None else None
+                if failed is not None:
+                    raise failed from None
+                raise
+        return results
+
+    def prepare_segment(
+        self, plan: SegmentPlan, parts: Sequence[EncodedPart], state: ChainState
+    ) -> PreparedSegment:
+        """The objects of one planned segment after ``state``: hashed, encoded and signed, none
+        written."""
         if plan.first_seq != state.size:
             raise SealError(
                 f"chain {self.chain_id}: segment planned at seq {plan.first_seq} but the chain "
@@ -633,13 +686,8 @@ class ChainWriter:
         segment = parquet_bytes(table)
         del table
         segment_key = content_segment_key(self.chain_id, date, first, last, root)
-        created = self.store.put(segment_key, segment, retention=retention)
         index = index_bytes_of_lines(line for part in parts for line in part.index_lines)
         ikey = index_key(self.chain_id, date, first, root)
-        self.store.put(ikey, index, retention=retention)
-        if plan.held:
-            self._hold(segment_key, ikey)
-
         manifest = Manifest(
             archive=self.archive_name,
             chain_id=self.chain_id,
@@ -668,19 +716,42 @@ class ChainWriter:
         # The intent before the manifest: a manifest without a checkpoint is committed later only
         # if this signed note names its exact bytes.
         intent = Intent.for_manifest(self.archive_name, self.chain_id, first, last, manifest_bytes)
-        self.store.put(
-            intent_key(self.chain_id, first, intent.manifest_sha256),
-            intent.sign(self.signer),
-            retention=retention,
+        return PreparedSegment(
+            held=plan.held,
+            segment=segment,
+            index=index,
+            manifest=manifest,
+            manifest_bytes=manifest_bytes,
+            intent_key=intent_key(self.chain_id, first, intent.manifest_sha256),
+            intent=intent.sign(self.signer),
         )
+
+    def write_segment(self, prepared: PreparedSegment) -> SegmentResult:
+        """Write a prepared segment's objects in the module docstring's order; the last, its
+        checkpoint, commits it."""
+        manifest, retention = prepared.manifest, prepared.manifest.retention
+        state = self.state()
+        if manifest.first_seq != state.size:
+            raise SealError(
+                f"chain {self.chain_id}: segment prepared at seq {manifest.first_seq} but the "
+                f"chain stands at {state.size}"
+            )
+        created = self.store.put(manifest.segment.key, prepared.segment, retention=retention)
+        self.store.put(manifest.record_index.key, prepared.index, retention=retention)
+        if prepared.held:
+            self._hold(manifest.segment.key, manifest.record_index.key)
+        self.store.put(prepared.intent_key, prepared.intent, retention=retention)
         try:
-            created = self.store.put(manifest.key, manifest_bytes, retention=retention) and created
+            created = (
+                self.store.put(manifest.key, prepared.manifest_bytes, retention=retention)
+                and created
+            )
         except ObjectExistsError as exc:
             raise SealError(
-                f"chain {self.chain_id}: another writer committed seq {first} first; "
+                f"chain {self.chain_id}: another writer committed seq {manifest.first_seq} first; "
                 "re-run the job to continue after its segment"
             ) from exc
-        if plan.held:
+        if prepared.held:
             self._hold(manifest.key)
         self._commit(manifest)
         self._state = ChainState.after(manifest)
