@@ -644,12 +644,13 @@ class ChainWriter:
                     pending = writer.submit(self.write_segment, prepared)
                 if pending is not None:
                     results.append(pending.result())
-            except BaseException:
-                # A write that failed says more than what failed after it (a plan it made moot).
+            except BaseException as error:
+                # A write that failed says more than what failed after it (a segment it made
+                # moot); raised as it was, with its own cause.
                 failed = pending.exception() if pending is not None else None
-                if failed is not None:
-                    raise failed from None
-                raise
+                if failed is None or failed is error:
+                    raise
+                raise failed  # noqa: B904
         return results
 
     def prepare_segment(

@@ -158,8 +158,9 @@ def test_a_failed_write_wins_over_the_failure_that_followed_it() -> None:
     store = Refusing()
     segments = three_segments(store)
     plan, parts = segments[1]
-    with pytest.raises(SealError, match="refusing to sign a fork"):
+    with pytest.raises(SealError, match="refusing to sign a fork") as raised:
         writer(store).commit_segments([segments[0], (plan, parts[:0])])
+    assert isinstance(raised.value.__cause__, ObjectExistsError)
 
 
 def test_a_segment_prepared_for_another_head_is_not_written() -> None:
