@@ -462,6 +462,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--retention", default="COMPLIANCE:7")
     parser.add_argument("--max_segment_records", type=int, default=100_000)
     parser.add_argument(
+        "--spread_above",
+        type=int,
+        default=SealSpec.spread_above,
+        help="a chain with more new records than this has its hashing and Parquet columns "
+        "spread over every worker, in units of --unit_records; smaller chains are sealed where "
+        "they are planned (default: %(default)s; lower it on a runner with many workers)",
+    )
+    parser.add_argument(
+        "--unit_records",
+        type=int,
+        default=SealSpec.unit_records,
+        help="records per unit when a chain is spread (default: %(default)s)",
+    )
+    parser.add_argument(
         "--data_keys_dir",
         default=None,
         help="per-customer data keys, for archives that seal personal content encrypted",
@@ -507,6 +521,8 @@ def run(
         witness_file=args.witness_file,
         data_keys_dir=args.data_keys_dir,
         data_key_kms=args.data_key_kms,
+        spread_above=args.spread_above,
+        unit_records=args.unit_records,
     )
     raw_spec = dataclasses.replace(store_spec, bucket=args.raw_bucket or args.bucket)
     keys = sorted(

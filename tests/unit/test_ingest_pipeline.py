@@ -221,6 +221,31 @@ def test_a_chain_spreads_only_above_spread_above(
     assert where == (["spread"] if spreads else ["here"])
 
 
+@pytest.mark.parametrize(
+    ("flags", "expected"),
+    [
+        ([], (SealSpec.spread_above, SealSpec.unit_records)),
+        (["--spread_above", "0", "--unit_records", "500"], (0, 500)),
+    ],
+)
+def test_the_job_takes_where_a_chain_spreads_from_its_flags(
+    s3: S3Store,
+    key_file: str,
+    monkeypatch: pytest.MonkeyPatch,
+    flags: list[str],
+    expected: tuple[int, int],
+) -> None:
+    import pipelines.ingest as ingest_module
+
+    given: list[SealSpec] = []
+    monkeypatch.setattr(
+        ingest_module, "run_pipeline", lambda keys, store, seal, *a, **kw: given.append(seal)
+    )
+    base = ["--bucket", BUCKET, "--region_name", "us-east-1", "--signing_key", key_file]
+    ingest_run([*base, "--archive_name", "a", *flags], auth=AUTH)
+    assert [(seal.spread_above, seal.unit_records) for seal in given] == [expected]
+
+
 def test_the_legal_hold_register_is_read_once_per_bundle_not_per_chain(
     s3: S3Store, key_file: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
