@@ -6,6 +6,7 @@ Run from the repository root::
     .venv/bin/python bench/ingest.py                 # 1,000,000 events
     .venv/bin/python bench/ingest.py --quick         # 200,000 events
     .venv/bin/python bench/ingest.py --events 500000 --repeat 3 --skip-naive
+    .venv/bin/python bench/ingest.py --quick --only one --skip-naive --skip-memory --spread-above 0
 
 What is measured, on the same raw objects (``coexarchive.testing.bulk_objects``: 70% text
 messages, 30% statuses, ``--per-object`` events per landing object) uploaded to ``raw/`` of an
@@ -360,6 +361,7 @@ def ingest(
     workers: int,
     *,
     worker_process: bool = False,
+    spread_above: int = SealSpec.spread_above,
 ) -> IngestSummary:
     """One run; one worker runs in this process unless ``worker_process`` (an SDK worker process
     as each of the two workers is, with the same data plane between it and the runner)."""
@@ -370,7 +372,7 @@ def ingest(
     else:
         options = PipelineOptions(["--runner=FnApiRunner"])
     spec = dataclasses.replace(raw, bucket=bucket)
-    seal = SealSpec(str(key_file), ARCHIVE_NAME, "GOVERNANCE:1")
+    seal = SealSpec(str(key_file), ARCHIVE_NAME, "GOVERNANCE:1", spread_above=spread_above)
     return run_pipeline(keys, spec, seal, options, auth=AUTH, raw_spec=raw)
 
 
@@ -476,7 +478,9 @@ def profile(args: argparse.Namespace) -> None:
         bucket = fresh_bucket(server, "archive")
         profiler = cProfile.Profile()
         profiler.enable()
-        seconds, summary = timed(partial(ingest, server, raw, bucket, keys, key_file, 1))
+        seconds, summary = timed(
+            partial(ingest, server, raw, bucket, keys, key_file, 1, spread_above=args.spread_above)
+        )
         profiler.disable()
     out = io.StringIO()
     out.write(
@@ -587,6 +591,7 @@ def measure_workload(
                     key_file,
                     workers,
                     worker_process=row_key == "ours1p",
+                    spread_above=args.spread_above,
                 ),
             )
             if summary is None:
@@ -779,6 +784,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--skip-naive", action="store_true")
     parser.add_argument("--skip-memory", action="store_true")
+    parser.add_argument(
+        "--spread-above",
+        type=int,
+        default=SealSpec.spread_above,
+        help="the job's --spread_above: chains with more new records are encoded in units on "
+        "every worker (default: %(default)s; 0 spreads every chain)",
+    )
     parser.add_argument("--only", choices=("one", "many"), default=None)
     parser.add_argument("--probe", default=None, help=argparse.SUPPRESS)
     parser.add_argument(
