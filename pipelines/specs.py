@@ -52,8 +52,9 @@ class SealSpec:
     # Up to it, the chain is encoded and committed where it was planned: moving its records to
     # other workers and back costs CPU, the run's other chains keep the workers busy, and the
     # commit makes each segment while the one before is written. On 2 workers one chain of
-    # 225,000 records sealed in place in 11.7-11.9 s against 13.9-15.0 s spread (18.6-19.0 CPU
-    # s against 13.7-14.7): spreading pays only with more workers than that; lower it there.
+    # 225,000 records sealed in place at 16,636-18,132 events/s and 68.5 CPU us/event, spread
+    # at 14,334-14,917 and 89.3 (``bench/ingest.py --spread-above``): spreading pays only with
+    # more workers than that; lower it there.
     spread_above: int = 1_000_000
     unit_records: int = 20_000
 
