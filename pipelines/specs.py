@@ -58,6 +58,13 @@ class SealSpec:
     spread_above: int = 1_000_000
     unit_records: int = 20_000
 
+    def __post_init__(self) -> None:
+        # Refused before the job starts, not when the first large chain is spread.
+        if self.unit_records < 1:
+            raise ConfigError(
+                f"--unit_records {self.unit_records}: a unit must hold at least one record"
+            )
+
     def personal_sealer(
         self, store: ObjectStore, *, clock: Callable[[], int]
     ) -> PersonalSealer | None:

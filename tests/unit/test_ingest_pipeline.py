@@ -246,6 +246,20 @@ def test_the_job_takes_where_a_chain_spreads_from_its_flags(
     assert [(seal.spread_above, seal.unit_records) for seal in given] == [expected]
 
 
+@pytest.mark.parametrize("units", ["0", "-5"])
+def test_a_unit_without_records_is_refused_before_the_job_starts(
+    monkeypatch: pytest.MonkeyPatch, key_file: str, units: str
+) -> None:
+    import pipelines.ingest as ingest_module
+
+    started: list[object] = []
+    monkeypatch.setattr(ingest_module, "run_pipeline", lambda *a, **kw: started.append(a))
+    argv = ["--bucket", BUCKET, "--signing_key", key_file, "--archive_name", "a"]
+    with pytest.raises(ConfigError, match=r"--unit_records .*at least one record"):
+        ingest_run([*argv, "--unit_records", units], auth=AUTH)
+    assert started == []
+
+
 def test_the_legal_hold_register_is_read_once_per_bundle_not_per_chain(
     s3: S3Store, key_file: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
