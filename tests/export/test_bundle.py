@@ -45,7 +45,8 @@ from coexarchive.segments import Manifest, list_manifests, read_segment
 from coexarchive.store import MemoryStore
 from support.archive import ARCHIVE, DAY_MS, START_MS
 
-RSMF_SCHEMA = Path(__file__).resolve().parents[3] / "shared/reference/rsmf/rsmf_schema_2_0_0.json"
+# Relativity's published schema, kept in the repository with its licence (tests/fixtures/rsmf).
+RSMF_SCHEMA = Path(__file__).resolve().parents[1] / "fixtures/rsmf/rsmf_schema_2_0_0.json"
 
 
 @pytest.fixture
@@ -292,11 +293,6 @@ def test_bundle_refuses_to_overwrite(evidence, tmp_path: Path) -> None:  # type:
 
 
 def test_rsmf_manifests_validate_against_the_published_schema(evidence) -> None:  # type: ignore[no-untyped-def]
-    if not RSMF_SCHEMA.is_file():
-        pytest.fail(
-            f"the published RSMF 2.0 schema is read from {RSMF_SCHEMA} (shared/ beside the "
-            "repository, as CI provides it; it is not copied into the repository): not found"
-        )
     schema = json.loads(RSMF_SCHEMA.read_text())
     validator = Draft7Validator(schema, format_checker=FormatChecker())
     bundle = alice_bundle(evidence)
