@@ -26,6 +26,11 @@ design) and ``--chains`` numbers (sealing spreads over the workers):
 * naive: a Beam pipeline with one element per landing line and then per event (per-line
   expansion → per-event parse → ``WriteToParquet`` to a local directory), two workers;
 * empty: two elements through one step on two workers: what starting the workers costs alone;
+* ours, no Beam: the job's own step functions called in turn in this process (get and normalise
+  every object, then per chain plan, encode and commit to a fresh bucket, then the archive head),
+  each stage timed: the work the job does without any runner, which every Beam run of it
+  includes. Its CPU is a lower bound for any runner and its stage times bound what a second
+  worker can gain on one chain (printed under the CPU budget);
 * CPU: the CPU seconds each timed run used, in this process and in every process it started and
   waited for (SDK workers, pool processes), and separately the S3 server's (from ``/proc``): what
   a run costs, apart from how well its processes overlapped on this machine's cores;
@@ -78,15 +83,23 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _peak import own_peak_kb
 
+from coexarchive._internal.gcpause import cyclic_gc_paused
+from coexarchive.archive_head import write_head_after
 from coexarchive.commands import upload_raw
+from coexarchive.enrich import collect_side_events
 from coexarchive.errors import StorageError
+from coexarchive.export.holds import NewDataHolds
 from coexarchive.raw import DeliveryAuth
 from coexarchive.retention import RetentionPolicy
 from coexarchive.seal.keys import Ed25519Signer, TrustStore
+from coexarchive.segments import encode_records
 from coexarchive.store.seaweed import EmbeddedS3
+from coexarchive.supervision.at_ingest import load_active_policies
 from coexarchive.testing import DEMO_APP_SECRET, SimulationConfig, bulk_objects
 from coexarchive.verify import verify_archive
 from pipelines.ingest import IngestSummary, SealSpec, StoreSpec, run_pipeline
+from pipelines.normalize_step import normalize_object
+from pipelines.seal_step import commit_chain, plan_chain
 
 POLICY = RetentionPolicy.parse("GOVERNANCE:1")
 ARCHIVE_NAME = "bench.coexarchive"
@@ -98,6 +111,8 @@ TARGET_NAIVE_RATIO = 1.0  # many chains, 2 workers: ≥ the naive Beam pipeline
 TARGET_SPREAD = 1.6  # one chain: 2 workers ≥ 1.6× one worker
 SEED = 17
 EMPTY = "empty Beam (2 workers)"  # no events: what starting two workers costs
+NO_BEAM = "ours, no Beam (1 process)"  # the job's steps called in turn: its work, no runner
+STAGES = ("normalise", "plan", "encode", "commit")
 TWO_WORKERS = ["--direct_num_workers=2", "--direct_running_mode=multi_processing"]
 ONE_WORKER_PROCESS = ["--direct_num_workers=1", "--direct_running_mode=multi_processing"]
 
@@ -133,6 +148,8 @@ class Row:
     # CPU seconds the S3 server spent during each run, in the same order.
     server_cpu: list[float] = field(default_factory=list)
     note: str = ""
+    # Wall seconds per stage of each run (only the run without Beam has stages).
+    stages: list[dict[str, float]] = field(default_factory=list)
 
     @property
     def best(self) -> float:
@@ -332,6 +349,84 @@ def run_empty() -> None:
     pipeline.run().wait_until_finish()
 
 
+@dataclass
+class Direct:
+    """What a run of the job's steps without Beam sealed, and each stage's wall seconds."""
+
+    events: int = 0
+    quarantined: int = 0
+    duplicates: int = 0
+    sealed: int = 0
+    derived: dict[str, int] = field(default_factory=dict)
+    stages: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
+
+
+def run_direct(raw: StoreSpec, bucket: str, keys: Sequence[str], key_file: Path) -> Direct:
+    """The job's steps, called in turn in this process on the same objects (no runner), with
+    the cyclic collector paused throughout (the steps pause it over their records)."""
+    with cyclic_gc_paused():
+        return _direct(raw, bucket, keys, key_file)
+
+
+def _direct(raw: StoreSpec, bucket: str, keys: Sequence[str], key_file: Path) -> Direct:
+    raw_store = raw.open()
+    store = dataclasses.replace(raw, bucket=bucket).open()
+    signer = Ed25519Signer.from_file(key_file)
+    spec = SealSpec(str(key_file), ARCHIVE_NAME, "GOVERNANCE:1")
+    policy = RetentionPolicy.parse(spec.retention)
+    done = Direct()
+    clock = time.perf_counter
+    started = clock()
+    by_chain: dict[str, list[Any]] = {}
+    side: list[Any] = []
+    for key in keys:
+        chains, bad = normalize_object(key, raw_store.get(key), auth=AUTH)
+        done.quarantined += len(bad)
+        for chain_id, records in chains.items():
+            done.events += len(records)
+            by_chain.setdefault(chain_id, []).extend(records)
+            side += collect_side_events(records)
+    done.stages["normalise"] = clock() - started
+    holds = NewDataHolds.load(store)
+    supervision = load_active_policies(
+        store, TrustStore([signer.verifier()]), archive_name=ARCHIVE_NAME
+    )
+    manifests = []
+    for chain_id in sorted(by_chain):
+        started = clock()
+        plan, stored = plan_chain(
+            store,
+            chain_id,
+            by_chain.pop(chain_id),
+            signer=signer,
+            spec=spec,
+            policy=policy,
+            side_events=side,
+            supervision=supervision,
+            holds=holds,
+        )
+        planned = clock()
+        parts = [
+            [encode_records(records, segment.first_seq, segment.record_version)]
+            for segment, records in zip(plan.segments, stored, strict=True)
+        ]
+        encoded = clock()
+        summary = commit_chain(store, plan, parts, signer=signer, spec=spec)
+        done.stages["plan"] += planned - started
+        done.stages["encode"] += encoded - planned
+        done.stages["commit"] += clock() - encoded
+        done.sealed += summary["sealed"]
+        done.duplicates += summary["duplicates"]
+        for kind, count in summary["derived"].items():
+            done.derived[kind] = done.derived.get(kind, 0) + count
+        if summary.get("manifest") is not None:
+            manifests.append(summary["manifest"])
+    started = clock()
+    write_head_after(store, manifests, signer=signer, archive_name=ARCHIVE_NAME)
+    done.stages["commit"] += clock() - started
+    return done
+
+
 def parquet_rows(directory: Path) -> int:
     return sum(pq.ParquetFile(path).metadata.num_rows for path in directory.glob("*.parquet"))
 
@@ -377,7 +472,11 @@ def ingest(
 
 
 def verify(
-    server: EmbeddedS3, bucket: str, trust: TrustStore, events: int, summary: IngestSummary
+    server: EmbeddedS3,
+    bucket: str,
+    trust: TrustStore,
+    events: int,
+    summary: IngestSummary | Direct,
 ) -> tuple[float, str]:
     """Verify the archive; every event normalised once, nothing quarantined or dropped."""
     store = server.store(bucket)
@@ -556,6 +655,7 @@ def measure_workload(
         "ours2": Row(workload, "ours (2 workers)", args.events),
         "naive": Row(workload, "naive Beam (2 workers)", args.events),
         "empty": Row(workload, EMPTY, args.events),
+        "direct": Row(workload, NO_BEAM, args.events),
     }
     notes: list[str] = []
 
@@ -577,6 +677,20 @@ def measure_workload(
             )
             if written is not None and written != args.events:
                 notes.append(f"floor wrote {written:,} rows, expected {args.events:,}")
+        bucket = fresh_bucket(server, "direct")
+        direct = run(
+            rows["direct"], "ours, no Beam", partial(run_direct, raw, bucket, keys, key_file)
+        )
+        if direct is not None:
+            rows["direct"].stages.append(direct.stages)
+            verified = attempt(
+                "verify", partial(verify, server, bucket, trust, args.events, direct)
+            )
+            if verified is not None:
+                notes.append(
+                    f"{workload}, no Beam, pass {attempt_no + 1}: sealed {direct.sealed:,}; "
+                    f"{verified[1]}"
+                )
         for workers, row_key in ((1, "ours1"), (1, "ours1p"), (2, "ours2")):
             bucket = fresh_bucket(server, "archive")
             summary = run(
@@ -713,6 +827,7 @@ def budget(rows: Sequence[Row], cores: int) -> list[str]:
                 f"; each CPU s saved of the work both runs do lowers what it leaves by "
                 f"{cores / TARGET_SPREAD - 1:.2f} s"
             )
+            lines += spread_bound(by[NO_BEAM], one, empty)
             continue
         for name, ratio, label in (
             ("naive Beam (2 workers)", TARGET_NAIVE_RATIO, "naive"),
@@ -730,7 +845,44 @@ def budget(rows: Sequence[Row], cores: int) -> list[str]:
                 f"beyond the idle workers' start: {(allowed - fixed) / ours.events * 1e6:.1f} µs "
                 f"allowed, {(used - fixed) / ours.events * 1e6:.1f} µs used"
             )
+            direct = by[NO_BEAM]
+            if direct.seconds:
+                work = direct.best_total_cpu
+                lines.append(
+                    f"      the job's steps without Beam used {work:.1f} CPU s "
+                    f"({work / direct.events * 1e6:.1f} µs per event, S3 server included): "
+                    + (
+                        f"more than the {allowed - fixed:.1f} left after the workers' start, so "
+                        f"no runner can meet it unless the steps themselves take "
+                        f"{work / (allowed - fixed):.2f}× less CPU"
+                        if work > allowed - fixed
+                        else f"within the {allowed - fixed:.1f} left after the workers' start"
+                    )
+                )
     return lines
+
+
+def spread_bound(direct: Row, one: Row, empty: Row) -> list[str]:
+    """The most a second worker can gain on one chain, from the stages of the run without Beam.
+
+    By the job's design a chain's plan and commit run on one worker; its normalising and (when
+    spread) its encoding can split over two. So a 2-worker run takes at least what starting two
+    idle workers takes, plus half of those two stages and all of the others, however cheap the
+    runner.
+    """
+    if not (direct.seconds and one.seconds and empty.seconds):
+        return []
+    stages = direct.stages[direct.seconds.index(direct.best)]
+    split = stages["normalise"] + stages["encode"]
+    serial = stages["plan"] + stages["commit"]
+    fastest = empty.best + split / 2 + serial
+    shown = ", ".join(f"{name} {stages[name]:.2f}" for name in STAGES)
+    return [
+        f"    stages without Beam, s: {shown}; with normalise and encode split in two, the "
+        f"rest serial and nothing else beyond the idle workers' start ({empty.best:.2f} s), "
+        f"2 workers need at least {fastest:.2f} s: at most {one.best / fastest:.2f}× of 1 "
+        f"worker's {one.best:.2f} s (target {TARGET_SPREAD}×)"
+    ]
 
 
 def targets(rows: Sequence[Row]) -> list[str]:
