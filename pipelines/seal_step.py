@@ -159,21 +159,7 @@ def plan_chain(
     try:
         state = writer.state()
     except UnsignedTailError as exc:
-        log.warning("%s", exc)
-        summary = {
-            "chain_id": chain_id,
-            "sealed": 0,
-            "observations": 0,
-            "duplicates": 0,
-            "concurrent": 0,
-            "held_back": len(records),  # this chain's events wait until the tail is resolved
-            "derived": {},
-            "segments": 0,
-            "tree_size": None,
-            "unsigned_tail": str(exc),
-            "supervision_gap": None,
-        }
-        return ChainPlan(chain_id, None, summary=summary), []
+        return _held_back(chain_id, records, exc), []
     # A chain's batch is hundreds of thousands of acyclic records: the cyclic collector would
     # re-traverse all of them every few thousand allocations (a quarter of the time).
     with cyclic_gc_paused():
@@ -184,14 +170,20 @@ def plan_chain(
         classified = index.classify(records, ordered=False)
         if len(set(map(_waba_of, classified.to_seal)) - {None, ""}) > 1:
             classified = classified.in_priority_order()
-        to_seal = enrich_for_seal(
-            store,
-            chain_id,
-            classified.to_seal,
-            config=enrich or EnrichConfig(),
-            side_events=side_events,
-            committed_size=state.size,
-        )
+        try:
+            # Enrichment learns only from what the writer's keys signed, on this chain and on
+            # its WABA's: an unsigned tail there holds this chain's events back too.
+            to_seal = enrich_for_seal(
+                store,
+                chain_id,
+                classified.to_seal,
+                config=enrich or EnrichConfig(),
+                trust=writer.trust,
+                side_events=side_events,
+                committed_size=state.size,
+            )
+        except UnsignedTailError as exc:
+            return _held_back(chain_id, records, exc), []
         scan = scan_batch(chain_id, to_seal, supervision or ActivePolicies(), personal=personal)
         to_seal += scan.records
         planned = writer.plan(to_seal) if to_seal else []
@@ -211,6 +203,25 @@ def plan_chain(
         holds=holds,
     )
     return plan, [stored for _, stored in planned]
+
+
+def _held_back(chain_id: str, records: Sequence[Record], exc: UnsignedTailError) -> ChainPlan:
+    """The plan of a chain left unsealed because of an unsigned tail, named in its summary."""
+    log.warning("%s", exc)
+    summary = {
+        "chain_id": chain_id,
+        "sealed": 0,
+        "observations": 0,
+        "duplicates": 0,
+        "concurrent": 0,
+        "held_back": len(records),  # this chain's events wait until the tail is resolved
+        "derived": {},
+        "segments": 0,
+        "tree_size": None,
+        "unsigned_tail": str(exc),
+        "supervision_gap": None,
+    }
+    return ChainPlan(chain_id, None, summary=summary)
 
 
 def commit_chain(

@@ -22,9 +22,10 @@ from coexarchive.records import Kind, Record
 from coexarchive.segments import ChainWriter
 from coexarchive.store.base import ObjectStore
 from pipelines.ingest import normalize_object
-from support.archive import ARCHIVE, short_policy, signer
+from support.archive import ARCHIVE, short_policy, signer, trust_for
 
 SIGNER = signer()
+TRUST = trust_for(SIGNER)
 POLICY = short_policy()
 CONFIG = EnrichConfig()
 ALL_KINDS = {kind.value for kind in Kind}
@@ -33,9 +34,21 @@ AUTH = DeliveryAuth((b"golden-secret",), (b"golden-secret",))
 
 
 def seal_chain(
-    store: ObjectStore, chain_id: str, records: Sequence[Record], side: Sequence[Record]
+    store: ObjectStore,
+    chain_id: str,
+    records: Sequence[Record],
+    side: Sequence[Record],
+    *,
+    max_segment_records: int = 100_000,
 ) -> int:
-    writer = ChainWriter(store, chain_id, signer=SIGNER, archive_name=ARCHIVE, policy=POLICY)
+    writer = ChainWriter(
+        store,
+        chain_id,
+        signer=SIGNER,
+        archive_name=ARCHIVE,
+        policy=POLICY,
+        max_segment_records=max_segment_records,
+    )
     state = writer.state()
     index = DedupIndex(store, chain_id, committed_size=state.size)
     classified = index.classify(records)
@@ -44,6 +57,7 @@ def seal_chain(
         chain_id,
         classified.to_seal,
         config=CONFIG,
+        trust=TRUST,
         side_events=side,
         committed_size=state.size,
     )
@@ -53,7 +67,11 @@ def seal_chain(
 
 
 def ingest(
-    store: ObjectStore, objects: Iterable[tuple[str, bytes]], *, side_inputs: bool = True
+    store: ObjectStore,
+    objects: Iterable[tuple[str, bytes]],
+    *,
+    side_inputs: bool = True,
+    max_segment_records: int = 100_000,
 ) -> dict[str, int]:
     """One run: every chain's records sealed, chains in sorted order (phone chains before
     ``waba-…``: template events are sealed after the messages that use them)."""
@@ -65,7 +83,12 @@ def ingest(
             by_chain[chain_id].extend(records)
     everything = [record for records in by_chain.values() for record in records]
     side = collect_side_events(everything) if side_inputs else []
-    return {chain: seal_chain(store, chain, by_chain[chain], side) for chain in sorted(by_chain)}
+    return {
+        chain: seal_chain(
+            store, chain, by_chain[chain], side, max_segment_records=max_segment_records
+        )
+        for chain in sorted(by_chain)
+    }
 
 
 def import_consent(store: ObjectStore, data: bytes, *, chain_id: str, now_ms: int) -> ConsentImport:
@@ -84,7 +107,9 @@ def import_catalogue(
 ) -> tuple[int, list[str]]:
     entries, problems = parse_catalogue(data)
     chain_id = waba_chain(waba_id)
-    context = load_context(store, chain_id, since_ms=as_of_ms, until_ms=as_of_ms, waba_id=waba_id)
+    context = load_context(
+        store, chain_id, since_ms=as_of_ms, until_ms=as_of_ms, trust=TRUST, waba_id=waba_id
+    )
     records = catalogue_records(
         entries,
         waba_id=waba_id,
@@ -98,7 +123,9 @@ def import_catalogue(
 
 
 def run_reassess(store: ObjectStore, chain_id: str, *, now_ms: int) -> int:
-    result = reassess(store, chain_id, since_ms=0, until_ms=now_ms, now_ms=now_ms, config=CONFIG)
+    result = reassess(
+        store, chain_id, since_ms=0, until_ms=now_ms, now_ms=now_ms, config=CONFIG, trust=TRUST
+    )
     if result.changed:
         seal_new(
             store, chain_id, result.changed, signer=SIGNER, archive_name=ARCHIVE, policy=POLICY
@@ -107,7 +134,7 @@ def run_reassess(store: ObjectStore, chain_id: str, *, now_ms: int) -> int:
 
 
 def sealed(store: ObjectStore, chain_id: str) -> list[Record]:
-    rows = read_records(store, chain_id, kinds=ALL_KINDS, since_ms=0, until_ms=2**62)
+    rows = read_records(store, chain_id, kinds=ALL_KINDS, since_ms=0, until_ms=2**62, trust=TRUST)
     return [record for _, record in rows]
 
 

@@ -46,7 +46,14 @@ class Archive:
         self.records: dict[Key, Record] = {}
         self.current: dict[Key, frozenset[str]] = {}
         for chain in CHAINS:
-            rows = read_records(store, chain, kinds=harness.ALL_KINDS, since_ms=0, until_ms=2**62)
+            rows = read_records(
+                store,
+                chain,
+                kinds=harness.ALL_KINDS,
+                since_ms=0,
+                until_ms=2**62,
+                trust=harness.TRUST,
+            )
             now = current_flags(record for _, record in rows)
             for seq, record in rows:
                 if record.kind != Kind.ASSESSMENT:
@@ -82,7 +89,7 @@ def archive() -> Archive:
     at_ingest = {}
     for chain in CHAINS:
         for seq, record in read_records(
-            store, chain, kinds=harness.ALL_KINDS, since_ms=0, until_ms=2**62
+            store, chain, kinds=harness.ALL_KINDS, since_ms=0, until_ms=2**62, trust=harness.TRUST
         ):
             at_ingest[(chain, seq)] = frozenset(record.flags)
     _imports(store, scenario)

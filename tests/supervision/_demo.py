@@ -40,6 +40,7 @@ def build_demo(store: ObjectStore, config: SimulationConfig = CONFIG) -> dict[st
             chain_id,
             index.classify(by_chain[chain_id]).to_seal,
             config=EnrichConfig(),
+            trust=writer.trust,
             side_events=side,
         )
         if to_seal:

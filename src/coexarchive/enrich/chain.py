@@ -15,6 +15,7 @@ from coexarchive.enrich.flags import ENRICHED_KINDS, EnrichConfig, Knowledge, ap
 from coexarchive.enrich.templates import TemplateRegistry
 from coexarchive.enrich.window import EchoIndex, InboundIndex
 from coexarchive.records import Kind, Record
+from coexarchive.seal.keys import TrustStore
 from coexarchive.store.base import ObjectStore
 
 __all__ = ["collect_side_events", "enrich_chain", "enrich_for_seal", "knowledge_of"]
@@ -89,11 +90,13 @@ def enrich_for_seal(
     records: Sequence[Record],
     *,
     config: EnrichConfig,
+    trust: TrustStore,
     side_events: Iterable[Record] = (),
     horizon_ms: int | None = None,
     committed_size: int | None = None,
 ) -> list[Record]:
-    """Enrich the records about to be sealed on ``chain_id`` with what the archive knows.
+    """Enrich the records about to be sealed on ``chain_id`` with what the archive knows: what
+    its checkpoints, and the WABA chain's, commit under ``trust`` (``enrich.context``).
 
     ``side_events`` are the current run's template events from every chain (see
     :func:`collect_side_events`): the WABA chain holding them may be sealed after this one.
@@ -104,8 +107,8 @@ def enrich_for_seal(
     timed = [r.event_time for r in records if r.kind in _CONTEXT_KINDS]
     if timed:
         context = load_context(
-            store, chain_id, since_ms=min(timed), until_ms=max(timed), waba_id=waba_id,
-            config=config, committed_size=committed_size,
+            store, chain_id, since_ms=min(timed), until_ms=max(timed), trust=trust,
+            waba_id=waba_id, config=config, committed_size=committed_size,
         )  # fmt: skip
     else:
         context = ChainContext(chain_id, waba_id)

@@ -92,7 +92,9 @@ def cmd_templates_import(args: argparse.Namespace, make_settings: MakeSettings) 
     settings = make_settings(args)
     store = settings.store()
     chain_id = waba_chain(args.waba)
-    context = load_context(store, chain_id, since_ms=as_of, until_ms=as_of, waba_id=args.waba)
+    context = load_context(
+        store, chain_id, since_ms=as_of, until_ms=as_of, trust=settings.trust(), waba_id=args.waba
+    )
     records = catalogue_records(
         entries,
         waba_id=args.waba,
@@ -126,6 +128,7 @@ def cmd_reassess(args: argparse.Namespace, make_settings: MakeSettings) -> int:
     config = EnrichConfig()
     if not args.dry_run:
         settings.signer()
+    trust = settings.trust()
     total = 0
     for chain_id in chains:
         result = reassess(
@@ -135,6 +138,7 @@ def cmd_reassess(args: argparse.Namespace, make_settings: MakeSettings) -> int:
             until_ms=until,
             now_ms=now,
             config=config,
+            trust=trust,
             keys=settings.readable_data_keys(clock=now_ms),
         )
         changes = ", ".join(f"{k} {v}" for k, v in result.counts().items()) or "no changes"

@@ -1,16 +1,24 @@
 """What enrichment needs from earlier runs of a chain, read from its sealed Parquet segments.
 
-Bounded by construction: manifests say which kinds a segment holds and which event times it spans,
-so only segments with consent or template events (small, kept all-time) and segments overlapping
-the batch's look-back windows (inbound messages for 24 hours, echoes and captured wamids for 30
-days) are read, and only a few columns of them.
+Only what a signed checkpoint commits is read: the manifests of seqs below the chain's committed
+size (given by the caller who verified it, else read from the last checkpoint that verifies
+against the trust store), which must tile the chain from seq 0, and segments whose bytes match
+their manifest. Anything past that (a crashed run's leftovers, or objects someone with write
+access to the bucket put there) never reaches enrichment, so it can never shape what is sealed.
+
+Manifests say which kinds a segment holds and which event times it spans, so only segments with
+consent or template events (kept all-time) and segments overlapping the batch's look-back
+windows (inbound messages for 24 hours, echoes and captured wamids for 30 days) are read, and
+only a few columns of them. Every manifest is read, one per segment: a chain's planning cost
+grows with its number of segments (``bench/history.py``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -20,13 +28,18 @@ from coexarchive.enrich.consent import ConsentEvent, consent_event_of
 from coexarchive.enrich.flags import CAPTURED_KINDS, EnrichConfig
 from coexarchive.enrich.templates import TemplateEvent, template_event_of
 from coexarchive.enrich.window import InboundEvent, inbound_event_of
-from coexarchive.errors import FormatError
+from coexarchive.errors import CoexArchiveError, FormatError, ObjectMissingError, UnsignedTailError
 from coexarchive.records import Direction, Kind, Origin, Record
+from coexarchive.seal.keys import TrustStore
 from coexarchive.seal.personal import KeyLookup, open_if_sealed
 from coexarchive.segments import Manifest, list_manifests
-from coexarchive.store.base import ObjectStore
+from coexarchive.store import layout
+from coexarchive.store.base import ObjectStore, sha256_hex
 
-__all__ = ["ChainContext", "load_context", "read_records", "waba_chain"]
+__all__ = ["ChainContext", "committed_manifests", "load_context", "read_records", "waba_chain"]
+
+_T = TypeVar("_T")
+_R = TypeVar("_R")
 
 _CONSENT: Final = Kind.CONSENT_EVENT.value
 _BUSINESS_APP: Final = Origin.BUSINESS_APP.value
@@ -97,6 +110,7 @@ def load_context(
     *,
     since_ms: int,
     until_ms: int,
+    trust: TrustStore,
     waba_id: str | None = None,
     config: EnrichConfig | None = None,
     committed_size: int | None = None,
@@ -105,42 +119,135 @@ def load_context(
 
     ``waba_id`` names the WABA whose chain holds the templates; when None it is looked up in the
     chain's own records (the first non-null ``waba_id`` found). ``committed_size``: the chain's
-    committed size when the caller has just read it; 0 means no past to list.
+    committed size when the caller has just verified it (0: no past to list); else it is read
+    from the chain's last checkpoint that verifies against ``trust``, as the WABA chain's is.
     """
     config = config or EnrichConfig()
-    manifests = [] if committed_size == 0 else _manifests(store, chain_id)
+    manifests = (
+        []
+        if committed_size == 0
+        else committed_manifests(store, chain_id, trust=trust, committed_size=committed_size)
+    )
     context = ChainContext(chain_id, waba_id)
     windows = (
         (_INBOUND_KINDS, since_ms - config.window_ms),
         (_ECHO_KINDS, since_ms - config.echo_lookback_ms),
         (CAPTURED_KINDS, since_ms - config.status_lookback_ms),
     )
+    wanted_of: list[tuple[Manifest, set[str]]] = []
     for manifest in manifests:
         kinds = {_CONSENT, _TEMPLATE} & set(manifest.kinds)
         for wanted, start in windows:
             if manifest.max_event_time >= start and manifest.min_event_time <= until_ms:
                 kinds |= wanted & set(manifest.kinds)
         if kinds:
-            context.add(_read(store, manifest, kinds))
-        if context.waba_id is None:
-            context.waba_id = _waba_of(store, manifest)
+            wanted_of.append((manifest, kinds))
+    for records in _fetch(lambda item: _read(store, *item), wanted_of):
+        context.add(records)
+    for manifest in manifests:
+        if context.waba_id is not None:
+            break
+        context.waba_id = _waba_of(store, manifest)
     if context.waba_id is None:
         context.waba_id = config.waba_ids.get(chain_id)
     if context.waba_id is not None and waba_chain(context.waba_id) != chain_id:
-        for manifest in _manifests(store, waba_chain(context.waba_id)):
-            if _TEMPLATE in manifest.kinds:
-                context.add(_read(store, manifest, {_TEMPLATE}))
+        templates = [
+            manifest
+            for manifest in committed_manifests(store, waba_chain(context.waba_id), trust=trust)
+            if _TEMPLATE in manifest.kinds
+        ]
+        for records in _fetch(lambda manifest: _read(store, manifest, {_TEMPLATE}), templates):
+            context.add(records)
     return context
 
 
-def _manifests(store: ObjectStore, chain_id: str) -> list[Manifest]:
-    return [Manifest.from_bytes(store.get(key), key=key) for key in list_manifests(store, chain_id)]
+# A chain's past is one manifest per segment and the segments enrichment needs: each read is a
+# round trip to the store, so they go this many at a time (at most this many segments in
+# memory at once), and are taken in seq order.
+_READERS: Final = 4
+
+
+def _fetch(read: Callable[[_T], _R], items: Sequence[_T]) -> list[_R]:
+    """``read`` of every item, ``_READERS`` at a time, in the items' order; the first failure
+    in that order is raised."""
+    if len(items) <= 1:
+        return [read(item) for item in items]
+    with ThreadPoolExecutor(max_workers=min(_READERS, len(items))) as pool:
+        return list(pool.map(read, items))
+
+
+def committed_manifests(
+    store: ObjectStore, chain_id: str, *, trust: TrustStore, committed_size: int | None = None
+) -> list[Manifest]:
+    """The manifests of the chain's committed segments, in seq order.
+
+    ``committed_size``: the chain's size as the caller verified it; when None, the size the last
+    checkpoint that verifies against ``trust`` states (manifests past it, with no checkpoint yet,
+    are passed over: a run committing now, a crashed run, or a forgery). A checkpoint that does
+    not verify, a manifest that is not the one its key names, or manifests that do not tile the
+    chain from seq 0 fail the read (:class:`UnsignedTailError`, :class:`FormatError`).
+    """
+    keys = list_manifests(store, chain_id)
+    if committed_size is None:
+        committed_size = _verified_size(store, chain_id, keys, trust)
+    wanted = [key for key in keys if _first_seq_of_key(key) < committed_size]
+
+    def read(key: str) -> Manifest:
+        return Manifest.from_bytes(store.get(key), key=key)
+
+    manifests = _fetch(read, wanted)
+    expected = 0
+    for key, manifest in zip(wanted, manifests, strict=True):
+        if manifest.key != key or manifest.chain_id != chain_id or manifest.first_seq != expected:
+            raise FormatError(
+                f"chain {chain_id}: {key} is not the committed manifest of seq {expected}: the "
+                "archive may have been altered; run `coexarchive verify`"
+            )
+        expected = manifest.tree_size
+    if expected != committed_size:
+        raise FormatError(
+            f"chain {chain_id}: its manifests end at seq {expected}, its checkpoint at "
+            f"{committed_size}: the archive may have been altered; run `coexarchive verify`"
+        )
+    return manifests
+
+
+def _first_seq_of_key(key: str) -> int:
+    try:
+        return layout.number_of(key)
+    except ValueError:
+        return -1  # not a manifest's name: kept, and refused by the tiling check
+
+
+def _verified_size(
+    store: ObjectStore, chain_id: str, keys: Sequence[str], trust: TrustStore
+) -> int:
+    """The size the chain's last checkpoint states, once it verifies against ``trust``."""
+    from coexarchive.resume import _check_signed  # resume imports segments: imported late
+
+    for key in reversed(keys):
+        try:
+            manifest = Manifest.from_bytes(store.get(key), key=key)
+        except (FormatError, ObjectMissingError):
+            continue  # not committed by a checkpoint of its own: looked past
+        if manifest.key != key or manifest.chain_id != chain_id:
+            continue
+        if not store.exists(manifest.checkpoint_key):
+            continue  # being committed now, a crashed run's leftover, or a forgery
+        try:
+            _check_signed(store, manifest, trust, key)
+        except CoexArchiveError as exc:
+            if isinstance(exc, UnsignedTailError):
+                raise
+            raise UnsignedTailError(chain_id, key, str(exc)) from None
+        return manifest.tree_size
+    return 0
 
 
 def _read(store: ObjectStore, manifest: Manifest, kinds: set[str]) -> list[Record]:
     """Rows of ``kinds`` from a segment, with the few columns enrichment reads."""
     key = manifest.segment.key
-    table = _table(store.get(key), key, _COLUMNS)
+    table = _table(_segment_bytes(store, manifest), key, _COLUMNS)
     table = table.filter(pc.is_in(table.column("kind"), value_set=pa.array(sorted(kinds))))
     return _records(table)
 
@@ -148,8 +255,21 @@ def _read(store: ObjectStore, manifest: Manifest, kinds: set[str]) -> list[Recor
 def _waba_of(store: ObjectStore, manifest: Manifest) -> str | None:
     """The WABA id webhook records of a segment carry (outbound captures carry none)."""
     key = manifest.segment.key
-    column = _table(store.get(key), key, ("waba_id",)).column("waba_id").drop_null()
+    column = _table(_segment_bytes(store, manifest), key, ("waba_id",)).column("waba_id")
+    column = column.drop_null()
     return str(column[0].as_py()) if len(column) else None
+
+
+def _segment_bytes(store: ObjectStore, manifest: Manifest) -> bytes:
+    """The segment a committed manifest names, refused unless its bytes are the ones named."""
+    key = manifest.segment.key
+    data = store.get(key)
+    if sha256_hex(data) != manifest.segment.sha256:
+        raise FormatError(
+            f"{key}: segment of chain {manifest.chain_id} differs from its manifest: the "
+            "archive may have been altered; run `coexarchive verify`"
+        )
+    return data
 
 
 def _table(data: bytes, key: str, columns: Sequence[str] | None) -> pa.Table:
@@ -187,18 +307,20 @@ def read_records(
     kinds: set[str],
     since_ms: int,
     until_ms: int,
+    trust: TrustStore,
     keys: KeyLookup | None = None,
 ) -> list[tuple[int, Record]]:
-    """Full sealed records of ``kinds`` with event time in [since, until), with their ``seq``;
-    personal fields sealed encrypted are opened with ``keys`` (refused without them)."""
+    """Full sealed records of ``kinds`` with event time in [since, until), with their ``seq``,
+    from the chain's committed segments (:func:`committed_manifests`); personal fields sealed
+    encrypted are opened with ``keys`` (refused without them)."""
     found: list[tuple[int, Record]] = []
-    for manifest in _manifests(store, chain_id):
+    for manifest in committed_manifests(store, chain_id, trust=trust):
         if not kinds & set(manifest.kinds):
             continue
         if manifest.max_event_time < since_ms or manifest.min_event_time >= until_ms:
             continue
         key = manifest.segment.key
-        table = _table(store.get(key), key, None)
+        table = _table(_segment_bytes(store, manifest), key, None)
         mask = pc.is_in(table.column("kind"), value_set=pa.array(sorted(kinds)))
         table = open_if_sealed(table.filter(mask), keys)
         seqs = table.column("seq").to_pylist()

@@ -20,6 +20,7 @@ from coexarchive.enrich.chain import knowledge_of
 from coexarchive.enrich.context import load_context, read_records
 from coexarchive.enrich.flags import EnrichConfig, assess, enrichment_detail
 from coexarchive.records import Direction, Kind, Origin, Record, sort_flags, stable_id
+from coexarchive.seal.keys import TrustStore
 from coexarchive.seal.personal import KeyLookup
 
 __all__ = ["ASSESSED_KINDS", "ReassessResult", "assessment_records", "current_flags", "reassess"]
@@ -150,17 +151,22 @@ def reassess(
     until_ms: int,
     now_ms: int,
     config: EnrichConfig,
+    trust: TrustStore,
     keys: KeyLookup | None = None,
 ) -> ReassessResult:
     """Assessment records (not yet sealed) for the chain's records with event time in
     [since, until) whose flags differ under today's knowledge. Seal them with
-    :func:`coexarchive.enrich.sealing.seal_new`."""
+    :func:`coexarchive.enrich.sealing.seal_new`.
+
+    Only what the chain's checkpoints commit under ``trust`` is read, records and knowledge
+    alike: a record nobody signed is never assessed."""
     rows = read_records(
         store,
         chain_id,
         kinds={*ASSESSED_KINDS, _ASSESSMENT},
         since_ms=since_ms,
         until_ms=until_ms,
+        trust=trust,
         keys=keys,
     )
     originals = [record for _, record in rows if record.kind in ASSESSED_KINDS]
@@ -176,6 +182,7 @@ def reassess(
         chain_id,
         since_ms=min(r.event_time for r in originals),
         until_ms=max(r.event_time for r in originals),
+        trust=trust,
         waba_id=waba_id,
         config=config,
     )
