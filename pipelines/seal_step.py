@@ -163,7 +163,7 @@ def plan_chain(
     # A chain's batch is hundreds of thousands of acyclic records: the cyclic collector would
     # re-traverse all of them every few thousand allocations (a quarter of the time).
     with cyclic_gc_paused():
-        index = DedupIndex(store, chain_id, committed_size=state.size)
+        index = DedupIndex(store, chain_id, committed_size=state.size, trust=writer.trust)
         # Arrival order (roughly event-time order) makes the writer's sort cheap. Enrichment
         # reads the batch as a whole, except for the WABA id, taken from the first record naming
         # one: when records name several, they go in classify's order, as they always have.

@@ -20,9 +20,12 @@ from dataclasses import dataclass, field
 
 import orjson
 
-from coexarchive.errors import FormatError, ObjectMissingError
+from coexarchive.errors import CoexArchiveError, ConfigError, FormatError, ObjectMissingError
 from coexarchive.records import Kind, Record, stable_id
-from coexarchive.segments import Manifest, read_index
+from coexarchive.seal.chain import genesis
+from coexarchive.seal.checkpoint import checkpoint_origin, open_checkpoint
+from coexarchive.seal.keys import TrustStore
+from coexarchive.segments import CHAIN_HASH_EXTENSION, Manifest, read_index, unb64
 from coexarchive.store import layout
 from coexarchive.store.base import ObjectStore
 
@@ -70,12 +73,29 @@ _OBSERVATION = Kind.OBSERVATION.value
 class DedupIndex:
     """Record ids (with their kinds) already sealed in one chain."""
 
-    def __init__(self, store: ObjectStore, chain_id: str, *, committed_size: int) -> None:
+    def __init__(
+        self,
+        store: ObjectStore,
+        chain_id: str,
+        *,
+        committed_size: int,
+        trust: TrustStore | None = None,
+    ) -> None:
+        """``committed_size``: the chain's size as its writer verified it. ``trust``: the keys
+        whose checkpoints commit the chain, needed once anything is committed (fail closed)."""
+        if committed_size > 0 and trust is None:
+            raise ConfigError(
+                f"chain {chain_id}: de-duplicating against {committed_size} committed records "
+                "needs the trust store that verifies their checkpoints"
+            )
         self.store = store
         self.chain_id = chain_id
         self.committed_size = committed_size
+        self.trust = trust
         self.seen: dict[str, set[str]] = {}
         self._loaded: set[str] = set()
+        # The chain hash at each seq where a segment starts, from the checkpoint signing it.
+        self._boundaries: dict[int, bytes | None] = {0: genesis(chain_id)}
 
     def load_for(self, records: Iterable[Record]) -> None:
         if self.committed_size == 0:
@@ -98,10 +118,42 @@ class DedupIndex:
                 manifest = Manifest.from_bytes(self.store.get(manifest_key), key=manifest_key)
             except ObjectMissingError:
                 continue  # a leftover of a run that crashed before its manifest
-            if manifest.record_index.key != key:
+            if manifest.record_index.key != key or not self._starts_a_segment(manifest):
                 continue
             for record_id, kind in read_index(self.store.get(key), key=key):
                 self.seen.setdefault(record_id, set()).add(kind)
+
+    def _starts_a_segment(self, manifest: Manifest) -> bool:
+        """Whether ``manifest`` continues from a signed checkpoint: the writer writes manifests
+        only where a segment starts, but anyone with write access could put one at a seq inside
+        a committed segment, naming an index of record ids to make genuine events look seen."""
+        first = manifest.first_seq
+        if first not in self._boundaries:
+            self._boundaries[first] = self._chain_hash_at(first, manifest.archive)
+        return manifest.key == layout.manifest_key(self.chain_id, first) and (
+            self._boundaries[first] == manifest.prev_chain_hash
+        )
+
+    def _chain_hash_at(self, size: int, archive: str) -> bytes | None:
+        """The chain hash the checkpoint of ``size`` signs; None if no trusted one does."""
+        if self.trust is None:  # nothing committed (see __init__): no checkpoint to trust
+            return None
+        key = layout.checkpoint_key(self.chain_id, size)
+        try:
+            data = self.store.get(key)
+        except ObjectMissingError:
+            return None
+        try:
+            checkpoint = open_checkpoint(
+                data, self.trust, origin=checkpoint_origin(archive, self.chain_id)
+            )
+        except CoexArchiveError:
+            return None
+        prefix = f"{CHAIN_HASH_EXTENSION} "
+        for extension in checkpoint.extensions:
+            if extension.startswith(prefix):
+                return unb64(extension[len(prefix) :], what="checkpoint chain hash")
+        return None
 
     def classify(self, records: Sequence[Record], *, ordered: bool = True) -> Classified:
         """Split ``records``; deterministic whatever order they arrive in.

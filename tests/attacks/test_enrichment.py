@@ -14,11 +14,14 @@ from typing import Any
 
 import pytest
 
+from coexarchive.dedup import DedupIndex
 from coexarchive.enrich.context import committed_manifests, load_context, read_records, waba_chain
 from coexarchive.errors import FormatError, UnsignedTailError
 from coexarchive.records import Kind, Record, stable_id
 from coexarchive.retention import RetentionPolicy
-from coexarchive.segments import ChainWriter, Manifest
+from coexarchive.segments import ChainWriter, Manifest, ObjectRef, index_bytes_of_lines, index_key
+from coexarchive.store import layout
+from coexarchive.store.base import sha256_hex
 from coexarchive.store.s3 import S3Store
 from pipelines.seal_step import plan_chain
 from pipelines.specs import SealSpec
@@ -203,3 +206,27 @@ def test_a_chain_signed_only_by_an_untrusted_key_teaches_nothing(s3_store: S3Sto
     rogue.append([template("MARKETING", 0)])
     with pytest.raises(UnsignedTailError):
         templates_known(s3_store)
+
+
+def test_planted_record_index_inside_the_committed_range_never_drops_an_event(
+    archive: S3Store,
+) -> None:
+    genuine(archive, PHONE).append(make_records(PHONE, 5, day=1))  # seqs 5-9
+    first = committed_manifests(archive, PHONE, trust=TRUST)[0]
+    # Tomorrow's genuine event, its record id known in advance (wamids are not secret).
+    coming = make_records(PHONE, 1, day=2)[0]
+    # An index naming it, and a manifest for seq 3 (inside the signed range) naming the index.
+    index = index_bytes_of_lines([f"{coming.record_id} {coming.kind}"])
+    ikey = index_key(PHONE, layout.utc_date(coming.event_time), 3, first.root_hash)
+    archive.put(ikey, index)
+    planted = dataclasses.replace(
+        first,
+        first_seq=3,
+        last_seq=4,
+        record_index=ObjectRef(ikey, sha256_hex(index), len(index)),
+    )
+    archive.put(planted.key, planted.to_bytes())
+    dedup = DedupIndex(archive, PHONE, committed_size=10, trust=TRUST)
+    classified = dedup.classify([coming])
+    assert classified.duplicates == 0
+    assert [r.record_id for r in classified.to_seal] == [coming.record_id]

@@ -50,7 +50,7 @@ def seal_chain(
         max_segment_records=max_segment_records,
     )
     state = writer.state()
-    index = DedupIndex(store, chain_id, committed_size=state.size)
+    index = DedupIndex(store, chain_id, committed_size=state.size, trust=TRUST)
     classified = index.classify(records)
     to_seal = enrich_for_seal(
         store,

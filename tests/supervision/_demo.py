@@ -34,7 +34,7 @@ def build_demo(store: ObjectStore, config: SimulationConfig = CONFIG) -> dict[st
         writer = ChainWriter(
             store, chain_id, signer=SIGNER, archive_name=ARCHIVE, policy=short_policy()
         )
-        index = DedupIndex(store, chain_id, committed_size=writer.state().size)
+        index = DedupIndex(store, chain_id, committed_size=writer.state().size, trust=writer.trust)
         to_seal = enrich_for_seal(
             store,
             chain_id,

@@ -25,7 +25,8 @@ def writer(store: MemoryStore) -> ChainWriter:
 
 
 def index(store: MemoryStore) -> DedupIndex:
-    return DedupIndex(store, CHAIN, committed_size=writer(store).state().size)
+    sealer = writer(store)
+    return DedupIndex(store, CHAIN, committed_size=sealer.state().size, trust=sealer.trust)
 
 
 def test_duplicates_within_a_batch_are_dropped() -> None:

@@ -49,7 +49,9 @@ def seal_new(
         legal_holds=NewDataHolds.load(store),
     )
     state = writer.state()
-    classified = DedupIndex(store, chain_id, committed_size=state.size).classify(records)
+    classified = DedupIndex(
+        store, chain_id, committed_size=state.size, trust=writer.trust
+    ).classify(records)
     results = writer.append(classified.new) if classified.new else []
     duplicates = classified.duplicates + len(classified.observations)
     return SealOutcome(chain_id, len(classified.new), duplicates, len(results), writer.state().size)
