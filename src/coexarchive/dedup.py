@@ -4,7 +4,9 @@ The index is the archive itself: every committed segment has a record-id index o
 ``dedup/v1/chain=<id>/date=<event date>/``. An event always maps to the same record id and the same
 event time, so a later copy is looked up only in the indexes of its own event date (± one day, for
 copies whose clocks disagree). Index objects count only when the manifest at their ``first_seq``
-names them, so a crashed run's leftovers never hide an event.
+names them, that seq is committed, and the manifest continues from the chain hash the checkpoint
+at that seq signs: a crashed run's leftovers, or a manifest put inside a committed segment by
+someone with write access, never hide an event.
 
 A second sighting of an event under another kind (a live message that also came in the history
 import) becomes an ``observation`` record pointing at the first; an identical copy is dropped.

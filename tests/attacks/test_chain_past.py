@@ -1,10 +1,12 @@
-"""Attacks on enrichment: forged objects that would teach ingest what no trusted key signed.
+"""Attacks on what ingest learns from a chain's past: forged objects that would teach it what no
+trusted key signed.
 
 Enrichment reads a chain's past, and its WABA chain's templates, to set the consent state,
-template category and flags of the records it seals. The attacker holds the ingest role's rights
-on the archive bucket (create-only puts that respect Object Lock, on the real SeaweedFS server),
-the archive's public verifier key and coexarchive's own code, but no trusted signing key. Whatever
-they put there must never reach a sealed record, nor a reassessment.
+template category and flags of the records it seals; de-duplication reads record indexes to
+drop events already sealed. The attacker holds the ingest role's rights on the archive bucket
+(create-only puts that respect Object Lock, on the real SeaweedFS server), the archive's public
+verifier key and coexarchive's own code, but no trusted signing key. Whatever they put there
+must never reach a sealed record or a reassessment, nor make a genuine event look sealed.
 """
 
 from __future__ import annotations
