@@ -10,8 +10,10 @@ exactly a crashed run's manifest bytes. Anything else at the end of a chain is a
 from __future__ import annotations
 
 import hmac
+from collections.abc import Sequence
 from typing import Any
 
+from coexarchive._internal.fetch import fetch_in_order
 from coexarchive.errors import (
     CoexArchiveError,
     FormatError,
@@ -34,7 +36,7 @@ from coexarchive.segments import (
 from coexarchive.store import layout
 from coexarchive.store.base import ObjectStore, sha256_hex
 
-__all__ = ["UnsignedTailError", "load_state"]
+__all__ = ["UnsignedTailError", "committed_manifests", "load_state"]
 
 
 def load_state(
@@ -167,3 +169,69 @@ def _check_continues(store: ObjectStore, manifest: Manifest, previous: ChainStat
         or frontier.root() != manifest.root_hash
     ):
         raise UnsignedTailError(chain_id, key, "it does not continue the signed chain")
+
+
+def committed_manifests(
+    store: ObjectStore, chain_id: str, *, trust: TrustStore, committed_size: int | None = None
+) -> list[Manifest]:
+    """The manifests of the chain's committed segments, in seq order.
+
+    ``committed_size``: the chain's size as the caller verified it; when None, the size the last
+    checkpoint that verifies against ``trust`` states (manifests past it, with no checkpoint yet,
+    are passed over: a run committing now, a crashed run, or a forgery). A checkpoint that does
+    not verify, a manifest that is not the one its key names, or manifests that do not tile the
+    chain from seq 0 fail the read (:class:`UnsignedTailError`, :class:`FormatError`).
+    """
+    keys = list_manifests(store, chain_id)
+    if committed_size is None:
+        committed_size = _verified_size(store, chain_id, keys, trust)
+    wanted = [key for key in keys if _first_seq_of_key(key) < committed_size]
+
+    def read(key: str) -> Manifest:
+        return Manifest.from_bytes(store.get(key), key=key)
+
+    manifests = fetch_in_order(read, wanted)
+    expected = 0
+    for key, manifest in zip(wanted, manifests, strict=True):
+        if manifest.key != key or manifest.chain_id != chain_id or manifest.first_seq != expected:
+            raise FormatError(
+                f"chain {chain_id}: {key} is not the committed manifest of seq {expected}: the "
+                "archive may have been altered; run `coexarchive verify`"
+            )
+        expected = manifest.tree_size
+    if expected != committed_size:
+        raise FormatError(
+            f"chain {chain_id}: its manifests end at seq {expected}, its checkpoint at "
+            f"{committed_size}: the archive may have been altered; run `coexarchive verify`"
+        )
+    return manifests
+
+
+def _first_seq_of_key(key: str) -> int:
+    try:
+        return layout.number_of(key)
+    except ValueError:
+        return -1  # not a manifest's name: kept, and refused by the tiling check
+
+
+def _verified_size(
+    store: ObjectStore, chain_id: str, keys: Sequence[str], trust: TrustStore
+) -> int:
+    """The size the chain's last checkpoint states, once it verifies against ``trust``."""
+    for key in reversed(keys):
+        try:
+            manifest = Manifest.from_bytes(store.get(key), key=key)
+        except (FormatError, ObjectMissingError):
+            continue  # not committed by a checkpoint of its own: looked past
+        if manifest.key != key or manifest.chain_id != chain_id:
+            continue
+        if not store.exists(manifest.checkpoint_key):
+            continue  # being committed now, a crashed run's leftover, or a forgery
+        try:
+            _check_signed(store, manifest, trust, key)
+        except CoexArchiveError as exc:
+            if isinstance(exc, UnsignedTailError):
+                raise
+            raise UnsignedTailError(chain_id, key, str(exc)) from None
+        return manifest.tree_size
+    return 0

@@ -1,7 +1,8 @@
 """Reading a chain's past for enrichment: several reads at a time, taken in seq order.
 
 Every run reads one manifest per segment of a chain, and the segments enrichment needs, so the
-reads go ``_READERS`` at a time. What they give must not depend on which read finishes first.
+reads go ``READERS`` at a time (``coexarchive._internal.fetch``). What they give must not
+depend on which read finishes first.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from coexarchive.enrich import context as context_module
+from coexarchive._internal import fetch as fetch_module
 from coexarchive.enrich.context import ChainContext, load_context, waba_chain
 from coexarchive.errors import FormatError, ObjectMissingError
 from coexarchive.segments import Manifest, list_manifests
@@ -99,7 +100,7 @@ def test_the_past_is_taken_in_seq_order_whichever_read_finishes_first(
         *_objects_in_seq_order(archive, waba_chain(WABA)),
     ]
     reversed_reads = _load(_copy(archive, LateFirstStore(order)))
-    monkeypatch.setattr(context_module, "_READERS", 1)
+    monkeypatch.setattr(fetch_module, "READERS", 1)
     one_at_a_time = _load(archive)
     assert reversed_reads == one_at_a_time
     # Order is part of what enrichment reads: the lists are not merely the same sets.
@@ -110,7 +111,7 @@ def test_the_past_is_taken_in_seq_order_whichever_read_finishes_first(
 def test_reads_overlap_up_to_the_limit(archive: MemoryStore) -> None:
     store = _copy(archive, InFlightStore())
     _load(store)
-    assert 1 < store.most <= context_module._READERS
+    assert 1 < store.most <= fetch_module.READERS
 
 
 def test_a_missing_segment_fails_the_load_naming_the_first_in_seq_order(

@@ -15,31 +15,28 @@ grows with its number of segments (``bench/history.py``).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final, TypeVar
+from typing import Any, Final
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from coexarchive._internal.fetch import fetch_in_order
 from coexarchive.enrich.consent import ConsentEvent, consent_event_of
 from coexarchive.enrich.flags import CAPTURED_KINDS, EnrichConfig
 from coexarchive.enrich.templates import TemplateEvent, template_event_of
 from coexarchive.enrich.window import InboundEvent, inbound_event_of
-from coexarchive.errors import CoexArchiveError, FormatError, ObjectMissingError, UnsignedTailError
+from coexarchive.errors import FormatError
 from coexarchive.records import Direction, Kind, Origin, Record
+from coexarchive.resume import committed_manifests
 from coexarchive.seal.keys import TrustStore
 from coexarchive.seal.personal import KeyLookup, open_if_sealed
-from coexarchive.segments import Manifest, list_manifests
-from coexarchive.store import layout
+from coexarchive.segments import Manifest
 from coexarchive.store.base import ObjectStore, sha256_hex
 
 __all__ = ["ChainContext", "committed_manifests", "load_context", "read_records", "waba_chain"]
-
-_T = TypeVar("_T")
-_R = TypeVar("_R")
 
 _CONSENT: Final = Kind.CONSENT_EVENT.value
 _BUSINESS_APP: Final = Origin.BUSINESS_APP.value
@@ -142,7 +139,7 @@ def load_context(
                 kinds |= wanted & set(manifest.kinds)
         if kinds:
             wanted_of.append((manifest, kinds))
-    for records in _fetch(lambda item: _read(store, *item), wanted_of):
+    for records in fetch_in_order(lambda item: _read(store, *item), wanted_of):
         context.add(records)
     for manifest in manifests:
         if context.waba_id is not None:
@@ -156,92 +153,11 @@ def load_context(
             for manifest in committed_manifests(store, waba_chain(context.waba_id), trust=trust)
             if _TEMPLATE in manifest.kinds
         ]
-        for records in _fetch(lambda manifest: _read(store, manifest, {_TEMPLATE}), templates):
+        for records in fetch_in_order(
+            lambda manifest: _read(store, manifest, {_TEMPLATE}), templates
+        ):
             context.add(records)
     return context
-
-
-# A chain's past is one manifest per segment and the segments enrichment needs: each read is a
-# round trip to the store, so they go this many at a time (at most this many segments in
-# memory at once), and are taken in seq order.
-_READERS: Final = 4
-
-
-def _fetch(read: Callable[[_T], _R], items: Sequence[_T]) -> list[_R]:
-    """``read`` of every item, ``_READERS`` at a time, in the items' order; the first failure
-    in that order is raised."""
-    if len(items) <= 1:
-        return [read(item) for item in items]
-    with ThreadPoolExecutor(max_workers=min(_READERS, len(items))) as pool:
-        return list(pool.map(read, items))
-
-
-def committed_manifests(
-    store: ObjectStore, chain_id: str, *, trust: TrustStore, committed_size: int | None = None
-) -> list[Manifest]:
-    """The manifests of the chain's committed segments, in seq order.
-
-    ``committed_size``: the chain's size as the caller verified it; when None, the size the last
-    checkpoint that verifies against ``trust`` states (manifests past it, with no checkpoint yet,
-    are passed over: a run committing now, a crashed run, or a forgery). A checkpoint that does
-    not verify, a manifest that is not the one its key names, or manifests that do not tile the
-    chain from seq 0 fail the read (:class:`UnsignedTailError`, :class:`FormatError`).
-    """
-    keys = list_manifests(store, chain_id)
-    if committed_size is None:
-        committed_size = _verified_size(store, chain_id, keys, trust)
-    wanted = [key for key in keys if _first_seq_of_key(key) < committed_size]
-
-    def read(key: str) -> Manifest:
-        return Manifest.from_bytes(store.get(key), key=key)
-
-    manifests = _fetch(read, wanted)
-    expected = 0
-    for key, manifest in zip(wanted, manifests, strict=True):
-        if manifest.key != key or manifest.chain_id != chain_id or manifest.first_seq != expected:
-            raise FormatError(
-                f"chain {chain_id}: {key} is not the committed manifest of seq {expected}: the "
-                "archive may have been altered; run `coexarchive verify`"
-            )
-        expected = manifest.tree_size
-    if expected != committed_size:
-        raise FormatError(
-            f"chain {chain_id}: its manifests end at seq {expected}, its checkpoint at "
-            f"{committed_size}: the archive may have been altered; run `coexarchive verify`"
-        )
-    return manifests
-
-
-def _first_seq_of_key(key: str) -> int:
-    try:
-        return layout.number_of(key)
-    except ValueError:
-        return -1  # not a manifest's name: kept, and refused by the tiling check
-
-
-def _verified_size(
-    store: ObjectStore, chain_id: str, keys: Sequence[str], trust: TrustStore
-) -> int:
-    """The size the chain's last checkpoint states, once it verifies against ``trust``."""
-    from coexarchive.resume import _check_signed  # resume imports segments: imported late
-
-    for key in reversed(keys):
-        try:
-            manifest = Manifest.from_bytes(store.get(key), key=key)
-        except (FormatError, ObjectMissingError):
-            continue  # not committed by a checkpoint of its own: looked past
-        if manifest.key != key or manifest.chain_id != chain_id:
-            continue
-        if not store.exists(manifest.checkpoint_key):
-            continue  # being committed now, a crashed run's leftover, or a forgery
-        try:
-            _check_signed(store, manifest, trust, key)
-        except CoexArchiveError as exc:
-            if isinstance(exc, UnsignedTailError):
-                raise
-            raise UnsignedTailError(chain_id, key, str(exc)) from None
-        return manifest.tree_size
-    return 0
 
 
 def _read(store: ObjectStore, manifest: Manifest, kinds: set[str]) -> list[Record]:
