@@ -387,7 +387,7 @@ def _direct(raw: StoreSpec, bucket: str, keys: Sequence[str], key_file: Path) ->
             by_chain.setdefault(chain_id, []).extend(records)
             side += collect_side_events(records)
     done.stages["normalise"] = clock() - started
-    holds = NewDataHolds.load(store)
+    holds = NewDataHolds.load(store, TrustStore([signer.verifier()]))
     supervision = load_active_policies(
         store, TrustStore([signer.verifier()]), archive_name=ARCHIVE_NAME
     )

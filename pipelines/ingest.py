@@ -51,7 +51,7 @@ from coexarchive.raw import DeliveryAuth
 from coexarchive.records import Record
 from coexarchive.retention import RetentionPolicy
 from coexarchive.seal.keys import Ed25519Signer, TrustStore
-from coexarchive.segments import EncodedPart, encode_records
+from coexarchive.segments import EncodedPart, encode_records, own_trust
 from coexarchive.store import layout
 from coexarchive.store.base import ObjectStore
 from coexarchive.supervision.at_ingest import load_active_policies
@@ -205,7 +205,7 @@ class PlanChain(beam.DoFn):
     ) -> Iterator[Any]:
         records = [record for batch in batches for record in unpack_records(batch)]
         if self.holds is None:
-            self.holds = NewDataHolds.load(self.store)
+            self.holds = NewDataHolds.load(self.store, own_trust(self.signer, self.trust))
         if self.side is None:
             self.side = [record for batch in side_events for record in unpack_records(batch)]
         plan, stored = plan_chain(

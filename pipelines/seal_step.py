@@ -25,6 +25,7 @@ from coexarchive.segments import (
     EncodedPart,
     SegmentPlan,
     encode_records,
+    own_trust,
 )
 from coexarchive.store.base import ObjectStore
 from coexarchive.supervision.at_ingest import ActivePolicies, scan_batch
@@ -154,7 +155,7 @@ def plan_chain(
     # Holds follow data: a segment holding records an active hold covers is held as it is
     # sealed, before its checkpoint commits it (read from the sealed register each run).
     if holds is None:
-        holds = NewDataHolds.load(store)
+        holds = NewDataHolds.load(store, own_trust(signer, trust))
     writer = _writer(store, chain_id, signer, spec, policy, trust, personal, holds)
     try:
         state = writer.state()

@@ -103,6 +103,13 @@ class AuditChainClient:
         self.policy = policy
         self.trust = trust
 
+    @property
+    def verifying_trust(self) -> TrustStore:
+        """The trust file's keys and the audit signer's own: what this client accepts as signed."""
+        from coexarchive.segments import own_trust
+
+        return own_trust(self.signer, self.trust)
+
     @classmethod
     def for_settings(
         cls,

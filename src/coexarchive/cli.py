@@ -269,7 +269,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
             heads=heads,
             archive_heads=archive_heads,
             archive_name=settings.archive_name,
-            held_keys=held_keys(store),
+            held_keys=held_keys(store, trust=trust),
             executor=executor,
             on_segment=progress.advance if progress else None,
             tsas=settings.tsas(),

@@ -218,21 +218,24 @@ def chain_manifests(store: ObjectStore) -> dict[str, list[Manifest]]:
     }
 
 
-def held_by(store: ObjectStore) -> dict[str, list[str]]:
-    """Object key → the active matters whose holds cover it."""
+def held_by(store: ObjectStore, *, trust: TrustStore) -> dict[str, list[str]]:
+    """Object key → the active matters whose holds cover it (the register ``trust`` commits)."""
     matters: dict[str, list[str]] = {}
-    for matter in coverage(store):
+    for matter in coverage(store, trust=trust):
         for key in matter.keys:
             matters.setdefault(key, []).append(matter.hold.matter)
     return matters
 
 
-def plan_disposition(store: ObjectStore, *, until_ms: int, now_ms: int) -> DispositionPlan:
-    """Segments whose retention ended by ``until`` (and by now: S3 refuses anything earlier)."""
+def plan_disposition(
+    store: ObjectStore, *, until_ms: int, now_ms: int, trust: TrustStore
+) -> DispositionPlan:
+    """Segments whose retention ended by ``until`` (and by now: S3 refuses anything earlier);
+    ``trust`` reads the legal holds that keep some of them."""
     cutoff = datetime.fromtimestamp(min(until_ms, now_ms) / 1000, tz=UTC)
     plan = DispositionPlan(cutoff)
     disposed = read_dispositions(store, None)
-    holds = held_by(store)
+    holds = held_by(store, trust=trust)
     for manifests in chain_manifests(store).values():
         for manifest in manifests:
             entry = disposed.get((manifest.chain_id, manifest.first_seq))
@@ -430,7 +433,11 @@ class DueRow:
 
 
 def retention_report(
-    store: ObjectStore, *, since_ms: int | None = None, until_ms: int | None = None
+    store: ObjectStore,
+    *,
+    trust: TrustStore,
+    since_ms: int | None = None,
+    until_ms: int | None = None,
 ) -> list[DueRow]:
     """What falls due for disposition, per month, record class and chain, and what holds block.
 
@@ -438,7 +445,7 @@ def retention_report(
     need) ends, so its records fall due in that month. Segments already disposed of are left out.
     """
     disposed = read_dispositions(store, None)
-    holds = held_by(store)
+    holds = held_by(store, trust=trust)
     records: Counter[tuple[str, str, str]] = Counter()
     held: Counter[tuple[str, str, str]] = Counter()
     matters: dict[tuple[str, str, str], set[str]] = {}

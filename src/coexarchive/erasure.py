@@ -112,7 +112,7 @@ class Eraser(AuditChainClient):
         plan = ErasurePlan(customer)
         plan.holds = sorted(
             hold.matter
-            for hold in active_holds(read_register(self.store)).values()
+            for hold in active_holds(read_register(self.store, self.verifying_trust)).values()
             if hold.active and _covers(hold, customer, self._chains_of(customer))
         )
         rows = self._rows(customer)

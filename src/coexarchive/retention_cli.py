@@ -30,7 +30,7 @@ def cmd_dispose(args: argparse.Namespace, make_settings: MakeSettings) -> int:
     settings = make_settings(args)
     store = settings.store()
     now = now_ms()
-    plan = plan_disposition(store, until_ms=args.until, now_ms=now)
+    plan = plan_disposition(store, until_ms=args.until, now_ms=now, trust=settings.trust())
     cutoff = plan.cutoff.strftime("%Y-%m-%dT%H:%M:%SZ")
     if args.json and not args.execute:
         print(json.dumps(_plan_json(plan), indent=2, sort_keys=True))
@@ -95,7 +95,10 @@ def _plan_json(plan: DispositionPlan) -> dict[str, Any]:
 
 
 def cmd_retention(args: argparse.Namespace, make_settings: MakeSettings) -> int:
-    rows = retention_report(make_settings(args).store(), since_ms=args.since, until_ms=args.until)
+    settings = make_settings(args)
+    rows = retention_report(
+        settings.store(), trust=settings.trust(), since_ms=args.since, until_ms=args.until
+    )
     if args.json:
         print(json.dumps([row.to_json() for row in rows], indent=2, sort_keys=True))
         return 0

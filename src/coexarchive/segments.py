@@ -510,7 +510,7 @@ class ChainWriter:
         self.max_segment_records = max_segment_records
         # Whose checkpoints and intents a resume accepts: the writer's own key, plus the trust
         # file's keys when given (so a chain signed by a rotated-out key can be continued).
-        self.trust = _own_trust(signer, trust)
+        self.trust = own_trust(signer, trust)
         # Seals the personal fields of records naming a customer as envelopes (record
         # version 2); None seals them as they are (version 1).
         self.personal = personal
@@ -855,8 +855,9 @@ def list_manifests(store: ObjectStore, chain_id: str) -> list[str]:
     return [k for k in store.list(layout.manifest_prefix(chain_id)) if k.endswith(".json")]
 
 
-def _own_trust(signer: Signer, trust: TrustStore | None = None) -> TrustStore:
-    """``trust`` plus the signer's own verifier key (once)."""
+def own_trust(signer: Signer, trust: TrustStore | None = None) -> TrustStore:
+    """``trust`` plus the signer's own verifier key (once): what a writer with ``signer``
+    accepts as signed."""
     own = Verifier(signer.name, signer.public_key)
     verifiers = list(trust.verifiers) if trust is not None else []
     if trust is None or trust.find(own.name, own.key_id) is None:

@@ -3,10 +3,12 @@ trusted key signed.
 
 Enrichment reads a chain's past, and its WABA chain's templates, to set the consent state,
 template category and flags of the records it seals; de-duplication reads record indexes to
-drop events already sealed. The attacker holds the ingest role's rights on the archive bucket
+drop events already sealed; the hold register tells ingest, disposition and verify which data
+is under legal hold. The attacker holds the ingest role's rights on the archive bucket
 (create-only puts that respect Object Lock, on the real SeaweedFS server), the archive's public
 verifier key and coexarchive's own code, but no trusted signing key. Whatever they put there
-must never reach a sealed record or a reassessment, nor make a genuine event look sealed.
+must never reach a sealed record or a reassessment, make a genuine event look sealed, or lift
+a legal hold.
 """
 
 from __future__ import annotations
@@ -14,12 +16,14 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+import orjson
 import pytest
 
 from coexarchive.dedup import DedupIndex
 from coexarchive.enrich.context import committed_manifests, load_context, read_records, waba_chain
-from coexarchive.errors import FormatError, UnsignedTailError
-from coexarchive.records import Kind, Record, stable_id
+from coexarchive.errors import FormatError, SealError, UnsignedTailError
+from coexarchive.export.holds import HOLDS_CHAIN, HoldRegister, HoldScope, NewDataHolds, held_keys
+from coexarchive.records import Direction, Kind, Origin, Record, stable_id
 from coexarchive.retention import RetentionPolicy
 from coexarchive.segments import ChainWriter, Manifest, ObjectRef, index_bytes_of_lines, index_key
 from coexarchive.store import layout
@@ -232,3 +236,55 @@ def test_planted_record_index_inside_the_committed_range_never_drops_an_event(
     classified = dedup.classify([coming])
     assert classified.duplicates == 0
     assert [r.record_id for r in classified.to_seal] == [coming.record_id]
+
+
+def forged_release(matter: str, now_ms: int) -> Record:
+    """A release of ``matter`` as the hold register would seal it (the code is public)."""
+    detail = {
+        "v": 1,
+        "action": "release",
+        "matter": matter,
+        "scope": None,
+        "who": "mallory",
+        "keys": [],
+        "kept": [],
+        "reason": None,
+    }
+    text = orjson.dumps(detail, option=orjson.OPT_SORT_KEYS).decode()
+    return Record(
+        chain_id=HOLDS_CHAIN,
+        record_id=stable_id("hold", "release", matter, now_ms, "forged"),
+        kind=Kind.HOLD.value,
+        origin=Origin.AUDITOR.value,
+        direction=Direction.NONE.value,
+        event_time=now_ms,
+        received_time=now_ms,
+        status="release",
+        detail=text,
+    )
+
+
+def test_forged_release_on_the_hold_register_keeps_new_data_held(archive: S3Store) -> None:
+    register = HoldRegister(archive, signer=SIGNER, archive_name=ARCHIVE, policy=short_policy())
+    register.place("M-1", HoldScope(chain=PHONE), who="dana@legal", now_ms=START_MS + DAY_MS)
+    forged = forge(archive, HOLDS_CHAIN, [forged_release("M-1", START_MS + 2 * DAY_MS)])
+    assert not archive.exists(forged.checkpoint_key)
+    # Ingest still holds what arrives on the held chain, and every reader still sees the hold.
+    assert NewDataHolds.load(archive, TRUST)(PHONE, make_records(PHONE, 1, day=4))
+    assert [hold.matter for hold in register.holds() if hold.active] == ["M-1"]
+    assert held_keys(archive, trust=TRUST)
+
+
+def test_forged_checkpoint_on_the_hold_register_stops_what_depends_on_holds(
+    archive: S3Store,
+) -> None:
+    register = HoldRegister(archive, signer=SIGNER, archive_name=ARCHIVE, policy=short_policy())
+    register.place("M-1", HoldScope(chain=PHONE), who="dana@legal", now_ms=START_MS + DAY_MS)
+    forged = forge(archive, HOLDS_CHAIN, [forged_release("M-1", START_MS + 2 * DAY_MS)])
+    ChainWriter(
+        archive, HOLDS_CHAIN, signer=ROGUE, archive_name=ARCHIVE, policy=short_policy()
+    )._commit(forged)
+    with pytest.raises(SealError, match="legal hold register cannot be read as signed"):
+        NewDataHolds.load(archive, TRUST)
+    with pytest.raises(SealError, match=forged.key):
+        held_keys(archive, trust=TRUST)

@@ -192,7 +192,9 @@ def test_legal_places_a_hold_and_downloads_a_bundle_verify_bundle_accepts(
     page.fill("#p-reason", "subpoena of 2026-01-12")
     page.get_by_role("button", name="Place hold").click()
     expect(page.locator("p.ok")).to_contain_text("placed")
-    assert active_holds(read_register(served.harness.store))["SEC-2026-014"].placed_by == "lena"
+    assert (
+        active_holds(read_register(served.harness.store, TRUST))["SEC-2026-014"].placed_by == "lena"
+    )
     page.fill("#e-matter", "SEC-2026-014")
     page.fill("#e-customer", customer)
     page.fill("#e-reason", "production to the SEC")

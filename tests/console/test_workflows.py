@@ -234,7 +234,7 @@ def test_legal_places_and_releases_a_hold(harness: Harness) -> None:
         data={"csrf": csrf, "matter": "SEC-2026-01", "customer": customer, "reason": "subpoena"},
     )
     assert placed.status_code == 303
-    holds = active_holds(read_register(harness.store))
+    holds = active_holds(read_register(harness.store, TRUST))
     hold = holds["SEC-2026-01"]
     assert hold.active
     assert hold.placed_by == "lena"
@@ -244,7 +244,7 @@ def test_legal_places_and_releases_a_hold(harness: Harness) -> None:
         "/holds/release", data={"csrf": csrf, "matter": "SEC-2026-01", "reason": "closed"}
     )
     assert released.status_code == 303
-    assert not active_holds(read_register(harness.store))["SEC-2026-01"].active
+    assert not active_holds(read_register(harness.store, TRUST))["SEC-2026-01"].active
     assert read_chain(harness.store, HOLDS_CHAIN)[-1].detail["who"] == "lena"
 
 
@@ -256,7 +256,7 @@ def test_a_reviewer_cannot_reach_holds_or_exports(harness: Harness) -> None:
     data = {"csrf": csrf, "matter": "M", "customer": customer, "reason": "r"}
     assert client.post("/holds/place", data=data).status_code == 403
     assert client.post("/exports", data=data).status_code == 403
-    assert not read_register(harness.store)
+    assert not read_register(harness.store, TRUST)
     assert not harness.archive.bundles()
 
 

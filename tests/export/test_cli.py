@@ -46,7 +46,7 @@ def test_hold_export_and_verify_bundle_end_to_end(
     evidence, trust_file = archive
     assert run("hold", "place", "--matter", "SEC-1", "--customer", ALICE) == 0
     assert "legal hold placed" in capsys.readouterr().out
-    assert held_keys(evidence.store)
+    assert held_keys(evidence.store, trust=evidence.trust)
     assert run("hold", "list", "--json") == 0
     listed = json.loads(capsys.readouterr().out)
     assert [(h["matter"], h["active"], h["placed_by"]) for h in listed] == [
@@ -91,7 +91,7 @@ def test_hold_export_and_verify_bundle_end_to_end(
     assert "verification failed" in output and "records/records.jsonl" in output
 
     assert run("hold", "release", "--matter", "SEC-1", "--reason", "closed") == 0
-    assert held_keys(evidence.store) == set()
+    assert held_keys(evidence.store, trust=evidence.trust) == set()
     assert run("hold", "list") == 0
     assert "no active legal holds" in capsys.readouterr().out
 

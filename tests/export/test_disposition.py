@@ -93,7 +93,7 @@ def manifests_of(store: ObjectStore, chain: str = CHAIN) -> list[Manifest]:
 def hold_and_dispose(store: ObjectStore, now_ms: int) -> list[Manifest]:
     register = HoldRegister(store, signer=KEY, archive_name=ARCHIVE, policy=short_policy())
     register.place("M-1", HoldScope(customer=HELD), who="dana@legal", now_ms=now_ms)
-    plan = plan_disposition(store, until_ms=now_ms, now_ms=now_ms)
+    plan = plan_disposition(store, until_ms=now_ms, now_ms=now_ms, trust=trust_for(KEY))
     free, held, live = manifests_of(store)
     assert [m.first_seq for m in plan.due] == [free.first_seq]
     assert [(m.first_seq, matters) for m, matters in plan.held] == [(held.first_seq, ["M-1"])]
@@ -136,7 +136,7 @@ def test_disposition_on_s3_keeps_held_segment_and_every_proof(s3_store: S3Store)
     free, held, live = build(store, expired_ms, live_ms)
     now = int(datetime.now(UTC).timestamp() * 1000)
     # Before the retention ends nothing is due, and S3 itself refuses the deletion.
-    assert not plan_disposition(store, until_ms=now + DAY_MS, now_ms=now).due
+    assert not plan_disposition(store, until_ms=now + DAY_MS, now_ms=now, trust=trust_for(KEY)).due
     with pytest.raises(RetentionError):
         store.dispose(free.segment.key)
 
@@ -151,7 +151,7 @@ def test_disposition_on_s3_keeps_held_segment_and_every_proof(s3_store: S3Store)
     # A held object refuses deletion even though its retention ended.
     with pytest.raises(RetentionError):
         store.dispose(held.segment.key)
-    report = verify_archive(store, trust_for(KEY), held_keys=held_keys(store))
+    report = verify_archive(store, trust_for(KEY), held_keys=held_keys(store, trust=trust_for(KEY)))
     (chain,) = [c for c in report.chains if c.chain_id == CHAIN]
     assert chain.records_disposed == free.record_count
     assert chain.records_checked == held.record_count + live.record_count
@@ -175,7 +175,7 @@ def disposed() -> tuple[MemoryStore, list[Manifest]]:
 
 def failures(store: ObjectStore) -> list[tuple[str, str | None, str]]:
     with pytest.raises(ArchiveVerificationError) as caught:
-        verify_archive(store, trust_for(KEY), held_keys=held_keys(store))
+        verify_archive(store, trust_for(KEY), held_keys=held_keys(store, trust=trust_for(KEY)))
     return [(f.step, f.key, f.message) for f in caught.value.report.failures]
 
 
@@ -183,7 +183,7 @@ def test_disposition_in_memory_verifies_and_proves(
     disposed: tuple[MemoryStore, list[Manifest]],
 ) -> None:
     store, (free, held, live) = disposed
-    verify_archive(store, trust_for(KEY), held_keys=held_keys(store))
+    verify_archive(store, trust_for(KEY), held_keys=held_keys(store, trust=trust_for(KEY)))
     proven = check_proofs_of_remaining(store, [free, held, live])
     # Held records prove into the two checkpoints covering them, live ones into the last.
     assert proven == 2 * held.record_count + live.record_count
@@ -237,7 +237,7 @@ class Forger(Disposer):
 def test_a_disposition_signed_by_another_key_excuses_nothing() -> None:
     store = MemoryStore()
     free, _, _ = build(store, EXPIRED, LIVE)
-    plan = plan_disposition(store, until_ms=NOW, now_ms=NOW)
+    plan = plan_disposition(store, until_ms=NOW, now_ms=NOW, trust=trust_for(KEY))
     rogue = signer("coexarchive.test", b"rogue")
     Forger(store, signer=rogue, archive_name=ARCHIVE).execute(
         plan, who="mallory", now_ms=NOW, policy="GOVERNANCE:1"
@@ -263,7 +263,7 @@ def test_a_forged_leaf_file_in_a_replaced_manifest_is_refused(
 def test_a_crash_after_sealing_is_finished_without_sealing_again() -> None:
     store = MemoryStore()
     free, second, _ = build(store, EXPIRED, LIVE)  # no hold here: both expired segments go
-    plan = plan_disposition(store, until_ms=NOW, now_ms=NOW)
+    plan = plan_disposition(store, until_ms=NOW, now_ms=NOW, trust=trust_for(KEY))
     disposer = Disposer(store, signer=KEY, archive_name=ARCHIVE, policy=short_policy())
     real_dispose = store.dispose
     crash = OSError("crash")
@@ -273,7 +273,7 @@ def test_a_crash_after_sealing_is_finished_without_sealing_again() -> None:
     store.dispose = real_dispose  # type: ignore[method-assign]
     assert store.exists(free.segment.key)
     verify_archive(store, trust_for(KEY))  # sealed but not yet deleted: still whole
-    again = plan_disposition(store, until_ms=NOW, now_ms=NOW)
+    again = plan_disposition(store, until_ms=NOW, now_ms=NOW, trust=trust_for(KEY))
     assert not again.due
     assert [e.first_seq for e in again.pending] == [free.first_seq, second.first_seq]
     # A hold placed meanwhile on one of them keeps it, though its disposition is sealed.
@@ -283,7 +283,7 @@ def test_a_crash_after_sealing_is_finished_without_sealing_again() -> None:
         who="a",
         now_ms=NOW,
     )
-    again = plan_disposition(store, until_ms=NOW, now_ms=NOW)
+    again = plan_disposition(store, until_ms=NOW, now_ms=NOW, trust=trust_for(KEY))
     assert [e.first_seq for e in again.pending] == [free.first_seq]
     assert [(m.first_seq, matters) for m, matters in again.held] == [(second.first_seq, ["M-LATE"])]
     outcome = disposer.execute(again, who="a", now_ms=NOW + 1, policy="GOVERNANCE:1")
@@ -298,7 +298,7 @@ def test_a_segment_that_does_not_match_its_seal_is_not_disposed() -> None:
     free, _, _ = build(store, EXPIRED, LIVE)
     data = store.unsafe_objects[free.segment.key]
     store.unsafe_objects[free.segment.key] = data[:-9] + b"x" + data[-8:]
-    plan = plan_disposition(store, until_ms=NOW, now_ms=NOW)
+    plan = plan_disposition(store, until_ms=NOW, now_ms=NOW, trust=trust_for(KEY))
     with pytest.raises(SealError, match="refusing to dispose"):
         Disposer(store, signer=KEY, archive_name=ARCHIVE, policy=short_policy()).execute(
             plan, who="a", now_ms=NOW, policy="GOVERNANCE:1"
@@ -309,9 +309,9 @@ def test_a_segment_that_does_not_match_its_seal_is_not_disposed() -> None:
 def test_nothing_before_its_retention_ends_and_the_dry_run_deletes_nothing() -> None:
     store = MemoryStore()
     segments = build(store, EXPIRED, LIVE)
-    early = plan_disposition(store, until_ms=EXPIRED, now_ms=NOW)
+    early = plan_disposition(store, until_ms=EXPIRED, now_ms=NOW, trust=trust_for(KEY))
     assert not early.due and not early.held
-    later = plan_disposition(store, until_ms=NOW + 400 * DAY_MS, now_ms=NOW)
+    later = plan_disposition(store, until_ms=NOW + 400 * DAY_MS, now_ms=NOW, trust=trust_for(KEY))
     assert len(later.due) == 2  # the live segment's retention has not ended by now
     assert all(store.exists(m.segment.key) for m in segments)
 
@@ -326,7 +326,7 @@ def test_queries_and_holds_read_around_disposed_segments(
     assert firsts == [held.first_seq, live.first_seq]
     rows = catalog.dataset(catalog.segments(chains=[CHAIN])).to_table(columns=["seq"]).num_rows
     assert rows == held.record_count + live.record_count
-    assert free.segment.key not in held_keys(store)
+    assert free.segment.key not in held_keys(store, trust=trust_for(KEY))
 
 
 def test_retention_report_counts_due_records_and_the_matters_that_block_them() -> None:
@@ -335,7 +335,7 @@ def test_retention_report_counts_due_records_and_the_matters_that_block_them() -
     HoldRegister(store, signer=KEY, archive_name=ARCHIVE, policy=short_policy()).place(
         "M-9", HoldScope(customer=HELD), who="a", now_ms=NOW
     )
-    rows = retention_report(store)
+    rows = retention_report(store, trust=trust_for(KEY))
     month = free.retention.retain_until.strftime("%Y-%m")
     due = [r for r in rows if r.month == month]
     assert sum(r.records for r in due) == free.record_count + held.record_count
@@ -438,7 +438,7 @@ def test_the_independent_verifier_ignores_a_disposition_no_trusted_key_signed(
 ) -> None:
     store = MemoryStore()
     free, _, _ = build(store, EXPIRED, LIVE)
-    plan = plan_disposition(store, until_ms=NOW, now_ms=NOW)
+    plan = plan_disposition(store, until_ms=NOW, now_ms=NOW, trust=trust_for(KEY))
     Forger(store, signer=signer("coexarchive.test", b"rogue"), archive_name=ARCHIVE).execute(
         plan, who="mallory", now_ms=NOW, policy="GOVERNANCE:1"
     )
@@ -457,7 +457,7 @@ def test_each_run_extends_the_kept_leaves_to_the_chains_longest_retention(
     # Records captured later are kept longer; the next run extends the leaves' lock to match.
     writer = ChainWriter(store, CHAIN, signer=KEY, archive_name=ARCHIVE, policy=POLICY)
     (later,) = writer.append(captured_at(make_records(CHAIN, 2, start_ms=NOW, day=9), NOW + DAY_MS))
-    plan = plan_disposition(store, until_ms=NOW, now_ms=NOW)
+    plan = plan_disposition(store, until_ms=NOW, now_ms=NOW, trust=trust_for(KEY))
     Disposer(store, signer=KEY, archive_name=ARCHIVE, policy=short_policy()).execute(
         plan, who="a", now_ms=NOW, policy="GOVERNANCE:1"
     )

@@ -67,8 +67,10 @@ def test_held_objects_survive_retention_expiry_and_refuse_deletion(s3_store: S3S
     assert sorted(outcome.keys) == sorted(held_segment)
     assert all(store.info(k).legal_hold for k in held_segment)
     assert not any(store.info(k).legal_hold for k in free_segment)
-    assert held_keys(store) == set(held_segment)
-    verify_archive(store, trust_for(key), chains=[CHAIN], held_keys=held_keys(store))
+    assert held_keys(store, trust=trust_for(key)) == set(held_segment)
+    verify_archive(
+        store, trust_for(key), chains=[CHAIN], held_keys=held_keys(store, trust=trust_for(key))
+    )
 
     time.sleep(max(0.0, (expires - datetime.now(UTC)).total_seconds()) + 1.5)
     client = store.client
@@ -90,7 +92,7 @@ def test_held_objects_survive_retention_expiry_and_refuse_deletion(s3_store: S3S
     assert not store.exists(free)
 
     register.release("M-1", who="dana@legal", now_ms=NOW + 1, reason="matter closed")
-    assert held_keys(store) == set()
+    assert held_keys(store, trust=trust_for(key)) == set()
     target = held_segment[0]
     client.delete_object(Bucket=store.bucket, Key=target, VersionId=store.info(target).version_id)
     assert not store.exists(target)
@@ -131,7 +133,7 @@ def test_repeated_placement_seals_nothing_new_but_new_segments_get_held() -> Non
     ).append([customer(CHAIN_A, 50, 6, 0, BOB, "later")])
     later = register.place("M-4", scope, who="dana@legal", now_ms=NOW + 2)
     assert set(later.keys) == set(segment_keys(evidence.store, CHAIN_A)[-1])
-    assert len(read_register(evidence.store)) == 2
+    assert len(read_register(evidence.store, evidence.trust)) == 2
 
 
 def test_release_keeps_objects_held_by_another_matter() -> None:
@@ -172,7 +174,11 @@ def test_verify_names_a_registered_hold_that_was_lifted_behind_the_register() ->
     lifted = outcome.keys[0]
     evidence.store.set_legal_hold(lifted, False)
     with pytest.raises(ArchiveVerificationError) as caught:
-        verify_archive(evidence.store, evidence.trust, held_keys=held_keys(evidence.store))
+        verify_archive(
+            evidence.store,
+            evidence.trust,
+            held_keys=held_keys(evidence.store, trust=evidence.trust),
+        )
     assert [(f.step, f.key) for f in caught.value.report.failures] == [("retention", lifted)]
 
 
@@ -184,4 +190,4 @@ def test_tampered_register_is_refused() -> None:
     data = store.unsafe_objects[manifest.segment.key]  # type: ignore[attr-defined]
     store.unsafe_objects[manifest.segment.key] = data[:-9] + b"x" + data[-8:]  # type: ignore[attr-defined]
     with pytest.raises(FormatError, match="altered"):
-        held_keys(store)
+        held_keys(store, trust=evidence.trust)

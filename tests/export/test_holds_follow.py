@@ -73,7 +73,7 @@ def run_prospective_hold(store: ObjectStore) -> None:
         "M-NEW", HoldScope(customer="+44 7700 955 555"), who="dana@legal", now_ms=NOW
     )
     assert placed.segments == 0 and placed.keys == () and placed.sealed is not None
-    (matter,) = coverage(store)
+    (matter,) = coverage(store, trust=trust_for(signer()))
     assert matter.prospective and matter.records == 0 and not matter.keys
 
     ingest(store, newcomer_records(day=1), key)  # the newcomer's first messages
@@ -81,9 +81,9 @@ def run_prospective_hold(store: ObjectStore) -> None:
     before, newcomer, after = objects_of(store, CHAIN)
     assert all(store.info(k).legal_hold for k in newcomer)
     assert not any(store.info(k).legal_hold for k in before + after)
-    (matter,) = coverage(store)
+    (matter,) = coverage(store, trust=trust_for(signer()))
     assert not matter.prospective and matter.records == 3 and matter.keys == set(newcomer)
-    held = held_keys(store)
+    held = held_keys(store, trust=trust_for(signer()))
     assert held == set(newcomer)
     verify_archive(store, trust_for(key), chains=[CHAIN], held_keys=held)
 
@@ -103,7 +103,12 @@ def test_prospective_hold_in_memory_and_verify_names_a_new_object_left_unheld() 
     # must still demand the hold, from the scope.
     store.set_legal_hold(newcomer[3], False)
     with pytest.raises(ArchiveVerificationError) as caught:
-        verify_archive(store, trust_for(signer()), chains=[CHAIN], held_keys=held_keys(store))
+        verify_archive(
+            store,
+            trust_for(signer()),
+            chains=[CHAIN],
+            held_keys=held_keys(store, trust=trust_for(signer())),
+        )
     assert [(f.step, f.key) for f in caught.value.report.failures] == [("retention", newcomer[3])]
 
 
@@ -116,7 +121,7 @@ def test_a_released_hold_no_longer_holds_new_data() -> None:
     ingest(store, newcomer_records(day=1), key)
     (segment,) = objects_of(store, CHAIN)
     assert not any(store.info(k).legal_hold for k in segment)
-    assert held_keys(store) == set()
+    assert held_keys(store, trust=trust_for(signer())) == set()
 
 
 def test_a_chain_hold_with_a_period_holds_only_new_segments_inside_it() -> None:
@@ -229,7 +234,9 @@ def test_release_lifts_the_hold_from_what_ingest_held_after_the_placement() -> N
     assert set(outcome.keys) == set(day1) and set(outcome.kept) == set(day2)
     assert not any(store.info(k).legal_hold for k in day1)
     assert all(store.info(k).legal_hold for k in day2)
-    verify_archive(store, trust_for(key), chains=[CHAIN], held_keys=held_keys(store))
+    verify_archive(
+        store, trust_for(key), chains=[CHAIN], held_keys=held_keys(store, trust=trust_for(signer()))
+    )
 
 
 def test_records_sealed_by_a_consent_import_follow_the_hold_too() -> None:

@@ -170,4 +170,6 @@ def test_a_legal_hold_reaches_the_attachments(archive: dict[str, Any]) -> None:
     outcome = register.place("M-9", HoldScope(customer=CUSTOMER), who="dana", now_ms=START_MS)
     assert set(archive["keys"]) <= set(outcome.keys)
     assert all(store.info(key).legal_hold for key in archive["keys"])
-    verify_archive(store, trust_for(signer()), held_keys=held_keys(store))
+    verify_archive(
+        store, trust_for(signer()), held_keys=held_keys(store, trust=trust_for(signer()))
+    )

@@ -434,7 +434,7 @@ class ConsoleArchive:
     # -- holds and exports --------------------------------------------------------------------
 
     def hold_list(self, viewer: Viewer) -> list[dict[str, Any]]:
-        found = active_holds(read_register(self.store))
+        found = active_holds(read_register(self.store, self.trust))
         holds = [found[matter].to_json() for matter in sorted(found)]
         self._logged(viewer, "hold list", {}, holds)
         return holds

@@ -51,6 +51,7 @@ def _seal(
         archive_name=settings.archive_name,
         policy=settings.policy(),
         personal=settings.personal_sealer(store, clock=now_ms),
+        trust=settings.trust(),
     )
 
 

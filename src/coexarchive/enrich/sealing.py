@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from coexarchive.dedup import DedupIndex
 from coexarchive.records import Record
 from coexarchive.retention import RetentionPolicy
-from coexarchive.seal.keys import Signer
+from coexarchive.seal.keys import Signer, TrustStore
 from coexarchive.seal.personal import PersonalSealer
-from coexarchive.segments import ChainWriter
+from coexarchive.segments import ChainWriter, own_trust
 from coexarchive.store.base import ObjectStore
 
 __all__ = ["SealOutcome", "seal_new"]
@@ -34,9 +34,11 @@ def seal_new(
     archive_name: str,
     policy: RetentionPolicy,
     personal: PersonalSealer | None = None,
+    trust: TrustStore | None = None,
 ) -> SealOutcome:
     """De-duplicate ``records`` against the chain and seal the new ones, like the ingest job
-    (encrypting personal fields with ``personal`` when the archive seals them so)."""
+    (encrypting personal fields with ``personal`` when the archive seals them so). ``trust``:
+    keys besides ``signer``'s whose checkpoints count (the audit key sealing the holds)."""
     from coexarchive.export.holds import NewDataHolds  # holds read the query catalog
 
     writer = ChainWriter(
@@ -45,8 +47,9 @@ def seal_new(
         signer=signer,
         archive_name=archive_name,
         policy=policy,
+        trust=trust,
         personal=personal,
-        legal_holds=NewDataHolds.load(store),
+        legal_holds=NewDataHolds.load(store, own_trust(signer, trust)),
     )
     state = writer.state()
     classified = DedupIndex(

@@ -90,7 +90,8 @@ def cmd_hold_release(args: argparse.Namespace, make_settings: MakeSettings) -> i
 
 
 def cmd_hold_list(args: argparse.Namespace, make_settings: MakeSettings) -> int:
-    matters = coverage(make_settings(args).store(), include_released=args.all)
+    settings = make_settings(args)
+    matters = coverage(settings.store(), trust=settings.trust(), include_released=args.all)
     if args.json:
         documents = []
         for matter in matters:

@@ -36,12 +36,15 @@ from coexarchive.errors import (
     InvalidArgumentError,
     ObjectMissingError,
     SealError,
+    UnsignedTailError,
 )
 from coexarchive.media.objects import segment_media_keys
 from coexarchive.query.views import ACCESS_LOG_CHAIN, ArchiveCatalog, Segment
 from coexarchive.records import Direction, Kind, Origin, Record, stable_id
+from coexarchive.resume import committed_manifests
 from coexarchive.seal.chain import recompute_leaf_hashes
-from coexarchive.segments import Manifest, list_manifests, read_segment
+from coexarchive.seal.keys import TrustStore
+from coexarchive.segments import Manifest, read_segment
 from coexarchive.store.base import ObjectStore, sha256_hex
 
 __all__ = [
@@ -211,11 +214,28 @@ class HoldOutcome:
 # --- reading the register ------------------------------------------------------------------------
 
 
-def read_register(store: ObjectStore) -> list[HoldEvent]:
-    """Every entry of the hold register in ``seq`` order, each checked against its leaf hash."""
+def read_register(store: ObjectStore, trust: TrustStore) -> list[HoldEvent]:
+    """Every committed entry of the hold register in ``seq`` order, each checked against its
+    leaf hash.
+
+    Committed: up to the register's last checkpoint that verifies against ``trust``
+    (:func:`~coexarchive.resume.committed_manifests`). What lies past it (a placement or a
+    release being sealed now, or one someone with write access to the bucket put there) is not
+    an entry: a forged release must never stop new data being held. A checkpoint that does not
+    verify is refused (:class:`SealError` naming it): whoever reads the holds cannot tell which
+    are in force.
+    """
+    try:
+        manifests = committed_manifests(store, HOLDS_CHAIN, trust=trust)
+    except UnsignedTailError as exc:
+        raise SealError(
+            f"the legal hold register cannot be read as signed: {exc.key}: {exc.reason}. Which "
+            "holds are in force is unknown, so nothing that depends on them goes ahead; give "
+            "the trust file listing the audit key that seals the register, and run "
+            "`coexarchive verify`"
+        ) from None
     events: list[HoldEvent] = []
-    for key in list_manifests(store, HOLDS_CHAIN):
-        manifest = Manifest.from_bytes(store.get(key), key=key)
+    for manifest in manifests:
         data = store.get(manifest.segment.key)
         if sha256_hex(data) != manifest.segment.sha256:
             raise FormatError(f"{manifest.segment.key}: hold register segment was altered")
@@ -264,14 +284,14 @@ def active_holds(events: Iterable[HoldEvent]) -> dict[str, Hold]:
     return holds
 
 
-def held_keys(store: ObjectStore) -> set[str]:
+def held_keys(store: ObjectStore, *, trust: TrustStore) -> set[str]:
     """Objects an unreleased legal hold covers (for ``verify_archive(held_keys=)``).
 
     Those its placements held, and those of every segment its scopes match now: segments
     sealed after the placement must carry the hold too.
     """
     keys: set[str] = set()
-    for matter in coverage(store):
+    for matter in coverage(store, trust=trust):
         keys |= matter.keys
     return keys
 
@@ -386,13 +406,15 @@ class MatterCoverage:
         return self.hold.active and not self.segments
 
 
-def coverage(store: ObjectStore, *, include_released: bool = False) -> list[MatterCoverage]:
+def coverage(
+    store: ObjectStore, *, trust: TrustStore, include_released: bool = False
+) -> list[MatterCoverage]:
     """Each matter's coverage now: what its scopes match today, plus what its placements held.
 
     A hold follows data, so what it covers is computed from its scopes, not only read from the
     register (which lists the objects held when each placement was sealed).
     """
-    holds = active_holds(read_register(store))
+    holds = active_holds(read_register(store, trust))
     catalog = ArchiveCatalog(store)
     out = []
     for matter in sorted(holds):
@@ -424,8 +446,10 @@ class NewDataHolds:
         self.scopes = list(scopes)
 
     @classmethod
-    def load(cls, store: ObjectStore) -> NewDataHolds:
-        return cls(active_scopes(read_register(store)))
+    def load(cls, store: ObjectStore, trust: TrustStore) -> NewDataHolds:
+        """The holds in force, from the register's entries ``trust`` commits (see
+        :func:`read_register`)."""
+        return cls(active_scopes(read_register(store, trust)))
 
     def matters(self, chain_id: str, records: Sequence[Record]) -> list[str]:
         """The matters whose holds cover any of ``records`` (all of chain ``chain_id``)."""
@@ -445,13 +469,18 @@ def hold_new_objects(
     chain_id: str,
     records: Sequence[Record],
     holds: NewDataHolds | None = None,
+    trust: TrustStore | None = None,
 ) -> list[str]:
-    """Hold ``keys`` (new objects holding ``records``) if an active hold covers the records.
+    """Hold ``keys`` (new objects holding ``records``) if an active hold covers the records
+    (``holds``, else read from the register with ``trust``).
 
     For writers other than ingest, such as the media fetcher: call it after writing the objects
     and before sealing whatever commits them. Returns the matters that hold them.
     """
-    holds = holds if holds is not None else NewDataHolds.load(store)
+    if holds is None:
+        if trust is None:
+            raise ConfigError("holding new objects needs the holds, or the trust to read them")
+        holds = NewDataHolds.load(store, trust)
     matters = holds.matters(chain_id, records)
     if matters:
         set_legal_holds(store, keys, on=True)
@@ -505,7 +534,7 @@ class HoldRegister(AuditChainClient):
         _check_matter(matter)
         manifests = self.matching_segments(scope)
         keys = sorted({key for m in manifests for key in self._segment_keys(m)})
-        current = active_holds(read_register(self.store)).get(matter)
+        current = active_holds(read_register(self.store, self.verifying_trust)).get(matter)
         already = current.keys if current is not None and current.active else set()
         new_keys = [key for key in keys if key not in already]
         self._set_holds(new_keys, on=True)
@@ -536,7 +565,7 @@ class HoldRegister(AuditChainClient):
         """Lift the matter's holds from objects no other active matter holds; seal the release."""
         # What each matter covers now: a hold followed data sealed after its placement, and the
         # objects ingest held since must be released too (unless another matter holds them).
-        matters = {m.hold.matter: m for m in coverage(self.store)}
+        matters = {m.hold.matter: m for m in coverage(self.store, trust=self.verifying_trust)}
         current = matters.get(matter)
         if current is None or not current.hold.active:
             raise ConfigError(f"no active legal hold for matter {matter!r}")
@@ -562,7 +591,7 @@ class HoldRegister(AuditChainClient):
         return HoldOutcome(matter, "release", tuple(release), tuple(kept), sealed=sealed)
 
     def holds(self) -> list[Hold]:
-        holds = active_holds(read_register(self.store))
+        holds = active_holds(read_register(self.store, self.verifying_trust))
         return [holds[name] for name in sorted(holds)]
 
     # -- helpers --------------------------------------------------------------------------------
