@@ -269,9 +269,9 @@ def test_the_legal_hold_register_is_read_once_per_bundle_not_per_chain(
 
     class Counted(ingest_module.NewDataHolds):
         @classmethod
-        def load(cls, store: Any) -> Any:
+        def load(cls, store: Any, trust: Any) -> Any:
             loads.append(1)
-            return super().load(store)
+            return super().load(store, trust)
 
     monkeypatch.setattr(ingest_module, "NewDataHolds", Counted)
     chains = [f"90000000000001{n}" for n in range(4)]
