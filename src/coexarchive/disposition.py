@@ -33,6 +33,7 @@ from coexarchive.audit_chain import AuditChainClient, AuditChainWriter
 from coexarchive.errors import FormatError, ObjectMissingError, SealError, SignatureError
 from coexarchive.export.holds import INTERNAL_CHAINS, coverage
 from coexarchive.records import Direction, Kind, Origin, Record, stable_id
+from coexarchive.resume import committed_manifests
 from coexarchive.seal.chain import recompute_leaf_hashes
 from coexarchive.seal.checkpoint import checkpoint_origin, open_checkpoint
 from coexarchive.seal.keys import TrustStore
@@ -150,8 +151,13 @@ def read_dispositions(store: ObjectStore, trust: TrustStore | None) -> Disposed:
 
     found: Disposed = {}
     start = ChainState.empty(DISPOSITIONS_CHAIN)
-    for key in list_manifests(store, DISPOSITIONS_CHAIN):
-        manifest = Manifest.from_bytes(store.get(key), key=key)
+    if trust is not None:
+        # Only what a verified checkpoint commits: a tail past it is no disposition.
+        manifests = committed_manifests(store, DISPOSITIONS_CHAIN, trust=trust)
+    else:
+        keys = list_manifests(store, DISPOSITIONS_CHAIN)
+        manifests = [Manifest.from_bytes(store.get(key), key=key) for key in keys]
+    for manifest in manifests:
         data = store.get(manifest.segment.key)
         if sha256_hex(data) != manifest.segment.sha256:
             raise FormatError(f"{manifest.segment.key}: disposition register segment was altered")
@@ -234,7 +240,8 @@ def plan_disposition(
     ``trust`` reads the legal holds that keep some of them."""
     cutoff = datetime.fromtimestamp(min(until_ms, now_ms) / 1000, tz=UTC)
     plan = DispositionPlan(cutoff)
-    disposed = read_dispositions(store, None)
+    # Signed dispositions only: an entry is what a run finishes deleting (``pending``).
+    disposed = read_dispositions(store, trust)
     holds = held_by(store, trust=trust)
     for manifests in chain_manifests(store).values():
         for manifest in manifests:

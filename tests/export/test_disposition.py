@@ -248,6 +248,50 @@ def test_a_disposition_signed_by_another_key_excuses_nothing() -> None:
     assert any(m.startswith("disposition register") for _, _, m in found)
 
 
+class _NoDeletes:
+    """The ingest role's view of the bucket: create-only puts, and no delete."""
+
+    def __init__(self, store: MemoryStore) -> None:
+        self._store = store
+
+    def dispose(self, key: str) -> None:
+        raise PermissionError(f"AccessDenied: DeleteObject {key}")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+
+class TailForger(Disposer):
+    """Seals a disposition as the register would, past its last checkpoint, signing nothing."""
+
+    def _seal(self, detail: Mapping[str, Any], *, now_ms: int) -> Manifest:
+        writer = ChainWriter(
+            self.store, DISPOSITIONS_CHAIN, signer=self.signer, archive_name=ARCHIVE, policy=POLICY
+        )
+        writer._commit = lambda manifest: None  # type: ignore[method-assign]
+        return writer.append([disposition_record(detail, now_ms=now_ms)])[0].manifest
+
+
+def test_a_disposition_nobody_signed_is_not_finished_by_the_next_run() -> None:
+    store = MemoryStore()
+    free, _, _ = build(store, EXPIRED, LIVE)
+    plan = plan_disposition(store, until_ms=NOW, now_ms=NOW, trust=trust_for(KEY))
+    assert free in plan.due and not plan.pending
+    rogue = signer("coexarchive.test", b"rogue")
+    attacker = TailForger(_NoDeletes(store), signer=rogue, archive_name=ARCHIVE)  # type: ignore[arg-type]
+    with pytest.raises(PermissionError):
+        attacker.execute(plan, who="mallory", now_ms=NOW, policy="GOVERNANCE:1")
+    # The forged entry is not a disposition a run must finish: the next plan is the same, and
+    # carrying it out stops at the register's unsigned tail before anything is deleted.
+    again = plan_disposition(store, until_ms=NOW, now_ms=NOW, trust=trust_for(KEY))
+    assert free in again.due and not again.pending
+    with pytest.raises(SealError, match="past the last signed checkpoint"):
+        Disposer(store, signer=KEY, archive_name=ARCHIVE).execute(
+            again, who="ops", now_ms=NOW, policy="GOVERNANCE:1"
+        )
+    assert store.exists(free.segment.key)
+
+
 def test_a_forged_leaf_file_in_a_replaced_manifest_is_refused(
     disposed: tuple[MemoryStore, list[Manifest]],
 ) -> None:

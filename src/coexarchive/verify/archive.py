@@ -23,6 +23,7 @@ from coexarchive.errors import (
     ObjectMissingError,
     SignatureError,
     StorageError,
+    UnsignedTailError,
 )
 from coexarchive.intents import INTENT_PREFIX
 from coexarchive.seal.keys import TrustStore
@@ -126,7 +127,7 @@ def verify_archive(
     held = set(held_keys)
     try:
         disposed = read_dispositions(store, trust)
-    except (FormatError, SignatureError, ObjectMissingError) as exc:
+    except (FormatError, SignatureError, ObjectMissingError, UnsignedTailError) as exc:
         # Fail closed: without a register that verifies, no missing content is excused.
         report.failures.append(Failure("objects", f"disposition register: {exc}", "dispositions"))
         disposed = {}
