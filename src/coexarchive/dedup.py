@@ -27,7 +27,7 @@ from coexarchive.records import Kind, Record, stable_id
 from coexarchive.seal.chain import genesis
 from coexarchive.seal.checkpoint import checkpoint_origin, open_checkpoint
 from coexarchive.seal.keys import TrustStore
-from coexarchive.segments import CHAIN_HASH_EXTENSION, Manifest, read_index, unb64
+from coexarchive.segments import CHAIN_HASH_EXTENSION, Manifest, b64, read_index
 from coexarchive.store import layout
 from coexarchive.store.base import ObjectStore
 
@@ -96,8 +96,8 @@ class DedupIndex:
         self.trust = trust
         self.seen: dict[str, set[str]] = {}
         self._loaded: set[str] = set()
-        # The chain hash at each seq where a segment starts, from the checkpoint signing it.
-        self._boundaries: dict[int, bytes | None] = {0: genesis(chain_id)}
+        # What the checkpoint at each seq where a segment starts signs (its chain-hash line).
+        self._signed_heads: dict[int, tuple[str, ...]] = {}
 
     def load_for(self, records: Iterable[Record]) -> None:
         if self.committed_size == 0:
@@ -130,32 +130,28 @@ class DedupIndex:
         only where a segment starts, but anyone with write access could put one at a seq inside
         a committed segment, naming an index of record ids to make genuine events look seen."""
         first = manifest.first_seq
-        if first not in self._boundaries:
-            self._boundaries[first] = self._chain_hash_at(first, manifest.archive)
-        return manifest.key == layout.manifest_key(self.chain_id, first) and (
-            self._boundaries[first] == manifest.prev_chain_hash
-        )
+        if manifest.key != layout.manifest_key(self.chain_id, first):
+            return False
+        if first == 0:
+            return manifest.prev_chain_hash == genesis(self.chain_id)
+        if first not in self._signed_heads:
+            self._signed_heads[first] = self._signed_extensions(first, manifest.archive)
+        # The head line a checkpoint carries, as resume and verify compare it.
+        head = f"{CHAIN_HASH_EXTENSION} {b64(manifest.prev_chain_hash)}"
+        return head in self._signed_heads[first]
 
-    def _chain_hash_at(self, size: int, archive: str) -> bytes | None:
-        """The chain hash the checkpoint of ``size`` signs; None if no trusted one does."""
+    def _signed_extensions(self, size: int, archive: str) -> tuple[str, ...]:
+        """The extensions the checkpoint of ``size`` signs; none if no trusted key signs one."""
         if self.trust is None:  # nothing committed (see __init__): no checkpoint to trust
-            return None
-        key = layout.checkpoint_key(self.chain_id, size)
+            return ()
         try:
-            data = self.store.get(key)
-        except ObjectMissingError:
-            return None
-        try:
+            note = self.store.get(layout.checkpoint_key(self.chain_id, size))
             checkpoint = open_checkpoint(
-                data, self.trust, origin=checkpoint_origin(archive, self.chain_id)
+                note, self.trust, origin=checkpoint_origin(archive, self.chain_id)
             )
-        except CoexArchiveError:
-            return None
-        prefix = f"{CHAIN_HASH_EXTENSION} "
-        for extension in checkpoint.extensions:
-            if extension.startswith(prefix):
-                return unb64(extension[len(prefix) :], what="checkpoint chain hash")
-        return None
+        except CoexArchiveError:  # missing, or not signed by a trusted key
+            return ()
+        return tuple(checkpoint.extensions)
 
     def classify(self, records: Sequence[Record], *, ordered: bool = True) -> Classified:
         """Split ``records``; deterministic whatever order they arrive in.

@@ -31,7 +31,7 @@ from coexarchive.store.base import sha256_hex
 from coexarchive.store.s3 import S3Store
 from pipelines.seal_step import plan_chain
 from pipelines.specs import SealSpec
-from support.archive import ARCHIVE, make_records, short_policy, signer, trust_for
+from support.archive import ARCHIVE, WithoutPuts, make_records, short_policy, signer, trust_for
 
 pytestmark = pytest.mark.integration
 
@@ -41,21 +41,6 @@ ROGUE = signer("coexarchive.test", seed=b"rogue")  # the trusted key's name, ano
 PHONE, WABA = "900000000000001", "800000000000001"
 DAY_MS = 86_400_000
 START_MS = 1_767_225_600_000
-
-
-class _Without:
-    """The attacker's view of the bucket: their puts, minus what they choose not to write."""
-
-    def __init__(self, store: S3Store, prefix: str) -> None:
-        self._store, self._prefix = store, prefix
-
-    def put(self, key: str, data: bytes, **options: Any) -> bool:
-        if key.startswith(self._prefix):
-            return True
-        return self._store.put(key, data, **options)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._store, name)
 
 
 def template(category: str, day: int) -> Record:
@@ -89,7 +74,7 @@ def forge(store: S3Store, chain_id: str, records: list[Record]) -> Manifest:
     """Segment, record index and manifest continuing ``chain_id``, with no intent and no
     checkpoint (no trusted key signs them)."""
     writer = ChainWriter(
-        _Without(store, "intents/"),  # type: ignore[arg-type]
+        WithoutPuts(store, "intents/"),  # type: ignore[arg-type]
         chain_id,
         signer=ROGUE,
         archive_name=ARCHIVE,

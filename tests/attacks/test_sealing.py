@@ -30,6 +30,7 @@ from coexarchive.verify import ArchiveVerificationError, verify_archive
 from support.archive import (
     ARCHIVE,
     Built,
+    WithoutPuts,
     build,
     make_records,
     short_policy,
@@ -42,24 +43,6 @@ pytestmark = pytest.mark.integration
 ROGUE = signer("coexarchive.test", seed=b"rogue")  # the trusted key's name, another key
 
 
-class _Without:
-    """A store that silently skips puts under ``prefix`` (what the attacker chooses not to write),
-    or raises there (a writer crashing just before that write)."""
-
-    def __init__(self, store: S3Store, prefix: str, *, crash: bool = False) -> None:
-        self._store, self._prefix, self._crash = store, prefix, crash
-
-    def put(self, key: str, data: bytes, **options: Any) -> bool:
-        if key.startswith(self._prefix):
-            if self._crash:
-                raise RuntimeError(f"crash before writing {key}")
-            return True
-        return self._store.put(key, data, **options)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._store, name)
-
-
 def forge_continuation(
     built: Built, *, intent_by: Ed25519Signer | None = None, day: int = 5
 ) -> Manifest:
@@ -67,7 +50,7 @@ def forge_continuation(
 
     With ``intent_by`` the forger also signs an intent with that (untrusted) key.
     """
-    store: Any = built.store if intent_by else _Without(built.store, "intents/")  # type: ignore[arg-type]
+    store: Any = built.store if intent_by else WithoutPuts(built.store, "intents/")  # type: ignore[arg-type]
     writer = ChainWriter(
         store,
         built.chain_id,
@@ -194,7 +177,7 @@ def test_forged_intent_signed_by_an_untrusted_key_is_not_trusted(built: Built) -
 
 def test_genuine_intent_replayed_for_other_manifest_bytes_is_not_trusted(built: Built) -> None:
     # The writer crashes after signing its intent, before its manifest.
-    crashing = genuine_writer(built, _Without(built.store, "manifests/", crash=True))  # type: ignore[arg-type]
+    crashing = genuine_writer(built, WithoutPuts(built.store, "manifests/", crash=True))  # type: ignore[arg-type]
     with pytest.raises(RuntimeError, match="crash"):
         crashing.append(make_records(built.chain_id, 4, day=5))
     (genuine_intent,) = [
@@ -313,7 +296,7 @@ def test_crash_between_manifest_and_checkpoint_is_recovered(built: Built) -> Non
 
 
 def test_crash_before_the_manifest_leaves_only_warnings_once_sealed_past(built: Built) -> None:
-    crashing = genuine_writer(built, _Without(built.store, "manifests/", crash=True))  # type: ignore[arg-type]
+    crashing = genuine_writer(built, WithoutPuts(built.store, "manifests/", crash=True))  # type: ignore[arg-type]
     with pytest.raises(RuntimeError, match="crash"):
         crashing.append(make_records(built.chain_id, 4, day=5))
     # Until a later run seals past it, the leftover is an unsigned tail ...

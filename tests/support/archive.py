@@ -179,3 +179,21 @@ class ListingStore(MemoryStore):
     def list(self, prefix: str) -> Iterator[str]:
         self.listed.append(prefix)
         return super().list(prefix)
+
+
+class WithoutPuts:
+    """A store that silently skips puts under ``prefix`` (what the attacker chooses not to write),
+    or raises there (a writer crashing just before that write)."""
+
+    def __init__(self, store: ObjectStore, prefix: str, *, crash: bool = False) -> None:
+        self._store, self._prefix, self._crash = store, prefix, crash
+
+    def put(self, key: str, data: bytes, **options: Any) -> bool:
+        if key.startswith(self._prefix):
+            if self._crash:
+                raise RuntimeError(f"crash before writing {key}")
+            return True
+        return self._store.put(key, data, **options)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
